@@ -1,0 +1,21 @@
+//! The camera-board side of flowercam: load a trainer bundle into tract and classify images
+//! from files, a camera, an MJPEG stream or a generated pattern, as fast as the CPU allows.
+//!
+//! - [`model`]: bundle -> verified, optimized tract model;
+//! - [`source`]: frame sources (`synthetic`, `dir:`, `stdin:mjpeg`, `camera:N`);
+//! - [`live`]: the capture / inference loop (newest frame wins), smoothing, status;
+//! - [`resultlog`]: the append-only binary result log that survives power loss;
+//! - [`bench`], [`selftest`]: what a technician runs on a box.
+
+pub mod bench;
+pub mod live;
+pub mod model;
+pub mod resultlog;
+pub mod selftest;
+pub mod smoothing;
+pub mod source;
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

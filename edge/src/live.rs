@@ -1,0 +1,280 @@
+//! The live loop. A capture thread keeps only the newest frame in a one-slot mailbox; the
+//! inference loop always takes the newest one, so a slow model drops frames instead of
+//! falling behind: latency stays bounded whatever the camera's rate.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use image::{DynamicImage, RgbImage};
+
+use crate::model::EdgeModel;
+use crate::resultlog::{LogRecord, ResultLog};
+use crate::smoothing::{Smoother, decide};
+use crate::source::{Event, Frame, FrameSource};
+
+pub struct LiveOptions {
+    pub max_frames: Option<u64>,
+    pub smoothing: usize,
+    pub min_confidence: f32,
+    pub status_every: Duration,
+    pub log: Option<PathBuf>,
+}
+
+/// One JSON line per classified frame.
+#[derive(Debug, Serialize)]
+pub struct FrameResult {
+    pub timestamp_ms: u64,
+    pub frame: u64,
+    pub label: String,
+    pub probability: f32,
+    pub smoothed_label: String,
+    pub smoothed_probability: f32,
+    pub capture_ms: f32,
+    pub preprocess_ms: f32,
+    pub inference_ms: f32,
+    /// From the end of capture to the result: waiting in the mailbox + preprocess + inference.
+    pub latency_ms: f32,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LiveStats {
+    pub classified: u64,
+    pub captured: u64,
+    /// Frames replaced in the mailbox by a newer one before inference took them.
+    pub dropped: u64,
+    pub corrupt: u64,
+    pub seconds: f32,
+    pub fps: f32,
+}
+
+#[derive(Default)]
+struct Mailbox {
+    frame: Option<Frame>,
+    captured: u64,
+    dropped: u64,
+    corrupt: u64,
+    ended: bool,
+    error: Option<String>,
+}
+
+/// What the loop needs of a model; [`EdgeModel`] is the real one.
+pub trait Classify {
+    fn labels(&self) -> &[String];
+    fn prepare(&self, image: &DynamicImage) -> RgbImage;
+    fn probabilities(&self, rgb: &RgbImage) -> anyhow::Result<Vec<f32>>;
+}
+
+impl Classify for EdgeModel {
+    fn labels(&self) -> &[String] {
+        &self.manifest.labels
+    }
+    fn prepare(&self, image: &DynamicImage) -> RgbImage {
+        EdgeModel::prepare(self, image)
+    }
+    fn probabilities(&self, rgb: &RgbImage) -> anyhow::Result<Vec<f32>> {
+        EdgeModel::probabilities(self, rgb)
+    }
+}
+
+/// Runs until the source ends, `max_frames` are classified, or `stop` is set (Ctrl-C).
+pub fn run(
+    model: &dyn Classify,
+    mut source: Box<dyn FrameSource>,
+    options: &LiveOptions,
+    stop: Arc<AtomicBool>,
+    out: &mut dyn Write,
+) -> anyhow::Result<LiveStats> {
+    let mut log = options.log.as_deref().map(ResultLog::open).transpose()?;
+    let shared = Arc::new((Mutex::new(Mailbox::default()), Condvar::new()));
+    tracing::info!("source: {}", source.describe());
+    let capture = {
+        let shared = Arc::clone(&shared);
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new().name("capture".into()).spawn(move || {
+            let (lock, ready) = &*shared;
+            while !stop.load(Ordering::Relaxed) {
+                let event = source.next();
+                let mut mailbox = lock.lock().expect("mailbox");
+                match event {
+                    Ok(Event::Frame(frame)) => {
+                        mailbox.captured += 1;
+                        if mailbox.frame.replace(frame).is_some() {
+                            mailbox.dropped += 1;
+                        }
+                    }
+                    Ok(Event::Corrupt(why)) => {
+                        mailbox.corrupt += 1;
+                        tracing::warn!("skipped a frame: {why}");
+                    }
+                    Ok(Event::End) => mailbox.ended = true,
+                    Err(e) => {
+                        mailbox.error = Some(format!("{e:#}"));
+                        mailbox.ended = true;
+                    }
+                }
+                let ended = mailbox.ended;
+                drop(mailbox);
+                ready.notify_one();
+                if ended {
+                    break;
+                }
+            }
+        })?
+    };
+
+    let started = Instant::now();
+    let mut smoother = Smoother::new(options.smoothing);
+    let mut stats = LiveStats::default();
+    let mut last_status = Instant::now();
+    let (lock, ready) = &*shared;
+    let result = (|| -> anyhow::Result<()> {
+        loop {
+            if options.max_frames.is_some_and(|m| stats.classified >= m) || stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let frame = {
+                let mut mailbox = lock.lock().expect("mailbox");
+                loop {
+                    if let Some(frame) = mailbox.frame.take() {
+                        break Some(frame);
+                    }
+                    if mailbox.ended || stop.load(Ordering::Relaxed) {
+                        if let Some(e) = mailbox.error.take() {
+                            anyhow::bail!("frame source failed: {e}");
+                        }
+                        break None;
+                    }
+                    mailbox = ready.wait_timeout(mailbox, Duration::from_millis(200)).expect("mailbox").0;
+                }
+            };
+            let Some(frame) = frame else { return Ok(()) };
+            let t0 = Instant::now();
+            let prepared = model.prepare(&frame.image);
+            let t1 = Instant::now();
+            let probabilities = model.probabilities(&prepared)?;
+            let t2 = Instant::now();
+            let smoothed = smoother.push(&probabilities);
+            let labels = model.labels();
+            let (label, probability) = decide(labels, &probabilities, options.min_confidence);
+            let (smoothed_label, smoothed_probability) = decide(labels, &smoothed, options.min_confidence);
+            let result = FrameResult {
+                timestamp_ms: frame.timestamp_ms,
+                frame: frame.number,
+                label: label.into(),
+                probability,
+                smoothed_label: smoothed_label.into(),
+                smoothed_probability,
+                capture_ms: frame.capture_ms,
+                preprocess_ms: (t1 - t0).as_secs_f32() * 1000.0,
+                inference_ms: (t2 - t1).as_secs_f32() * 1000.0,
+                latency_ms: (t2 - frame.captured_at).as_secs_f32() * 1000.0,
+            };
+            serde_json::to_writer(&mut *out, &result)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+            if let Some(log) = log.as_mut() {
+                log.append(&LogRecord {
+                    timestamp_ms: result.timestamp_ms,
+                    frame: result.frame,
+                    label: result.label.clone(),
+                    probability: result.probability,
+                    smoothed_label: result.smoothed_label.clone(),
+                    smoothed_probability: result.smoothed_probability,
+                    inference_ms: result.inference_ms,
+                })?;
+            }
+            stats.classified += 1;
+            if last_status.elapsed() >= options.status_every {
+                last_status = Instant::now();
+                let m = lock.lock().expect("mailbox");
+                eprintln!(
+                    "status: {:.1} fps, {} classified, {} captured, {} dropped, {} corrupt",
+                    stats.classified as f32 / started.elapsed().as_secs_f32(),
+                    stats.classified,
+                    m.captured,
+                    m.dropped,
+                    m.corrupt
+                );
+            }
+        }
+    })();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(log) = log.as_mut() {
+        log.sync()?;
+    }
+    {
+        let m = lock.lock().expect("mailbox");
+        stats.captured = m.captured;
+        stats.dropped = m.dropped;
+        stats.corrupt = m.corrupt;
+    }
+    stats.seconds = started.elapsed().as_secs_f32();
+    stats.fps = stats.classified as f32 / stats.seconds.max(1e-6);
+    // A source blocked in a read (stdin, a camera) cannot be interrupted; don't wait for it.
+    if capture.is_finished() {
+        let _ = capture.join();
+    }
+    result.map(|()| stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::synthetic::Synthetic;
+
+    /// A model slower than its source: 40 ms per frame against frames every 5 ms.
+    struct Slow;
+
+    impl Classify for Slow {
+        fn labels(&self) -> &[String] {
+            static LABELS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+            LABELS.get_or_init(|| vec!["a".into(), "b".into()])
+        }
+        fn prepare(&self, image: &DynamicImage) -> RgbImage {
+            image.to_rgb8()
+        }
+        fn probabilities(&self, _: &RgbImage) -> anyhow::Result<Vec<f32>> {
+            std::thread::sleep(Duration::from_millis(40));
+            Ok(vec![0.3, 0.7])
+        }
+    }
+
+    #[test]
+    fn a_slow_model_drops_stale_frames_and_latency_stays_bounded() {
+        let options =
+            LiveOptions { max_frames: Some(12), smoothing: 3, min_confidence: 0.0, status_every: Duration::from_secs(60), log: None };
+        let mut out = Vec::new();
+        let source = Box::new(Synthetic::new(32, 24, Some(200.0)));
+        let stats = run(&Slow, source, &options, Arc::new(AtomicBool::new(false)), &mut out).unwrap();
+        assert_eq!(stats.classified, 12);
+        assert!(stats.dropped >= 12, "a 40 ms model on a 5 ms source must drop frames: {stats:?}");
+        let lines: Vec<serde_json::Value> = String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 12);
+        // Each result is about one frame interval + one inference old, never a growing backlog.
+        let latencies: Vec<f64> = lines.iter().map(|l| l["latency_ms"].as_f64().unwrap()).collect();
+        assert!(latencies.iter().all(|&l| l < 40.0 + 100.0), "latency grew: {latencies:?}");
+        assert!(latencies[11] < latencies[0] + 60.0, "latency trend: {latencies:?}");
+        // Frame numbers jump: the loop took the newest frame, not the next one.
+        let frames: Vec<u64> = lines.iter().map(|l| l["frame"].as_u64().unwrap()).collect();
+        assert!(frames.windows(2).any(|w| w[1] > w[0] + 1), "{frames:?}");
+        assert_eq!(lines[0]["label"], "b");
+    }
+
+    #[test]
+    fn stop_flag_ends_the_loop() {
+        let options = LiveOptions { max_frames: None, smoothing: 1, min_confidence: 0.0, status_every: Duration::from_secs(60), log: None };
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            flag.store(true, Ordering::Relaxed);
+        });
+        let stats = run(&Slow, Box::new(Synthetic::new(8, 8, Some(100.0))), &options, stop, &mut Vec::new()).unwrap();
+        assert!(stats.classified >= 1 && stats.classified < 20, "{stats:?}");
+    }
+}

@@ -1,0 +1,168 @@
+//! The append-only result log: one framed postcard record per classified frame.
+//!
+//! File: 8 magic bytes, then records `[len: u32 LE][crc32: u32 LE][postcard payload]`. A power
+//! cut can tear the last record; the reader detects it (short length or bad checksum), skips
+//! it and reports it, and every record before it stays readable.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+pub const MAGIC: &[u8; 8] = b"FCLOG\0\0\x01";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub timestamp_ms: u64,
+    pub frame: u64,
+    pub label: String,
+    pub probability: f32,
+    pub smoothed_label: String,
+    pub smoothed_probability: f32,
+    pub inference_ms: f32,
+}
+
+pub struct ResultLog {
+    file: File,
+    path: PathBuf,
+    last_sync: Instant,
+}
+
+impl ResultLog {
+    /// Opens for appending, writing the header if the file is new.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot open the result log: {e}", path.display()))?;
+        let len = file.metadata()?.len();
+        if len == 0 {
+            file.write_all(MAGIC)?;
+        } else {
+            let mut magic = [0u8; 8];
+            File::open(path)?.read_exact(&mut magic).ok();
+            anyhow::ensure!(&magic == MAGIC, "{}: exists and is not a flowercam result log; choose another --log", path.display());
+        }
+        Ok(Self { file, path: path.into(), last_sync: Instant::now() })
+    }
+
+    pub fn append(&mut self, record: &LogRecord) -> anyhow::Result<()> {
+        let payload = postcard::to_stdvec(record)?;
+        let mut frame = Vec::with_capacity(payload.len() + 8);
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        // One write per record: a crash tears at most this record.
+        self.file.write_all(&frame).map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", self.path.display()))?;
+        if self.last_sync.elapsed() > Duration::from_secs(2) {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    pub fn sync(&mut self) -> anyhow::Result<()> {
+        self.file.sync_data()?;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+}
+
+pub struct LogContents {
+    pub records: Vec<LogRecord>,
+    /// Bytes at the end that did not form a whole, valid record (a torn write).
+    pub torn_bytes: usize,
+}
+
+pub fn read(path: &Path) -> anyhow::Result<LogContents> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+    anyhow::ensure!(bytes.len() >= 8 && &bytes[..8] == MAGIC, "{}: not a flowercam result log", path.display());
+    Ok(parse(&bytes[8..]))
+}
+
+fn parse(mut rest: &[u8]) -> LogContents {
+    let mut records = Vec::new();
+    while rest.len() >= 8 {
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+        let Some(payload) = rest.get(8..8 + len) else { break };
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        match postcard::from_bytes(payload) {
+            Ok(record) => records.push(record),
+            Err(_) => break,
+        }
+        rest = &rest[8 + len..];
+    }
+    LogContents { records, torn_bytes: rest.len() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(frame: u64) -> LogRecord {
+        LogRecord {
+            timestamp_ms: 1000 + frame,
+            frame,
+            label: "daffodil".into(),
+            probability: 0.9,
+            smoothed_label: "daffodil".into(),
+            smoothed_probability: 0.88,
+            inference_ms: 12.5,
+        }
+    }
+
+    #[test]
+    fn survives_a_torn_last_record_at_every_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.log");
+        let mut log = ResultLog::open(&path).unwrap();
+        for i in 0..3 {
+            log.append(&record(i)).unwrap();
+        }
+        drop(log);
+        let full = std::fs::read(&path).unwrap();
+        let whole = read(&path).unwrap();
+        assert_eq!(whole.records.len(), 3);
+        assert_eq!(whole.torn_bytes, 0);
+        let two_records_end = full.len() - (full.len() - 8) / 3;
+        for cut in two_records_end..full.len() {
+            std::fs::write(&path, &full[..cut]).unwrap();
+            let got = read(&path).unwrap();
+            assert_eq!(got.records, vec![record(0), record(1)], "cut at {cut}");
+            assert_eq!(got.torn_bytes, cut - two_records_end);
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_stops_at_the_damaged_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.log");
+        let mut log = ResultLog::open(&path).unwrap();
+        log.append(&record(0)).unwrap();
+        log.append(&record(1)).unwrap();
+        drop(log);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read(&path).unwrap().records, vec![record(0)]);
+    }
+
+    #[test]
+    fn appends_across_reopenings_and_refuses_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.log");
+        ResultLog::open(&path).unwrap().append(&record(0)).unwrap();
+        ResultLog::open(&path).unwrap().append(&record(1)).unwrap();
+        assert_eq!(read(&path).unwrap().records.len(), 2);
+        let other = dir.path().join("notes.txt");
+        std::fs::write(&other, "hello, this is not a log").unwrap();
+        assert!(ResultLog::open(&other).is_err());
+    }
+}

@@ -1,0 +1,52 @@
+//! `edge selftest`: re-run the validation images stored in the bundle and compare with the
+//! probabilities recorded at export. What a technician runs on a freshly installed box.
+
+use image::RgbImage;
+use serde::Serialize;
+use shared::PROBABILITY_TOLERANCE;
+
+use crate::model::{EdgeModel, argmax};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub label: String,
+    pub predicted: String,
+    pub max_abs_diff: f32,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SelftestReport {
+    pub checks: Vec<CheckResult>,
+    pub max_abs_diff: f32,
+    pub tolerance: f32,
+    pub passed: bool,
+}
+
+pub fn run(model: &EdgeModel) -> anyhow::Result<SelftestReport> {
+    anyhow::ensure!(!model.self_checks.is_empty(), "the bundle holds no self-check images");
+    let s = model.input_size();
+    let mut checks = Vec::new();
+    for check in &model.self_checks {
+        let image =
+            RgbImage::from_raw(s, s, check.rgb.clone()).ok_or_else(|| anyhow::anyhow!("self-check '{}' has the wrong size", check.name))?;
+        let got = model.probabilities(&image)?;
+        let diff = got
+            .iter()
+            .zip(&check.expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) });
+        let passed = diff <= PROBABILITY_TOLERANCE && argmax(&got) == argmax(&check.expected);
+        checks.push(CheckResult {
+            name: check.name.clone(),
+            label: check.label.clone(),
+            predicted: model.manifest.labels[argmax(&got)].clone(),
+            max_abs_diff: diff,
+            passed,
+        });
+    }
+    let max_abs_diff = checks.iter().map(|c| c.max_abs_diff).fold(0f32, f32::max);
+    let passed = checks.iter().all(|c| c.passed);
+    Ok(SelftestReport { checks, max_abs_diff, tolerance: PROBABILITY_TOLERANCE, passed })
+}

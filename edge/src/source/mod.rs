@@ -1,0 +1,104 @@
+//! Where frames come from. `--source` takes `synthetic`, `dir:PATH`, `stdin:mjpeg`, `camera:N`.
+
+#[cfg(feature = "camera")]
+pub mod camera;
+#[cfg(feature = "camera")]
+pub mod decode;
+pub mod dir;
+pub mod mjpeg;
+pub mod synthetic;
+
+use std::time::{Duration, Instant};
+
+use image::DynamicImage;
+
+/// One captured frame, decoded to RGB at the source's resolution.
+pub struct Frame {
+    pub number: u64,
+    pub captured_at: Instant,
+    pub timestamp_ms: u64,
+    pub image: DynamicImage,
+    /// Time spent getting and decoding this frame.
+    pub capture_ms: f32,
+}
+
+pub enum Event {
+    Frame(Frame),
+    /// A frame that could not be decoded: skipped and counted.
+    Corrupt(String),
+    /// The source has no more frames.
+    End,
+}
+
+pub trait FrameSource: Send {
+    fn next(&mut self) -> anyhow::Result<Event>;
+    fn describe(&self) -> String;
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Frames per second to pace `dir:` and `synthetic` at (None: as fast as possible).
+    pub fps: Option<f32>,
+    /// Start `dir:` again at the end.
+    pub looping: bool,
+    /// Requested camera resolution and frame format (`mjpeg` or `yuyv`).
+    pub width: u32,
+    pub height: u32,
+    pub camera_format: String,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        Self { fps: None, looping: false, width: 640, height: 480, camera_format: "mjpeg".into() }
+    }
+}
+
+pub fn open(spec: &str, options: &SourceOptions) -> anyhow::Result<Box<dyn FrameSource>> {
+    if spec == "synthetic" {
+        return Ok(Box::new(synthetic::Synthetic::new(options.width, options.height, options.fps)));
+    }
+    if let Some(path) = spec.strip_prefix("dir:") {
+        return Ok(Box::new(dir::DirSource::open(path.as_ref(), options.fps, options.looping)?));
+    }
+    if spec == "stdin:mjpeg" {
+        return Ok(Box::new(mjpeg::MjpegStream::new(Box::new(std::io::stdin()), "stdin".into())));
+    }
+    if let Some(index) = spec.strip_prefix("camera:") {
+        let index: u32 = index.parse().map_err(|_| anyhow::anyhow!("--source {spec}: camera index must be a number"))?;
+        return open_camera(index, options);
+    }
+    anyhow::bail!("unknown --source '{spec}' (expected synthetic, dir:PATH, stdin:mjpeg or camera:N)")
+}
+
+#[cfg(feature = "camera")]
+fn open_camera(index: u32, options: &SourceOptions) -> anyhow::Result<Box<dyn FrameSource>> {
+    Ok(Box::new(camera::CameraSource::open(index, options)?))
+}
+
+#[cfg(not(feature = "camera"))]
+fn open_camera(_index: u32, _options: &SourceOptions) -> anyhow::Result<Box<dyn FrameSource>> {
+    anyhow::bail!("this edge build has no camera support (built without the `camera` feature)")
+}
+
+/// Sleeps so that successive frames are `1/fps` apart.
+pub struct Pacer {
+    interval: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl Pacer {
+    pub fn new(fps: Option<f32>) -> Self {
+        Self { interval: fps.filter(|f| *f > 0.0).map(|f| Duration::from_secs_f32(1.0 / f)), next: None }
+    }
+
+    pub fn wait(&mut self) {
+        let Some(interval) = self.interval else { return };
+        let now = Instant::now();
+        if let Some(next) = self.next
+            && next > now
+        {
+            std::thread::sleep(next - now);
+        }
+        self.next = Some(self.next.map_or(now, |n| n.max(now - interval)) + interval);
+    }
+}

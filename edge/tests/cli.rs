@@ -1,0 +1,190 @@
+//! The `edge` command on generated bundles and images; no camera needed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use image::{Rgb, RgbImage};
+
+struct Setup {
+    dir: tempfile::TempDir,
+    bundle: PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = trainer::fixtures::write_random_bundle(&dir.path().join("tiny"), 64, 1.0 / 16.0, &["daffodil", "coltsfoot"]).unwrap();
+    Setup { dir, bundle }
+}
+
+fn edge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_edge")).args(args).env("RUST_LOG", "warn").output().unwrap()
+}
+
+fn ok_lines(out: &Output) -> Vec<serde_json::Value> {
+    assert!(out.status.success(), "edge failed ({:?}): {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect()
+}
+
+fn write_images(dir: &Path, n: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        RgbImage::from_fn(120, 90, |x, y| Rgb([(x * 2 + i as u32 * 30) as u8, (y * 2) as u8, 90]))
+            .save(dir.join(format!("{i:02}.jpg")))
+            .unwrap();
+    }
+}
+
+#[test]
+fn classify_files_and_folders() {
+    let s = setup();
+    let images = s.dir.path().join("images");
+    write_images(&images, 3);
+    let bundle = s.bundle.to_str().unwrap();
+    let lines = ok_lines(&edge(&["classify", "--model", bundle, "--json", images.to_str().unwrap()]));
+    assert_eq!(lines.len(), 3);
+    for l in &lines {
+        assert!(["daffodil", "coltsfoot"].contains(&l["label"].as_str().unwrap()));
+        let sum: f64 = l["probabilities"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-4);
+    }
+    // A bad file is named and makes the exit status non-zero; the good ones are still printed.
+    std::fs::write(images.join("zz_broken.jpg"), b"nope").unwrap();
+    let out = edge(&["classify", "--model", bundle, images.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("zz_broken.jpg"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+}
+
+#[test]
+fn run_synthetic_gives_one_json_line_per_frame_with_sane_timings() {
+    let s = setup();
+    let lines = ok_lines(&edge(&["run", "--model", s.bundle.to_str().unwrap(), "--source", "synthetic", "--max-frames", "5"]));
+    assert_eq!(lines.len(), 5);
+    for l in &lines {
+        let inference = l["inference_ms"].as_f64().unwrap();
+        let latency = l["latency_ms"].as_f64().unwrap();
+        assert!(inference > 0.0 && inference < 10_000.0, "{l}");
+        assert!(latency >= inference, "{l}");
+        assert!(l["preprocess_ms"].as_f64().unwrap() >= 0.0);
+        assert!(l["timestamp_ms"].as_u64().unwrap() > 1_600_000_000_000);
+    }
+    let frames: Vec<u64> = lines.iter().map(|l| l["frame"].as_u64().unwrap()).collect();
+    assert!(frames.windows(2).all(|w| w[1] > w[0]), "{frames:?}");
+}
+
+#[test]
+fn run_dir_skips_corrupt_frames_and_logs_results() {
+    let s = setup();
+    let images = s.dir.path().join("frames");
+    write_images(&images, 4);
+    std::fs::write(images.join("02b_corrupt.jpg"), b"\xFF\xD8 torn frame").unwrap();
+    let log = s.dir.path().join("results.log");
+    let source = format!("dir:{}", images.display());
+    let out = edge(&["run", "--model", s.bundle.to_str().unwrap(), "--source", &source, "--log", log.to_str().unwrap()]);
+    let lines = ok_lines(&out);
+    assert_eq!(lines.len(), 4, "the dir source ends after its 4 good images");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 corrupt"));
+    // The log holds the same results; a torn last record is skipped, the rest kept.
+    let full = std::fs::read(&log).unwrap();
+    std::fs::write(&log, &full[..full.len() - 3]).unwrap();
+    let out = edge(&["log", log.to_str().unwrap()]);
+    let records = ok_lines(&out);
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[0]["label"], lines[0]["label"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("torn"));
+}
+
+#[test]
+fn run_reads_an_mjpeg_stream_on_stdin() {
+    let s = setup();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(["run", "--model", s.bundle.to_str().unwrap(), "--source", "stdin:mjpeg"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for i in 0..3u8 {
+            let img = RgbImage::from_pixel(160, 120, Rgb([i * 80, 120, 40]));
+            let mut jpeg = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new(&mut jpeg).encode_image(&img).unwrap();
+            stdin.write_all(&jpeg).unwrap();
+            stdin.flush().unwrap();
+            // Let each frame be classified before the next arrives (newest-frame policy).
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(ok_lines(&out).len(), 3);
+}
+
+#[test]
+fn selftest_passes_on_a_fresh_export_and_fails_on_a_tampered_bundle() {
+    let s = setup();
+    let out = edge(&["selftest", "--model", s.bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("selftest passed"));
+
+    // Tampered expectations (hash still valid): the box disagrees, exit 3.
+    let mut bundle = shared::Bundle::read(&s.bundle).unwrap();
+    bundle.self_checks[0].expected[0] += 0.01;
+    let tampered = s.dir.path().join("tampered.bundle");
+    bundle.write(&tampered).unwrap();
+    let out = edge(&["selftest", "--model", tampered.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
+
+    // A damaged ONNX fails the bundle's hash before anything runs.
+    let mut bytes = std::fs::read(&s.bundle).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    let damaged = s.dir.path().join("damaged.bundle");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let out = edge(&["selftest", "--model", damaged.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("damaged.bundle") && (err.contains("hash mismatch") || err.contains("corrupt")), "{err}");
+
+    // A truncated bundle is refused with the file named.
+    std::fs::write(&damaged, &std::fs::read(&s.bundle).unwrap()[..1000]).unwrap();
+    let out = edge(&["bench", "--model", damaged.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("truncated or corrupt"));
+}
+
+#[test]
+fn bench_reports_latency_figures() {
+    let s = setup();
+    let out = edge(&["bench", "--model", s.bundle.to_str().unwrap(), "--runs", "5", "--warmup", "1", "--json", "--threads", "1"]);
+    let r = &ok_lines(&Output { stdout: String::from_utf8_lossy(&out.stdout).replace('\n', "").into_bytes(), ..out })[0];
+    assert_eq!(r["runs"], 5);
+    assert_eq!(r["threads"], 1);
+    assert_eq!(r["input_size"], 64);
+    let (min, median, max) = (r["min_ms"].as_f64().unwrap(), r["median_ms"].as_f64().unwrap(), r["max_ms"].as_f64().unwrap());
+    assert!(0.0 < min && min <= median && median <= max, "{r}");
+    assert!(r["fps"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn no_camera_is_a_clear_error() {
+    let s = setup();
+    let out = edge(&["cameras"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("camera"), "{err}");
+    let out = edge(&["run", "--model", s.bundle.to_str().unwrap(), "--source", "camera:0", "--max-frames", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("camera:0"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn bad_sources_and_missing_models_are_named() {
+    let s = setup();
+    let out = edge(&["run", "--model", s.bundle.to_str().unwrap(), "--source", "webcam"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown --source 'webcam'"));
+    let out = edge(&["selftest", "--model", "/no/such.bundle"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such.bundle"));
+}

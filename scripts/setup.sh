@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One-time set-up of a fresh Debian/Ubuntu machine for building flowercam:
+# the C libraries the camera stack needs (nokhwa: libclang for bindgen, nasm for its SIMD JPEG).
+# With --libtorch, also the CPU libtorch for the trainer's `tch` build (~0.9 GB download).
+set -euo pipefail
+need=()
+for pkg in libclang-dev nasm pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ "${1:-}" = "--libtorch" ]; then
+  dpkg -s patchelf >/dev/null 2>&1 || need+=(patchelf)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${need[@]}"
+fi
+if [ "${1:-}" = "--libtorch" ]; then
+  "$(dirname "$0")/setup-libtorch.sh"
+fi

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: set-up, one release build with every feature CI covers
+# (flex + libtorch), the tests, and the onnxruntime cross-check of exported models.
+# Real-data tests run when FLOWERCAM_DATA / FLOWERCAM_BACKBONE are set (CI sets them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --libtorch
+. scripts/env.sh
+export FLOWERCAM_ONNX_CHECK_DIR="$PWD/target/onnx-check"
+rm -rf "$FLOWERCAM_ONNX_CHECK_DIR"
+features="flowercam-trainer/tch"
+cargo build --release --workspace --features "$features"
+cargo test --release --workspace --features "$features" --no-fail-fast
+# The exported ONNX files must also run in onnxruntime, the other runtime users pick.
+python3 -m pip install -q --disable-pip-version-check onnxruntime numpy
+python3 scripts/check_onnxruntime.py "$FLOWERCAM_ONNX_CHECK_DIR"

@@ -1,0 +1,202 @@
+//! The deployable file: a versioned, hashed container of manifest, ONNX graph and self-checks.
+//!
+//! Layout: 8 magic bytes, the format version (u32 little-endian), then the postcard encoding of
+//! [`Bundle`]. The version is read before anything else, so a runtime that meets a newer format
+//! says so instead of misreading it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::manifest::Manifest;
+
+pub const MAGIC: &[u8; 8] = b"FLWRCAM\0";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One validation image, already prepared (RGB square), with the probabilities the trainer's
+/// model gave it: the device re-runs it to prove it computes what the trainer computed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelfCheck {
+    pub name: String,
+    pub label: String,
+    /// `input_size * input_size * 3` bytes, RGB, row-major.
+    pub rgb: Vec<u8>,
+    pub expected: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub manifest: Manifest,
+    pub onnx: Vec<u8>,
+    pub onnx_sha256: [u8; 32],
+    pub self_checks: Vec<SelfCheck>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{path}: cannot read: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a model bundle (bad magic bytes)")]
+    NotABundle { path: PathBuf },
+    #[error(
+        "{path}: bundle format version {found} is not supported (this build reads version {FORMAT_VERSION}); use a matching edge build"
+    )]
+    UnsupportedVersion { path: PathBuf, found: u32 },
+    #[error("{path}: bundle is truncated or corrupt: {source}")]
+    Corrupt { path: PathBuf, source: postcard::Error },
+    #[error("{path}: ONNX hash mismatch (recorded {recorded}, computed {computed}): the file was altered or damaged")]
+    HashMismatch { path: PathBuf, recorded: String, computed: String },
+    #[error("{path}: {problem}")]
+    Invalid { path: PathBuf, problem: String },
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+impl Bundle {
+    pub fn new(manifest: Manifest, onnx: Vec<u8>, self_checks: Vec<SelfCheck>) -> Self {
+        let onnx_sha256 = sha256(&onnx);
+        Self { manifest, onnx, onnx_sha256, self_checks }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.onnx.len() + 4096);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        // Serializing plain owned data into a Vec cannot fail.
+        out.extend(postcard::to_stdvec(self).expect("bundle serializes"));
+        out
+    }
+
+    /// Decodes and verifies a bundle; `path` only names the source in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, BundleError> {
+        let path = path.to_path_buf();
+        if bytes.len() < 12 || &bytes[..8] != MAGIC {
+            return Err(BundleError::NotABundle { path });
+        }
+        let found = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if found != FORMAT_VERSION {
+            return Err(BundleError::UnsupportedVersion { path, found });
+        }
+        let (bundle, rest): (Bundle, &[u8]) =
+            postcard::take_from_bytes(&bytes[12..]).map_err(|source| BundleError::Corrupt { path: path.clone(), source })?;
+        if !rest.is_empty() {
+            return Err(BundleError::Invalid { path, problem: format!("{} unexpected bytes after the bundle", rest.len()) });
+        }
+        let computed = sha256(&bundle.onnx);
+        if computed != bundle.onnx_sha256 {
+            return Err(BundleError::HashMismatch { path, recorded: hex::encode(bundle.onnx_sha256), computed: hex::encode(computed) });
+        }
+        bundle.validate().map_err(|problem| BundleError::Invalid { path, problem })?;
+        Ok(bundle)
+    }
+
+    pub fn read(path: &Path) -> Result<Self, BundleError> {
+        let bytes = std::fs::read(path).map_err(|source| BundleError::Io { path: path.into(), source })?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Atomic: a crash mid-write leaves the previous bundle (or none), never half of one.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        crate::atomic::write_atomic(path, &self.to_bytes())
+    }
+
+    pub fn onnx_sha256_hex(&self) -> String {
+        hex::encode(self.onnx_sha256)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let labels = &self.manifest.labels;
+        if labels.len() < 2 {
+            return Err(format!("manifest lists {} classes; a classifier needs at least 2", labels.len()));
+        }
+        let [_, h, w, c] = self.manifest.input_shape();
+        for check in &self.self_checks {
+            if check.rgb.len() != h * w * c || check.expected.len() != labels.len() {
+                return Err(format!("self-check '{}' does not match the model's input or output size", check.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::manifest::*;
+    use crate::preprocess::*;
+
+    pub fn sample_manifest() -> Manifest {
+        Manifest {
+            name: "test".into(),
+            labels: vec!["a".into(), "b".into()],
+            preprocessing: Preprocessing::new(32, ResizePolicy::Stretch).unwrap(),
+            backbone: BackboneInfo { name: "tiny.onnx".into(), weights_sha256: "00".into(), convention: Convention::Caffe },
+            head: HeadKind::Gap,
+            training: TrainingSummary {
+                train_images: 10,
+                val_images: 4,
+                epochs_run: 3,
+                best_epoch: 2,
+                val_accuracy: 1.0,
+                val_loss: 0.1,
+                train_accuracy: 1.0,
+                train_loss: 0.1,
+                backend: "flex".into(),
+                device: "cpu".into(),
+            },
+            parity: ParityReport { images: 4, max_abs_diff: 1e-7, mean_abs_diff: 1e-8, argmax_agreement: 1.0 },
+            created_unix: 0,
+            trainer_version: "0".into(),
+        }
+    }
+
+    fn sample() -> Bundle {
+        let check = SelfCheck { name: "x".into(), label: "a".into(), rgb: vec![7; 32 * 32 * 3], expected: vec![0.25, 0.75] };
+        Bundle::new(sample_manifest(), b"onnx bytes".to_vec(), vec![check])
+    }
+
+    #[test]
+    fn round_trips() {
+        let bundle = sample();
+        let back = Bundle::from_bytes(&bundle.to_bytes(), Path::new("m.bundle")).unwrap();
+        assert_eq!(back, bundle);
+    }
+
+    #[test]
+    fn refuses_every_truncation() {
+        let bytes = sample().to_bytes();
+        for len in [0, 5, 11, 12, 40, bytes.len() / 2, bytes.len() - 1] {
+            let err = Bundle::from_bytes(&bytes[..len], Path::new("m.bundle")).unwrap_err();
+            assert!(err.to_string().starts_with("m.bundle: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn refuses_altered_onnx() {
+        let mut bundle = sample();
+        bundle.onnx[0] ^= 1;
+        let err = Bundle::from_bytes(&bundle.to_bytes(), Path::new("m.bundle")).unwrap_err();
+        assert!(matches!(err, BundleError::HashMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_unknown_versions_and_foreign_files() {
+        let mut bytes = sample().to_bytes();
+        bytes[8] = 99;
+        let err = Bundle::from_bytes(&bytes, Path::new("m.bundle")).unwrap_err();
+        assert!(matches!(err, BundleError::UnsupportedVersion { found: 99, .. }), "{err}");
+        let err = Bundle::from_bytes(b"\x08\x01\x12\x04onnx-protobuf....", Path::new("m.onnx")).unwrap_err();
+        assert!(matches!(err, BundleError::NotABundle { .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_self_checks_of_the_wrong_size() {
+        let mut bundle = sample();
+        bundle.self_checks[0].rgb.pop();
+        let err = Bundle::from_bytes(&bundle.to_bytes(), Path::new("m.bundle")).unwrap_err();
+        assert!(matches!(err, BundleError::Invalid { .. }), "{err}");
+    }
+}

@@ -1,0 +1,25 @@
+//! The contract between the `trainer` (host) and the `edge` (camera board).
+//!
+//! Everything both sides must agree on lives here and nowhere else:
+//! - [`preprocess`]: the one definition of how a photo becomes the network's input
+//!   (decode, RGB, resize policy, normalization convention);
+//! - [`manifest`]: what a trained model is (labels, preprocessing, backbone, metrics);
+//! - [`bundle`]: the deployable file that carries the manifest, the ONNX graph and self-checks;
+//! - [`atomic`]: crash-safe file writes used by both sides.
+
+pub mod atomic;
+pub mod bundle;
+pub mod manifest;
+pub mod preprocess;
+
+pub use bundle::{Bundle, BundleError, SelfCheck};
+pub use manifest::{BackboneInfo, HeadKind, Manifest, ParityReport, TrainingSummary};
+pub use preprocess::{Convention, Normalization, Preprocessing, ResizePolicy};
+
+/// The largest |difference| of probabilities tolerated between the trainer's own prediction and
+/// the exported graph run by tract, at export (parity gate) and on the device (`edge selftest`).
+pub const PROBABILITY_TOLERANCE: f32 = 1e-4;
+
+/// Names of the exported graph's input and output, fixed so every runtime finds them.
+pub const ONNX_INPUT: &str = "image";
+pub const ONNX_OUTPUT: &str = "probabilities";

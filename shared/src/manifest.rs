@@ -1,0 +1,102 @@
+//! What a trained model is: everything a runtime or a person needs to use it correctly.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::preprocess::{Convention, Preprocessing};
+
+/// The classifier on top of the VGG16 trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeadKind {
+    /// Global average pool -> Dense 256 -> ReLU -> Dropout -> Dense K. Small and size-agnostic.
+    Gap,
+    /// The original recipe: Flatten -> Dense 1024 ReLU -> Dropout 0.5 -> Dense 1024 ReLU -> Dense K.
+    Flatten,
+}
+
+impl HeadKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadKind::Gap => "gap",
+            HeadKind::Flatten => "flatten",
+        }
+    }
+}
+
+impl fmt::Display for HeadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for HeadKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "gap" => Ok(HeadKind::Gap),
+            "flatten" => Ok(HeadKind::Flatten),
+            _ => Err(format!("unknown head '{s}' (expected gap or flatten)")),
+        }
+    }
+}
+
+/// Where the ImageNet weights came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackboneInfo {
+    /// File name the weights were read from.
+    pub name: String,
+    /// SHA-256 of the 13 conv layers' raw weights (each W then b, little-endian f32), in hex.
+    pub weights_sha256: String,
+    pub convention: Convention,
+}
+
+/// How training went, as measured by the trainer on its own validation split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    pub train_images: u32,
+    pub val_images: u32,
+    pub epochs_run: u32,
+    pub best_epoch: u32,
+    pub val_accuracy: f32,
+    pub val_loss: f32,
+    pub train_accuracy: f32,
+    pub train_loss: f32,
+    /// "flex" or "libtorch"
+    pub backend: String,
+    pub device: String,
+}
+
+/// The export parity gate's figures: tract running the exported graph vs the trainer's model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParityReport {
+    pub images: u32,
+    pub max_abs_diff: f32,
+    pub mean_abs_diff: f32,
+    /// Share of images on which both picked the same class (1.0 is required to export).
+    pub argmax_agreement: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    /// Class names, in the order of the model's output.
+    pub labels: Vec<String>,
+    pub preprocessing: Preprocessing,
+    pub backbone: BackboneInfo,
+    pub head: HeadKind,
+    pub training: TrainingSummary,
+    pub parity: ParityReport,
+    /// Seconds since the Unix epoch when the bundle was exported.
+    pub created_unix: u64,
+    pub trainer_version: String,
+}
+
+impl Manifest {
+    /// The exported graph's input shape: one RGB square, channels last, uint8.
+    pub fn input_shape(&self) -> [usize; 4] {
+        let s = self.preprocessing.input_size as usize;
+        [1, s, s, 3]
+    }
+}

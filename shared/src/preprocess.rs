@@ -1,0 +1,313 @@
+//! The single preprocessing definition: photo -> RGB -> resized square -> network tensor.
+//!
+//! The trainer builds its training tensors with [`Preprocessing::prepare`] and
+//! [`Normalization::to_chw`]; the exporter bakes the same [`Normalization`] constants into the ONNX
+//! graph, whose input is the RGB square that [`Preprocessing::prepare`] makes; the edge calls
+//! [`Preprocessing::prepare`] on every frame. There is no second copy of any of this.
+
+use std::fmt;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use image::imageops::{self, FilterType};
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use serde::{Deserialize, Serialize};
+
+/// The resampling filter for every resize. Bilinear: cheap on a board, and as good as any
+/// other for a network that was trained on the same filter.
+pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
+
+/// How a photo of any shape becomes a square of `input_size` pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResizePolicy {
+    /// Scale each axis to the square, ignoring the aspect ratio (Keras `load_img(target_size)`).
+    Stretch,
+    /// Scale the shorter side to the square, then cut the centre (torchvision's eval recipe).
+    CenterCrop,
+}
+
+impl ResizePolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            ResizePolicy::Stretch => "stretch",
+            ResizePolicy::CenterCrop => "center-crop",
+        }
+    }
+}
+
+impl fmt::Display for ResizePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ResizePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "stretch" => Ok(ResizePolicy::Stretch),
+            "center-crop" => Ok(ResizePolicy::CenterCrop),
+            _ => Err(format!("unknown resize policy '{s}' (expected stretch or center-crop)")),
+        }
+    }
+}
+
+/// Why an image could not be turned into network input.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: empty file")]
+    Empty { path: PathBuf },
+    #[error("{path}: not a readable image: {source}")]
+    Decode { path: PathBuf, source: image::ImageError },
+    #[error("{path}: image has no pixels ({width}x{height})")]
+    NoPixels { path: PathBuf, width: u32, height: u32 },
+}
+
+/// Decodes an image file (any format the `image` crate reads, detected from content), applying
+/// its EXIF orientation, so a portrait phone photo is upright as its owner saw it.
+pub fn decode_file(path: &Path) -> Result<DynamicImage, ImageError> {
+    let bytes = std::fs::read(path).map_err(|source| ImageError::Read { path: path.into(), source })?;
+    decode_bytes(&bytes).map_err(|e| e.at(path))
+}
+
+/// Decodes an in-memory image (a JPEG frame from a camera, say); errors name `<memory>`.
+pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
+    let path = PathBuf::from("<memory>");
+    if bytes.is_empty() {
+        return Err(ImageError::Empty { path });
+    }
+    let decode = || -> Result<DynamicImage, image::ImageError> {
+        let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
+        let mut decoder = reader.into_decoder()?;
+        let orientation = decoder.orientation()?;
+        let mut image = DynamicImage::from_decoder(decoder)?;
+        image.apply_orientation(orientation);
+        Ok(image)
+    };
+    let image = decode().map_err(|source| ImageError::Decode { path: path.clone(), source })?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err(ImageError::NoPixels { path, width: image.width(), height: image.height() });
+    }
+    Ok(image)
+}
+
+impl ImageError {
+    fn at(self, at: &Path) -> Self {
+        let path = at.to_path_buf();
+        match self {
+            ImageError::Read { source, .. } => ImageError::Read { path, source },
+            ImageError::Empty { .. } => ImageError::Empty { path },
+            ImageError::Decode { source, .. } => ImageError::Decode { path, source },
+            ImageError::NoPixels { width, height, .. } => ImageError::NoPixels { path, width, height },
+        }
+    }
+}
+
+/// Geometry: how any photo becomes the `input_size` x `input_size` RGB square the model takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preprocessing {
+    pub input_size: u32,
+    pub resize: ResizePolicy,
+}
+
+impl Preprocessing {
+    /// VGG16's trunk halves the image five times, so the side must be a multiple of 32.
+    pub fn new(input_size: u32, resize: ResizePolicy) -> Result<Self, String> {
+        if input_size < 32 || input_size % 32 != 0 {
+            return Err(format!("input size {input_size} must be a multiple of 32, at least 32"));
+        }
+        Ok(Self { input_size, resize })
+    }
+
+    /// The square RGB image the exported model takes as input.
+    pub fn prepare(&self, image: &DynamicImage) -> RgbImage {
+        match image {
+            DynamicImage::ImageRgb8(rgb) => self.prepare_rgb(rgb),
+            other => self.prepare_rgb(&other.to_rgb8()),
+        }
+    }
+
+    pub fn prepare_rgb(&self, rgb: &RgbImage) -> RgbImage {
+        let s = self.input_size;
+        if rgb.dimensions() == (s, s) {
+            return rgb.clone();
+        }
+        match self.resize {
+            ResizePolicy::Stretch => imageops::resize(rgb, s, s, RESIZE_FILTER),
+            ResizePolicy::CenterCrop => {
+                let (w, h) = rgb.dimensions();
+                let scale = s as f64 / w.min(h) as f64;
+                let (sw, sh) = (((w as f64 * scale).round() as u32).max(s), ((h as f64 * scale).round() as u32).max(s));
+                let scaled = imageops::resize(rgb, sw, sh, RESIZE_FILTER);
+                imageops::crop_imm(&scaled, (sw - s) / 2, (sh - s) / 2, s, s).to_image()
+            }
+        }
+    }
+
+    /// Decode a file and prepare it.
+    pub fn load(&self, path: &Path) -> Result<RgbImage, ImageError> {
+        Ok(self.prepare(&decode_file(path)?))
+    }
+
+    /// A stable text that changes whenever the prepared pixels would (feature-cache keys).
+    pub fn fingerprint(&self) -> String {
+        format!("size={};resize={};filter=triangle;exif=applied;v1", self.input_size, self.resize)
+    }
+}
+
+/// The input convention of an ImageNet backbone: which channel order and scaling its weights
+/// were trained with. Using the wrong one costs accuracy silently, so it travels in the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Convention {
+    /// Keras "caffe": BGR, 0-255, minus the ImageNet mean per channel, no scaling.
+    Caffe,
+    /// torchvision: RGB, scaled to 0-1, minus mean, divided by std.
+    Torchvision,
+}
+
+impl Convention {
+    pub fn name(self) -> &'static str {
+        match self {
+            Convention::Caffe => "caffe",
+            Convention::Torchvision => "torchvision",
+        }
+    }
+
+    /// The per-channel arithmetic, expressed on the 0-255 scale of the RGB square.
+    pub fn normalization(self) -> Normalization {
+        match self {
+            Convention::Caffe => Normalization { source_channels: [2, 1, 0], mean: [103.939, 116.779, 123.68], std: [1.0, 1.0, 1.0] },
+            Convention::Torchvision => Normalization {
+                source_channels: [0, 1, 2],
+                mean: [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0],
+                std: [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
+            },
+        }
+    }
+}
+
+impl fmt::Display for Convention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Convention {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "caffe" => Ok(Convention::Caffe),
+            "torchvision" => Ok(Convention::Torchvision),
+            _ => Err(format!("unknown input convention '{s}' (expected caffe or torchvision)")),
+        }
+    }
+}
+
+/// Network channel `c` = (RGB channel `source_channels[c]` - `mean[c]`) / `std[c]`, on 0-255.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub source_channels: [usize; 3],
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Normalization {
+    /// The tensor the network sees for one image: channels-first f32, `3 * h * w` values.
+    /// The exported graph computes exactly this, in this order of operations, from the RGB bytes.
+    pub fn to_chw(&self, rgb: &RgbImage) -> Vec<f32> {
+        let (w, h) = rgb.dimensions();
+        let plane = (w * h) as usize;
+        let mut out = vec![0f32; 3 * plane];
+        for (i, pixel) in rgb.pixels().enumerate() {
+            for c in 0..3 {
+                let x = pixel.0[self.source_channels[c]] as f32;
+                out[c * plane + i] = (x - self.mean[c]) / self.std[c];
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    fn gradient(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 77]))
+    }
+
+    #[test]
+    fn input_size_must_be_a_multiple_of_32() {
+        assert!(Preprocessing::new(224, ResizePolicy::Stretch).is_ok());
+        assert!(Preprocessing::new(100, ResizePolicy::Stretch).is_err());
+        assert!(Preprocessing::new(0, ResizePolicy::Stretch).is_err());
+    }
+
+    #[test]
+    fn both_policies_give_the_square() {
+        for policy in [ResizePolicy::Stretch, ResizePolicy::CenterCrop] {
+            let p = Preprocessing::new(64, policy).unwrap();
+            for (w, h) in [(500, 375), (375, 500), (64, 64), (33, 200)] {
+                assert_eq!(p.prepare_rgb(&gradient(w, h)).dimensions(), (64, 64), "{policy} {w}x{h}");
+            }
+        }
+    }
+
+    #[test]
+    fn center_crop_keeps_the_middle_and_stretch_keeps_the_edges() {
+        // A wide image whose left and right thirds are red and the middle green.
+        let img = RgbImage::from_fn(300, 100, |x, _| if (100..200).contains(&x) { Rgb([0, 255, 0]) } else { Rgb([255, 0, 0]) });
+        let crop = Preprocessing::new(32, ResizePolicy::CenterCrop).unwrap().prepare_rgb(&img);
+        assert_eq!(crop.get_pixel(0, 16).0, [0, 255, 0]);
+        let stretch = Preprocessing::new(32, ResizePolicy::Stretch).unwrap().prepare_rgb(&img);
+        assert_eq!(stretch.get_pixel(0, 16).0, [255, 0, 0]);
+    }
+
+    #[test]
+    fn caffe_is_bgr_minus_mean() {
+        let img = RgbImage::from_pixel(2, 1, Rgb([10, 20, 30]));
+        let t = Convention::Caffe.normalization().to_chw(&img);
+        assert_eq!(t.len(), 6);
+        assert_eq!(t[0], 30.0 - 103.939); // blue plane first
+        assert_eq!(t[2], 20.0 - 116.779);
+        assert_eq!(t[4], 10.0 - 123.68);
+    }
+
+    #[test]
+    fn torchvision_is_rgb_scaled() {
+        let img = RgbImage::from_pixel(1, 1, Rgb([255, 0, 128]));
+        let t = Convention::Torchvision.normalization().to_chw(&img);
+        assert!((t[0] - (1.0 - 0.485) / 0.229).abs() < 1e-5);
+        assert!((t[1] - (0.0 - 0.456) / 0.224).abs() < 1e-5);
+    }
+
+    #[test]
+    fn decode_errors_say_what_is_wrong() {
+        assert!(matches!(decode_bytes(b""), Err(ImageError::Empty { .. })));
+        let err = decode_bytes(b"this is not an image").unwrap_err();
+        assert!(matches!(err, ImageError::Decode { .. }), "{err}");
+        let err = decode_file(Path::new("/no/such/file.jpg")).unwrap_err();
+        assert!(err.to_string().contains("/no/such/file.jpg"), "{err}");
+    }
+
+    #[test]
+    fn decodes_a_png_round_trip() {
+        let img = gradient(40, 30);
+        let mut bytes = Vec::new();
+        img.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
+        let back = decode_bytes(&bytes).unwrap().to_rgb8();
+        assert_eq!(back, img);
+    }
+
+    #[test]
+    fn conventions_parse_and_print() {
+        for c in [Convention::Caffe, Convention::Torchvision] {
+            assert_eq!(c.name().parse::<Convention>().unwrap(), c);
+        }
+        assert!("keras".parse::<Convention>().is_err());
+    }
+}

@@ -1,0 +1,62 @@
+//! Train on a synthetic dataset, export, and run the bundle on the edge: the edge must say
+//! what the trainer said, image by image.
+
+use e2e::{export_for_onnxruntime, ok, run};
+
+#[test]
+fn trainer_to_edge_agree_on_every_validation_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    trainer::fixtures::write_dataset(&data, &["stripes", "columns", "checks"], 10, 3).unwrap();
+    let backbone = dir.path().join("trunk.onnx");
+    trainer::fixtures::write_trunk_onnx(&backbone, 1.0 / 16.0, 9).unwrap();
+    let p = |s: &str| dir.path().join(s).to_str().unwrap().to_string();
+    for head in ["gap", "flatten"] {
+        let out = run(
+            "trainer",
+            &[
+                "train",
+                "--data",
+                &p("data"),
+                "--backbone",
+                &p("trunk.onnx"),
+                "--out",
+                &p(head),
+                "--export-to",
+                &p(&format!("models/{head}")),
+                "--cache-dir",
+                &p("cache"),
+                "--input-size",
+                "64",
+                "--epochs",
+                "15",
+                "--head",
+                head,
+                "--json",
+            ],
+        );
+        let summary: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+        let bundle = p(&format!("models/{head}.bundle"));
+        export_for_onnxruntime(bundle.as_ref(), &format!("synthetic_{head}"));
+
+        // The bundle describes itself.
+        let inspect = ok(&run("trainer", &["inspect", &bundle]));
+        assert!(inspect.contains("stripes, columns, checks") && inspect.contains("verified"), "{inspect}");
+
+        // The edge gives the trainer's predicted class for every validation image.
+        let predictions = std::fs::read_to_string(dir.path().join(head).join("predictions.csv")).unwrap();
+        let mut checked = 0;
+        for row in predictions.lines().skip(1) {
+            let cols: Vec<&str> = row.split(',').collect();
+            let image = data.join(cols[0]);
+            let line = ok(&run("edge", &["classify", "--model", &bundle, "--json", image.to_str().unwrap()]));
+            let edge: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+            assert_eq!(edge["label"], cols[2], "{head}: {} classified differently on the edge", cols[0]);
+            let p_trainer: f64 = cols[3].parse().unwrap();
+            assert!((edge["probability"].as_f64().unwrap() - p_trainer).abs() < 1e-4, "{head}: {row} vs {edge}");
+            checked += 1;
+        }
+        assert_eq!(checked, summary["val"]["images"].as_u64().unwrap());
+        assert!(ok(&run("edge", &["selftest", "--model", &bundle])).contains("selftest passed"));
+    }
+}

@@ -1,0 +1,79 @@
+//! Tests on the real Oxford 17-flowers photos and VGG16 ImageNet weights. Paths come from
+//! FLOWERCAM_DATA (the flowers17 folder) and FLOWERCAM_BACKBONE (the ONNX trunk); `.ci/run`
+//! sets them. Under CI, unset variables fail the tests rather than skip them.
+
+use std::collections::HashMap;
+
+use e2e::{export_for_onnxruntime, ok, real_input, run};
+
+#[test]
+fn daffodil_vs_coltsfoot_with_defaults_reaches_98_percent_and_exports_exactly() {
+    let (Some(data), Some(backbone)) = (real_input("FLOWERCAM_DATA"), real_input("FLOWERCAM_BACKBONE")) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("daffodil_coltsfoot");
+    let model = dir.path().join("models/daffodil_coltsfoot");
+    let out = run(
+        "trainer",
+        &[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--backbone",
+            backbone.to_str().unwrap(),
+            "--classes",
+            "daffodil,coltsfoot",
+            "--out",
+            run_dir.to_str().unwrap(),
+            "--export-to",
+            model.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let summary: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    eprintln!("real daffodil/coltsfoot: {}", serde_json::to_string(&summary["val"]).unwrap());
+    eprintln!("seconds: {}", serde_json::to_string(&summary["seconds"]).unwrap());
+    let val = summary["val"]["accuracy"].as_f64().unwrap();
+    assert!(val >= 0.98, "validation accuracy {val} < 0.98");
+    let export = &summary["export"];
+    assert!(export["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
+    assert_eq!(export["parity_images"].as_u64().unwrap(), summary["val"]["images"].as_u64().unwrap());
+    assert_eq!(export["tract_val_accuracy"].as_f64().unwrap() as f32, val as f32, "tract's accuracy differs from Burn's");
+    let bundle = model.with_extension("bundle");
+    assert!(ok(&run("edge", &["selftest", "--model", bundle.to_str().unwrap()])).contains("selftest passed"));
+    export_for_onnxruntime(&bundle, "daffodil_coltsfoot");
+}
+
+#[test]
+fn near_duplicate_detector_against_the_known_flowers17_groups() {
+    let Some(data) = real_input("FLOWERCAM_DATA") else { return };
+    let tsv = std::fs::read_to_string(data.join("near_duplicates.tsv")).unwrap();
+    let pairs: Vec<(String, String, u32)> = tsv
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("group"))
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            (c[1].to_string(), c[2].to_string(), c[4].parse().unwrap())
+        })
+        .collect();
+    let hasher = trainer::data::scan::perceptual_hasher();
+    let mut hashes = HashMap::new();
+    for (a, b, _) in &pairs {
+        for name in [a, b] {
+            hashes.entry(name.clone()).or_insert_with(|| hasher.hash_image(&shared::preprocess::decode_file(&data.join(name)).unwrap()));
+        }
+    }
+    let names: Vec<&String> = hashes.keys().collect();
+    let refs: Vec<_> = names.iter().map(|n| &hashes[*n]).collect();
+    let groups = trainer::data::dedup::group(&refs, trainer::data::dedup::DEFAULT_MAX_DISTANCE);
+    let group_of: HashMap<&str, usize> = names.iter().zip(&groups).map(|(n, g)| (n.as_str(), *g)).collect();
+    let together = |(a, b, _): &&(String, String, u32)| group_of[a.as_str()] == group_of[b.as_str()];
+    let exact: Vec<_> = pairs.iter().filter(|p| p.2 <= 4).collect();
+    let found_exact = exact.iter().filter(together).count();
+    let found_all = pairs.iter().filter(|p| together(p)).count();
+    eprintln!(
+        "near-duplicates grouped: {found_exact}/{} re-encodes (phash <= 4), {found_all}/{} of all listed pairs",
+        exact.len(),
+        pairs.len()
+    );
+    assert_eq!(found_exact, exact.len(), "every re-encoded copy must be grouped");
+}

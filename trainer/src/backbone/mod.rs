@@ -1,0 +1,154 @@
+//! ImageNet VGG16 weights from the files users actually have, checked layer by layer.
+//!
+//! Formats: an ONNX file holding a VGG16 conv trunk ([`onnx`]), or torchvision-style
+//! `features.N.weight` tensors in `.safetensors` ([`torchvision`]).
+
+pub mod onnx;
+pub mod torchvision;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use shared::Convention;
+
+/// (out channels, in channels) of VGG16's 13 convolutions, all 3x3, padding 1.
+pub const VGG16_CONVS: [(usize, usize); 13] = [
+    (64, 3),
+    (64, 64),
+    (128, 64),
+    (128, 128),
+    (256, 128),
+    (256, 256),
+    (256, 256),
+    (512, 256),
+    (512, 512),
+    (512, 512),
+    (512, 512),
+    (512, 512),
+    (512, 512),
+];
+
+/// How many convolutions each of VGG16's five blocks has; a 2x2 max-pool ends each block.
+pub const VGG16_BLOCKS: [usize; 5] = [2, 2, 3, 3, 3];
+
+/// Channels of the trunk's output feature map.
+pub const TRUNK_CHANNELS: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackboneError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {problem}")]
+    Format { path: PathBuf, problem: String },
+    #[error("{path}: conv layer {layer} ({name}) has shape {found:?}, VGG16 needs {expected:?}")]
+    Shape { path: PathBuf, layer: usize, name: String, found: Vec<usize>, expected: Vec<usize> },
+    #[error("{path}: found {found} VGG16 conv layers, need 13{hint}")]
+    MissingLayers { path: PathBuf, found: usize, hint: String },
+    #[error(
+        "{path}: the file does not say which input convention its weights expect; pass --backbone-convention caffe (Keras weights) or torchvision"
+    )]
+    UnknownConvention { path: PathBuf },
+    #[error("{path}: unsupported weights file (expected .onnx or .safetensors)")]
+    UnsupportedFormat { path: PathBuf },
+}
+
+/// One 3x3 convolution: weight in OIHW order, bias per output channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvWeights {
+    pub out_channels: usize,
+    pub in_channels: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Vgg16Weights {
+    pub convs: Vec<ConvWeights>,
+    pub convention: Convention,
+    /// File name, for the manifest.
+    pub source: String,
+}
+
+impl Vgg16Weights {
+    /// Loads from `path` by extension. `convention` overrides what the file says (or fills in
+    /// what it does not say).
+    pub fn load(path: &Path, convention: Option<Convention>) -> Result<Self, BackboneError> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let (convs, found) = match ext.as_str() {
+            "onnx" => onnx::read_convs(path)?,
+            "safetensors" => torchvision::read_safetensors(path)?,
+            _ => return Err(BackboneError::UnsupportedFormat { path: path.into() }),
+        };
+        let convention = convention.or(found).ok_or_else(|| BackboneError::UnknownConvention { path: path.into() })?;
+        let source = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Self { convs, convention, source })
+    }
+
+    /// SHA-256 of the 13 layers' raw weights (each W then b, little-endian f32): identifies
+    /// the weights whatever file they came in (the shared trunk's README lists this hash).
+    pub fn sha256(&self) -> String {
+        let mut hasher = Sha256::new();
+        for conv in &self.convs {
+            for values in [&conv.weight, &conv.bias] {
+                for v in values.iter() {
+                    hasher.update(v.to_le_bytes());
+                }
+            }
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    /// Random weights of VGG16's shapes scaled by `width` (1.0 = real VGG16), for tests and
+    /// benchmarks that must not depend on a 58 MB download.
+    pub fn random(seed: u64, width: f32, convention: Convention) -> Self {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let convs = scaled_shapes(width)
+            .into_iter()
+            .map(|(o, i)| {
+                let k = (2.0 / (i * 9) as f32).sqrt();
+                ConvWeights {
+                    out_channels: o,
+                    in_channels: i,
+                    weight: (0..o * i * 9).map(|_| rng.random_range(-k..k)).collect(),
+                    bias: (0..o).map(|_| rng.random_range(-0.01..0.01)).collect(),
+                }
+            })
+            .collect();
+        Self { convs, convention, source: format!("random-vgg16-width{width}") }
+    }
+
+    /// Checks the 13 layers' shapes; `path` only names the source in errors.
+    pub fn check(&self, path: &Path) -> Result<(), BackboneError> {
+        check_shapes(path, &self.convs, &[])
+    }
+
+    /// Channels of the last conv (512 for real VGG16).
+    pub fn out_channels(&self) -> usize {
+        self.convs.last().map(|c| c.out_channels).unwrap_or(0)
+    }
+}
+
+/// VGG16 conv shapes with every width multiplied by `width` (input stays 3 channels).
+pub fn scaled_shapes(width: f32) -> Vec<(usize, usize)> {
+    let scale = |c: usize| ((c as f32 * width).round() as usize).max(1);
+    VGG16_CONVS.iter().map(|&(o, i)| (scale(o), if i == 3 { 3 } else { scale(i) })).collect()
+}
+
+/// Checks 13 (weight shape, bias length) pairs against VGG16 or a uniformly narrowed VGG16
+/// (tests use width-scaled trunks), and names the first layer that does not fit.
+pub(crate) fn check_shapes(path: &Path, convs: &[ConvWeights], names: &[String]) -> Result<(), BackboneError> {
+    if convs.len() < 13 {
+        return Err(BackboneError::MissingLayers { path: path.into(), found: convs.len(), hint: String::new() });
+    }
+    let width = convs[0].out_channels as f32 / 64.0;
+    for (layer, (conv, expected)) in convs.iter().zip(scaled_shapes(width)).enumerate() {
+        let found = vec![conv.out_channels, conv.in_channels, 3, 3];
+        let expected = vec![expected.0, expected.1, 3, 3];
+        if found != expected || conv.weight.len() != conv.out_channels * conv.in_channels * 9 || conv.bias.len() != conv.out_channels {
+            let name = names.get(layer).cloned().unwrap_or_default();
+            return Err(BackboneError::Shape { path: path.into(), layer: layer + 1, name, found, expected });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! The `trainer` command line (clap derive), kept in the library so tests can parse it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use shared::{Convention, HeadKind, ResizePolicy};
+
+use crate::data::augment::Augmentation;
+use crate::device::{self, Backend, DeviceSpec};
+use crate::training::{OptimizerKind, TrainConfig};
+
+/// Fine-tune ImageNet VGG16 on your photos and export a verified ONNX bundle for the edge.
+///
+/// Exit codes: 0 success, 1 error, 2 bad usage, 3 export refused by the parity gate.
+/// Logging: RUST_LOG (default info), on standard error.
+#[derive(Parser)]
+#[command(name = "trainer", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Train a classifier on a class-folder dataset (DIR/<class>/<image>) and export it.
+    Train(Box<TrainArgs>),
+    /// Export a finished run's best weights as NAME.onnx and NAME.bundle, after the parity gate.
+    Export {
+        /// The run folder that `trainer train --out` wrote.
+        #[arg(long)]
+        run: PathBuf,
+        /// Output path without extension: models/NAME writes models/NAME.onnx and models/NAME.bundle.
+        #[arg(long)]
+        out: PathBuf,
+        /// Print the export summary as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print what a bundle holds (manifest, hashes, self-checks), after verifying it.
+    Inspect {
+        bundle: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Finetune {
+    /// Head only (the trunk stays frozen).
+    None,
+    /// After the head converges, train VGG16's block 5 (convolutions 11-13) with a low learning rate.
+    TopBlock,
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Dataset folder: one sub-folder per class, images inside.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// VGG16 ImageNet weights: an ONNX conv trunk (any ONNX whose first 13 Conv layers have
+    /// VGG16's shapes) or torchvision-style `.safetensors` (`features.N.weight`).
+    #[arg(long)]
+    pub backbone: PathBuf,
+    /// Run folder: checkpoints, metrics.json, curves.png, confusion.png, predictions.csv.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Comma-separated class folders to use, in this label order (default: all, sorted).
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
+    /// Input convention of the backbone weights, when the file does not say.
+    #[arg(long)]
+    pub backbone_convention: Option<Convention>,
+    /// Side of the square the network sees; a multiple of 32.
+    #[arg(long, default_value_t = 224)]
+    pub input_size: u32,
+    /// How photos become squares: stretch (Keras load_img) or center-crop.
+    #[arg(long, default_value = "stretch")]
+    pub resize: ResizePolicy,
+    /// gap: global average pool -> Dense 256 -> Dense K. flatten: the original recipe's
+    /// Flatten -> Dense 1024 -> Dropout -> Dense 1024 -> Dense K.
+    #[arg(long, default_value = "gap")]
+    pub head: HeadKind,
+    /// Dropout after the head's first dense layer.
+    #[arg(long, default_value_t = 0.5)]
+    pub dropout: f64,
+    /// Train through the trunk with its first N convolutions frozen (0-13), images augmented
+    /// on the fly. The original recipe froze Keras `layers[:5]` (input, block1_conv1,
+    /// block1_conv2, block1_pool, block2_conv1): that is --freeze-first 3.
+    #[arg(long)]
+    pub freeze_first: Option<usize>,
+    /// Second stage after the head converges.
+    #[arg(long, value_enum, default_value = "none")]
+    pub finetune: Finetune,
+    /// Epochs of the --finetune top-block stage.
+    #[arg(long, default_value_t = 5)]
+    pub finetune_epochs: u32,
+    /// Learning rate of the --finetune top-block stage.
+    #[arg(long, default_value_t = 1e-5)]
+    pub finetune_lr: f64,
+    /// Augmented views per training image, each one more trunk pass, cached (frozen trunk).
+    /// 0 trains on the clean images only: fastest, and enough for easy tasks.
+    #[arg(long, default_value_t = 0)]
+    pub aug_views: usize,
+    /// adam, or sgd (the original recipe: lr 1e-4, momentum 0.9).
+    #[arg(long, default_value = "adam")]
+    pub optimizer: OptimizerKind,
+    /// Learning rate (default: 1e-3 for adam, 1e-4 for sgd).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Most epochs (per stage).
+    #[arg(long, default_value_t = 30)]
+    pub epochs: u32,
+    /// Stop after this many epochs without a better validation result.
+    #[arg(long, default_value_t = 6)]
+    pub patience: u32,
+    /// Share of each class held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f32,
+    /// Share of each class held out for a final test (default none).
+    #[arg(long, default_value_t = 0.0)]
+    pub test_fraction: f32,
+    /// Seed of the split, initialization, shuffling and augmentation.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Largest perceptual-hash distance (of 64 bits) at which two photos count as the same picture.
+    #[arg(long, default_value_t = crate::data::dedup::DEFAULT_MAX_DISTANCE)]
+    pub dedup_distance: u32,
+    /// Fail on the first unreadable file instead of reporting and skipping it.
+    #[arg(long)]
+    pub strict: bool,
+    /// Fewest usable images a class may have.
+    #[arg(long, default_value_t = 5)]
+    pub min_images_per_class: usize,
+    /// flex (pure Rust, CPU) or libtorch (needs a build with --features tch). Default: libtorch for cuda, else flex.
+    #[arg(long)]
+    pub backend: Option<Backend>,
+    /// cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Feature cache folder (default: $XDG_CACHE_HOME/flowercam/features or ~/.cache/...).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not read or write the feature cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Continue the run in --out from its last completed epoch.
+    #[arg(long)]
+    pub resume: bool,
+    /// Where the bundle goes, without extension (default: models/<name of --out>).
+    #[arg(long)]
+    pub export_to: Option<PathBuf>,
+    /// Skip the export.
+    #[arg(long)]
+    pub no_export: bool,
+    /// Print the run summary as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TrainArgs {
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig {
+            data: self.data.clone(),
+            backbone: self.backbone.clone(),
+            classes: self.classes.clone(),
+            convention: self.backbone_convention,
+            input_size: self.input_size,
+            resize: self.resize,
+            head: self.head,
+            dropout: self.dropout,
+            freeze_first: self.freeze_first,
+            finetune_top_block: matches!(self.finetune, Finetune::TopBlock),
+            finetune_epochs: self.finetune_epochs,
+            finetune_lr: self.finetune_lr,
+            aug_views: self.aug_views,
+            augmentation: Augmentation::default(),
+            optimizer: self.optimizer,
+            lr: self.lr.unwrap_or(self.optimizer.default_lr()),
+            momentum: self.momentum,
+            batch_size: self.batch_size,
+            epochs: self.epochs,
+            patience: self.patience,
+            val_fraction: self.val_fraction,
+            test_fraction: self.test_fraction,
+            seed: self.seed,
+            dedup_distance: self.dedup_distance,
+            strict: self.strict,
+            min_images_per_class: self.min_images_per_class,
+            backend: self.backend.unwrap_or(device::default_backend(self.device)),
+            device: self.device,
+            cache_dir: if self.no_cache { Some(PathBuf::new()) } else { self.cache_dir.clone() },
+        }
+    }
+}

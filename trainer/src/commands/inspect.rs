@@ -1,0 +1,50 @@
+//! `trainer inspect NAME.bundle`: what a bundle holds, verified.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use shared::Bundle;
+
+pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
+    let bundle = Bundle::read(path)?;
+    let m = &bundle.manifest;
+    if json {
+        return Ok(serde_json::to_string_pretty(&serde_json::json!({
+            "format_version": shared::bundle::FORMAT_VERSION,
+            "manifest": m,
+            "onnx_bytes": bundle.onnx.len(),
+            "onnx_sha256": bundle.onnx_sha256_hex(),
+            "self_checks": bundle.self_checks.iter().map(|c| serde_json::json!({"name": c.name, "label": c.label})).collect::<Vec<_>>(),
+        }))?);
+    }
+    let mut s = String::new();
+    let _ = writeln!(s, "bundle      {} (format {}, verified)", path.display(), shared::bundle::FORMAT_VERSION);
+    let _ = writeln!(s, "name        {}", m.name);
+    let _ = writeln!(s, "labels      {}", m.labels.join(", "));
+    let _ = writeln!(
+        s,
+        "input       RGB uint8 {:?} (NHWC), resize {} to {}",
+        m.input_shape(),
+        m.preprocessing.resize,
+        m.preprocessing.input_size
+    );
+    let _ =
+        writeln!(s, "backbone    {} ({} convention, weights sha256 {})", m.backbone.name, m.backbone.convention, m.backbone.weights_sha256);
+    let _ = writeln!(s, "head        {}", m.head);
+    let t = &m.training;
+    let _ = writeln!(
+        s,
+        "training    {} train / {} val images, {} epochs (best {}), val accuracy {:.4}, val loss {:.4}, {} on {}",
+        t.train_images, t.val_images, t.epochs_run, t.best_epoch, t.val_accuracy, t.val_loss, t.backend, t.device
+    );
+    let p = &m.parity;
+    let _ = writeln!(
+        s,
+        "parity      {} images: max |diff| {:.2e}, mean {:.2e}, argmax agreement {:.3}",
+        p.images, p.max_abs_diff, p.mean_abs_diff, p.argmax_agreement
+    );
+    let _ = writeln!(s, "onnx        {} bytes, sha256 {}", bundle.onnx.len(), bundle.onnx_sha256_hex());
+    let _ = writeln!(s, "self-checks {} images", bundle.self_checks.len());
+    let _ = write!(s, "exported    by trainer {} at unix time {}", m.trainer_version, m.created_unix);
+    Ok(s)
+}

@@ -1,0 +1,5 @@
+//! One module per `trainer` subcommand.
+
+pub mod export;
+pub mod inspect;
+pub mod train;

@@ -1,0 +1,165 @@
+//! `trainer train`: the train job, its reports, and (unless `--no-export`) the export.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use shared::TrainingSummary;
+
+use crate::report::summary::{EvalSummary, ExportSummary, RunSummary, SplitCounts};
+use crate::report::{self, plots};
+use crate::training::checkpoint::Stage;
+use crate::training::fit::Evaluation;
+use crate::training::job::{Prepared, TrainOutcome};
+use crate::training::{self, TrainConfig};
+
+pub struct TrainRequest {
+    pub config: TrainConfig,
+    pub out: PathBuf,
+    pub resume: bool,
+    /// Where the bundle goes (`DIR/NAME`); `None` skips the export.
+    pub export_to: Option<PathBuf>,
+}
+
+pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
+    let started = Instant::now();
+    let outcome = training::train(request.config, &request.out, request.resume)?;
+    let mut summary = summarize(&outcome);
+    let run = &request.out;
+    report::write_predictions_csv(
+        &outcome.prepared,
+        &outcome.prepared.split.val,
+        &outcome.val.probabilities,
+        &run.join("predictions.csv"),
+    )?;
+    plots::curves(&outcome.state.history, &run.join("curves.png"))?;
+    plots::confusion(&outcome.prepared.dataset.classes, &summary.val.confusion, &run.join("confusion.png"))?;
+    if let Some(out) = &request.export_to {
+        let t = Instant::now();
+        summary.export = Some(export_outcome(&outcome.prepared, &outcome.best, &outcome.val, &summary, out)?);
+        summary.seconds.push(("export".into(), t.elapsed().as_secs_f32()));
+    }
+    summary.total_seconds = started.elapsed().as_secs_f32();
+    write_metrics(&summary, run)?;
+    Ok(summary)
+}
+
+pub fn write_metrics(summary: &RunSummary, run: &Path) -> anyhow::Result<()> {
+    let path = run.join("metrics.json");
+    shared::atomic::write_atomic(&path, &serde_json::to_vec_pretty(summary)?).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+fn eval_summary(p: &Prepared, items: &[usize], e: &Evaluation) -> EvalSummary {
+    EvalSummary {
+        images: items.len(),
+        loss: e.loss,
+        accuracy: e.accuracy,
+        confusion: report::confusion(p.dataset.classes.len(), &p.classes_of(items), &e.probabilities),
+    }
+}
+
+fn summarize(o: &TrainOutcome) -> RunSummary {
+    let p = &o.prepared;
+    let best = o.state.best.map(|b| o.state.history[b].clone());
+    let count = |items: &[usize], c: usize| items.iter().filter(|&&i| p.dataset.samples[i].class == c).count();
+    let mut seconds: Vec<(String, f32)> = Vec::new();
+    for (name, s) in &o.phases.0 {
+        match seconds.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 += s,
+            None => seconds.push((name.clone(), *s)),
+        }
+    }
+    RunSummary {
+        classes: p.dataset.classes.clone(),
+        counts: p
+            .dataset
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(c, name)| SplitCounts {
+                class: name.clone(),
+                train: count(&p.split.train, c),
+                val: count(&p.split.val, c),
+                test: count(&p.split.test, c),
+            })
+            .collect(),
+        skipped_files: p.dataset.skipped.clone(),
+        near_duplicates_grouped: p.groups.iter().enumerate().filter(|&(i, &g)| g != i).count(),
+        head: p.config.head.name().into(),
+        backbone: p.backbone.source.clone(),
+        backbone_convention: p.backbone.convention.name().into(),
+        input_size: p.preprocessing.input_size,
+        epochs_run: o.state.history.len(),
+        best_epoch: best.as_ref().map_or(0, |b| b.epoch),
+        best_stage: best.as_ref().map_or("none", |b| if b.stage == Stage::Head { "head" } else { "trunk" }).into(),
+        train_loss: best.as_ref().map_or(f32::NAN, |b| b.train_loss),
+        train_accuracy: best.as_ref().map_or(f32::NAN, |b| b.train_accuracy),
+        val: eval_summary(p, &p.split.val, &o.val),
+        test: o.test.as_ref().map(|t| eval_summary(p, &p.split.test, t)),
+        history: o.state.history.clone(),
+        seconds,
+        total_seconds: 0.0,
+        backend: p.config.backend.to_string(),
+        device: p.config.device.to_string(),
+        export: None,
+    }
+}
+
+/// Exports the best weights of a prepared run to `out` (`DIR/NAME`).
+pub fn export_outcome(
+    p: &Prepared,
+    best: &crate::model::weights::ModelWeights,
+    val: &Evaluation,
+    summary: &RunSummary,
+    out: &Path,
+) -> anyhow::Result<ExportSummary> {
+    let trunk = match &best.trunk {
+        Some(records) => records.iter().map(Into::into).collect(),
+        None => p.backbone.convs.clone(),
+    };
+    let input = crate::export::ExportInput {
+        name: out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
+        labels: p.dataset.classes.clone(),
+        preprocessing: p.preprocessing,
+        normalization: p.normalization,
+        backbone: shared::BackboneInfo {
+            name: p.backbone.source.clone(),
+            weights_sha256: p.backbone_sha256.clone(),
+            convention: p.backbone.convention,
+        },
+        head_kind: best.head_kind,
+        trunk,
+        head: best.head.clone(),
+        training: TrainingSummary {
+            train_images: p.split.train.len() as u32,
+            val_images: p.split.val.len() as u32,
+            epochs_run: summary.epochs_run as u32,
+            best_epoch: summary.best_epoch,
+            val_accuracy: val.accuracy,
+            val_loss: val.loss,
+            train_accuracy: summary.train_accuracy,
+            train_loss: summary.train_loss,
+            backend: summary.backend.clone(),
+            device: summary.device.clone(),
+        },
+        images: p
+            .split
+            .val
+            .iter()
+            .map(|&i| (p.dataset.samples[i].name.clone(), p.dataset.samples[i].class, &p.dataset.samples[i].image))
+            .collect(),
+        expected: val.probabilities.clone(),
+    };
+    let report = crate::export::export(input, out)?;
+    let parity = &report.manifest.parity;
+    Ok(ExportSummary {
+        onnx: report.onnx_path.display().to_string(),
+        bundle: report.bundle_path.display().to_string(),
+        bundle_bytes: report.bundle_bytes,
+        parity_images: parity.images,
+        parity_max_abs_diff: parity.max_abs_diff,
+        parity_mean_abs_diff: parity.mean_abs_diff,
+        parity_argmax_agreement: parity.argmax_agreement,
+        tract_val_accuracy: report.tract_accuracy,
+    })
+}

@@ -1,0 +1,111 @@
+//! The original recipe's augmentation (Keras ImageDataGenerator): horizontal flip, zoom 0.3,
+//! width/height shift 0.3, rotation 30 degrees, "nearest" fill (edge pixels extend outward).
+//! Applied to the prepared RGB square, as Keras applies it to the loaded target-size image.
+
+use image::{Rgb, RgbImage};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Augmentation {
+    pub horizontal_flip: bool,
+    /// Each axis is scaled by a factor drawn from [1 - zoom, 1 + zoom].
+    pub zoom: f32,
+    /// Shift of up to this fraction of the side, per axis.
+    pub shift: f32,
+    pub rotation_degrees: f32,
+}
+
+impl Default for Augmentation {
+    fn default() -> Self {
+        Self { horizontal_flip: true, zoom: 0.3, shift: 0.3, rotation_degrees: 30.0 }
+    }
+}
+
+impl Augmentation {
+    /// One random view of `image`. Bilinear sampling; outside the source the nearest edge pixel.
+    pub fn apply(&self, image: &RgbImage, rng: &mut impl Rng) -> RgbImage {
+        let (w, h) = image.dimensions();
+        let flip = self.horizontal_flip && rng.random_bool(0.5);
+        let zx = 1.0 + rng.random_range(-self.zoom..=self.zoom);
+        let zy = 1.0 + rng.random_range(-self.zoom..=self.zoom);
+        let tx = rng.random_range(-self.shift..=self.shift) * w as f32;
+        let ty = rng.random_range(-self.shift..=self.shift) * h as f32;
+        let theta = rng.random_range(-self.rotation_degrees..=self.rotation_degrees).to_radians();
+        let (sin, cos) = theta.sin_cos();
+        let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
+        RgbImage::from_fn(w, h, |x, y| {
+            // Inverse map: output pixel -> source position (rotate, zoom, then shift).
+            let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+            let sx = (cos * dx - sin * dy) * zx + cx + tx;
+            let sy = (sin * dx + cos * dy) * zy + cy + ty;
+            let sx = if flip { w as f32 - 1.0 - sx } else { sx };
+            sample_bilinear_clamped(image, sx, sy)
+        })
+    }
+}
+
+fn sample_bilinear_clamped(image: &RgbImage, x: f32, y: f32) -> Rgb<u8> {
+    let (w, h) = image.dimensions();
+    let x = x.clamp(0.0, (w - 1) as f32);
+    let y = y.clamp(0.0, (h - 1) as f32);
+    let (x0, y0) = (x.floor() as u32, y.floor() as u32);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let p = |xx, yy| image.get_pixel(xx, yy).0;
+    let (a, b, c, d) = (p(x0, y0), p(x1, y0), p(x0, y1), p(x1, y1));
+    let mut out = [0u8; 3];
+    for ch in 0..3 {
+        let top = a[ch] as f32 * (1.0 - fx) + b[ch] as f32 * fx;
+        let bottom = c[ch] as f32 * (1.0 - fx) + d[ch] as f32 * fx;
+        out[ch] = (top * (1.0 - fy) + bottom * fy).round() as u8;
+    }
+    Rgb(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn picture() -> RgbImage {
+        RgbImage::from_fn(32, 32, |x, y| Rgb([(x * 8) as u8, (y * 8) as u8, 100]))
+    }
+
+    #[test]
+    fn identity_settings_keep_the_image() {
+        let none = Augmentation { horizontal_flip: false, zoom: 0.0, shift: 0.0, rotation_degrees: 0.0 };
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        assert_eq!(none.apply(&picture(), &mut rng), picture());
+    }
+
+    #[test]
+    fn seeded_and_varied() {
+        let aug = Augmentation::default();
+        let a = aug.apply(&picture(), &mut ChaCha8Rng::seed_from_u64(1));
+        let b = aug.apply(&picture(), &mut ChaCha8Rng::seed_from_u64(1));
+        let c = aug.apply(&picture(), &mut ChaCha8Rng::seed_from_u64(2));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.dimensions(), (32, 32));
+    }
+
+    #[test]
+    fn flip_only_mirrors() {
+        let flip = Augmentation { horizontal_flip: true, zoom: 0.0, shift: 0.0, rotation_degrees: 0.0 };
+        let img = picture();
+        // Across seeds, every output is either the image or its mirror, and both occur.
+        let mut seen = (false, false);
+        for seed in 0..16 {
+            let out = flip.apply(&img, &mut ChaCha8Rng::seed_from_u64(seed));
+            if out == img {
+                seen.0 = true;
+            } else {
+                assert_eq!(out, image::imageops::flip_horizontal(&img));
+                seen.1 = true;
+            }
+        }
+        assert_eq!(seen, (true, true));
+    }
+}

@@ -1,0 +1,9 @@
+//! From a folder of labelled photos to checked, split, prepared training images.
+
+pub mod augment;
+pub mod dedup;
+pub mod scan;
+pub mod split;
+
+pub use scan::{Dataset, Sample, ScanOptions, Skipped};
+pub use split::{Split, SplitOptions};

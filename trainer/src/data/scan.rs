@@ -1,0 +1,190 @@
+//! Reads a class-folder dataset (`DIR/<class>/<image>`), decoding and checking every file up
+//! front so that nothing fails halfway through training.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use image_hasher::{HashAlg, HasherConfig, ImageHash};
+use rayon::prelude::*;
+use shared::Preprocessing;
+use shared::preprocess::decode_file;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: cannot read the dataset folder: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: found {found} class folder(s) {names:?}; a classifier needs at least 2")]
+    TooFewClasses { path: PathBuf, found: usize, names: Vec<String> },
+    #[error("{path}: no class folder named '{class}' (found: {available})")]
+    UnknownClass { path: PathBuf, class: String, available: String },
+    #[error("{path}: class '{class}' has {count} usable image(s); at least {min} are needed")]
+    TooFewImages { path: PathBuf, class: String, count: usize, min: usize },
+    #[error("{0} (--strict makes unreadable files fatal; drop it to skip them)")]
+    Strict(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Class folders to use, in this order; all sub-folders (sorted) when `None`.
+    pub classes: Option<Vec<String>>,
+    pub strict: bool,
+    pub min_images_per_class: usize,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        Self { classes: None, strict: false, min_images_per_class: 5 }
+    }
+}
+
+/// One usable photo, decoded, checked and prepared.
+pub struct Sample {
+    pub path: PathBuf,
+    /// Path relative to the dataset root, for reports (`daffodil/image_0001.jpg`).
+    pub name: String,
+    pub class: usize,
+    /// SHA-256 of the file's bytes: the feature cache's key.
+    pub file_sha256: [u8; 32],
+    /// The prepared RGB square, exactly what the exported model takes as input.
+    pub image: RgbImage,
+    /// Perceptual hash of the whole photo, for near-duplicate detection.
+    pub phash: ImageHash,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+pub struct Dataset {
+    pub root: PathBuf,
+    pub classes: Vec<String>,
+    pub samples: Vec<Sample>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Dataset {
+    pub fn count_per_class(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.len()];
+        for s in &self.samples {
+            counts[s.class] += 1;
+        }
+        counts
+    }
+
+    /// max/min images per class; above 3 the smaller classes are likely to be under-learned.
+    pub fn imbalance(&self) -> f32 {
+        let counts = self.count_per_class();
+        let (min, max) = (counts.iter().min().copied().unwrap_or(0), counts.iter().max().copied().unwrap_or(0));
+        if min == 0 { f32::INFINITY } else { max as f32 / min as f32 }
+    }
+}
+
+pub fn perceptual_hasher() -> image_hasher::Hasher {
+    // pHash: DCT of a 32x32 grey thumbnail, 64 bits. Robust to re-encoding and resizing.
+    HasherConfig::new().hash_alg(HashAlg::Median).preproc_dct().hash_size(8, 8).to_hasher()
+}
+
+pub fn scan(root: &Path, options: &ScanOptions, preprocessing: &Preprocessing) -> Result<Dataset, DataError> {
+    let read_dir = |path: &Path| std::fs::read_dir(path).map_err(|source| DataError::Read { path: path.into(), source });
+    let mut folders = BTreeMap::new();
+    for entry in read_dir(root)? {
+        let entry = entry.map_err(|source| DataError::Read { path: root.into(), source })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() && !name.starts_with('.') {
+            folders.insert(name, entry.path());
+        }
+    }
+    let classes: Vec<String> = match &options.classes {
+        Some(wanted) => {
+            for class in wanted {
+                if !folders.contains_key(class) {
+                    let available = folders.keys().cloned().collect::<Vec<_>>().join(", ");
+                    return Err(DataError::UnknownClass { path: root.into(), class: class.clone(), available });
+                }
+            }
+            wanted.clone()
+        }
+        None => folders.keys().cloned().collect(),
+    };
+    if classes.len() < 2 {
+        return Err(DataError::TooFewClasses { path: root.into(), found: classes.len(), names: classes });
+    }
+
+    let mut files = Vec::new();
+    for (class, name) in classes.iter().enumerate() {
+        let mut entries: Vec<PathBuf> = read_dir(&folders[name])?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        files.extend(entries.into_iter().map(|p| (p, class)));
+    }
+
+    let progress = crate::progress::bar(files.len() as u64, "checking images");
+    let hasher = perceptual_hasher();
+    let results: Vec<Result<Sample, Skipped>> = files
+        .into_par_iter()
+        .map(|(path, class)| {
+            let result = load_sample(root, &path, class, preprocessing, &hasher);
+            progress.inc(1);
+            result
+        })
+        .collect();
+    progress.finish_and_clear();
+
+    let mut samples = Vec::new();
+    let mut skipped = Vec::new();
+    for result in results {
+        match result {
+            Ok(sample) => samples.push(sample),
+            Err(skip) if options.strict => return Err(DataError::Strict(format!("{}: {}", skip.path.display(), skip.reason))),
+            Err(skip) => {
+                tracing::warn!("skipping {}: {}", skip.path.display(), skip.reason);
+                skipped.push(skip);
+            }
+        }
+    }
+    let dataset = Dataset { root: root.into(), classes, samples, skipped };
+    for (class, count) in dataset.classes.iter().zip(dataset.count_per_class()) {
+        if count < options.min_images_per_class {
+            return Err(DataError::TooFewImages { path: root.into(), class: class.clone(), count, min: options.min_images_per_class });
+        }
+    }
+    if dataset.imbalance() > 3.0 {
+        tracing::warn!(
+            "classes are imbalanced ({:.1}x between the largest and the smallest): {:?}",
+            dataset.imbalance(),
+            dataset.classes.iter().zip(dataset.count_per_class()).collect::<Vec<_>>()
+        );
+    }
+    Ok(dataset)
+}
+
+fn load_sample(
+    root: &Path,
+    path: &Path,
+    class: usize,
+    preprocessing: &Preprocessing,
+    hasher: &image_hasher::Hasher,
+) -> Result<Sample, Skipped> {
+    let skip = |reason: String| Skipped { path: path.into(), reason };
+    let bytes = std::fs::read(path).map_err(|e| skip(format!("cannot read: {e}")))?;
+    let decoded = decode_file(path).map_err(|e| {
+        let text = e.to_string();
+        let prefix = format!("{}: ", path.display());
+        skip(text.strip_prefix(&prefix).unwrap_or(&text).to_string())
+    })?;
+    let name = path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned();
+    Ok(Sample {
+        path: path.into(),
+        name,
+        class,
+        file_sha256: shared::bundle::sha256(&bytes),
+        phash: hasher.hash_image(&decoded),
+        image: preprocessing.prepare(&decoded),
+    })
+}

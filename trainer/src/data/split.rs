@@ -1,0 +1,117 @@
+//! Stratified, seeded, near-duplicate-aware train/validation(/test) split.
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SplitOptions {
+    pub val_fraction: f32,
+    pub test_fraction: f32,
+    pub seed: u64,
+}
+
+/// Indices into the dataset's samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+/// Splits each class separately (so every split keeps the class proportions), moving whole
+/// near-duplicate groups: `groups[i]` is the group id of sample `i`, `classes[i]` its class.
+/// Every class gets at least one validation image and keeps at least one training image.
+pub fn split(classes: &[usize], groups: &[usize], options: &SplitOptions) -> Split {
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let n_classes = classes.iter().max().map_or(0, |m| m + 1);
+    let mut out = Split::default();
+    for class in 0..n_classes {
+        // The groups of this class, each with its members, in a seeded random order. A group
+        // belongs to the class of its first member.
+        let mut by_group: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (i, _) in classes.iter().enumerate().filter(|&(i, &c)| c == class && first_of_group(groups, i) == i) {
+            let members: Vec<usize> = (0..groups.len()).filter(|&j| groups[j] == groups[i]).collect();
+            by_group.push((i, members));
+        }
+        by_group.shuffle(&mut rng);
+        let total: usize = by_group.iter().map(|(_, m)| m.len()).sum();
+        let want_val = ((total as f32 * options.val_fraction).round() as usize).max(1);
+        let want_test = (total as f32 * options.test_fraction).round() as usize;
+        let (mut n_val, mut n_test) = (0, 0);
+        let last = by_group.len().saturating_sub(1);
+        for (k, (_, members)) in by_group.into_iter().enumerate() {
+            // Fill validation first, then test; never take the class's last group from training.
+            if n_val < want_val && k < last {
+                n_val += members.len();
+                out.val.extend(members);
+            } else if n_test < want_test && k < last {
+                n_test += members.len();
+                out.test.extend(members);
+            } else {
+                out.train.extend(members);
+            }
+        }
+    }
+    out.train.sort_unstable();
+    out.val.sort_unstable();
+    out.test.sort_unstable();
+    out
+}
+
+fn first_of_group(groups: &[usize], i: usize) -> usize {
+    groups.iter().position(|&g| g == groups[i]).expect("i is in its own group")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(seed: u64) -> SplitOptions {
+        SplitOptions { val_fraction: 0.2, test_fraction: 0.0, seed }
+    }
+
+    #[test]
+    fn stratified_and_complete() {
+        let classes: Vec<usize> = (0..100).map(|i| i % 2).collect();
+        let groups: Vec<usize> = (0..100).collect();
+        let s = split(&classes, &groups, &options(1));
+        assert_eq!(s.train.len() + s.val.len(), 100);
+        assert_eq!(s.val.iter().filter(|&&i| classes[i] == 0).count(), 10);
+        assert_eq!(s.val.iter().filter(|&&i| classes[i] == 1).count(), 10);
+    }
+
+    #[test]
+    fn seeded() {
+        let classes: Vec<usize> = (0..50).map(|i| i % 2).collect();
+        let groups: Vec<usize> = (0..50).collect();
+        assert_eq!(split(&classes, &groups, &options(7)), split(&classes, &groups, &options(7)));
+        assert_ne!(split(&classes, &groups, &options(7)).val, split(&classes, &groups, &options(8)).val);
+    }
+
+    #[test]
+    fn near_duplicate_groups_stay_together() {
+        let classes: Vec<usize> = (0..40).map(|i| i % 2).collect();
+        // Pairs (0,2), (4,6), ... are the same photo.
+        let groups: Vec<usize> = (0..40).map(|i| if i % 4 == 2 { i - 2 } else { i }).collect();
+        for seed in 0..20 {
+            let s = split(&classes, &groups, &options(seed));
+            for a in 0..40 {
+                for b in 0..40 {
+                    if groups[a] == groups[b] {
+                        assert_eq!(s.val.contains(&a), s.val.contains(&b), "seed {seed}: {a} and {b} split apart");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn test_split_is_carved_out_too() {
+        let classes: Vec<usize> = (0..60).map(|i| i % 3).collect();
+        let groups: Vec<usize> = (0..60).collect();
+        let s = split(&classes, &groups, &SplitOptions { val_fraction: 0.2, test_fraction: 0.1, seed: 3 });
+        assert_eq!((s.train.len(), s.val.len(), s.test.len()), (42, 12, 6));
+    }
+}

@@ -1,0 +1,381 @@
+//! Builds the exported ONNX graph with `tract_onnx::pb` (prost) types.
+//!
+//! Burn's experimental ONNX exporter can record a forward pass, but it cannot express the parts
+//! that matter most here (uint8 input, in-graph preprocessing, Softmax, metadata), and it needs
+//! Burn's graph-capture stack in the build. The graph is small and regular, so it is written
+//! directly: one function per node type, each with its own test against tract.
+//!
+//! Graph: image u8 [N,S,S,3] -> Cast -> Transpose(NCHW) -> Gather(channel order) -> Sub(mean)
+//! [-> Div(std)] -> 13 x (Conv 3x3 + Relu), MaxPool after each block -> head -> Softmax.
+
+use shared::{HeadKind, Normalization, ONNX_INPUT, ONNX_OUTPUT};
+use tract_onnx::pb::{self, attribute_proto::AttributeType, tensor_proto::DataType};
+
+use crate::backbone::{ConvWeights, VGG16_BLOCKS};
+use crate::model::weights::DenseWeights;
+
+pub const OPSET: i64 = 13;
+/// ONNX IR version 7 goes with opset 13.
+pub const IR_VERSION: i64 = 7;
+
+#[derive(Default)]
+pub struct GraphBuilder {
+    nodes: Vec<pb::NodeProto>,
+    initializers: Vec<pb::TensorProto>,
+    counter: usize,
+}
+
+fn attr_int(name: &str, i: i64) -> pb::AttributeProto {
+    pb::AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i, ..Default::default() }
+}
+
+fn attr_ints(name: &str, ints: &[i64]) -> pb::AttributeProto {
+    pb::AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: ints.to_vec(), ..Default::default() }
+}
+
+fn dims(shape: &[usize]) -> Vec<i64> {
+    shape.iter().map(|&d| d as i64).collect()
+}
+
+impl GraphBuilder {
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        format!("{prefix}_{}", self.counter)
+    }
+
+    pub fn initializer_f32(&mut self, name: &str, shape: &[usize], values: &[f32]) -> String {
+        assert_eq!(shape.iter().product::<usize>(), values.len(), "{name}: shape and values disagree");
+        self.initializers.push(pb::TensorProto {
+            name: name.into(),
+            dims: dims(shape),
+            data_type: DataType::Float as i32,
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        name.into()
+    }
+
+    pub fn initializer_i64(&mut self, name: &str, shape: &[usize], values: &[i64]) -> String {
+        self.initializers.push(pb::TensorProto {
+            name: name.into(),
+            dims: dims(shape),
+            data_type: DataType::Int64 as i32,
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        name.into()
+    }
+
+    /// Adds a node; returns its output's name (`output`, or a fresh one).
+    pub fn node(&mut self, op: &str, inputs: &[&str], attributes: Vec<pb::AttributeProto>, output: Option<&str>) -> String {
+        let out = output.map(String::from).unwrap_or_else(|| self.fresh(&op.to_lowercase()));
+        self.nodes.push(pb::NodeProto {
+            name: format!("{op}_{}", self.nodes.len()),
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.clone()],
+            attribute: attributes,
+            ..Default::default()
+        });
+        out
+    }
+
+    pub fn cast_to_float(&mut self, x: &str) -> String {
+        self.node("Cast", &[x], vec![attr_int("to", DataType::Float as i64)], None)
+    }
+
+    pub fn transpose(&mut self, x: &str, perm: &[i64]) -> String {
+        self.node("Transpose", &[x], vec![attr_ints("perm", perm)], None)
+    }
+
+    /// Picks channels (axis 1) in the given order: RGB -> BGR for the caffe convention.
+    pub fn gather_channels(&mut self, x: &str, order: &[usize]) -> String {
+        let idx: Vec<i64> = order.iter().map(|&c| c as i64).collect();
+        let indices = self.initializer_i64("channel_order", &[order.len()], &idx);
+        self.node("Gather", &[x, &indices], vec![attr_int("axis", 1)], None)
+    }
+
+    /// `x - values` with `values` per channel, broadcast as `[1, C, 1, 1]`.
+    pub fn sub_per_channel(&mut self, x: &str, name: &str, values: &[f32]) -> String {
+        let c = self.initializer_f32(name, &[1, values.len(), 1, 1], values);
+        self.node("Sub", &[x, &c], vec![], None)
+    }
+
+    /// `x / values` with `values` per channel, broadcast as `[1, C, 1, 1]`.
+    pub fn div_per_channel(&mut self, x: &str, name: &str, values: &[f32]) -> String {
+        let c = self.initializer_f32(name, &[1, values.len(), 1, 1], values);
+        self.node("Div", &[x, &c], vec![], None)
+    }
+
+    /// 3x3 convolution, stride 1, padding 1.
+    pub fn conv3x3(&mut self, x: &str, prefix: &str, w: &ConvWeights) -> String {
+        let weight = self.initializer_f32(&format!("{prefix}.weight"), &[w.out_channels, w.in_channels, 3, 3], &w.weight);
+        let bias = self.initializer_f32(&format!("{prefix}.bias"), &[w.out_channels], &w.bias);
+        self.node("Conv", &[x, &weight, &bias], vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[1, 1, 1, 1])], None)
+    }
+
+    pub fn relu(&mut self, x: &str) -> String {
+        self.node("Relu", &[x], vec![], None)
+    }
+
+    /// 2x2 max-pool, stride 2.
+    pub fn max_pool2(&mut self, x: &str) -> String {
+        self.node("MaxPool", &[x], vec![attr_ints("kernel_shape", &[2, 2]), attr_ints("strides", &[2, 2])], None)
+    }
+
+    pub fn global_average_pool(&mut self, x: &str) -> String {
+        self.node("GlobalAveragePool", &[x], vec![], None)
+    }
+
+    /// `[N, ...]` -> `[N, rest]`, row-major: the same order as Burn's reshape.
+    pub fn flatten(&mut self, x: &str) -> String {
+        self.node("Flatten", &[x], vec![attr_int("axis", 1)], None)
+    }
+
+    /// `x @ W + b` with `W` stored `[inputs, outputs]` (Burn's layout, no transposition).
+    pub fn gemm(&mut self, x: &str, prefix: &str, w: &DenseWeights) -> String {
+        let weight = self.initializer_f32(&format!("{prefix}.weight"), &[w.inputs, w.outputs], &w.weight);
+        let bias = self.initializer_f32(&format!("{prefix}.bias"), &[w.outputs], &w.bias);
+        self.node("Gemm", &[x, &weight, &bias], vec![], None)
+    }
+
+    pub fn softmax(&mut self, x: &str, output: &str) -> String {
+        self.node("Softmax", &[x], vec![attr_int("axis", 1)], Some(output))
+    }
+
+    /// A model with one input and one output; `None` dimensions are symbolic (`N` for the batch).
+    pub fn finish(
+        self,
+        input: (&str, DataType, &[Option<usize>]),
+        output: (&str, DataType, &[Option<usize>]),
+        metadata: Vec<(String, String)>,
+        doc: &str,
+    ) -> pb::ModelProto {
+        let value_info = |(name, ty, shape): (&str, DataType, &[Option<usize>])| pb::ValueInfoProto {
+            name: name.into(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: ty as i32,
+                    shape: Some(pb::TensorShapeProto {
+                        dim: shape
+                            .iter()
+                            .enumerate()
+                            .map(|(i, d)| pb::tensor_shape_proto::Dimension {
+                                value: Some(match d {
+                                    Some(v) => pb::tensor_shape_proto::dimension::Value::DimValue(*v as i64),
+                                    None if i == 0 => pb::tensor_shape_proto::dimension::Value::DimParam("N".into()),
+                                    None => pb::tensor_shape_proto::dimension::Value::DimParam(format!("d{i}")),
+                                }),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        pb::ModelProto {
+            ir_version: IR_VERSION,
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
+            producer_name: "flowercam-trainer".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            doc_string: doc.into(),
+            graph: Some(pb::GraphProto {
+                name: "flowercam".into(),
+                node: self.nodes,
+                initializer: self.initializers,
+                input: vec![value_info(input)],
+                output: vec![value_info(output)],
+                ..Default::default()
+            }),
+            metadata_props: metadata.into_iter().map(|(key, value)| pb::StringStringEntryProto { key, value }).collect(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The preprocessing nodes: RGB bytes `[N, S, S, 3]` -> the normalized `[N, 3, S, S]` tensor,
+/// the same arithmetic in the same order as [`Normalization::to_chw`].
+pub fn preprocessing(g: &mut GraphBuilder, input: &str, normalization: &Normalization) -> String {
+    let x = g.cast_to_float(input);
+    let x = g.transpose(&x, &[0, 3, 1, 2]);
+    let x = if normalization.source_channels == [0, 1, 2] { x } else { g.gather_channels(&x, &normalization.source_channels) };
+    let x = g.sub_per_channel(&x, "mean", &normalization.mean);
+    // Dividing by 1 changes nothing: the caffe convention has no scaling, so no node for it.
+    if normalization.std.iter().all(|&s| s == 1.0) { x } else { g.div_per_channel(&x, "std", &normalization.std) }
+}
+
+/// The whole classifier: preprocessing, trunk, head, Softmax.
+pub fn classifier(
+    trunk: &[ConvWeights],
+    head_kind: HeadKind,
+    head: &[DenseWeights],
+    normalization: &Normalization,
+    input_size: usize,
+    metadata: Vec<(String, String)>,
+) -> pb::ModelProto {
+    let mut g = GraphBuilder::default();
+    let mut x = preprocessing(&mut g, ONNX_INPUT, normalization);
+    let mut convs = trunk.iter().enumerate();
+    for (b, block) in VGG16_BLOCKS.iter().enumerate() {
+        for (c, (_, w)) in convs.by_ref().take(*block).enumerate() {
+            x = g.conv3x3(&x, &format!("block{}_conv{}", b + 1, c + 1), w);
+            x = g.relu(&x);
+        }
+        x = g.max_pool2(&x);
+    }
+    x = match head_kind {
+        HeadKind::Gap => g.global_average_pool(&x),
+        HeadKind::Flatten => x,
+    };
+    x = g.flatten(&x);
+    let last = head.len() - 1;
+    for (i, layer) in head.iter().enumerate() {
+        x = g.gemm(&x, &format!("head.dense{}", i + 1), layer);
+        if i < last {
+            x = g.relu(&x);
+        }
+    }
+    let probabilities = g.softmax(&x, ONNX_OUTPUT);
+    let classes = head.last().map_or(0, |l| l.outputs);
+    let s = Some(input_size);
+    g.finish(
+        (ONNX_INPUT, DataType::Uint8, &[None, s, s, Some(3)]),
+        (&probabilities, DataType::Float, &[None, Some(classes)]),
+        metadata,
+        "VGG16 + head image classifier. Input: RGB uint8 [N, S, S, 3] after the resize in metadata; output: class probabilities.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per node type: a one-node graph run in tract against values computed by hand.
+    use super::*;
+    use prost::Message;
+    use tract_onnx::prelude::*;
+
+    fn run(model: pb::ModelProto, input: Tensor) -> Vec<f32> {
+        let bytes = model.encode_to_vec();
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut bytes.as_slice())
+            .unwrap()
+            .with_input_fact(0, InferenceFact::from(input.clone()).without_value())
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let out = model.run(tvec!(input.into())).unwrap();
+        out[0].cast_to::<f32>().unwrap().as_slice::<f32>().unwrap().to_vec()
+    }
+
+    fn one_node(
+        build: impl FnOnce(&mut GraphBuilder, &str) -> String,
+        in_type: DataType,
+        in_shape: &[usize],
+        out_shape: &[usize],
+    ) -> pb::ModelProto {
+        let mut g = GraphBuilder::default();
+        let out = build(&mut g, "x");
+        let i: Vec<_> = in_shape.iter().map(|&d| Some(d)).collect();
+        let o: Vec<_> = out_shape.iter().map(|&d| Some(d)).collect();
+        g.finish(("x", in_type, &i), (&out, DataType::Float, &o), vec![], "")
+    }
+
+    fn f32_tensor(shape: &[usize], values: Vec<f32>) -> Tensor {
+        tract_ndarray::ArrayD::from_shape_vec(shape, values).unwrap().into_tensor()
+    }
+
+    #[test]
+    fn cast_u8_to_float() {
+        let m = one_node(|g, x| g.cast_to_float(x), DataType::Uint8, &[3], &[3]);
+        let input = tract_ndarray::arr1(&[0u8, 7, 255]).into_tensor();
+        assert_eq!(run(m, input), vec![0.0, 7.0, 255.0]);
+    }
+
+    #[test]
+    fn transpose_nhwc_to_nchw() {
+        let m = one_node(|g, x| g.transpose(x, &[0, 3, 1, 2]), DataType::Float, &[1, 1, 2, 3], &[1, 3, 1, 2]);
+        let out = run(m, f32_tensor(&[1, 1, 2, 3], vec![1., 2., 3., 4., 5., 6.]));
+        assert_eq!(out, vec![1., 4., 2., 5., 3., 6.]);
+    }
+
+    #[test]
+    fn gather_reorders_channels() {
+        let m = one_node(|g, x| g.gather_channels(x, &[2, 1, 0]), DataType::Float, &[1, 3, 1, 1], &[1, 3, 1, 1]);
+        assert_eq!(run(m, f32_tensor(&[1, 3, 1, 1], vec![1., 2., 3.])), vec![3., 2., 1.]);
+    }
+
+    #[test]
+    fn sub_and_div_per_channel() {
+        let m = one_node(|g, x| g.sub_per_channel(x, "m", &[1., 2., 3.]), DataType::Float, &[1, 3, 1, 1], &[1, 3, 1, 1]);
+        assert_eq!(run(m, f32_tensor(&[1, 3, 1, 1], vec![10., 10., 10.])), vec![9., 8., 7.]);
+        let m = one_node(|g, x| g.div_per_channel(x, "s", &[1., 2., 4.]), DataType::Float, &[1, 3, 1, 1], &[1, 3, 1, 1]);
+        assert_eq!(run(m, f32_tensor(&[1, 3, 1, 1], vec![8., 8., 8.])), vec![8., 4., 2.]);
+    }
+
+    #[test]
+    fn conv3x3_pads_and_adds_bias() {
+        // A single 3x3 kernel of ones on a 3x3 image of ones: 4 at corners, 6 on edges, 9 centre.
+        let w = ConvWeights { out_channels: 1, in_channels: 1, weight: vec![1.0; 9], bias: vec![0.5] };
+        let m = one_node(|g, x| g.conv3x3(x, "c", &w), DataType::Float, &[1, 1, 3, 3], &[1, 1, 3, 3]);
+        let out = run(m, f32_tensor(&[1, 1, 3, 3], vec![1.0; 9]));
+        assert_eq!(out, vec![4.5, 6.5, 4.5, 6.5, 9.5, 6.5, 4.5, 6.5, 4.5]);
+    }
+
+    #[test]
+    fn relu_clamps_negatives() {
+        let m = one_node(|g, x| g.relu(x), DataType::Float, &[3], &[3]);
+        assert_eq!(run(m, f32_tensor(&[3], vec![-1., 0., 2.])), vec![0., 0., 2.]);
+    }
+
+    #[test]
+    fn max_pool_halves() {
+        let m = one_node(|g, x| g.max_pool2(x), DataType::Float, &[1, 1, 2, 4], &[1, 1, 1, 2]);
+        assert_eq!(run(m, f32_tensor(&[1, 1, 2, 4], vec![1., 5., 2., 0., 3., 4., 8., 1.])), vec![5., 8.]);
+    }
+
+    #[test]
+    fn global_average_pool_and_flatten() {
+        let m = one_node(
+            |g, x| {
+                let p = g.global_average_pool(x);
+                g.flatten(&p)
+            },
+            DataType::Float,
+            &[1, 2, 1, 2],
+            &[1, 2],
+        );
+        assert_eq!(run(m, f32_tensor(&[1, 2, 1, 2], vec![1., 3., 10., 20.])), vec![2., 15.]);
+    }
+
+    #[test]
+    fn gemm_uses_burn_layout() {
+        // W is [inputs=2, outputs=3].
+        let w = DenseWeights { ids: [0, 0], inputs: 2, outputs: 3, weight: vec![1., 2., 3., 4., 5., 6.], bias: vec![0.5, 0., -1.] };
+        let m = one_node(|g, x| g.gemm(x, "d", &w), DataType::Float, &[1, 2], &[1, 3]);
+        assert_eq!(run(m, f32_tensor(&[1, 2], vec![1., 1.])), vec![5.5, 7.0, 8.0]);
+    }
+
+    #[test]
+    fn softmax_over_classes() {
+        let m = one_node(|g, x| g.softmax(x, "p"), DataType::Float, &[1, 2], &[1, 2]);
+        let out = run(m, f32_tensor(&[1, 2], vec![0.0, (3.0f32).ln()]));
+        assert!((out[0] - 0.25).abs() < 1e-6 && (out[1] - 0.75).abs() < 1e-6, "{out:?}");
+    }
+
+    #[test]
+    fn preprocessing_matches_shared_to_chw() {
+        use image::{Rgb, RgbImage};
+        for convention in [shared::Convention::Caffe, shared::Convention::Torchvision] {
+            let n = convention.normalization();
+            let img = RgbImage::from_fn(4, 3, |x, y| Rgb([(x * 60) as u8, (y * 90) as u8, (x * y * 20) as u8]));
+            let mut g = GraphBuilder::default();
+            let out = preprocessing(&mut g, "x", &n);
+            let m = g.finish(("x", DataType::Uint8, &[Some(1), Some(3), Some(4), Some(3)]), (&out, DataType::Float, &[]), vec![], "");
+            let input = tract_ndarray::Array4::from_shape_vec((1, 3, 4, 3), img.as_raw().clone()).unwrap().into_tensor();
+            assert_eq!(run(m, input), n.to_chw(&img), "{convention}");
+        }
+    }
+}

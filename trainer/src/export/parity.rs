@@ -1,0 +1,96 @@
+//! The parity gate: the exported graph, run by tract (the edge's engine), must reproduce the
+//! trainer's probabilities on every validation image before the export is allowed to exist.
+
+use std::fmt::Write as _;
+
+use anyhow::Context;
+use image::RgbImage;
+use shared::{PROBABILITY_TOLERANCE, ParityReport};
+use tract_onnx::prelude::*;
+
+use crate::training::fit::argmax;
+
+pub type Runnable = std::sync::Arc<TypedRunnableModel>;
+
+/// Loads ONNX bytes into tract for batch-1 RGB squares of side `size`.
+pub fn load(onnx: &[u8], size: usize) -> anyhow::Result<Runnable> {
+    tract_onnx::onnx()
+        .model_for_read(&mut &onnx[..])
+        .context("tract cannot read the exported ONNX")?
+        .with_input_fact(0, u8::fact([1, size, size, 3]).into())?
+        .into_optimized()
+        .context("tract cannot optimize the exported graph")?
+        .into_runnable()
+        .context("tract cannot plan the exported graph")
+}
+
+pub fn run(model: &Runnable, image: &RgbImage) -> anyhow::Result<Vec<f32>> {
+    let (w, h) = image.dimensions();
+    let input = tract_ndarray::Array4::from_shape_vec((1, h as usize, w as usize, 3), image.as_raw().clone())?.into_tensor();
+    let out = model.run(tvec!(input.into()))?;
+    Ok(out[0].to_plain_array_view::<f32>()?.iter().copied().collect())
+}
+
+pub struct Gate {
+    pub report: ParityReport,
+    /// tract's probabilities per image.
+    pub tract: Vec<Vec<f32>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("export parity gate failed: tract disagrees with the trained model\n{details}")]
+pub struct ParityFailure {
+    pub details: String,
+}
+
+/// Compares tract's output with `expected` (the trainer's) on each named image.
+pub fn check(model: &Runnable, images: &[(&str, &RgbImage)], expected: &[Vec<f32>]) -> anyhow::Result<Gate> {
+    let bar = crate::progress::bar(images.len() as u64, "parity check");
+    let mut tract = Vec::with_capacity(images.len());
+    for (_, image) in images {
+        tract.push(run(model, image)?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let report = compare(&tract, expected);
+    let disagree = tract.iter().zip(expected).filter(|(t, e)| argmax(t) != argmax(e)).count();
+    if report.max_abs_diff > PROBABILITY_TOLERANCE || disagree > 0 || !report.max_abs_diff.is_finite() {
+        let mut details = format!(
+            "max |diff| {:.3e} (tolerance {PROBABILITY_TOLERANCE:.0e}), mean {:.3e}, {disagree} of {} images with a different class\nworst images:\n",
+            report.max_abs_diff,
+            report.mean_abs_diff,
+            images.len()
+        );
+        let mut worst: Vec<(usize, f32)> = tract.iter().zip(expected).map(|(t, e)| max_diff(t, e)).enumerate().collect();
+        worst.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for (i, diff) in worst.into_iter().take(5) {
+            let _ = writeln!(details, "  {}: |diff| {diff:.3e}, tract {:?}, trainer {:?}", images[i].0, tract[i], expected[i]);
+        }
+        return Err(ParityFailure { details }.into());
+    }
+    Ok(Gate { report, tract })
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) })
+}
+
+pub fn compare(tract: &[Vec<f32>], expected: &[Vec<f32>]) -> ParityReport {
+    let mut max = 0f32;
+    let (mut sum, mut count) = (0f64, 0usize);
+    let mut agree = 0;
+    for (t, e) in tract.iter().zip(expected) {
+        max = max.max(max_diff(t, e));
+        for (x, y) in t.iter().zip(e) {
+            sum += (x - y).abs() as f64;
+            count += 1;
+        }
+        agree += usize::from(argmax(t) == argmax(e));
+    }
+    ParityReport {
+        images: tract.len() as u32,
+        max_abs_diff: max,
+        mean_abs_diff: (sum / count.max(1) as f64) as f32,
+        argmax_agreement: agree as f32 / tract.len().max(1) as f32,
+    }
+}

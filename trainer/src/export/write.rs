@@ -1,0 +1,136 @@
+//! Assembles and writes `NAME.onnx` and `NAME.bundle`, after the parity gate passed.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use image::RgbImage;
+use prost::Message;
+use shared::{BackboneInfo, Bundle, HeadKind, Manifest, Normalization, Preprocessing, SelfCheck, TrainingSummary};
+
+use super::{graph, parity};
+use crate::backbone::ConvWeights;
+use crate::model::weights::DenseWeights;
+use crate::training::fit::argmax;
+
+/// At most this many validation images travel in the bundle as self-checks.
+pub const SELF_CHECKS: usize = 8;
+
+pub struct ExportInput<'a> {
+    pub name: String,
+    pub labels: Vec<String>,
+    pub preprocessing: Preprocessing,
+    pub normalization: Normalization,
+    pub backbone: BackboneInfo,
+    pub head_kind: HeadKind,
+    pub trunk: Vec<ConvWeights>,
+    pub head: Vec<DenseWeights>,
+    pub training: TrainingSummary,
+    /// Validation images: (name, true class, prepared RGB square).
+    pub images: Vec<(String, usize, &'a RgbImage)>,
+    /// The trainer's probabilities for `images`.
+    pub expected: Vec<Vec<f32>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    pub onnx_path: PathBuf,
+    pub bundle_path: PathBuf,
+    pub bundle_bytes: u64,
+    pub manifest: Manifest,
+    /// Accuracy of tract's predictions on the validation images.
+    pub tract_accuracy: f32,
+}
+
+/// `out` is `DIR/NAME` (no extension): writes `DIR/NAME.onnx` and `DIR/NAME.bundle`.
+pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
+    anyhow::ensure!(!input.images.is_empty(), "export needs validation images for its parity gate");
+    let mut manifest = Manifest {
+        name: input.name.clone(),
+        labels: input.labels.clone(),
+        preprocessing: input.preprocessing,
+        backbone: input.backbone.clone(),
+        head: input.head_kind,
+        training: input.training.clone(),
+        parity: shared::ParityReport { images: 0, max_abs_diff: 0.0, mean_abs_diff: 0.0, argmax_agreement: 0.0 },
+        created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        trainer_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let size = input.preprocessing.input_size as usize;
+    let build = |manifest: &Manifest| {
+        graph::classifier(&input.trunk, input.head_kind, &input.head, &input.normalization, size, metadata(manifest)).encode_to_vec()
+    };
+    // Gate on the graph as it will be written; only the parity figures in its metadata change.
+    let model = parity::load(&build(&manifest), size)?;
+    let named: Vec<(&str, &RgbImage)> = input.images.iter().map(|(n, _, img)| (n.as_str(), *img)).collect();
+    let gate = parity::check(&model, &named, &input.expected)?;
+    manifest.parity = gate.report.clone();
+    let onnx = build(&manifest);
+
+    let correct = gate.tract.iter().zip(&input.images).filter(|(p, (_, class, _))| argmax(p) == *class).count();
+    let tract_accuracy = correct as f32 / input.images.len() as f32;
+    let checks = self_checks(&input, &gate.tract);
+
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let onnx_path = with_suffix(out, "onnx");
+    let bundle_path = with_suffix(out, "bundle");
+    let bundle = Bundle::new(manifest.clone(), onnx, checks);
+    shared::atomic::write_atomic(&onnx_path, &bundle.onnx).with_context(|| format!("{}: cannot write", onnx_path.display()))?;
+    bundle.write(&bundle_path).with_context(|| format!("{}: cannot write", bundle_path.display()))?;
+    let bundle_bytes = std::fs::metadata(&bundle_path).map(|m| m.len()).unwrap_or(0);
+    Ok(ExportReport { onnx_path, bundle_path, bundle_bytes, manifest, tract_accuracy })
+}
+
+fn with_suffix(base: &Path, ext: &str) -> PathBuf {
+    let mut name = base.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{ext}"));
+    base.with_file_name(name)
+}
+
+/// Up to [`SELF_CHECKS`] images, taking the classes in turn, with tract's probabilities: the
+/// device must compute what tract computed here (which the gate tied to the trainer's).
+fn self_checks(input: &ExportInput, tract: &[Vec<f32>]) -> Vec<SelfCheck> {
+    let k = input.labels.len();
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for (i, (_, class, _)) in input.images.iter().enumerate() {
+        by_class[*class].push(i);
+    }
+    let mut picked = Vec::new();
+    for round in 0.. {
+        let before = picked.len();
+        for members in &by_class {
+            if let Some(&i) = members.get(round)
+                && picked.len() < SELF_CHECKS
+            {
+                picked.push(i);
+            }
+        }
+        if picked.len() == before || picked.len() >= SELF_CHECKS {
+            break;
+        }
+    }
+    picked
+        .into_iter()
+        .map(|i| {
+            let (name, class, image) = &input.images[i];
+            SelfCheck { name: name.clone(), label: input.labels[*class].clone(), rgb: image.as_raw().clone(), expected: tract[i].clone() }
+        })
+        .collect()
+}
+
+/// `metadata_props`: what any ONNX runtime user needs, readable without our bundle format.
+fn metadata(m: &Manifest) -> Vec<(String, String)> {
+    vec![
+        ("labels".into(), serde_json::to_string(&m.labels).expect("labels serialize")),
+        ("input_layout".into(), "NHWC uint8 RGB, 0-255".into()),
+        ("input_size".into(), m.preprocessing.input_size.to_string()),
+        ("resize".into(), m.preprocessing.resize.name().into()),
+        ("resize_filter".into(), "bilinear (triangle)".into()),
+        ("backbone".into(), m.backbone.name.clone()),
+        ("backbone_weights_sha256".into(), m.backbone.weights_sha256.clone()),
+        ("input_convention".into(), m.backbone.convention.name().into()),
+        ("head".into(), m.head.name().into()),
+        ("val_accuracy".into(), m.training.val_accuracy.to_string()),
+        ("manifest".into(), serde_json::to_string(m).expect("manifest serializes")),
+    ]
+}

@@ -1,0 +1,138 @@
+//! Trunk features, computed once per image view and cached on disk.
+//!
+//! With a frozen trunk the expensive part of training is one forward pass per image; the head
+//! then trains in seconds on the stored features. A cache entry is keyed by everything that
+//! determines it: the backbone weights' hash, the image file's hash, the preprocessing and
+//! convention, and for augmented views the seed, view number and augmentation settings.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use burn::prelude::*;
+use image::RgbImage;
+use sha2::{Digest, Sha256};
+use shared::Normalization;
+
+use crate::model::{Vgg16Trunk, from_vec, to_vec};
+
+/// Images per trunk forward pass: large enough to keep the GEMMs busy, small enough for memory.
+pub const EXTRACT_BATCH: usize = 8;
+
+pub struct FeatureCache {
+    dir: Option<PathBuf>,
+}
+
+impl FeatureCache {
+    /// `None` disables the cache (`--no-cache`).
+    pub fn new(dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        if let Some(dir) = &dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the feature cache", dir.display()))?;
+        }
+        Ok(Self { dir })
+    }
+
+    fn path(&self, key: &str) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(format!("{key}.f32")))
+    }
+
+    fn get(&self, key: &str, len: usize) -> Option<Vec<f32>> {
+        let bytes = std::fs::read(self.path(key)?).ok()?;
+        // A wrong length means a damaged or foreign entry: recompute rather than trust it.
+        (bytes.len() == len * 4).then(|| bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+
+    fn put(&self, key: &str, values: &[f32]) {
+        if let Some(path) = self.path(key) {
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            if let Err(e) = shared::atomic::write_atomic(&path, &bytes) {
+                tracing::warn!("{}: cannot write feature cache entry: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// What one cached feature map was computed from.
+pub struct ViewKey<'a> {
+    pub context: &'a str,
+    pub file_sha256: &'a [u8; 32],
+    /// `None` for the clean view; `Some(description)` for an augmented one.
+    pub augmentation: Option<String>,
+}
+
+impl ViewKey<'_> {
+    pub fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.context.as_bytes());
+        h.update(self.file_sha256);
+        h.update(self.augmentation.as_deref().unwrap_or("clean").as_bytes());
+        hex::encode(h.finalize())
+    }
+}
+
+/// The part of every key shared by a run: backbone, preprocessing, convention.
+pub fn cache_context(backbone_sha256: &str, preprocessing_fingerprint: &str, normalization: &Normalization) -> String {
+    format!("vgg16:{backbone_sha256};{preprocessing_fingerprint};{normalization:?};features-v1")
+}
+
+/// The feature shape for an input side of `input_size`: `[channels, s, s]`.
+pub fn feature_dims(channels: usize, input_size: u32) -> [usize; 3] {
+    let s = input_size as usize / 32;
+    [channels, s, s]
+}
+
+/// Computes (or loads) the features of each job: (cache key, lazily produced image).
+pub fn extract<'a>(
+    trunk: &Vgg16Trunk,
+    device: &Device,
+    normalization: &Normalization,
+    cache: &FeatureCache,
+    dims: [usize; 3],
+    jobs: Vec<(String, Box<dyn Fn() -> RgbImage + Send + Sync + 'a>)>,
+    label: &'static str,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let len = dims.iter().product();
+    let mut out: Vec<Option<Vec<f32>>> = jobs.iter().map(|(key, _)| cache.get(key, len)).collect();
+    let missing: Vec<usize> = (0..jobs.len()).filter(|&i| out[i].is_none()).collect();
+    tracing::info!("{label}: {} of {} feature maps cached, computing {}", jobs.len() - missing.len(), jobs.len(), missing.len());
+    let bar = crate::progress::bar(missing.len() as u64, label);
+    for chunk in missing.chunks(EXTRACT_BATCH) {
+        let images: Vec<RgbImage> = {
+            use rayon::prelude::*;
+            chunk.par_iter().map(|&i| (jobs[i].1)()).collect()
+        };
+        let features = forward_images(trunk, device, normalization, &images);
+        for (&i, f) in chunk.iter().zip(features) {
+            cache.put(&jobs[i].0, &f);
+            out[i] = Some(f);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(out.into_iter().map(|f| f.expect("every job computed")).collect())
+}
+
+/// One trunk forward pass over prepared images; returns each image's feature map, flattened.
+pub fn forward_images(trunk: &Vgg16Trunk, device: &Device, normalization: &Normalization, images: &[RgbImage]) -> Vec<Vec<f32>> {
+    let input = images_to_tensor(images, normalization, device);
+    let features = trunk.forward(input);
+    let per_image = features.dims()[1..].iter().product::<usize>();
+    to_vec(features).chunks_exact(per_image).map(<[f32]>::to_vec).collect()
+}
+
+/// Prepared images -> the `[N, 3, S, S]` tensor the network sees, through `shared`.
+pub fn images_to_tensor(images: &[RgbImage], normalization: &Normalization, device: &Device) -> Tensor<4> {
+    let (w, h) = images[0].dimensions();
+    let mut values = Vec::with_capacity(images.len() * 3 * (w * h) as usize);
+    for image in images {
+        values.extend(normalization.to_chw(image));
+    }
+    from_vec(values, [images.len(), 3, h as usize, w as usize], device)
+}
+
+pub fn default_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("flowercam").join("features")
+}

@@ -1,0 +1,24 @@
+//! The host side of flowercam: from a folder of labelled photos and ImageNet VGG16 weights to
+//! a trained, verified, deployable classifier bundle.
+//!
+//! - [`data`]: scan and check the photos, group near-duplicates, split, augment;
+//! - [`backbone`]: read VGG16 weights (ONNX, safetensors);
+//! - [`model`]: the Burn network (trunk + head);
+//! - [`features`]: trunk features, computed once and cached;
+//! - [`training`]: the epoch loop, checkpoints, the whole train job;
+//! - [`export`]: ONNX graph, tract parity gate, bundle;
+//! - [`report`]: metrics, CSVs, plots;
+//! - [`commands`]: what each CLI subcommand does.
+
+pub mod backbone;
+pub mod cli;
+pub mod commands;
+pub mod data;
+pub mod device;
+pub mod export;
+pub mod features;
+pub mod fixtures;
+pub mod model;
+pub mod progress;
+pub mod report;
+pub mod training;

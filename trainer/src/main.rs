@@ -1,0 +1,93 @@
+//! `trainer`: fine-tune ImageNet VGG16 on a folder of labelled photos and export a verified
+//! bundle for the `edge` program.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use trainer::cli::{Cli, Command};
+use trainer::commands;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<trainer::export::parity::ParityFailure>().is_some() { ExitCode::from(3) } else { ExitCode::from(1) }
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train(args) => {
+            let export_to = (!args.no_export).then(|| {
+                args.export_to.clone().unwrap_or_else(|| {
+                    PathBuf::from("models").join(args.out.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "model".into()))
+                })
+            });
+            let json = args.json;
+            let request = commands::train::TrainRequest { config: args.config(), out: args.out.clone(), resume: args.resume, export_to };
+            let summary = commands::train::run(request)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!("{}", human_summary(&summary, &args.out));
+            }
+        }
+        Command::Export { run, out, json } => {
+            let summary = commands::export::run(&run, &out)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!(
+                    "exported {} and {} ({} bytes)\nparity: {} images, max |diff| {:.2e}, mean {:.2e}, argmax agreement {:.3}; tract val accuracy {:.4}",
+                    summary.onnx,
+                    summary.bundle,
+                    summary.bundle_bytes,
+                    summary.parity_images,
+                    summary.parity_max_abs_diff,
+                    summary.parity_mean_abs_diff,
+                    summary.parity_argmax_agreement,
+                    summary.tract_val_accuracy
+                );
+            }
+        }
+        Command::Inspect { bundle, json } => println!("{}", commands::inspect::run(&bundle, json)?),
+    }
+    Ok(())
+}
+
+fn human_summary(s: &trainer::report::summary::RunSummary, out: &std::path::Path) -> String {
+    let mut text = format!(
+        "trained {} head on {} classes ({}), {} epochs, best epoch {} ({})\nvalidation: {} images, accuracy {:.4}, loss {:.4}\n",
+        s.head,
+        s.classes.len(),
+        s.classes.join(", "),
+        s.epochs_run,
+        s.best_epoch,
+        s.best_stage,
+        s.val.images,
+        s.val.accuracy,
+        s.val.loss
+    );
+    if let Some(t) = &s.test {
+        text += &format!("test: {} images, accuracy {:.4}\n", t.images, t.accuracy);
+    }
+    let phases: Vec<String> = s.seconds.iter().map(|(n, t)| format!("{n} {t:.1}s")).collect();
+    text += &format!("time: {:.1}s ({}) on {} {}\n", s.total_seconds, phases.join(", "), s.backend, s.device);
+    text += &format!("run folder: {} (metrics.json, curves.png, confusion.png, predictions.csv)", out.display());
+    if let Some(e) = &s.export {
+        text += &format!(
+            "\nexported: {} ({} bytes); parity on {} images: max |diff| {:.2e}, tract val accuracy {:.4}",
+            e.bundle, e.bundle_bytes, e.parity_images, e.parity_max_abs_diff, e.tract_val_accuracy
+        );
+    }
+    text
+}

@@ -1,0 +1,364 @@
+//! The whole `trainer train` job: check data, split, load the backbone, train the head on
+//! cached features (and optionally through the trunk), evaluate, report. Resumable.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, ModuleOptimizer, SgdConfig};
+use burn::prelude::*;
+use image::RgbImage;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use shared::{Normalization, Preprocessing};
+
+use super::checkpoint::{self, Checkpoint, Stage};
+use super::config::{OptimizerKind, TrainConfig};
+use super::fit::{self, Evaluation, FitOptions, Labels, Network};
+use super::inputs::{FeatureInputs, ImageInputs};
+use crate::backbone::Vgg16Weights;
+use crate::data::{self, Dataset, ScanOptions, Split, SplitOptions};
+use crate::features::{self, FeatureCache, ViewKey};
+use crate::model::weights::ModelWeights;
+use crate::model::{Classifier, Head, Vgg16Trunk};
+
+/// Wall-clock seconds per phase, in order, for the summary.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Phases(pub Vec<(String, f32)>);
+
+impl Phases {
+    pub fn time<T>(&mut self, name: &str, f: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = f();
+        self.0.push((name.to_string(), started.elapsed().as_secs_f32()));
+        out
+    }
+}
+
+/// Data, split and backbone, checked and loaded: what training and export both start from.
+pub struct Prepared {
+    pub config: TrainConfig,
+    pub preprocessing: Preprocessing,
+    pub normalization: Normalization,
+    pub dataset: Dataset,
+    pub split: Split,
+    /// Near-duplicate group of each sample.
+    pub groups: Vec<usize>,
+    pub backbone: Vgg16Weights,
+    pub backbone_sha256: String,
+    pub device: Device,
+    pub cache: FeatureCache,
+}
+
+impl Prepared {
+    pub fn classes_of(&self, items: &[usize]) -> Vec<usize> {
+        items.iter().map(|&i| self.dataset.samples[i].class).collect()
+    }
+
+    pub fn images_of(&self, items: &[usize]) -> Vec<&RgbImage> {
+        items.iter().map(|&i| &self.dataset.samples[i].image).collect()
+    }
+
+    pub fn feature_dims(&self) -> [usize; 3] {
+        features::feature_dims(self.backbone.out_channels(), self.preprocessing.input_size)
+    }
+
+    fn cache_context(&self) -> String {
+        features::cache_context(&self.backbone_sha256, &self.preprocessing.fingerprint(), &self.normalization)
+    }
+
+    /// Trunk features of the clean view of each item, from the cache where possible.
+    pub fn clean_features(&self, items: &[usize], label: &'static str) -> anyhow::Result<Vec<Vec<f32>>> {
+        let context = self.cache_context();
+        let jobs = items
+            .iter()
+            .map(|&i| {
+                let sample = &self.dataset.samples[i];
+                let key = ViewKey { context: &context, file_sha256: &sample.file_sha256, augmentation: None }.hash();
+                let job: Box<dyn Fn() -> RgbImage + Send + Sync> = Box::new(move || sample.image.clone());
+                (key, job)
+            })
+            .collect();
+        let trunk = Vgg16Trunk::from_weights(&self.backbone.convs, &self.device);
+        features::extract(&trunk, &self.device, &self.normalization, &self.cache, self.feature_dims(), jobs, label)
+    }
+
+    /// Clean view plus `aug_views` augmented views of each training item.
+    fn train_views(&self, items: &[usize]) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
+        let context = self.cache_context();
+        let views = 1 + self.config.aug_views;
+        let augmentation = self.config.augmentation;
+        let seed = self.config.seed;
+        let mut jobs = Vec::new();
+        for &i in items {
+            let sample = &self.dataset.samples[i];
+            for view in 0..views {
+                let description = (view > 0).then(|| format!("aug:{seed}:{view}:{augmentation:?}"));
+                let key = ViewKey { context: &context, file_sha256: &sample.file_sha256, augmentation: description }.hash();
+                let job: Box<dyn Fn() -> RgbImage + Send + Sync> = Box::new(move || {
+                    if view == 0 {
+                        return sample.image.clone();
+                    }
+                    // Seeded by the photo and view, not its position: cache entries stay valid
+                    // across different splits of the same data.
+                    let file_seed = u64::from_le_bytes(sample.file_sha256[..8].try_into().expect("8 bytes"));
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ file_seed ^ view as u64);
+                    augmentation.apply(&sample.image, &mut rng)
+                });
+                jobs.push((key, job));
+            }
+        }
+        let trunk = Vgg16Trunk::from_weights(&self.backbone.convs, &self.device);
+        let flat = features::extract(&trunk, &self.device, &self.normalization, &self.cache, self.feature_dims(), jobs, "train features")?;
+        Ok(flat.chunks(views).map(<[Vec<f32>]>::to_vec).collect())
+    }
+
+    /// The trainer's own (Burn) class probabilities for `items` under `weights`.
+    pub fn probabilities(&self, weights: &ModelWeights, items: &[usize]) -> anyhow::Result<Evaluation> {
+        let classes = self.classes_of(items);
+        let batch = self.config.batch_size;
+        let head = self.head(weights);
+        Ok(match &weights.trunk {
+            None => {
+                let feats = self.clean_features(items, "eval features")?;
+                let inputs = FeatureInputs {
+                    train_views: vec![],
+                    eval: feats.iter().map(Vec::as_slice).collect(),
+                    dims: self.feature_dims(),
+                    seed: 0,
+                };
+                fit::evaluate(&head, &inputs, &classes, batch, &self.device)
+            }
+            Some(records) => {
+                let model = Classifier { trunk: Vgg16Trunk::from_records(records, &self.device), head };
+                let inputs = self.image_inputs(&[], items);
+                fit::evaluate(&model, &inputs, &classes, features::EXTRACT_BATCH, &self.device)
+            }
+        })
+    }
+
+    fn head(&self, weights: &ModelWeights) -> Head {
+        let [c, s, _] = self.feature_dims();
+        Head::new(weights.head_kind, c, s, self.dataset.classes.len(), 0.0, &self.device).load_weights(&weights.head, &self.device)
+    }
+
+    fn image_inputs(&self, train: &[usize], eval: &[usize]) -> ImageInputs<'_> {
+        ImageInputs {
+            train: self.images_of(train),
+            eval: self.images_of(eval),
+            augmentation: self.config.augmentation,
+            normalization: self.normalization,
+            seed: self.config.seed,
+        }
+    }
+}
+
+/// Scans and checks the data, splits it and loads the backbone.
+pub fn prepare(config: &TrainConfig, phases: &mut Phases) -> anyhow::Result<Prepared> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let preprocessing = Preprocessing::new(config.input_size, config.resize).map_err(anyhow::Error::msg)?;
+    let scan_options =
+        ScanOptions { classes: config.classes.clone(), strict: config.strict, min_images_per_class: config.min_images_per_class };
+    let dataset = phases.time("scan", || data::scan::scan(&config.data, &scan_options, &preprocessing))?;
+    let (groups, split) = phases.time("split", || {
+        let hashes: Vec<_> = dataset.samples.iter().map(|s| &s.phash).collect();
+        let groups = data::dedup::group(&hashes, config.dedup_distance);
+        let classes: Vec<usize> = dataset.samples.iter().map(|s| s.class).collect();
+        let options = SplitOptions { val_fraction: config.val_fraction, test_fraction: config.test_fraction, seed: config.seed };
+        let split = data::split::split(&classes, &groups, &options);
+        (groups, split)
+    });
+    let backbone = phases.time("backbone", || Vgg16Weights::load(&config.backbone, config.convention))?;
+    let backbone_sha256 = backbone.sha256();
+    tracing::info!("backbone {} ({} convention, weights sha256 {}...)", backbone.source, backbone.convention, &backbone_sha256[..12]);
+    let device = crate::device::burn_device(config.backend, config.device)?;
+    let cache_dir = config.cache_dir.clone().unwrap_or_else(features::default_cache_dir);
+    let cache = FeatureCache::new((!cache_dir.as_os_str().is_empty()).then_some(cache_dir))?;
+    Ok(Prepared {
+        config: config.clone(),
+        normalization: backbone.convention.normalization(),
+        preprocessing,
+        dataset,
+        split,
+        groups,
+        backbone,
+        backbone_sha256,
+        device,
+        cache,
+    })
+}
+
+pub fn make_optimizer(kind: OptimizerKind, momentum: f64) -> ModuleOptimizer {
+    match kind {
+        OptimizerKind::Adam => AdamConfig::new().init(),
+        OptimizerKind::Sgd => SgdConfig::new()
+            .with_momentum(Some(MomentumConfig::new().with_momentum(momentum).with_dampening(0.0)))
+            .with_weight_decay(None::<WeightDecayConfig>)
+            .init(),
+    }
+}
+
+fn restore_optimizer(kind: OptimizerKind, momentum: f64, bytes: &[u8]) -> anyhow::Result<ModuleOptimizer> {
+    let fresh = make_optimizer(kind, momentum);
+    if bytes.is_empty() {
+        return Ok(fresh);
+    }
+    fresh
+        .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| anyhow::anyhow!("checkpoint optimizer state is unreadable: {e:?}"))
+}
+
+fn fresh_state(stage: Stage, weights: ModelWeights, carried: Option<&Checkpoint>) -> Checkpoint {
+    Checkpoint {
+        stage,
+        epochs_done: 0,
+        weights,
+        optimizer: Vec::new(),
+        history: carried.map(|c| c.history.clone()).unwrap_or_default(),
+        best: carried.and_then(|c| c.best),
+        epochs_since_best: 0,
+        stage_finished: false,
+    }
+}
+
+/// What `trainer train` produced.
+pub struct TrainOutcome {
+    pub prepared: Prepared,
+    pub best: ModelWeights,
+    pub state: Checkpoint,
+    pub val: Evaluation,
+    pub test: Option<Evaluation>,
+    pub phases: Phases,
+}
+
+pub fn run_config_path(run: &Path) -> PathBuf {
+    run.join("run.json")
+}
+
+/// Reads the configuration a run folder was created with (for `--resume` and `export`).
+pub fn load_run_config(run: &Path) -> anyhow::Result<TrainConfig> {
+    let path = run_config_path(run);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read; is {} a trainer run folder?", path.display(), run.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a run configuration", path.display()))
+}
+
+pub fn train(config: TrainConfig, run: &Path, resume: bool) -> anyhow::Result<TrainOutcome> {
+    let config = if resume {
+        let mut saved = load_run_config(run)?;
+        // How long to go on is the one thing a resumed run may change.
+        saved.epochs = config.epochs;
+        saved.patience = config.patience;
+        saved.finetune_epochs = config.finetune_epochs;
+        if saved != config {
+            tracing::warn!(
+                "--resume: continuing with the settings saved in {} (the command line's differ; only --epochs, --patience and --finetune-epochs may change)",
+                run_config_path(run).display()
+            );
+        }
+        saved
+    } else {
+        if checkpoint::checkpoint_path(run).exists() {
+            bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", run.display());
+        }
+        std::fs::create_dir_all(run).with_context(|| format!("{}: cannot create the run folder", run.display()))?;
+        let json = serde_json::to_vec_pretty(&config)?;
+        shared::atomic::write_atomic(&run_config_path(run), &json).with_context(|| format!("{}: cannot write", run.display()))?;
+        config
+    };
+    let mut phases = Phases::default();
+    let p = prepare(&config, &mut phases)?;
+    crate::report::print_split(&p);
+    crate::report::write_split_csv(&p, &run.join("split.csv"))?;
+
+    let mut state: Option<Checkpoint> = if resume && checkpoint::checkpoint_path(run).exists() {
+        let state: Checkpoint = checkpoint::load(&checkpoint::checkpoint_path(run))?;
+        tracing::info!("resuming: {:?} stage, {} epochs done", state.stage, state.epochs_done);
+        Some(state)
+    } else {
+        None
+    };
+    let train_classes = p.classes_of(&p.split.train);
+    let val_classes = p.classes_of(&p.split.val);
+    let labels = Labels { train: &train_classes, val: &val_classes };
+    let [channels, spatial, _] = p.feature_dims();
+    let n_classes = p.dataset.classes.len();
+    let autodiff = p.device.clone().autodiff();
+
+    // Stage 1: the head on cached features (unless training through the trunk from the start).
+    if config.freeze_first.is_none() && state.as_ref().is_none_or(|s| s.stage == Stage::Head && !s.stage_finished) {
+        let train_views = phases.time("features", || p.train_views(&p.split.train))?;
+        let val_features = phases.time("features", || p.clean_features(&p.split.val, "val features"))?;
+        let inputs = FeatureInputs {
+            train_views: train_views.iter().map(|views| views.iter().map(Vec::as_slice).collect()).collect(),
+            eval: val_features.iter().map(Vec::as_slice).collect(),
+            dims: p.feature_dims(),
+            seed: config.seed,
+        };
+        autodiff.seed(config.seed);
+        let mut head = Head::new(config.head, channels, spatial, n_classes, config.dropout, &autodiff);
+        let mut optim = make_optimizer(config.optimizer, config.momentum);
+        let start = match state.take() {
+            Some(s) => {
+                head = head.load_weights(&s.weights.head, &autodiff);
+                optim = restore_optimizer(config.optimizer, config.momentum, &s.optimizer)?;
+                s
+            }
+            None => fresh_state(Stage::Head, head.weights(), None),
+        };
+        let options = FitOptions {
+            stage: Stage::Head,
+            epochs: config.epochs,
+            patience: config.patience,
+            batch_size: config.batch_size,
+            lr: config.lr,
+            seed: config.seed,
+        };
+        let done = phases.time("train head", || fit::fit(head, optim, &inputs, &labels, &options, start, run, &autodiff))?;
+        state = Some(done);
+    }
+
+    // Stage 2: through the trunk (--freeze-first N, or --finetune top-block after stage 1).
+    if config.trains_trunk() && state.as_ref().is_none_or(|s| !(s.stage == Stage::Trunk && s.stage_finished)) {
+        let (frozen, lr, epochs) = match config.freeze_first {
+            Some(n) => (n, config.lr, config.epochs),
+            None => (10, config.finetune_lr, config.finetune_epochs), // block 5 = convolutions 11-13
+        };
+        let inputs = p.image_inputs(&p.split.train, &p.split.val);
+        let mut optim = make_optimizer(config.optimizer, config.momentum);
+        let (model, start) = match state.take() {
+            Some(s) if s.stage == Stage::Trunk => {
+                let records = s.weights.trunk.clone().context("trunk checkpoint without trunk weights")?;
+                let head = Head::new(config.head, channels, spatial, n_classes, config.dropout, &autodiff)
+                    .load_weights(&s.weights.head, &autodiff);
+                optim = restore_optimizer(config.optimizer, config.momentum, &s.optimizer)?;
+                (Classifier { trunk: Vgg16Trunk::from_records(&records, &autodiff), head }, s)
+            }
+            carried => {
+                let mut head = Head::new(config.head, channels, spatial, n_classes, config.dropout, &autodiff);
+                if carried.is_some() {
+                    let best: ModelWeights = checkpoint::load(&checkpoint::best_path(run))?;
+                    head = head.load_weights(&best.head, &autodiff);
+                }
+                let model = Classifier { trunk: Vgg16Trunk::from_weights(&p.backbone.convs, &autodiff), head };
+                let weights = model.weights();
+                (model, fresh_state(Stage::Trunk, weights, carried.as_ref()))
+            }
+        };
+        let model = Classifier { trunk: model.trunk.freeze_first(frozen), head: model.head };
+        tracing::info!("training through the trunk: convolutions {:?} trainable, lr {lr}", model.trunk.trainable_layers());
+        let options =
+            FitOptions { stage: Stage::Trunk, epochs, patience: config.patience, batch_size: config.batch_size, lr, seed: config.seed };
+        let done = phases.time("train trunk", || fit::fit(model, optim, &inputs, &labels, &options, start, run, &autodiff))?;
+        state = Some(done);
+    }
+
+    let state = state.context("nothing to train: the run is already complete")?;
+    let best: ModelWeights = checkpoint::load(&checkpoint::best_path(run))?;
+    let val = phases.time("evaluate", || p.probabilities(&best, &p.split.val))?;
+    let test = if p.split.test.is_empty() { None } else { Some(phases.time("evaluate", || p.probabilities(&best, &p.split.test))?) };
+    Ok(TrainOutcome { prepared: p, best, state, val, test, phases })
+}

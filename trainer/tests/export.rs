@@ -1,0 +1,118 @@
+//! The exporter and its parity gate, on random VGG16-shaped models (no data, no download).
+
+use burn::prelude::*;
+use image::RgbImage;
+use shared::{BackboneInfo, Convention, HeadKind, Preprocessing, ResizePolicy, TrainingSummary};
+use trainer::backbone::Vgg16Weights;
+use trainer::export::{ExportInput, export};
+use trainer::features::images_to_tensor;
+use trainer::model::{Classifier, Head, Vgg16Trunk, to_vec};
+
+const SIZE: u32 = 64;
+
+fn images() -> Vec<RgbImage> {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let p = Preprocessing::new(SIZE, ResizePolicy::Stretch).unwrap();
+    (0..6).map(|i| p.prepare_rgb(&trainer::fixtures::photo(i % 2, &mut rng))).collect()
+}
+
+struct Model {
+    trunk: Vgg16Weights,
+    head: Vec<trainer::model::weights::DenseWeights>,
+    kind: HeadKind,
+}
+
+fn model(kind: HeadKind, convention: Convention) -> Model {
+    let trunk = Vgg16Weights::random(21, 1.0 / 16.0, convention);
+    let device = Device::flex();
+    device.seed(5);
+    let head = Head::new(kind, trunk.out_channels(), (SIZE / 32) as usize, 2, 0.0, &device).to_weights();
+    Model { trunk, head, kind }
+}
+
+/// What Burn (the trainer's engine) predicts for the images.
+fn burn_probabilities(m: &Model, images: &[RgbImage]) -> Vec<Vec<f32>> {
+    let device = Device::flex();
+    let s = (SIZE / 32) as usize;
+    let head = Head::new(m.kind, m.trunk.out_channels(), s, 2, 0.0, &device).load_weights(&m.head, &device);
+    let classifier = Classifier { trunk: Vgg16Trunk::from_weights(&m.trunk.convs, &device), head };
+    let probs = to_vec(classifier.probabilities(images_to_tensor(images, &m.trunk.convention.normalization(), &device)));
+    probs.chunks(2).map(<[f32]>::to_vec).collect()
+}
+
+fn input<'a>(m: &Model, images: &'a [RgbImage], expected: Vec<Vec<f32>>) -> ExportInput<'a> {
+    ExportInput {
+        name: "tiny".into(),
+        labels: vec!["a".into(), "b".into()],
+        preprocessing: Preprocessing::new(SIZE, ResizePolicy::Stretch).unwrap(),
+        normalization: m.trunk.convention.normalization(),
+        backbone: BackboneInfo { name: "random".into(), weights_sha256: m.trunk.sha256(), convention: m.trunk.convention },
+        head_kind: m.kind,
+        trunk: m.trunk.convs.clone(),
+        head: m.head.clone(),
+        training: TrainingSummary {
+            train_images: 0,
+            val_images: images.len() as u32,
+            epochs_run: 0,
+            best_epoch: 0,
+            val_accuracy: 0.0,
+            val_loss: 0.0,
+            train_accuracy: 0.0,
+            train_loss: 0.0,
+            backend: "flex".into(),
+            device: "cpu".into(),
+        },
+        images: images.iter().enumerate().map(|(i, img)| (format!("img{i}"), i % 2, img)).collect(),
+        expected,
+    }
+}
+
+#[test]
+fn each_head_and_convention_exports_and_matches_burn_in_tract() {
+    let images = images();
+    for (kind, convention) in [(HeadKind::Gap, Convention::Caffe), (HeadKind::Flatten, Convention::Torchvision)] {
+        let m = model(kind, convention);
+        let expected = burn_probabilities(&m, &images);
+        let dir = tempfile::tempdir().unwrap();
+        let report = export(input(&m, &images, expected.clone()), &dir.path().join("tiny")).unwrap();
+        let parity = &report.manifest.parity;
+        assert_eq!(parity.images, 6);
+        assert!(parity.max_abs_diff <= 1e-4, "{kind}: {parity:?}");
+        assert_eq!(parity.argmax_agreement, 1.0);
+        // The bundle reloads, and its ONNX run again in tract gives the recorded self-checks.
+        let bundle = shared::Bundle::read(&report.bundle_path).unwrap();
+        assert_eq!(bundle.onnx, std::fs::read(&report.onnx_path).unwrap());
+        let runnable = trainer::export::parity::load(&bundle.onnx, SIZE as usize).unwrap();
+        for check in &bundle.self_checks {
+            let img = RgbImage::from_raw(SIZE, SIZE, check.rgb.clone()).unwrap();
+            let got = trainer::export::parity::run(&runnable, &img).unwrap();
+            let diff = got.iter().zip(&check.expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(diff <= 1e-6, "{kind}: self-check {} drifted by {diff}", check.name);
+        }
+        // The graph is standard ONNX with the labels in its metadata.
+        use prost::Message;
+        let proto = tract_onnx::pb::ModelProto::decode(bundle.onnx.as_slice()).unwrap();
+        assert_eq!(proto.opset_import[0].version, 13);
+        assert!(proto.metadata_props.iter().any(|p| p.key == "labels" && p.value == r#"["a","b"]"#));
+        let graph = proto.graph.unwrap();
+        assert_eq!(graph.input[0].name, "image");
+        assert_eq!(graph.output[0].name, "probabilities");
+    }
+}
+
+#[test]
+fn a_corrupted_export_is_caught_and_leaves_no_files() {
+    let images = images();
+    let m = model(HeadKind::Gap, Convention::Caffe);
+    let expected = burn_probabilities(&m, &images);
+    let mut corrupted = model(HeadKind::Gap, Convention::Caffe);
+    // One value changed in the last dense layer (its first bias): what a bad copy would do.
+    let last = corrupted.head.len() - 1;
+    corrupted.head[last].bias[0] = -corrupted.head[last].bias[0] + 1.0;
+    let dir = tempfile::tempdir().unwrap();
+    let err = export(input(&corrupted, &images, expected), &dir.path().join("tiny")).unwrap_err();
+    assert!(err.downcast_ref::<trainer::export::parity::ParityFailure>().is_some(), "{err:#}");
+    assert!(err.to_string().contains("img"), "the report names the worst images: {err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a failed export must write nothing");
+}

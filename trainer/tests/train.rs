@@ -1,0 +1,141 @@
+//! `trainer train` end to end on a synthetic dataset and a tiny random VGG16-shaped trunk.
+
+mod common;
+
+use common::{exists, fixture, json, trainer};
+use shared::Bundle;
+
+#[test]
+fn trains_reports_and_exports_with_defaults() {
+    let f = fixture(&["stripes", "columns"], 14);
+    let out = trainer(&f.train_args("run", &["--json"]));
+    let summary = json(&out);
+    assert_eq!(summary["classes"], serde_json::json!(["stripes", "columns"]));
+    let val = summary["val"]["accuracy"].as_f64().unwrap();
+    assert!(val >= 0.85, "validation accuracy {val} on an easy synthetic task");
+    assert!(summary["epochs_run"].as_u64().unwrap() >= 1);
+    assert!(summary["seconds"].as_array().unwrap().iter().any(|p| p[0] == "features"));
+    // Bad files are reported by path and skipped.
+    let skipped: Vec<String> =
+        summary["skipped_files"].as_array().unwrap().iter().map(|s| s["path"].as_str().unwrap().to_string()).collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    for bad in &f.layout.bad_files {
+        assert!(skipped.iter().any(|s| s.ends_with(bad.as_str())), "{bad} not reported in {skipped:?}");
+    }
+    for file in ["metrics.json", "curves.png", "confusion.png", "predictions.csv", "split.csv", "best.bin", "checkpoint.bin", "run.json"] {
+        assert!(exists(&f.path("run").join(file)), "{file} missing");
+    }
+    // The export passed its parity gate and left a loadable bundle.
+    let export = &summary["export"];
+    assert!(export["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
+    assert_eq!(export["parity_argmax_agreement"].as_f64().unwrap(), 1.0);
+    let bundle = Bundle::read(&f.path("models").join("run.bundle")).unwrap();
+    assert_eq!(bundle.manifest.labels, vec!["stripes", "columns"]);
+    assert!(!bundle.self_checks.is_empty());
+    assert!(exists(&f.path("models").join("run.onnx")));
+    // predictions.csv has one row per validation image.
+    let csv = std::fs::read_to_string(f.path("run").join("predictions.csv")).unwrap();
+    assert_eq!(csv.lines().count() - 1, summary["val"]["images"].as_u64().unwrap() as usize);
+}
+
+#[test]
+fn near_duplicates_stay_in_one_split() {
+    let f = fixture(&["stripes", "columns"], 10);
+    json(&trainer(&f.train_args("run", &["--json", "--no-export", "--epochs", "1"])));
+    let split = std::fs::read_to_string(f.path("run").join("split.csv")).unwrap();
+    let split_of = |name: &str| {
+        split
+            .lines()
+            .find(|l| l.starts_with(&format!("{name},")))
+            .map(|l| l.split(',').nth(2).unwrap().to_string())
+            .unwrap_or_else(|| panic!("{name} not in split.csv"))
+    };
+    for (a, b) in &f.layout.duplicates {
+        assert_eq!(split_of(a), split_of(b), "{a} and {b} are the same photo but were split apart");
+    }
+}
+
+#[test]
+fn strict_makes_bad_files_fatal_and_names_them() {
+    let f = fixture(&["stripes", "columns"], 6);
+    let out = trainer(&f.train_args("run", &["--strict", "--no-export"]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("empty.jpg") || err.contains("notes.txt"), "{err}");
+}
+
+#[test]
+fn clear_errors_for_unusable_datasets() {
+    let f = fixture(&["stripes", "columns"], 6);
+    let out = trainer(&f.train_args("run", &["--classes", "stripes", "--no-export"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2"));
+    let out = trainer(&f.train_args("run", &["--classes", "stripes,tulips", "--no-export"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no class folder named 'tulips'"));
+    let out = trainer(&f.train_args("run", &["--min-images-per-class", "50", "--no-export"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usable image"));
+    let missing = f.path("nope.onnx");
+    let mut args = f.train_args("run", &["--no-export"]);
+    let i = args.iter().position(|a| a == "--backbone").unwrap();
+    args[i + 1] = missing.to_str().unwrap().into();
+    let out = trainer(&args);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.onnx"));
+}
+
+#[test]
+fn resumes_after_kill_9_from_the_last_completed_epoch() {
+    use trainer::training::checkpoint::{self, Checkpoint};
+    let f = fixture(&["stripes", "columns"], 8);
+    let args = f.train_args("run", &["--no-export", "--epochs", "100000", "--patience", "100000"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ckpt = f.path("run").join("checkpoint.bin");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !ckpt.exists() {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint after 300 s");
+        assert!(child.try_wait().unwrap().is_none(), "trainer exited early");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed: Checkpoint = checkpoint::load(&ckpt).expect("the checkpoint is whole after kill -9");
+    let done = killed.epochs_done;
+    assert!(done >= 1);
+
+    // Without --resume the run folder is protected.
+    let out = trainer(&f.train_args("run", &["--no-export"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
+
+    let target = (done + 3).to_string();
+    let summary = json(&trainer(&f.train_args("run", &["--resume", "--json", "--no-export", "--epochs", &target, "--patience", "100000"])));
+    let history = summary["history"].as_array().unwrap();
+    assert_eq!(history.len(), done as usize + 3, "resumed run did not continue from epoch {done}");
+    for (i, record) in killed.history.iter().enumerate() {
+        assert_eq!(history[i]["epoch"].as_u64().unwrap(), record.epoch as u64);
+        assert_eq!(history[i]["val_loss"].as_f64().unwrap() as f32, record.val_loss, "epoch {} changed", record.epoch);
+    }
+}
+
+#[test]
+fn trains_through_the_trunk_with_the_recipe_flags() {
+    let f = fixture(&["stripes", "columns"], 8);
+    let summary = json(&trainer(&f.train_args(
+        "recipe",
+        &["--json", "--freeze-first", "3", "--optimizer", "sgd", "--head", "flatten", "--epochs", "2", "--input-size", "32"],
+    )));
+    assert_eq!(summary["head"], "flatten");
+    assert_eq!(summary["best_stage"], "trunk");
+    assert!(summary["export"]["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
+    // A fine-tuned trunk is exported with its trained weights: the bundle differs from one
+    // with the backbone's weights, and still passes the gate (checked above).
+    let summary =
+        json(&trainer(&f.train_args("topblock", &["--json", "--finetune", "top-block", "--finetune-epochs", "2", "--epochs", "3"])));
+    let stages: Vec<&str> = summary["history"].as_array().unwrap().iter().map(|r| r["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages.iter().filter(|s| **s == "Trunk").count(), 2, "{stages:?}");
+}
