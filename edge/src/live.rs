@@ -45,7 +45,7 @@ pub struct FrameResult {
 pub struct LiveStats {
     pub classified: u64,
     pub captured: u64,
-    /// Frames replaced in the mailbox by a newer one before inference took them.
+    /// Frames replaced in the mailbox by a newer one before inference took them (live sources).
     pub dropped: u64,
     pub corrupt: u64,
     pub seconds: f32,
@@ -97,9 +97,14 @@ pub fn run(
         let stop = Arc::clone(&stop);
         std::thread::Builder::new().name("capture".into()).spawn(move || {
             let (lock, ready) = &*shared;
+            let live = source.is_live();
             while !stop.load(Ordering::Relaxed) {
                 let event = source.next();
                 let mut mailbox = lock.lock().expect("mailbox");
+                // A non-live source waits for its previous frame to be taken: nothing dropped.
+                while !live && mailbox.frame.is_some() && !stop.load(Ordering::Relaxed) {
+                    mailbox = ready.wait_timeout(mailbox, Duration::from_millis(200)).expect("mailbox").0;
+                }
                 match event {
                     Ok(Event::Frame(frame)) => {
                         mailbox.captured += 1;
@@ -119,7 +124,7 @@ pub fn run(
                 }
                 let ended = mailbox.ended;
                 drop(mailbox);
-                ready.notify_one();
+                ready.notify_all();
                 if ended {
                     break;
                 }
@@ -141,6 +146,7 @@ pub fn run(
                 let mut mailbox = lock.lock().expect("mailbox");
                 loop {
                     if let Some(frame) = mailbox.frame.take() {
+                        ready.notify_all();
                         break Some(frame);
                     }
                     if mailbox.ended || stop.load(Ordering::Relaxed) {

@@ -116,7 +116,7 @@ pub struct Preprocessing {
 impl Preprocessing {
     /// VGG16's trunk halves the image five times, so the side must be a multiple of 32.
     pub fn new(input_size: u32, resize: ResizePolicy) -> Result<Self, String> {
-        if input_size < 32 || input_size % 32 != 0 {
+        if input_size < 32 || !input_size.is_multiple_of(32) {
             return Err(format!("input size {input_size} must be a multiple of 32, at least 32"));
         }
         Ok(Self { input_size, resize })
@@ -262,7 +262,8 @@ mod tests {
         // A wide image whose left and right thirds are red and the middle green.
         let img = RgbImage::from_fn(300, 100, |x, _| if (100..200).contains(&x) { Rgb([0, 255, 0]) } else { Rgb([255, 0, 0]) });
         let crop = Preprocessing::new(32, ResizePolicy::CenterCrop).unwrap().prepare_rgb(&img);
-        assert_eq!(crop.get_pixel(0, 16).0, [0, 255, 0]);
+        // Away from the blended boundary column: crop pixel 4 is source x ~ 112 (green).
+        assert_eq!(crop.get_pixel(4, 16).0, [0, 255, 0]);
         let stretch = Preprocessing::new(32, ResizePolicy::Stretch).unwrap().prepare_rgb(&img);
         assert_eq!(stretch.get_pixel(0, 16).0, [255, 0, 0]);
     }

@@ -66,9 +66,9 @@ fn near_duplicate_detector_against_the_known_flowers17_groups() {
     let refs: Vec<_> = names.iter().map(|n| &hashes[*n]).collect();
     let groups = trainer::data::dedup::group(&refs, trainer::data::dedup::DEFAULT_MAX_DISTANCE);
     let group_of: HashMap<&str, usize> = names.iter().zip(&groups).map(|(n, g)| (n.as_str(), *g)).collect();
-    let together = |(a, b, _): &&(String, String, u32)| group_of[a.as_str()] == group_of[b.as_str()];
+    let together = |(a, b, _): &(String, String, u32)| group_of[a.as_str()] == group_of[b.as_str()];
     let exact: Vec<_> = pairs.iter().filter(|p| p.2 <= 4).collect();
-    let found_exact = exact.iter().filter(together).count();
+    let found_exact = exact.iter().filter(|p| together(p)).count();
     let found_all = pairs.iter().filter(|p| together(p)).count();
     eprintln!(
         "near-duplicates grouped: {found_exact}/{} re-encodes (phash <= 4), {found_all}/{} of all listed pairs",

@@ -61,6 +61,10 @@ impl FrameSource for DirSource {
         }
     }
 
+    fn is_live(&self) -> bool {
+        self.pacer.interval.is_some()
+    }
+
     fn describe(&self) -> String {
         format!("dir:{} ({} files)", self.root.display(), self.files.len())
     }

@@ -33,6 +33,11 @@ pub enum Event {
 pub trait FrameSource: Send {
     fn next(&mut self) -> anyhow::Result<Event>;
     fn describe(&self) -> String;
+    /// A live source (camera, stream, paced files) runs at its own rate and the newest frame
+    /// wins; a non-live one (files as fast as they come) hands over every frame, in order.
+    fn is_live(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -82,7 +87,7 @@ fn open_camera(_index: u32, _options: &SourceOptions) -> anyhow::Result<Box<dyn 
 
 /// Sleeps so that successive frames are `1/fps` apart.
 pub struct Pacer {
-    interval: Option<Duration>,
+    pub interval: Option<Duration>,
     next: Option<Instant>,
 }
 

@@ -37,6 +37,10 @@ impl FrameSource for Synthetic {
         }))
     }
 
+    fn is_live(&self) -> bool {
+        self.pacer.interval.is_some()
+    }
+
     fn describe(&self) -> String {
         format!("synthetic {}x{}", self.width, self.height)
     }

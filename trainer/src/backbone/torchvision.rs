@@ -12,11 +12,14 @@ use super::{BackboneError, ConvWeights, check_shapes};
 /// torchvision's `features` indices of the 13 convolutions (ReLU and MaxPool fill the gaps).
 pub const FEATURE_INDICES: [usize; 13] = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28];
 
+/// A tensor's shape and values.
+type Tensor = (Vec<usize>, Vec<f32>);
+
 pub fn read_safetensors(path: &Path) -> Result<(Vec<ConvWeights>, Option<Convention>), BackboneError> {
     let bytes = std::fs::read(path).map_err(|source| BackboneError::Read { path: path.into(), source })?;
     let format = |problem: String| BackboneError::Format { path: path.into(), problem };
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| format(format!("not a safetensors file: {e}")))?;
-    let get = |name: &str| -> Result<Option<(Vec<usize>, Vec<f32>)>, BackboneError> {
+    let get = |name: &str| -> Result<Option<Tensor>, BackboneError> {
         // timm prefixes nothing; some checkpoints are saved from a wrapper with `model.`.
         let found = [name.to_string(), format!("model.{name}")].into_iter().find_map(|n| tensors.tensor(&n).ok());
         let Some(view) = found else { return Ok(None) };

@@ -1,11 +1,11 @@
 //! The classification heads that sit on the trunk's `[N, C, s, s]` feature map.
 
-use burn::module::{Param, ParamId};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use shared::HeadKind;
 
+use super::vgg::param;
 use super::weights::DenseWeights;
 use super::{from_vec, to_vec};
 
@@ -73,8 +73,8 @@ impl Head {
 
     pub fn load_weights(mut self, weights: &[DenseWeights], device: &Device) -> Self {
         for (layer, w) in self.layers.iter_mut().zip(weights) {
-            layer.weight = Param::initialized(ParamId::from(w.ids[0]), from_vec(w.weight.clone(), [w.inputs, w.outputs], device));
-            layer.bias = Some(Param::initialized(ParamId::from(w.ids[1]), from_vec(w.bias.clone(), [w.outputs], device)));
+            layer.weight = param(Some(w.ids[0]), from_vec(w.weight.clone(), [w.inputs, w.outputs], device));
+            layer.bias = Some(param(Some(w.ids[1]), from_vec(w.bias.clone(), [w.outputs], device)));
         }
         self
     }

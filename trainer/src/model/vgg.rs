@@ -85,10 +85,12 @@ impl Vgg16Trunk {
     }
 }
 
-/// A parameter with a restored id, or a fresh one.
-fn param<const D: usize>(id: Option<u64>, tensor: Tensor<D>) -> Param<Tensor<D>> {
-    match id {
-        Some(id) => Param::initialized(ParamId::from(id), tensor),
-        None => Param::from_tensor(tensor),
+/// A trainable parameter; with the id it had when saved, if given, so that restored optimizer
+/// state (keyed by parameter id) finds it.
+pub fn param<const D: usize>(id: Option<u64>, tensor: Tensor<D>) -> Param<Tensor<D>> {
+    let mut param = Param::from_tensor(tensor);
+    if let Some(id) = id {
+        param.id = ParamId::from(id);
     }
+    param
 }

@@ -18,6 +18,41 @@ fn ensure_font() {
     });
 }
 
+/// A named line: which value of each epoch, in which colour.
+type Series = (&'static str, fn(&EpochRecord) -> f32, RGBColor);
+
+fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    epochs: f32,
+    top: f32,
+    history: &[EpochRecord],
+    series: [Series; 2],
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5f32..epochs + 0.5, 0f32..top)
+        .map_err(|e| anyhow!("{e}"))?;
+    chart.configure_mesh().x_desc("epoch").draw().map_err(|e| anyhow!("{e}"))?;
+    for (name, value, color) in series {
+        let points: Vec<(f32, f32)> = history.iter().enumerate().map(|(i, r)| ((i + 1) as f32, value(r))).collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| anyhow!("{e}"))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(|e| anyhow!("{e}"))?;
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
 /// Two panels: loss and accuracy per epoch, train and validation.
 pub fn curves(history: &[EpochRecord], path: &Path) -> anyhow::Result<()> {
     ensure_font();
@@ -28,31 +63,10 @@ pub fn curves(history: &[EpochRecord], path: &Path) -> anyhow::Result<()> {
         let (left, right) = root.split_horizontally(500);
         let epochs = history.len().max(1) as f32;
         let max_loss = history.iter().flat_map(|r| [r.train_loss, r.val_loss]).fold(0.1f32, f32::max) * 1.1;
-        type Series = fn(&EpochRecord) -> f32;
-        let panels: [(&_, &str, f32, [(&str, Series, RGBColor); 2]); 2] = [
-            (&left, "loss", max_loss, [("train", |r| r.train_loss, BLUE), ("validation", |r| r.val_loss, RED)]),
-            (&right, "accuracy", 1.0, [("train", |r| r.train_accuracy, BLUE), ("validation", |r| r.val_accuracy, RED)]),
-        ];
-        for (area, title, top, series) in panels {
-            let mut chart = ChartBuilder::on(area)
-                .caption(title, ("sans-serif", 20))
-                .margin(10)
-                .x_label_area_size(35)
-                .y_label_area_size(50)
-                .build_cartesian_2d(0.5f32..epochs + 0.5, 0f32..top)
-                .map_err(|e| anyhow!("{e}"))?;
-            chart.configure_mesh().x_desc("epoch").draw().map_err(|e| anyhow!("{e}"))?;
-            for (name, value, color) in series {
-                let points: Vec<(f32, f32)> = history.iter().enumerate().map(|(i, r)| ((i + 1) as f32, value(r))).collect();
-                chart
-                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                    .map_err(|e| anyhow!("{e}"))?
-                    .label(name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-                chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(|e| anyhow!("{e}"))?;
-            }
-            chart.configure_series_labels().border_style(BLACK).background_style(WHITE).draw().map_err(|e| anyhow!("{e}"))?;
-        }
+        let loss: [Series; 2] = [("train", |r| r.train_loss, BLUE), ("validation", |r| r.val_loss, RED)];
+        let accuracy: [Series; 2] = [("train", |r| r.train_accuracy, BLUE), ("validation", |r| r.val_accuracy, RED)];
+        panel(&left, "loss", epochs, max_loss, history, loss)?;
+        panel(&right, "accuracy", epochs, 1.0, history, accuracy)?;
         root.present().map_err(|e| anyhow!("{e}"))?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))

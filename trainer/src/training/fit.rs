@@ -47,7 +47,9 @@ pub trait Inputs {
     fn eval(&self, items: &[usize], device: &Device) -> Tensor<4>;
 }
 
-pub struct FitOptions {
+pub struct FitOptions<'a> {
+    /// The run folder, where checkpoints go.
+    pub run: &'a Path,
     pub stage: Stage,
     pub epochs: u32,
     pub patience: u32,
@@ -71,7 +73,6 @@ pub fn fit<M: Network>(
     labels: &Labels,
     options: &FitOptions,
     mut state: Checkpoint,
-    run: &Path,
     device: &Device,
 ) -> anyhow::Result<Checkpoint> {
     let loss_fn = CrossEntropyLossConfig::new().init(device);
@@ -131,17 +132,17 @@ pub fn fit<M: Network>(
         if improved {
             state.best = Some(state.history.len() - 1);
             state.epochs_since_best = 0;
-            checkpoint::save(&checkpoint::best_path(run), &state.weights)?;
+            checkpoint::save(&checkpoint::best_path(options.run), &state.weights)?;
         } else {
             state.epochs_since_best += 1;
         }
         state.optimizer = optim.into_bytes().map_err(|e| anyhow::anyhow!("saving optimizer state: {e:?}"))?.to_vec();
-        checkpoint::save(&checkpoint::checkpoint_path(run), &state)?;
+        checkpoint::save(&checkpoint::checkpoint_path(options.run), &state)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
     state.stage_finished = true;
-    checkpoint::save(&checkpoint::checkpoint_path(run), &state)?;
+    checkpoint::save(&checkpoint::checkpoint_path(options.run), &state)?;
     Ok(state)
 }
 

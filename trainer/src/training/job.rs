@@ -310,6 +310,7 @@ pub fn train(config: TrainConfig, run: &Path, resume: bool) -> anyhow::Result<Tr
             None => fresh_state(Stage::Head, head.weights(), None),
         };
         let options = FitOptions {
+            run,
             stage: Stage::Head,
             epochs: config.epochs,
             patience: config.patience,
@@ -317,7 +318,7 @@ pub fn train(config: TrainConfig, run: &Path, resume: bool) -> anyhow::Result<Tr
             lr: config.lr,
             seed: config.seed,
         };
-        let done = phases.time("train head", || fit::fit(head, optim, &inputs, &labels, &options, start, run, &autodiff))?;
+        let done = phases.time("train head", || fit::fit(head, optim, &inputs, &labels, &options, start, &autodiff))?;
         state = Some(done);
     }
 
@@ -350,9 +351,16 @@ pub fn train(config: TrainConfig, run: &Path, resume: bool) -> anyhow::Result<Tr
         };
         let model = Classifier { trunk: model.trunk.freeze_first(frozen), head: model.head };
         tracing::info!("training through the trunk: convolutions {:?} trainable, lr {lr}", model.trunk.trainable_layers());
-        let options =
-            FitOptions { stage: Stage::Trunk, epochs, patience: config.patience, batch_size: config.batch_size, lr, seed: config.seed };
-        let done = phases.time("train trunk", || fit::fit(model, optim, &inputs, &labels, &options, start, run, &autodiff))?;
+        let options = FitOptions {
+            run,
+            stage: Stage::Trunk,
+            epochs,
+            patience: config.patience,
+            batch_size: config.batch_size,
+            lr,
+            seed: config.seed,
+        };
+        let done = phases.time("train trunk", || fit::fit(model, optim, &inputs, &labels, &options, start, &autodiff))?;
         state = Some(done);
     }
 

@@ -27,30 +27,25 @@ impl Fixture {
         self.dir.path().join(name)
     }
 
-    /// `trainer train` on the fixture with small, fast settings plus `extra`.
+    /// `trainer train` on the fixture with small, fast settings; flags in `extra` replace them.
     pub fn train_args(&self, run: &str, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "train",
-            "--data",
-            self.data.to_str().unwrap(),
-            "--backbone",
-            self.backbone.to_str().unwrap(),
-            "--out",
-            self.path(run).to_str().unwrap(),
-            "--export-to",
-            self.path("models").join(run).to_str().unwrap(),
-            "--cache-dir",
-            self.path("cache").to_str().unwrap(),
-            "--input-size",
-            "64",
-            "--epochs",
-            "12",
-            "--batch-size",
-            "8",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let path = |name: &str| self.path(name).to_str().unwrap().to_string();
+        let defaults = [
+            ("--data", self.data.to_str().unwrap().to_string()),
+            ("--backbone", self.backbone.to_str().unwrap().to_string()),
+            ("--out", path(run)),
+            ("--export-to", self.path("models").join(run).to_str().unwrap().to_string()),
+            ("--cache-dir", path("cache")),
+            ("--input-size", "64".into()),
+            ("--epochs", "12".into()),
+            ("--batch-size", "8".into()),
+        ];
+        let mut args = vec!["train".to_string()];
+        for (flag, value) in defaults {
+            if !extra.contains(&flag) {
+                args.extend([flag.to_string(), value]);
+            }
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
