@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Prepares a CPU-only libtorch 2.9.0 for the `tch` (burn-tch) build of the trainer, from PyPI
 # wheels, without the ~3 GB of CUDA wheels (recipe measured in ../shared/docs/toolchain.md).
-# Usage: scripts/setup-libtorch.sh [DIR]   (default: .deps/libtorch)
+# Usage: scripts/setup-libtorch.sh [DIR]   (default: $LIBTORCH, else .deps/libtorch)
 # Afterwards: export LIBTORCH=DIR LD_LIBRARY_PATH=DIR/lib
 # On a CUDA host use the full wheel instead: pip install torch==2.9.0, LIBTORCH_USE_PYTORCH=1.
 set -euo pipefail
-dir=$(realpath -m "${1:-.deps/libtorch}")
+dir=$(realpath -m "${1:-${LIBTORCH:-.deps/libtorch}}")
 site="$dir.site"
 if [ -f "$dir/lib/libtorch.so" ]; then echo "libtorch already at $dir"; exit 0; fi
 command -v patchelf >/dev/null || { echo "patchelf is needed: apt-get install patchelf" >&2; exit 1; }

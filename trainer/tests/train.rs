@@ -34,6 +34,25 @@ fn trains_reports_and_exports_with_defaults() {
     assert_eq!(bundle.manifest.labels, vec!["columns", "stripes"]);
     assert!(!bundle.self_checks.is_empty());
     assert!(exists(&f.path("models").join("run.onnx")));
+    // `trainer export` re-exports the finished run; `inspect` reads the bundle back.
+    let again = f.path("models").join("again");
+    let out = trainer(&[
+        "export".into(),
+        "--run".into(),
+        f.path("run").to_str().unwrap().into(),
+        "--out".into(),
+        again.to_str().unwrap().into(),
+        "--json".into(),
+    ]);
+    let export = json(&out);
+    assert!(export["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
+    let again_bundle = Bundle::read(&again.with_extension("bundle")).unwrap();
+    use prost::Message;
+    let graph = |b: &Bundle| tract_onnx::pb::ModelProto::decode(b.onnx.as_slice()).unwrap().graph.unwrap();
+    assert_eq!(graph(&again_bundle), graph(&bundle), "re-exporting the same weights gives the same graph");
+    let inspect = json(&trainer(&["inspect".into(), again.with_extension("bundle").to_str().unwrap().into(), "--json".into()]));
+    assert_eq!(inspect["manifest"]["labels"], serde_json::json!(["columns", "stripes"]));
+    assert_eq!(inspect["onnx_sha256"].as_str().unwrap().len(), 64);
     // predictions.csv has one row per validation image.
     let csv = std::fs::read_to_string(f.path("run").join("predictions.csv")).unwrap();
     assert_eq!(csv.lines().count() - 1, summary["val"]["images"].as_u64().unwrap() as usize);

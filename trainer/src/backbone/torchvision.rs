@@ -46,3 +46,53 @@ pub fn read_safetensors(path: &Path) -> Result<(Vec<ConvWeights>, Option<Convent
     check_shapes(path, &convs, &names)?;
     Ok((convs, Some(Convention::Torchvision)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use safetensors::tensor::TensorView;
+
+    use super::*;
+    use crate::backbone::Vgg16Weights;
+
+    fn write(path: &Path, weights: &Vgg16Weights, skip: Option<usize>) {
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = weights
+            .convs
+            .iter()
+            .zip(FEATURE_INDICES)
+            .enumerate()
+            .filter(|(layer, _)| Some(*layer) != skip)
+            .flat_map(|(_, (c, i))| {
+                let le = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+                [
+                    (format!("features.{i}.weight"), vec![c.out_channels, c.in_channels, 3, 3], le(&c.weight)),
+                    (format!("features.{i}.bias"), vec![c.out_channels], le(&c.bias)),
+                ]
+            })
+            .collect();
+        let views: HashMap<String, TensorView> =
+            bytes.iter().map(|(n, shape, b)| (n.clone(), TensorView::new(Dtype::F32, shape.clone(), b).unwrap())).collect();
+        std::fs::write(path, safetensors::serialize(&views, None).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn reads_torchvision_features_with_their_convention() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vgg16.safetensors");
+        let w = Vgg16Weights::random(9, 1.0 / 16.0, Convention::Torchvision);
+        write(&path, &w, None);
+        let loaded = Vgg16Weights::load(&path, None).unwrap();
+        assert_eq!(loaded.convs, w.convs);
+        assert_eq!(loaded.convention, Convention::Torchvision);
+    }
+
+    #[test]
+    fn a_missing_layer_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vgg16.safetensors");
+        write(&path, &Vgg16Weights::random(9, 1.0 / 16.0, Convention::Torchvision), Some(4));
+        let err = Vgg16Weights::load(&path, None).unwrap_err().to_string();
+        assert!(err.contains("features.10.weight"), "{err}");
+    }
+}

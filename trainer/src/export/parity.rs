@@ -45,12 +45,17 @@ pub struct ParityFailure {
 
 /// Compares tract's output with `expected` (the trainer's) on each named image.
 pub fn check(model: &Runnable, images: &[(&str, &RgbImage)], expected: &[Vec<f32>]) -> anyhow::Result<Gate> {
+    use rayon::prelude::*;
     let bar = crate::progress::bar(images.len() as u64, "parity check");
-    let mut tract = Vec::with_capacity(images.len());
-    for (_, image) in images {
-        tract.push(run(model, image)?);
-        bar.inc(1);
-    }
+    // One image per core at a time: tract's plan is shareable, its runs independent.
+    let tract = images
+        .par_iter()
+        .map(|(_, image)| {
+            let out = run(model, image);
+            bar.inc(1);
+            out
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     bar.finish_and_clear();
     let report = compare(&tract, expected);
     let disagree = tract.iter().zip(expected).filter(|(t, e)| argmax(t) != argmax(e)).count();
