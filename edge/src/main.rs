@@ -104,11 +104,7 @@ enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    shared::logging::init();
     let threads = cli.threads.unwrap_or_else(model::available_threads);
     model::set_threads(threads);
     match run(cli.command, threads) {

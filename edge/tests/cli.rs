@@ -188,3 +188,24 @@ fn bad_sources_and_missing_models_are_named() {
     let out = edge(&["selftest", "--model", "/no/such.bundle"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such.bundle"));
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_and_the_log_is_whole() {
+    let s = setup();
+    let log = s.dir.path().join("results.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(["run", "--model", s.bundle.to_str().unwrap(), "--source", "synthetic", "--fps", "20", "--log", log.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "Ctrl-C must end the run cleanly: {:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("done:"));
+    let printed = String::from_utf8_lossy(&out.stdout).lines().count();
+    let logged = ok_lines(&edge(&["log", log.to_str().unwrap()])).len();
+    assert!(printed >= 1 && logged == printed, "{logged} logged vs {printed} printed");
+}

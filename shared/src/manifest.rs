@@ -68,6 +68,24 @@ pub struct TrainingSummary {
     pub device: String,
 }
 
+impl TrainingSummary {
+    /// For a model exported without training (fixtures, benchmarks): zeros, flex on cpu.
+    pub fn untrained(val_images: u32) -> Self {
+        Self {
+            train_images: 0,
+            val_images,
+            epochs_run: 0,
+            best_epoch: 0,
+            val_accuracy: 0.0,
+            val_loss: 0.0,
+            train_accuracy: 0.0,
+            train_loss: 0.0,
+            backend: "flex".into(),
+            device: "cpu".into(),
+        }
+    }
+}
+
 /// The export parity gate's figures: tract running the exported graph vs the trainer's model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ParityReport {

@@ -58,7 +58,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub data: PathBuf,
     /// VGG16 ImageNet weights: an ONNX conv trunk (any ONNX whose first 13 Conv layers have
-    /// VGG16's shapes) or torchvision-style `.safetensors` (`features.N.weight`).
+    /// VGG16's shapes), or torchvision-style `features.N.weight` tensors in `.safetensors` or `.pth`.
     #[arg(long)]
     pub backbone: PathBuf,
     /// Run folder: checkpoints, metrics.json, curves.png, confusion.png, predictions.csv.

@@ -159,3 +159,28 @@ fn trains_through_the_trunk_with_the_recipe_flags() {
     let stages: Vec<&str> = summary["history"].as_array().unwrap().iter().map(|r| r["stage"].as_str().unwrap()).collect();
     assert_eq!(stages.iter().filter(|s| **s == "Trunk").count(), 2, "{stages:?}");
 }
+
+/// The libtorch backend trains too (builds with `--features tch`, as CI's). Flex and libtorch
+/// start from the same seed; both must learn the easy task and export within the gate.
+#[cfg(feature = "tch")]
+#[test]
+fn trains_on_libtorch_cpu() {
+    let f = fixture(&["stripes", "columns"], 10);
+    let summary = json(&trainer(&f.train_args("torch", &["--json", "--backend", "libtorch", "--device", "cpu"])));
+    assert_eq!(summary["backend"], "libtorch");
+    assert!(summary["val"]["accuracy"].as_f64().unwrap() >= 0.85, "{}", summary["val"]);
+    assert!(summary["export"]["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
+    // Training through the trunk on libtorch as well.
+    let summary =
+        json(&trainer(&f.train_args("torch_trunk", &["--json", "--backend", "libtorch", "--freeze-first", "10", "--epochs", "2"])));
+    assert_eq!(summary["best_stage"], "trunk");
+}
+
+#[cfg(not(feature = "tch"))]
+#[test]
+fn libtorch_without_the_feature_is_a_clear_error() {
+    let f = fixture(&["stripes", "columns"], 6);
+    let out = trainer(&f.train_args("torch", &["--backend", "libtorch"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--features tch"));
+}

@@ -1,7 +1,7 @@
 //! ImageNet VGG16 weights from the files users actually have, checked layer by layer.
 //!
 //! Formats: an ONNX file holding a VGG16 conv trunk ([`onnx`]), or torchvision-style
-//! `features.N.weight` tensors in `.safetensors` ([`torchvision`]).
+//! `features.N.weight` tensors in `.safetensors` or a PyTorch `.pth` ([`torchvision`]).
 
 pub mod onnx;
 pub mod torchvision;
@@ -48,7 +48,7 @@ pub enum BackboneError {
         "{path}: the file does not say which input convention its weights expect; pass --backbone-convention caffe (Keras weights) or torchvision"
     )]
     UnknownConvention { path: PathBuf },
-    #[error("{path}: unsupported weights file (expected .onnx or .safetensors)")]
+    #[error("{path}: unsupported weights file (expected .onnx, .safetensors or .pth)")]
     UnsupportedFormat { path: PathBuf },
 }
 
@@ -77,6 +77,7 @@ impl Vgg16Weights {
         let (convs, found) = match ext.as_str() {
             "onnx" => onnx::read_convs(path)?,
             "safetensors" => torchvision::read_safetensors(path)?,
+            "pth" | "pt" => torchvision::read_pth(path)?,
             _ => return Err(BackboneError::UnsupportedFormat { path: path.into() }),
         };
         let convention = convention.or(found).ok_or_else(|| BackboneError::UnknownConvention { path: path.into() })?;

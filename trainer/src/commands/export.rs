@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::report::summary::{ExportSummary, RunSummary};
+use crate::report::summary::ExportSummary;
 use crate::training::checkpoint;
 use crate::training::job::{self, Phases};
 
@@ -18,28 +18,13 @@ pub fn run(run: &Path, out: &Path) -> anyhow::Result<ExportSummary> {
     let p = job::prepare(&config, &mut Phases::default())?;
     let val = p.probabilities(&best, &p.split.val)?;
     let get = |k: &str| summary.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
-    let minimal = RunSummary {
-        classes: p.dataset.classes.clone(),
-        counts: vec![],
-        skipped_files: vec![],
-        near_duplicates_grouped: 0,
-        head: best.head_kind.name().into(),
-        backbone: p.backbone.source.clone(),
-        backbone_convention: p.backbone.convention.name().into(),
-        input_size: p.preprocessing.input_size,
-        epochs_run: get("epochs_run") as usize,
-        best_epoch: get("best_epoch") as u32,
-        best_stage: String::new(),
-        train_loss: get("train_loss") as f32,
-        train_accuracy: get("train_accuracy") as f32,
-        val: crate::report::summary::EvalSummary { images: 0, loss: 0.0, accuracy: 0.0, confusion: vec![] },
-        test: None,
-        history: vec![],
-        seconds: vec![],
-        total_seconds: 0.0,
-        backend: config.backend.to_string(),
-        device: config.device.to_string(),
-        export: None,
-    };
-    super::train::export_outcome(&p, &best, &val, &minimal, out)
+    let training = super::train::training_summary(
+        &p,
+        &val,
+        get("epochs_run") as u32,
+        get("best_epoch") as u32,
+        get("train_accuracy") as f32,
+        get("train_loss") as f32,
+    );
+    super::train::export_outcome(&p, &best, &val, training, out)
 }

@@ -36,7 +36,15 @@ pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
     plots::confusion(&outcome.prepared.dataset.classes, &summary.val.confusion, &run.join("confusion.png"))?;
     if let Some(out) = &request.export_to {
         let t = Instant::now();
-        summary.export = Some(export_outcome(&outcome.prepared, &outcome.best, &outcome.val, &summary, out)?);
+        let training = training_summary(
+            &outcome.prepared,
+            &outcome.val,
+            summary.epochs_run as u32,
+            summary.best_epoch,
+            summary.train_accuracy,
+            summary.train_loss,
+        );
+        summary.export = Some(export_outcome(&outcome.prepared, &outcome.best, &outcome.val, training, out)?);
         summary.seconds.push(("export".into(), t.elapsed().as_secs_f32()));
     }
     summary.total_seconds = started.elapsed().as_secs_f32();
@@ -105,12 +113,36 @@ fn summarize(o: &TrainOutcome) -> RunSummary {
     }
 }
 
+/// The manifest's account of training: the run's epochs and best training figures, and the
+/// best model's evaluation on the validation split.
+pub fn training_summary(
+    p: &Prepared,
+    val: &Evaluation,
+    epochs_run: u32,
+    best_epoch: u32,
+    train_accuracy: f32,
+    train_loss: f32,
+) -> TrainingSummary {
+    TrainingSummary {
+        train_images: p.split.train.len() as u32,
+        val_images: p.split.val.len() as u32,
+        epochs_run,
+        best_epoch,
+        val_accuracy: val.accuracy,
+        val_loss: val.loss,
+        train_accuracy,
+        train_loss,
+        backend: p.config.backend.to_string(),
+        device: p.config.device.to_string(),
+    }
+}
+
 /// Exports the best weights of a prepared run to `out` (`DIR/NAME`).
 pub fn export_outcome(
     p: &Prepared,
     best: &crate::model::weights::ModelWeights,
     val: &Evaluation,
-    summary: &RunSummary,
+    training: TrainingSummary,
     out: &Path,
 ) -> anyhow::Result<ExportSummary> {
     let trunk = match &best.trunk {
@@ -130,18 +162,7 @@ pub fn export_outcome(
         head_kind: best.head_kind,
         trunk,
         head: best.head.clone(),
-        training: TrainingSummary {
-            train_images: p.split.train.len() as u32,
-            val_images: p.split.val.len() as u32,
-            epochs_run: summary.epochs_run as u32,
-            best_epoch: summary.best_epoch,
-            val_accuracy: val.accuracy,
-            val_loss: val.loss,
-            train_accuracy: summary.train_accuracy,
-            train_loss: summary.train_loss,
-            backend: summary.backend.clone(),
-            device: summary.device.clone(),
-        },
+        training,
         images: p
             .split
             .val
