@@ -99,12 +99,16 @@ pub fn run(
             let (lock, ready) = &*shared;
             let live = source.is_live();
             while !stop.load(Ordering::Relaxed) {
+                if !live {
+                    // A non-live source reads its next frame only once the previous one is taken:
+                    // nothing dropped, and no frame ages in the mailbox.
+                    let mut mailbox = lock.lock().expect("mailbox");
+                    while mailbox.frame.is_some() && !stop.load(Ordering::Relaxed) {
+                        mailbox = ready.wait_timeout(mailbox, Duration::from_millis(200)).expect("mailbox").0;
+                    }
+                }
                 let event = source.next();
                 let mut mailbox = lock.lock().expect("mailbox");
-                // A non-live source waits for its previous frame to be taken: nothing dropped.
-                while !live && mailbox.frame.is_some() && !stop.load(Ordering::Relaxed) {
-                    mailbox = ready.wait_timeout(mailbox, Duration::from_millis(200)).expect("mailbox").0;
-                }
                 match event {
                     Ok(Event::Frame(frame)) => {
                         mailbox.captured += 1;

@@ -35,16 +35,16 @@ pub struct Bundle {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
-    #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("{path}: not a model bundle (bad magic bytes)")]
     NotABundle { path: PathBuf },
     #[error(
         "{path}: bundle format version {found} is not supported (this build reads version {FORMAT_VERSION}); use a matching edge build"
     )]
     UnsupportedVersion { path: PathBuf, found: u32 },
-    #[error("{path}: bundle is truncated or corrupt: {source}")]
-    Corrupt { path: PathBuf, source: postcard::Error },
+    #[error("{path}: bundle is truncated or corrupt: {cause}")]
+    Corrupt { path: PathBuf, cause: postcard::Error },
     #[error("{path}: ONNX hash mismatch (recorded {recorded}, computed {computed}): the file was altered or damaged")]
     HashMismatch { path: PathBuf, recorded: String, computed: String },
     #[error("{path}: {problem}")]
@@ -81,7 +81,7 @@ impl Bundle {
             return Err(BundleError::UnsupportedVersion { path, found });
         }
         let (bundle, rest): (Bundle, &[u8]) =
-            postcard::take_from_bytes(&bytes[12..]).map_err(|source| BundleError::Corrupt { path: path.clone(), source })?;
+            postcard::take_from_bytes(&bytes[12..]).map_err(|cause| BundleError::Corrupt { path: path.clone(), cause })?;
         if !rest.is_empty() {
             return Err(BundleError::Invalid { path, problem: format!("{} unexpected bytes after the bundle", rest.len()) });
         }
@@ -94,7 +94,7 @@ impl Bundle {
     }
 
     pub fn read(path: &Path) -> Result<Self, BundleError> {
-        let bytes = std::fs::read(path).map_err(|source| BundleError::Io { path: path.into(), source })?;
+        let bytes = std::fs::read(path).map_err(|cause| BundleError::Io { path: path.into(), cause })?;
         Self::from_bytes(&bytes, path)
     }
 

@@ -56,12 +56,12 @@ impl FromStr for ResizePolicy {
 /// Why an image could not be turned into network input.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{path}: empty file")]
     Empty { path: PathBuf },
-    #[error("{path}: not a readable image: {source}")]
-    Decode { path: PathBuf, source: image::ImageError },
+    #[error("{path}: not a readable image: {cause}")]
+    Decode { path: PathBuf, cause: image::ImageError },
     #[error("{path}: image has no pixels ({width}x{height})")]
     NoPixels { path: PathBuf, width: u32, height: u32 },
 }
@@ -69,7 +69,7 @@ pub enum ImageError {
 /// Decodes an image file (any format the `image` crate reads, detected from content), applying
 /// its EXIF orientation, so a portrait phone photo is upright as its owner saw it.
 pub fn decode_file(path: &Path) -> Result<DynamicImage, ImageError> {
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Read { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|cause| ImageError::Read { path: path.into(), cause })?;
     decode_bytes(&bytes).map_err(|e| e.at(path))
 }
 
@@ -87,7 +87,7 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
         image.apply_orientation(orientation);
         Ok(image)
     };
-    let image = decode().map_err(|source| ImageError::Decode { path: path.clone(), source })?;
+    let image = decode().map_err(|cause| ImageError::Decode { path: path.clone(), cause })?;
     if image.width() == 0 || image.height() == 0 {
         return Err(ImageError::NoPixels { path, width: image.width(), height: image.height() });
     }
@@ -98,9 +98,9 @@ impl ImageError {
     fn at(self, at: &Path) -> Self {
         let path = at.to_path_buf();
         match self {
-            ImageError::Read { source, .. } => ImageError::Read { path, source },
+            ImageError::Read { cause, .. } => ImageError::Read { path, cause },
             ImageError::Empty { .. } => ImageError::Empty { path },
-            ImageError::Decode { source, .. } => ImageError::Decode { path, source },
+            ImageError::Decode { cause, .. } => ImageError::Decode { path, cause },
             ImageError::NoPixels { width, height, .. } => ImageError::NoPixels { path, width, height },
         }
     }
@@ -114,10 +114,11 @@ pub struct Preprocessing {
 }
 
 impl Preprocessing {
-    /// VGG16's trunk halves the image five times, so the side must be a multiple of 32.
+    /// VGG16's trunk halves the image five times (rounding down), leaving `side / 32` feature
+    /// cells per axis; sides that are multiples of 16 (112, 160, 224...) keep that predictable.
     pub fn new(input_size: u32, resize: ResizePolicy) -> Result<Self, String> {
-        if input_size < 32 || !input_size.is_multiple_of(32) {
-            return Err(format!("input size {input_size} must be a multiple of 32, at least 32"));
+        if input_size < 32 || !input_size.is_multiple_of(16) {
+            return Err(format!("input size {input_size} must be a multiple of 16, at least 32 (e.g. 112, 160, 224)"));
         }
         Ok(Self { input_size, resize })
     }
@@ -241,9 +242,11 @@ mod tests {
     }
 
     #[test]
-    fn input_size_must_be_a_multiple_of_32() {
+    fn input_size_must_be_a_multiple_of_16() {
         assert!(Preprocessing::new(224, ResizePolicy::Stretch).is_ok());
+        assert!(Preprocessing::new(112, ResizePolicy::Stretch).is_ok());
         assert!(Preprocessing::new(100, ResizePolicy::Stretch).is_err());
+        assert!(Preprocessing::new(16, ResizePolicy::Stretch).is_err());
         assert!(Preprocessing::new(0, ResizePolicy::Stretch).is_err());
     }
 

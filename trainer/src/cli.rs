@@ -70,7 +70,7 @@ pub struct TrainArgs {
     /// Input convention of the backbone weights, when the file does not say.
     #[arg(long)]
     pub backbone_convention: Option<Convention>,
-    /// Side of the square the network sees; a multiple of 32.
+    /// Side of the square the network sees; a multiple of 16 (224, 160, 128, 112 ...).
     #[arg(long, default_value_t = 224)]
     pub input_size: u32,
     /// How photos become squares: stretch (Keras load_img) or center-crop.

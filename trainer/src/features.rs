@@ -74,7 +74,8 @@ pub fn cache_context(backbone_sha256: &str, preprocessing_fingerprint: &str, nor
     format!("vgg16:{backbone_sha256};{preprocessing_fingerprint};{normalization:?};features-v1")
 }
 
-/// The feature shape for an input side of `input_size`: `[channels, s, s]`.
+/// The feature shape for an input side of `input_size`: `[channels, s, s]`, `s = size / 32`
+/// rounded down, as the five 2x2 max-pools (floor mode, in Burn and ONNX alike) leave it.
 pub fn feature_dims(channels: usize, input_size: u32) -> [usize; 3] {
     let s = input_size as usize / 32;
     [channels, s, s]

@@ -36,8 +36,8 @@ pub const TRUNK_CHANNELS: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackboneError {
-    #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{path}: {problem}")]
     Format { path: PathBuf, problem: String },
     #[error("{path}: conv layer {layer} ({name}) has shape {found:?}, VGG16 needs {expected:?}")]

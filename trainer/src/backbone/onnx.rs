@@ -13,7 +13,7 @@ use super::{BackboneError, ConvWeights, check_shapes};
 const FLOAT: i32 = 1;
 
 pub fn read_convs(path: &Path) -> Result<(Vec<ConvWeights>, Option<Convention>), BackboneError> {
-    let bytes = std::fs::read(path).map_err(|source| BackboneError::Read { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|cause| BackboneError::Read { path: path.into(), cause })?;
     let format = |problem: String| BackboneError::Format { path: path.into(), problem };
     let model = pb::ModelProto::decode(bytes.as_slice()).map_err(|e| format(format!("not an ONNX model: {e}")))?;
     let graph = model.graph.as_ref().ok_or_else(|| format("ONNX model has no graph".into()))?;

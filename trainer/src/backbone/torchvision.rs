@@ -20,7 +20,7 @@ fn le_f32(bytes: &[u8]) -> Vec<f32> {
 }
 
 pub fn read_safetensors(path: &Path) -> Result<(Vec<ConvWeights>, Option<Convention>), BackboneError> {
-    let bytes = std::fs::read(path).map_err(|source| BackboneError::Read { path: path.into(), source })?;
+    let bytes = std::fs::read(path).map_err(|cause| BackboneError::Read { path: path.into(), cause })?;
     let format = |problem: String| BackboneError::Format { path: path.into(), problem };
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| format(format!("not a safetensors file: {e}")))?;
     read_features(path, |name| {

@@ -12,8 +12,8 @@ use shared::preprocess::decode_file;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: cannot read the dataset folder: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read the dataset folder: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{path}: found {found} class folder(s) {names:?}; a classifier needs at least 2")]
     TooFewClasses { path: PathBuf, found: usize, names: Vec<String> },
     #[error("{path}: no class folder named '{class}' (found: {available})")]
@@ -88,10 +88,10 @@ pub fn perceptual_hasher() -> image_hasher::Hasher {
 }
 
 pub fn scan(root: &Path, options: &ScanOptions, preprocessing: &Preprocessing) -> Result<Dataset, DataError> {
-    let read_dir = |path: &Path| std::fs::read_dir(path).map_err(|source| DataError::Read { path: path.into(), source });
+    let read_dir = |path: &Path| std::fs::read_dir(path).map_err(|cause| DataError::Read { path: path.into(), cause });
     let mut folders = BTreeMap::new();
     for entry in read_dir(root)? {
-        let entry = entry.map_err(|source| DataError::Read { path: root.into(), source })?;
+        let entry = entry.map_err(|cause| DataError::Read { path: root.into(), cause })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.path().is_dir() && !name.starts_with('.') {
             folders.insert(name, entry.path());

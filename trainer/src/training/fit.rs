@@ -171,7 +171,8 @@ pub fn evaluate<M: Network>(model: &M, inputs: &dyn Inputs, classes: &[usize], b
 
 pub fn summarize(probabilities: Vec<Vec<f32>>, classes: &[usize]) -> Evaluation {
     let n = classes.len().max(1) as f32;
-    let loss = probabilities.iter().zip(classes).map(|(p, &c)| -(p[c].max(1e-12)).ln()).sum::<f32>() / n;
+    // `+ 0.0` turns -ln(1) = -0.0 into 0.0, so a perfect fit does not print as "-0.0000".
+    let loss = probabilities.iter().zip(classes).map(|(p, &c)| -(p[c].max(1e-12)).ln()).sum::<f32>() / n + 0.0;
     let correct = probabilities.iter().zip(classes).filter(|(p, c)| argmax(p) == **c).count();
     Evaluation { loss, accuracy: correct as f32 / n, probabilities }
 }
