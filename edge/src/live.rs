@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use image::{DynamicImage, RgbImage};
 
 use crate::model::EdgeModel;
-use crate::resultlog::{LogRecord, ResultLog};
+use crate::resultlog::ResultLog;
 use crate::smoothing::{Smoother, decide};
 use crate::source::{Event, Frame, FrameSource};
 
@@ -25,8 +25,8 @@ pub struct LiveOptions {
     pub log: Option<PathBuf>,
 }
 
-/// One JSON line per classified frame.
-#[derive(Debug, Serialize)]
+/// One JSON line per classified frame, and one record of the result log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrameResult {
     pub timestamp_ms: u64,
     pub frame: u64,
@@ -188,15 +188,7 @@ pub fn run(
             out.write_all(b"\n")?;
             out.flush()?;
             if let Some(log) = log.as_mut() {
-                log.append(&LogRecord {
-                    timestamp_ms: result.timestamp_ms,
-                    frame: result.frame,
-                    label: result.label.clone(),
-                    probability: result.probability,
-                    smoothed_label: result.smoothed_label.clone(),
-                    smoothed_probability: result.smoothed_probability,
-                    inference_ms: result.inference_ms,
-                })?;
+                log.append(&result)?;
             }
             stats.classified += 1;
             if last_status.elapsed() >= options.status_every {

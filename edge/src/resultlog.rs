@@ -9,20 +9,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 pub const MAGIC: &[u8; 8] = b"FCLOG\0\0\x01";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogRecord {
-    pub timestamp_ms: u64,
-    pub frame: u64,
-    pub label: String,
-    pub probability: f32,
-    pub smoothed_label: String,
-    pub smoothed_probability: f32,
-    pub inference_ms: f32,
-}
+/// A log holds exactly what `edge run` printed for each frame.
+pub type LogRecord = crate::live::FrameResult;
 
 pub struct ResultLog {
     file: File,
@@ -113,7 +103,10 @@ mod tests {
             probability: 0.9,
             smoothed_label: "daffodil".into(),
             smoothed_probability: 0.88,
+            capture_ms: 1.5,
+            preprocess_ms: 3.0,
             inference_ms: 12.5,
+            latency_ms: 17.0,
         }
     }
 
