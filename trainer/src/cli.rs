@@ -136,7 +136,8 @@ pub struct TrainArgs {
     /// Fewest usable images a class may have.
     #[arg(long, default_value_t = 5)]
     pub min_images_per_class: usize,
-    /// flex (pure Rust, CPU) or libtorch (needs a build with --features tch). Default: libtorch for cuda, else flex.
+    /// flex (pure Rust, CPU) or libtorch (needs a build with --features tch). Default: libtorch when built in
+    /// (faster, and needed for cuda), else flex.
     #[arg(long)]
     pub backend: Option<Backend>,
     /// cpu or cuda:N.

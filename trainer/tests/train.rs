@@ -10,6 +10,8 @@ fn trains_reports_and_exports_with_defaults() {
     let f = fixture(&["stripes", "columns"], 14);
     let out = trainer(&f.train_args("run", &["--json"]));
     let summary = json(&out);
+    // The default backend is the fastest built in.
+    assert_eq!(summary["backend"], if cfg!(feature = "tch") { "libtorch" } else { "flex" });
     // Without --classes, every class folder, in sorted order.
     assert_eq!(summary["classes"], serde_json::json!(["columns", "stripes"]));
     let val = summary["val"]["accuracy"].as_f64().unwrap();
@@ -142,12 +144,36 @@ fn resumes_after_kill_9_from_the_last_completed_epoch() {
     }
 }
 
+/// The pure-Rust backend, explicitly (with libtorch built in it is not the default).
+#[test]
+fn trains_on_flex() {
+    let f = fixture(&["stripes", "columns"], 10);
+    let summary = json(&trainer(&f.train_args("flex", &["--json", "--backend", "flex"])));
+    assert_eq!(summary["backend"], "flex");
+    assert!(summary["val"]["accuracy"].as_f64().unwrap() >= 0.85, "{}", summary["val"]);
+    assert!(summary["export"]["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
+}
+
 #[test]
 fn trains_through_the_trunk_with_the_recipe_flags() {
     let f = fixture(&["stripes", "columns"], 8);
     let summary = json(&trainer(&f.train_args(
         "recipe",
-        &["--json", "--freeze-first", "3", "--optimizer", "sgd", "--head", "flatten", "--epochs", "2", "--input-size", "32"],
+        &[
+            "--json",
+            "--backend",
+            "flex",
+            "--freeze-first",
+            "3",
+            "--optimizer",
+            "sgd",
+            "--head",
+            "flatten",
+            "--epochs",
+            "2",
+            "--input-size",
+            "32",
+        ],
     )));
     assert_eq!(summary["head"], "flatten");
     assert_eq!(summary["best_stage"], "trunk");
