@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use image::{DynamicImage, RgbImage};
 use serde::Serialize;
+use shared::compare::argmax;
 use shared::{Bundle, Manifest, SelfCheck};
 use tract_onnx::prelude::*;
 
@@ -78,8 +79,4 @@ impl EdgeModel {
         let index = argmax(&probabilities);
         Prediction { label: self.manifest.labels[index].clone(), index, probability: probabilities[index], probabilities }
     }
-}
-
-pub fn argmax(values: &[f32]) -> usize {
-    values.iter().enumerate().fold(0, |best, (i, &v)| if v > values[best] { i } else { best })
 }

@@ -5,7 +5,9 @@ use image::RgbImage;
 use serde::Serialize;
 use shared::PROBABILITY_TOLERANCE;
 
-use crate::model::{EdgeModel, argmax};
+use shared::compare::{agrees, argmax, max_abs_diff};
+
+use crate::model::EdgeModel;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
@@ -32,12 +34,8 @@ pub fn run(model: &EdgeModel) -> anyhow::Result<SelftestReport> {
         let image =
             RgbImage::from_raw(s, s, check.rgb.clone()).ok_or_else(|| anyhow::anyhow!("self-check '{}' has the wrong size", check.name))?;
         let got = model.probabilities(&image)?;
-        let diff = got
-            .iter()
-            .zip(&check.expected)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) });
-        let passed = diff <= PROBABILITY_TOLERANCE && argmax(&got) == argmax(&check.expected);
+        let diff = max_abs_diff(&got, &check.expected);
+        let passed = agrees(&got, &check.expected);
         checks.push(CheckResult {
             name: check.name.clone(),
             label: check.label.clone(),

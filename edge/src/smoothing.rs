@@ -33,7 +33,7 @@ impl Smoother {
 
 /// The label to report: the most likely class, or `unsure` below `min_confidence`.
 pub fn decide<'a>(labels: &'a [String], probabilities: &[f32], min_confidence: f32) -> (&'a str, f32) {
-    let i = crate::model::argmax(probabilities);
+    let i = shared::compare::argmax(probabilities);
     let p = probabilities[i];
     if p < min_confidence { (UNSURE, p) } else { (labels[i].as_str(), p) }
 }

@@ -9,6 +9,7 @@
 
 pub mod atomic;
 pub mod bundle;
+pub mod compare;
 pub mod logging;
 pub mod manifest;
 pub mod preprocess;

@@ -81,9 +81,10 @@ pub fn feature_dims(channels: usize, input_size: u32) -> [usize; 3] {
     [channels, s, s]
 }
 
-/// Computes (or loads) the features of each job: (cache key, lazily produced image).
-pub fn extract<'a>(
-    trunk: &Vgg16Trunk,
+/// Computes (or loads) the features of each job: (cache key, lazily produced image). `trunk`
+/// is asked for only when some feature map is not cached.
+pub fn extract<'a, 't>(
+    trunk: impl FnOnce() -> &'t Vgg16Trunk,
     device: &Device,
     normalization: &Normalization,
     cache: &FeatureCache,
@@ -95,6 +96,10 @@ pub fn extract<'a>(
     let mut out: Vec<Option<Vec<f32>>> = jobs.iter().map(|(key, _)| cache.get(key, len)).collect();
     let missing: Vec<usize> = (0..jobs.len()).filter(|&i| out[i].is_none()).collect();
     tracing::info!("{label}: {} of {} feature maps cached, computing {}", jobs.len() - missing.len(), jobs.len(), missing.len());
+    if missing.is_empty() {
+        return Ok(out.into_iter().map(|f| f.expect("every job cached")).collect());
+    }
+    let trunk = trunk();
     let bar = crate::progress::bar(missing.len() as u64, label);
     for chunk in missing.chunks(EXTRACT_BATCH) {
         let images: Vec<RgbImage> = {

@@ -119,11 +119,6 @@ impl Vgg16Weights {
         Self { convs, convention, source: format!("random-vgg16-width{width}") }
     }
 
-    /// Checks the 13 layers' shapes; `path` only names the source in errors.
-    pub fn check(&self, path: &Path) -> Result<(), BackboneError> {
-        check_shapes(path, &self.convs, &[])
-    }
-
     /// Channels of the last conv (512 for real VGG16).
     pub fn out_channels(&self) -> usize {
         self.convs.last().map(|c| c.out_channels).unwrap_or(0)

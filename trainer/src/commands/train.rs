@@ -70,13 +70,6 @@ fn summarize(o: &TrainOutcome) -> RunSummary {
     let p = &o.prepared;
     let best = o.state.best.map(|b| o.state.history[b].clone());
     let count = |items: &[usize], c: usize| items.iter().filter(|&&i| p.dataset.samples[i].class == c).count();
-    let mut seconds: Vec<(String, f32)> = Vec::new();
-    for (name, s) in &o.phases.0 {
-        match seconds.iter_mut().find(|(n, _)| n == name) {
-            Some(entry) => entry.1 += s,
-            None => seconds.push((name.clone(), *s)),
-        }
-    }
     RunSummary {
         classes: p.dataset.classes.clone(),
         counts: p
@@ -92,7 +85,7 @@ fn summarize(o: &TrainOutcome) -> RunSummary {
             })
             .collect(),
         skipped_files: p.dataset.skipped.clone(),
-        near_duplicates_grouped: p.groups.iter().enumerate().filter(|&(i, &g)| g != i).count(),
+        near_duplicates_grouped: p.near_duplicates_grouped(),
         head: p.config.head.name().into(),
         backbone: p.backbone.source.clone(),
         backbone_convention: p.backbone.convention.name().into(),
@@ -105,7 +98,7 @@ fn summarize(o: &TrainOutcome) -> RunSummary {
         val: eval_summary(p, &p.split.val, &o.val),
         test: o.test.as_ref().map(|t| eval_summary(p, &p.split.test, t)),
         history: o.state.history.clone(),
-        seconds,
+        seconds: o.phases.0.clone(),
         total_seconds: 0.0,
         backend: p.config.backend.to_string(),
         device: p.config.device.to_string(),

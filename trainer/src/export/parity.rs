@@ -8,7 +8,7 @@ use image::RgbImage;
 use shared::{PROBABILITY_TOLERANCE, ParityReport};
 use tract_onnx::prelude::*;
 
-use crate::training::fit::argmax;
+use shared::compare::{argmax, max_abs_diff};
 
 pub type Runnable = std::sync::Arc<TypedRunnableModel>;
 
@@ -59,14 +59,14 @@ pub fn check(model: &Runnable, images: &[(&str, &RgbImage)], expected: &[Vec<f32
     bar.finish_and_clear();
     let report = compare(&tract, expected);
     let disagree = tract.iter().zip(expected).filter(|(t, e)| argmax(t) != argmax(e)).count();
-    if report.max_abs_diff > PROBABILITY_TOLERANCE || disagree > 0 || !report.max_abs_diff.is_finite() {
+    if !tract.iter().zip(expected).all(|(t, e)| shared::compare::agrees(t, e)) {
         let mut details = format!(
             "max |diff| {:.3e} (tolerance {PROBABILITY_TOLERANCE:.0e}), mean {:.3e}, {disagree} of {} images with a different class\nworst images:\n",
             report.max_abs_diff,
             report.mean_abs_diff,
             images.len()
         );
-        let mut worst: Vec<(usize, f32)> = tract.iter().zip(expected).map(|(t, e)| max_diff(t, e)).enumerate().collect();
+        let mut worst: Vec<(usize, f32)> = tract.iter().zip(expected).map(|(t, e)| max_abs_diff(t, e)).enumerate().collect();
         worst.sort_by(|a, b| b.1.total_cmp(&a.1));
         for (i, diff) in worst.into_iter().take(5) {
             let _ = writeln!(details, "  {}: |diff| {diff:.3e}, tract {:?}, trainer {:?}", images[i].0, tract[i], expected[i]);
@@ -76,16 +76,12 @@ pub fn check(model: &Runnable, images: &[(&str, &RgbImage)], expected: &[Vec<f32
     Ok(Gate { report, tract })
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) })
-}
-
 pub fn compare(tract: &[Vec<f32>], expected: &[Vec<f32>]) -> ParityReport {
     let mut max = 0f32;
     let (mut sum, mut count) = (0f64, 0usize);
     let mut agree = 0;
     for (t, e) in tract.iter().zip(expected) {
-        max = max.max(max_diff(t, e));
+        max = max.max(max_abs_diff(t, e));
         for (x, y) in t.iter().zip(e) {
             sum += (x - y).abs() as f64;
             count += 1;

@@ -19,7 +19,6 @@ pub fn print_split(p: &Prepared) {
         let _ =
             writeln!(table, "{:<20} {:>6} {:>6} {:>6}", name, count(&p.split.train, c), count(&p.split.val, c), count(&p.split.test, c));
     }
-    let grouped = p.groups.iter().enumerate().filter(|&(i, &g)| g != i).count();
     let _ = write!(
         table,
         "{:<20} {:>6} {:>6} {:>6}   ({} skipped file(s), {} near-duplicate photo(s) kept with their group)",
@@ -28,7 +27,7 @@ pub fn print_split(p: &Prepared) {
         p.split.val.len(),
         p.split.test.len(),
         p.dataset.skipped.len(),
-        grouped
+        p.near_duplicates_grouped()
     );
     eprintln!("{table}");
 }

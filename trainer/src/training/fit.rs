@@ -10,6 +10,7 @@ use burn::prelude::*;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+pub use shared::compare::argmax;
 
 use super::checkpoint::{self, Checkpoint, EpochRecord, Stage};
 use crate::model::weights::ModelWeights;
@@ -182,10 +183,6 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
     let sum: f32 = exp.iter().sum();
     exp.into_iter().map(|e| e / sum).collect()
-}
-
-pub fn argmax(values: &[f32]) -> usize {
-    values.iter().enumerate().fold(0, |best, (i, &v)| if v > values[best] { i } else { best })
 }
 
 fn count_correct(logits: &[f32], targets: &[i64]) -> usize {

@@ -25,7 +25,7 @@ use crate::features::{self, FeatureCache, ViewKey};
 use crate::model::weights::ModelWeights;
 use crate::model::{Classifier, Head, Vgg16Trunk};
 
-/// Wall-clock seconds per phase, in order, for the summary.
+/// Wall-clock seconds per phase, in order of first use; a phase timed twice adds up.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Phases(pub Vec<(String, f32)>);
 
@@ -33,7 +33,11 @@ impl Phases {
     pub fn time<T>(&mut self, name: &str, f: impl FnOnce() -> T) -> T {
         let started = Instant::now();
         let out = f();
-        self.0.push((name.to_string(), started.elapsed().as_secs_f32()));
+        let seconds = started.elapsed().as_secs_f32();
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 += seconds,
+            None => self.0.push((name.to_string(), seconds)),
+        }
         out
     }
 }
@@ -51,6 +55,8 @@ pub struct Prepared {
     pub backbone_sha256: String,
     pub device: Device,
     pub cache: FeatureCache,
+    /// The frozen backbone as a Burn module, built on first need (it holds 58 MB of weights).
+    trunk: std::cell::OnceCell<Vgg16Trunk>,
 }
 
 impl Prepared {
@@ -60,6 +66,15 @@ impl Prepared {
 
     pub fn images_of(&self, items: &[usize]) -> Vec<&RgbImage> {
         items.iter().map(|&i| &self.dataset.samples[i].image).collect()
+    }
+
+    /// Photos grouped with an earlier near-duplicate.
+    pub fn near_duplicates_grouped(&self) -> usize {
+        self.groups.iter().enumerate().filter(|&(i, &g)| g != i).count()
+    }
+
+    fn trunk(&self) -> &Vgg16Trunk {
+        self.trunk.get_or_init(|| Vgg16Trunk::from_weights(&self.backbone.convs, &self.device))
     }
 
     pub fn feature_dims(&self) -> [usize; 3] {
@@ -82,8 +97,7 @@ impl Prepared {
                 (key, job)
             })
             .collect();
-        let trunk = Vgg16Trunk::from_weights(&self.backbone.convs, &self.device);
-        features::extract(&trunk, &self.device, &self.normalization, &self.cache, self.feature_dims(), jobs, label)
+        features::extract(|| self.trunk(), &self.device, &self.normalization, &self.cache, self.feature_dims(), jobs, label)
     }
 
     /// Clean view plus `aug_views` augmented views of each training item.
@@ -111,8 +125,15 @@ impl Prepared {
                 jobs.push((key, job));
             }
         }
-        let trunk = Vgg16Trunk::from_weights(&self.backbone.convs, &self.device);
-        let flat = features::extract(&trunk, &self.device, &self.normalization, &self.cache, self.feature_dims(), jobs, "train features")?;
+        let flat = features::extract(
+            || self.trunk(),
+            &self.device,
+            &self.normalization,
+            &self.cache,
+            self.feature_dims(),
+            jobs,
+            "train features",
+        )?;
         Ok(flat.chunks(views).map(<[Vec<f32>]>::to_vec).collect())
     }
 
@@ -188,6 +209,7 @@ pub fn prepare(config: &TrainConfig, phases: &mut Phases) -> anyhow::Result<Prep
         backbone_sha256,
         device,
         cache,
+        trunk: std::cell::OnceCell::new(),
     })
 }
 
