@@ -10,6 +10,8 @@ use crate::model::EdgeModel;
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub input_size: u32,
+    /// The exported trunk's arithmetic: "f32" or "int8".
+    pub precision: String,
     pub threads: usize,
     pub warmup: usize,
     pub runs: usize,
@@ -48,6 +50,7 @@ pub fn run(model: &EdgeModel, threads: usize, warmup: usize, runs: usize) -> any
     let mean = times.iter().sum::<f32>() / times.len() as f32;
     Ok(BenchReport {
         input_size: model.input_size(),
+        precision: model.manifest.precision.to_string(),
         threads,
         warmup,
         runs: times.len(),

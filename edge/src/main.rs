@@ -194,9 +194,10 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
             } else {
                 writeln!(
                     out,
-                    "input {}x{}, {} thread(s), {} runs after {} warm-up\nlatency ms: min {:.1}, median {:.1}, p90 {:.1}, max {:.1}, mean {:.1}\nfps {:.2} (inference only); preprocess 640x480 -> input {:.2} ms; peak memory {}",
+                    "input {}x{} {}, {} thread(s), {} runs after {} warm-up\nlatency ms: min {:.1}, median {:.1}, p90 {:.1}, max {:.1}, mean {:.1}\nfps {:.2} (inference only); preprocess 640x480 -> input {:.2} ms; peak memory {}",
                     r.input_size,
                     r.input_size,
+                    r.precision,
                     r.threads,
                     r.runs,
                     r.warmup,

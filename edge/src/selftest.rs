@@ -3,7 +3,6 @@
 
 use image::RgbImage;
 use serde::Serialize;
-use shared::PROBABILITY_TOLERANCE;
 
 use shared::compare::{agrees, argmax, max_abs_diff};
 
@@ -29,13 +28,15 @@ pub struct SelftestReport {
 pub fn run(model: &EdgeModel) -> anyhow::Result<SelftestReport> {
     anyhow::ensure!(!model.self_checks.is_empty(), "the bundle holds no self-check images");
     let s = model.input_size();
+    // The export's own tolerance: 1e-4 for float32, looser for an int8 graph.
+    let tolerance = model.manifest.parity.tolerance;
     let mut checks = Vec::new();
     for check in &model.self_checks {
         let image =
             RgbImage::from_raw(s, s, check.rgb.clone()).ok_or_else(|| anyhow::anyhow!("self-check '{}' has the wrong size", check.name))?;
         let got = model.probabilities(&image)?;
         let diff = max_abs_diff(&got, &check.expected);
-        let passed = agrees(&got, &check.expected);
+        let passed = agrees(&got, &check.expected, tolerance);
         checks.push(CheckResult {
             name: check.name.clone(),
             label: check.label.clone(),
@@ -46,5 +47,5 @@ pub fn run(model: &EdgeModel) -> anyhow::Result<SelftestReport> {
     }
     let max_abs_diff = checks.iter().map(|c| c.max_abs_diff).fold(0f32, f32::max);
     let passed = checks.iter().all(|c| c.passed);
-    Ok(SelftestReport { checks, max_abs_diff, tolerance: PROBABILITY_TOLERANCE, passed })
+    Ok(SelftestReport { checks, max_abs_diff, tolerance, passed })
 }

@@ -13,7 +13,14 @@ struct Setup {
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let bundle = trainer::fixtures::write_random_bundle(&dir.path().join("tiny"), 64, 1.0 / 16.0, &["daffodil", "coltsfoot"]).unwrap();
+    let bundle = trainer::fixtures::write_random_bundle(
+        &dir.path().join("tiny"),
+        64,
+        1.0 / 16.0,
+        &["daffodil", "coltsfoot"],
+        shared::Precision::F32,
+    )
+    .unwrap();
     Setup { dir, bundle }
 }
 

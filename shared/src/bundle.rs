@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 use crate::manifest::Manifest;
 
 pub const MAGIC: &[u8; 8] = b"FLWRCAM\0";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: the manifest states the export's precision and the gate's tolerance.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One validation image, already prepared (RGB square), with the probabilities the trainer's
 /// model gave it: the device re-runs it to prove it computes what the trainer computed.
@@ -135,6 +136,7 @@ pub(crate) mod tests {
             preprocessing: Preprocessing::new(32, ResizePolicy::Stretch).unwrap(),
             backbone: BackboneInfo { name: "tiny.onnx".into(), weights_sha256: "00".into(), convention: Convention::Caffe },
             head: HeadKind::Gap,
+            precision: Precision::F32,
             training: TrainingSummary {
                 train_images: 10,
                 val_images: 4,
@@ -147,7 +149,7 @@ pub(crate) mod tests {
                 backend: "flex".into(),
                 device: "cpu".into(),
             },
-            parity: ParityReport { images: 4, max_abs_diff: 1e-7, mean_abs_diff: 1e-8, argmax_agreement: 1.0 },
+            parity: ParityReport { images: 4, max_abs_diff: 1e-7, mean_abs_diff: 1e-8, argmax_agreement: 1.0, tolerance: 1e-4 },
             created_unix: 0,
             trainer_version: "0".into(),
         }

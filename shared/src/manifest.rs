@@ -42,6 +42,51 @@ impl FromStr for HeadKind {
     }
 }
 
+/// The arithmetic of the exported trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Precision {
+    /// Float32 throughout: the trainer's own arithmetic, to rounding.
+    F32,
+    /// The 13 convolutions and the max-pools in 8 bits (uint8 activations, int8 weights with one
+    /// scale per layer), calibrated on training images; preprocessing, head and Softmax stay float32.
+    Int8,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    /// Largest |difference| of probabilities the parity gate accepts between the trainer's model
+    /// and this export run by tract; the same class is required on every image either way.
+    pub fn tolerance(self) -> f32 {
+        match self {
+            Precision::F32 => crate::PROBABILITY_TOLERANCE,
+            Precision::Int8 => crate::INT8_PROBABILITY_TOLERANCE,
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "int8" => Ok(Precision::Int8),
+            _ => Err(format!("unknown precision '{s}' (expected f32 or int8)")),
+        }
+    }
+}
+
 /// Where the ImageNet weights came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackboneInfo {
@@ -94,6 +139,9 @@ pub struct ParityReport {
     pub mean_abs_diff: f32,
     /// Share of images on which both picked the same class (1.0 is required to export).
     pub argmax_agreement: f32,
+    /// The largest |diff| the gate accepted ([`Precision::tolerance`]); `edge selftest` holds
+    /// the device to it too.
+    pub tolerance: f32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +152,7 @@ pub struct Manifest {
     pub preprocessing: Preprocessing,
     pub backbone: BackboneInfo,
     pub head: HeadKind,
+    pub precision: Precision,
     pub training: TrainingSummary,
     pub parity: ParityReport,
     /// Seconds since the Unix epoch when the bundle was exported.

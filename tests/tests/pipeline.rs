@@ -59,4 +59,19 @@ fn trainer_to_edge_agree_on_every_validation_image() {
         assert_eq!(checked, summary["val"]["images"].as_u64().unwrap());
         assert!(ok(&run("edge", &["selftest", "--model", &bundle])).contains("selftest passed"));
     }
+
+    // The same run exported in int8: the gate held it to its own tolerance and the same class on
+    // every validation image, and the edge runs and self-checks it like any bundle.
+    let int8 = p("models/gap_int8");
+    let out = ok(&run("trainer", &["export", "--run", &p("gap"), "--out", &int8, "--precision", "int8", "--json"]));
+    let export: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(export["precision"], "int8");
+    assert_eq!(export["parity_argmax_agreement"].as_f64(), Some(1.0));
+    assert!(export["parity_max_abs_diff"].as_f64().unwrap() <= export["parity_tolerance"].as_f64().unwrap());
+    assert_eq!(export["parity_tolerance"].as_f64().unwrap() as f32, shared::INT8_PROBABILITY_TOLERANCE);
+    let bundle = format!("{int8}.bundle");
+    assert!(ok(&run("trainer", &["inspect", &bundle])).contains("precision   int8"));
+    let selftest = ok(&run("edge", &["selftest", "--model", &bundle]));
+    assert!(selftest.contains("selftest passed"), "{selftest}");
+    export_for_onnxruntime(bundle.as_ref(), "synthetic_gap_int8");
 }

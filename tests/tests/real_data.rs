@@ -41,6 +41,18 @@ fn daffodil_vs_coltsfoot_with_defaults_reaches_98_percent_and_exports_exactly() 
     let bundle = model.with_extension("bundle");
     assert!(ok(&run("edge", &["selftest", "--model", bundle.to_str().unwrap()])).contains("selftest passed"));
     export_for_onnxruntime(&bundle, "daffodil_coltsfoot");
+
+    // int8: same classes on every validation image, probabilities within the int8 tolerance.
+    let int8 = dir.path().join("models/daffodil_coltsfoot_int8");
+    let out =
+        run("trainer", &["export", "--run", run_dir.to_str().unwrap(), "--out", int8.to_str().unwrap(), "--precision", "int8", "--json"]);
+    let export: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    eprintln!("real daffodil/coltsfoot int8: {export}");
+    assert_eq!(export["tract_val_accuracy"].as_f64().unwrap() as f32, val as f32, "int8 changed the accuracy");
+    assert!(export["parity_max_abs_diff"].as_f64().unwrap() <= shared::INT8_PROBABILITY_TOLERANCE as f64);
+    let bundle = int8.with_extension("bundle");
+    assert!(ok(&run("edge", &["selftest", "--model", bundle.to_str().unwrap()])).contains("selftest passed"));
+    export_for_onnxruntime(&bundle, "daffodil_coltsfoot_int8");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use shared::Convention;
 use tract_onnx::pb::tensor_proto::DataType;
 
-use crate::backbone::{VGG16_BLOCKS, Vgg16Weights};
+use crate::backbone::Vgg16Weights;
 use crate::export::graph::GraphBuilder;
 
 /// A synthetic "photo" of class `class`: class 0 warm horizontal stripes, class 1 cool
@@ -78,20 +78,12 @@ pub fn write_dataset(root: &Path, classes: &[&str], per_class: usize, seed: u64)
 pub fn write_trunk_onnx(path: &Path, width: f32, seed: u64) -> anyhow::Result<Vgg16Weights> {
     let weights = Vgg16Weights::random(seed, width, Convention::Caffe);
     let mut g = GraphBuilder::default();
-    let mut x = "image".to_string();
-    let mut convs = weights.convs.iter();
-    for (b, block) in VGG16_BLOCKS.iter().enumerate() {
-        for (c, w) in convs.by_ref().take(*block).enumerate() {
-            x = g.conv3x3(&x, &format!("block{}_conv{}", b + 1, c + 1), w);
-            x = g.relu(&x);
-        }
-        x = g.max_pool2(&x);
-    }
+    let (x, _) = crate::export::graph::trunk_f32(&mut g, "image".into(), &weights.convs);
     let out = g.node("Identity", &[&x], vec![], Some("features"));
     let channels = weights.out_channels();
     let model = g.finish(
         ("image", DataType::Float, &[None, Some(3), None, None]),
-        (&out, DataType::Float, &[None, Some(channels), None, None]),
+        &[(&out, DataType::Float, &[None, Some(channels), None, None])],
         vec![("input_convention".into(), "caffe".into())],
         "random VGG16-shaped trunk for tests",
     );
@@ -102,7 +94,13 @@ pub fn write_trunk_onnx(path: &Path, width: f32, seed: u64) -> anyhow::Result<Vg
 /// Exports a random VGG16-shaped model (`width`-scaled channels, `gap` head, labels
 /// `labels`) with input side `size` to `out` (`DIR/NAME`), through the real exporter and its
 /// parity gate. The edge's tests and benchmarks run it.
-pub fn write_random_bundle(out: &Path, size: u32, width: f32, labels: &[&str]) -> anyhow::Result<std::path::PathBuf> {
+pub fn write_random_bundle(
+    out: &Path,
+    size: u32,
+    width: f32,
+    labels: &[&str],
+    precision: shared::Precision,
+) -> anyhow::Result<std::path::PathBuf> {
     use burn::prelude::*;
 
     use crate::model::{Classifier, Head, Vgg16Trunk, to_vec};
@@ -128,6 +126,8 @@ pub fn write_random_bundle(out: &Path, size: u32, width: f32, labels: &[&str]) -
         head_kind: shared::HeadKind::Gap,
         trunk: trunk.convs.clone(),
         head: head_weights,
+        precision,
+        calibration: images.iter().collect(),
         training: shared::TrainingSummary::untrained(images.len() as u32),
         images: images.iter().enumerate().map(|(i, img)| (format!("synthetic_{i}"), i % k, img)).collect(),
         expected: probs.chunks(k).map(<[f32]>::to_vec).collect(),

@@ -29,7 +29,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })
             });
             let json = args.json;
-            let request = commands::train::TrainRequest { config: args.config(), out: args.out.clone(), resume: args.resume, export_to };
+            let request = commands::train::TrainRequest {
+                config: args.config(),
+                out: args.out.clone(),
+                resume: args.resume,
+                export_to,
+                precision: args.precision.precision,
+            };
             let summary = commands::train::run(request)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -37,16 +43,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", human_summary(&summary, &args.out));
             }
         }
-        Command::Export { run, out, json } => {
-            let summary = commands::export::run(&run, &out)?;
+        Command::Export { run, out, precision, json } => {
+            let summary = commands::export::run(&run, &out, precision.precision)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
                 println!(
-                    "exported {} and {} ({} bytes)\nparity: {} images, max |diff| {:.2e}, mean {:.2e}, argmax agreement {:.3}; tract val accuracy {:.4}",
+                    "exported {} and {} ({} bytes, {})\nparity: {} images, max |diff| {:.2e}, mean {:.2e}, argmax agreement {:.3}; tract val accuracy {:.4}",
                     summary.onnx,
                     summary.bundle,
                     summary.bundle_bytes,
+                    summary.precision,
                     summary.parity_images,
                     summary.parity_max_abs_diff,
                     summary.parity_mean_abs_diff,

@@ -2,7 +2,7 @@
 
 use burn::prelude::*;
 use image::RgbImage;
-use shared::{BackboneInfo, Convention, HeadKind, Preprocessing, ResizePolicy, TrainingSummary};
+use shared::{BackboneInfo, Convention, HeadKind, Precision, Preprocessing, ResizePolicy, TrainingSummary};
 use trainer::backbone::Vgg16Weights;
 use trainer::export::{ExportInput, export};
 use trainer::features::images_to_tensor;
@@ -42,6 +42,10 @@ fn burn_probabilities(m: &Model, images: &[RgbImage]) -> Vec<Vec<f32>> {
 }
 
 fn input<'a>(m: &Model, images: &'a [RgbImage], expected: Vec<Vec<f32>>) -> ExportInput<'a> {
+    input_at(m, images, expected, Precision::F32)
+}
+
+fn input_at<'a>(m: &Model, images: &'a [RgbImage], expected: Vec<Vec<f32>>, precision: Precision) -> ExportInput<'a> {
     ExportInput {
         name: "tiny".into(),
         labels: vec!["a".into(), "b".into()],
@@ -51,6 +55,8 @@ fn input<'a>(m: &Model, images: &'a [RgbImage], expected: Vec<Vec<f32>>) -> Expo
         head_kind: m.kind,
         trunk: m.trunk.convs.clone(),
         head: m.head.clone(),
+        precision,
+        calibration: images.iter().collect(),
         training: TrainingSummary::untrained(images.len() as u32),
         images: images.iter().enumerate().map(|(i, img)| (format!("img{i}"), i % 2, img)).collect(),
         expected,
@@ -104,4 +110,34 @@ fn a_corrupted_export_is_caught_and_leaves_no_files() {
     assert!(err.downcast_ref::<trainer::export::parity::ParityFailure>().is_some(), "{err:#}");
     assert!(err.to_string().contains("img"), "the report names the worst images: {err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a failed export must write nothing");
+}
+
+#[test]
+fn an_int8_export_runs_quantized_convolutions_within_its_stated_tolerance() {
+    let images = images();
+    let m = model(HeadKind::Gap, Convention::Caffe);
+    let expected = burn_probabilities(&m, &images);
+    let dir = tempfile::tempdir().unwrap();
+    let report = export(input_at(&m, &images, expected.clone(), Precision::Int8), &dir.path().join("tiny_int8")).unwrap();
+    let manifest = &report.manifest;
+    assert_eq!(manifest.precision, Precision::Int8);
+    assert_eq!(manifest.parity.tolerance, shared::INT8_PROBABILITY_TOLERANCE);
+    assert!(manifest.parity.max_abs_diff <= shared::INT8_PROBABILITY_TOLERANCE, "{:?}", manifest.parity);
+    assert_eq!(manifest.parity.argmax_agreement, 1.0);
+
+    // The trunk really is 8-bit: 13 QLinearConv with int8 weights, no float Conv left.
+    use prost::Message;
+    let bundle = shared::Bundle::read(&report.bundle_path).unwrap();
+    let graph = tract_onnx::pb::ModelProto::decode(bundle.onnx.as_slice()).unwrap().graph.unwrap();
+    let count = |op: &str| graph.node.iter().filter(|n| n.op_type == op).count();
+    assert_eq!((count("QLinearConv"), count("Conv"), count("MaxPool")), (13, 0, 5));
+    let int8_weights =
+        graph.initializer.iter().filter(|t| t.data_type == tract_onnx::pb::tensor_proto::DataType::Int8 as i32 && t.dims.len() == 4);
+    assert_eq!(int8_weights.count(), 13);
+
+    // Quantization moved the probabilities (it is not the float graph), but not past the tolerance.
+    let runnable = trainer::export::parity::load(&bundle.onnx, SIZE as usize).unwrap();
+    let got: Vec<Vec<f32>> = images.iter().map(|img| trainer::export::parity::run(&runnable, img).unwrap()).collect();
+    let diff = got.iter().zip(&expected).map(|(g, e)| shared::compare::max_abs_diff(g, e)).fold(0f32, f32::max);
+    assert!(diff > 0.0 && diff <= shared::INT8_PROBABILITY_TOLERANCE, "int8 vs float32: {diff}");
 }

@@ -102,7 +102,7 @@ mod tests {
         for (i, w) in convs.iter().enumerate() {
             x = g.conv3x3(&x, &format!("c{i}"), w);
         }
-        let m = g.finish(("image", DataType::Float, &[None, Some(3), None, None]), (&x, DataType::Float, &[]), metadata, "");
+        let m = g.finish(("image", DataType::Float, &[None, Some(3), None, None]), &[(&x, DataType::Float, &[])], metadata, "");
         std::fs::write(path, m.encode_to_vec()).unwrap();
     }
 

@@ -1,4 +1,5 @@
-//! `trainer export --run DIR --out models/NAME`: re-export a finished run's best weights.
+//! `trainer export --run DIR --out models/NAME [--precision int8]`: re-export a finished run's
+//! best weights.
 
 use std::path::Path;
 
@@ -6,7 +7,7 @@ use crate::report::summary::ExportSummary;
 use crate::training::checkpoint;
 use crate::training::job::{self, Phases};
 
-pub fn run(run: &Path, out: &Path) -> anyhow::Result<ExportSummary> {
+pub fn run(run: &Path, out: &Path, precision: shared::Precision) -> anyhow::Result<ExportSummary> {
     let config = job::load_run_config(run)?;
     let best = checkpoint::load(&checkpoint::best_path(run))?;
     let metrics = run.join("metrics.json");
@@ -26,5 +27,5 @@ pub fn run(run: &Path, out: &Path) -> anyhow::Result<ExportSummary> {
         get("train_accuracy") as f32,
         get("train_loss") as f32,
     );
-    super::train::export_outcome(&p, &best, &val, training, out)
+    super::train::export_outcome(&p, &best, &val, training, out, precision)
 }

@@ -31,6 +31,7 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
     let _ =
         writeln!(s, "backbone    {} ({} convention, weights sha256 {})", m.backbone.name, m.backbone.convention, m.backbone.weights_sha256);
     let _ = writeln!(s, "head        {}", m.head);
+    let _ = writeln!(s, "precision   {}", m.precision);
     let t = &m.training;
     let _ = writeln!(
         s,
@@ -40,8 +41,8 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
     let p = &m.parity;
     let _ = writeln!(
         s,
-        "parity      {} images: max |diff| {:.2e}, mean {:.2e}, argmax agreement {:.3}",
-        p.images, p.max_abs_diff, p.mean_abs_diff, p.argmax_agreement
+        "parity      {} images: max |diff| {:.2e} (tolerance {:.0e}), mean {:.2e}, argmax agreement {:.3}",
+        p.images, p.max_abs_diff, p.tolerance, p.mean_abs_diff, p.argmax_agreement
     );
     let _ = writeln!(s, "onnx        {} bytes, sha256 {}", bundle.onnx.len(), bundle.onnx_sha256_hex());
     let _ = writeln!(s, "self-checks {} images", bundle.self_checks.len());

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use shared::TrainingSummary;
+use shared::{Precision, TrainingSummary};
 
 use crate::report::summary::{EvalSummary, ExportSummary, RunSummary, SplitCounts};
 use crate::report::{self, plots};
@@ -19,6 +19,7 @@ pub struct TrainRequest {
     pub resume: bool,
     /// Where the bundle goes (`DIR/NAME`); `None` skips the export.
     pub export_to: Option<PathBuf>,
+    pub precision: Precision,
 }
 
 pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
@@ -44,7 +45,7 @@ pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
             summary.train_accuracy,
             summary.train_loss,
         );
-        summary.export = Some(export_outcome(&outcome.prepared, &outcome.best, &outcome.val, training, out)?);
+        summary.export = Some(export_outcome(&outcome.prepared, &outcome.best, &outcome.val, training, out, request.precision)?);
         summary.seconds.push(("export".into(), t.elapsed().as_secs_f32()));
     }
     summary.total_seconds = started.elapsed().as_secs_f32();
@@ -130,13 +131,15 @@ pub fn training_summary(
     }
 }
 
-/// Exports the best weights of a prepared run to `out` (`DIR/NAME`).
+/// Exports the best weights of a prepared run to `out` (`DIR/NAME`). An int8 export calibrates on
+/// training images (never validation ones: the gate judges on those).
 pub fn export_outcome(
     p: &Prepared,
     best: &crate::model::weights::ModelWeights,
     val: &Evaluation,
     training: TrainingSummary,
     out: &Path,
+    precision: Precision,
 ) -> anyhow::Result<ExportSummary> {
     let trunk = match &best.trunk {
         Some(records) => records.iter().map(Into::into).collect(),
@@ -155,6 +158,11 @@ pub fn export_outcome(
         head_kind: best.head_kind,
         trunk,
         head: best.head.clone(),
+        precision,
+        calibration: crate::data::split::classes_in_turn(&p.classes_of(&p.split.train), crate::export::quantize::CALIBRATION_IMAGES)
+            .into_iter()
+            .map(|i| &p.dataset.samples[p.split.train[i]].image)
+            .collect(),
         training,
         images: p
             .split
@@ -170,7 +178,9 @@ pub fn export_outcome(
         onnx: report.onnx_path.display().to_string(),
         bundle: report.bundle_path.display().to_string(),
         bundle_bytes: report.bundle_bytes,
+        precision: report.manifest.precision.to_string(),
         parity_images: parity.images,
+        parity_tolerance: parity.tolerance,
         parity_max_abs_diff: parity.max_abs_diff,
         parity_mean_abs_diff: parity.mean_abs_diff,
         parity_argmax_agreement: parity.argmax_agreement,

@@ -60,6 +60,18 @@ pub fn split(classes: &[usize], groups: &[usize], options: &SplitOptions) -> Spl
     out
 }
 
+/// Up to `n` positions of `classes` (the class of each item), taking the classes in turn (the
+/// first item of each class, then the second, ...): a small sample that covers every class.
+pub fn classes_in_turn(classes: &[usize], n: usize) -> Vec<usize> {
+    let k = classes.iter().max().map_or(0, |m| m + 1);
+    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); k];
+    for (i, &c) in classes.iter().enumerate() {
+        by_class[c].push(i);
+    }
+    let rounds = by_class.iter().map(Vec::len).max().unwrap_or(0);
+    (0..rounds).flat_map(|round| by_class.iter().filter_map(move |members| members.get(round).copied())).take(n).collect()
+}
+
 fn first_of_group(groups: &[usize], i: usize) -> usize {
     groups.iter().position(|&g| g == groups[i]).expect("i is in its own group")
 }
@@ -67,6 +79,15 @@ fn first_of_group(groups: &[usize], i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classes_in_turn_covers_every_class_first() {
+        let classes = [0, 0, 0, 1, 2, 2];
+        assert_eq!(classes_in_turn(&classes, 3), vec![0, 3, 4]);
+        assert_eq!(classes_in_turn(&classes, 5), vec![0, 3, 4, 1, 5]);
+        assert_eq!(classes_in_turn(&classes, 100).len(), 6);
+        assert!(classes_in_turn(&[], 4).is_empty());
+    }
 
     fn options(seed: u64) -> SplitOptions {
         SplitOptions { val_fraction: 0.2, test_fraction: 0.0, seed }

@@ -7,10 +7,13 @@
 //!
 //! Graph: image u8 [N,S,S,3] -> Cast -> Transpose(NCHW) -> Gather(channel order) -> Sub(mean)
 //! [-> Div(std)] -> 13 x (Conv 3x3 + Relu), MaxPool after each block -> head -> Softmax.
+//! An int8 export replaces the trunk with QuantizeLinear -> 13 x QLinearConv, uint8 MaxPools ->
+//! DequantizeLinear (see [`super::quantize`]).
 
 use shared::{HeadKind, Normalization, ONNX_INPUT, ONNX_OUTPUT};
 use tract_onnx::pb::{self, attribute_proto::AttributeType, tensor_proto::DataType};
 
+use super::quantize::{QuantParams, QuantizedConv, QuantizedTrunk};
 use crate::backbone::{ConvWeights, VGG16_BLOCKS};
 use crate::model::weights::DenseWeights;
 
@@ -43,27 +46,39 @@ impl GraphBuilder {
         format!("{prefix}_{}", self.counter)
     }
 
-    pub fn initializer_f32(&mut self, name: &str, shape: &[usize], values: &[f32]) -> String {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "{name}: shape and values disagree");
+    fn initializer(&mut self, name: &str, shape: &[usize], data_type: DataType, raw_data: Vec<u8>) -> String {
         self.initializers.push(pb::TensorProto {
             name: name.into(),
             dims: dims(shape),
-            data_type: DataType::Float as i32,
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            data_type: data_type as i32,
+            raw_data,
             ..Default::default()
         });
         name.into()
     }
 
+    pub fn initializer_f32(&mut self, name: &str, shape: &[usize], values: &[f32]) -> String {
+        assert_eq!(shape.iter().product::<usize>(), values.len(), "{name}: shape and values disagree");
+        self.initializer(name, shape, DataType::Float, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
     pub fn initializer_i64(&mut self, name: &str, shape: &[usize], values: &[i64]) -> String {
-        self.initializers.push(pb::TensorProto {
-            name: name.into(),
-            dims: dims(shape),
-            data_type: DataType::Int64 as i32,
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        });
-        name.into()
+        self.initializer(name, shape, DataType::Int64, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    pub fn initializer_i32(&mut self, name: &str, shape: &[usize], values: &[i32]) -> String {
+        self.initializer(name, shape, DataType::Int32, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    pub fn initializer_i8(&mut self, name: &str, shape: &[usize], values: &[i8]) -> String {
+        self.initializer(name, shape, DataType::Int8, values.iter().map(|&v| v as u8).collect())
+    }
+
+    /// A scalar scale and uint8 zero point: `real = scale * (q - zero_point)`.
+    fn quant_params(&mut self, prefix: &str, q: QuantParams) -> (String, String) {
+        let scale = self.initializer(&format!("{prefix}.scale"), &[], DataType::Float, q.scale.to_le_bytes().to_vec());
+        let zero_point = self.initializer(&format!("{prefix}.zero_point"), &[], DataType::Uint8, vec![q.zero_point]);
+        (scale, zero_point)
     }
 
     /// Adds a node; returns its output's name (`output`, or a fresh one).
@@ -114,6 +129,36 @@ impl GraphBuilder {
         self.node("Conv", &[x, &weight, &bias], vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[1, 1, 1, 1])], None)
     }
 
+    /// float32 -> uint8 (round half to even, saturating).
+    pub fn quantize_linear(&mut self, x: &str, prefix: &str, q: QuantParams) -> String {
+        let (scale, zero_point) = self.quant_params(prefix, q);
+        self.node("QuantizeLinear", &[x, &scale, &zero_point], vec![], None)
+    }
+
+    /// uint8 -> float32.
+    pub fn dequantize_linear(&mut self, x: &str, prefix: &str, q: QuantParams) -> String {
+        let (scale, zero_point) = self.quant_params(prefix, q);
+        self.node("DequantizeLinear", &[x, &scale, &zero_point], vec![], None)
+    }
+
+    /// 3x3 convolution, stride 1, padding 1, on uint8 activations with int8 weights; the output is
+    /// requantized to `w.output`, whose zero point 0 makes the uint8 saturation the ReLU.
+    pub fn qlinear_conv3x3(&mut self, x: &str, prefix: &str, input: QuantParams, w: &QuantizedConv) -> String {
+        let m = w.out_channels;
+        let (x_scale, x_zero_point) = self.quant_params(&format!("{prefix}.input"), input);
+        let weight = self.initializer_i8(&format!("{prefix}.weight"), &[m, w.in_channels, 3, 3], &w.weight);
+        let w_scale = self.initializer_f32(&format!("{prefix}.weight.scale"), &[], &[w.weight_scale]);
+        let w_zero_point = self.initializer_i8(&format!("{prefix}.weight.zero_point"), &[], &[0]);
+        let (y_scale, y_zero_point) = self.quant_params(&format!("{prefix}.output"), w.output);
+        let bias = self.initializer_i32(&format!("{prefix}.bias"), &[m], &w.bias);
+        self.node(
+            "QLinearConv",
+            &[x, &x_scale, &x_zero_point, &weight, &w_scale, &w_zero_point, &y_scale, &y_zero_point, &bias],
+            vec![attr_ints("kernel_shape", &[3, 3]), attr_ints("pads", &[1, 1, 1, 1])],
+            None,
+        )
+    }
+
     pub fn relu(&mut self, x: &str) -> String {
         self.node("Relu", &[x], vec![], None)
     }
@@ -143,11 +188,11 @@ impl GraphBuilder {
         self.node("Softmax", &[x], vec![attr_int("axis", 1)], Some(output))
     }
 
-    /// A model with one input and one output; `None` dimensions are symbolic (`N` for the batch).
+    /// A model with one input; `None` dimensions are symbolic (`N` for the batch).
     pub fn finish(
         self,
         input: (&str, DataType, &[Option<usize>]),
-        output: (&str, DataType, &[Option<usize>]),
+        outputs: &[(&str, DataType, &[Option<usize>])],
         metadata: Vec<(String, String)>,
         doc: &str,
     ) -> pb::ModelProto {
@@ -186,7 +231,7 @@ impl GraphBuilder {
                 node: self.nodes,
                 initializer: self.initializers,
                 input: vec![value_info(input)],
-                output: vec![value_info(output)],
+                output: outputs.iter().copied().map(value_info).collect(),
                 ..Default::default()
             }),
             metadata_props: metadata.into_iter().map(|(key, value)| pb::StringStringEntryProto { key, value }).collect(),
@@ -206,9 +251,52 @@ pub fn preprocessing(g: &mut GraphBuilder, input: &str, normalization: &Normaliz
     if normalization.std.iter().all(|&s| s == 1.0) { x } else { g.div_per_channel(&x, "std", &normalization.std) }
 }
 
+/// VGG16's layout: `conv(g, x, name, i)` for each of the 13 convolutions, a 2x2 max-pool after
+/// each block. The float32 and int8 trunks differ only in `conv`.
+fn vgg16_layout(g: &mut GraphBuilder, mut x: String, mut conv: impl FnMut(&mut GraphBuilder, &str, &str, usize) -> String) -> String {
+    let mut i = 0;
+    for (b, block) in VGG16_BLOCKS.iter().enumerate() {
+        for c in 0..*block {
+            x = conv(g, &x, &format!("block{}_conv{}", b + 1, c + 1), i);
+            i += 1;
+        }
+        x = g.max_pool2(&x);
+    }
+    x
+}
+
+/// The float32 trunk; returns its output and every ReLU's output (what int8 calibration measures).
+pub fn trunk_f32(g: &mut GraphBuilder, x: String, convs: &[ConvWeights]) -> (String, Vec<String>) {
+    let mut activations = Vec::new();
+    let out = vgg16_layout(g, x, |g, x, name, i| {
+        let y = g.conv3x3(x, name, &convs[i]);
+        let y = g.relu(&y);
+        activations.push(y.clone());
+        y
+    });
+    (out, activations)
+}
+
+/// The int8 trunk: quantize the normalized input, 13 QLinearConv (ReLU by saturation), uint8
+/// max-pools, dequantize the last feature map.
+pub fn trunk_int8(g: &mut GraphBuilder, x: String, q: &QuantizedTrunk) -> String {
+    let x = g.quantize_linear(&x, "input", q.input);
+    let out = vgg16_layout(g, x, |g, x, name, i| {
+        let input = if i == 0 { q.input } else { q.convs[i - 1].output };
+        g.qlinear_conv3x3(x, name, input, &q.convs[i])
+    });
+    g.dequantize_linear(&out, "features", q.convs[q.convs.len() - 1].output)
+}
+
+/// The exported trunk's weights, in the precision they are written in.
+pub enum Trunk<'a> {
+    F32(&'a [ConvWeights]),
+    Int8(&'a QuantizedTrunk),
+}
+
 /// The whole classifier: preprocessing, trunk, head, Softmax.
 pub fn classifier(
-    trunk: &[ConvWeights],
+    trunk: Trunk,
     head_kind: HeadKind,
     head: &[DenseWeights],
     normalization: &Normalization,
@@ -216,15 +304,11 @@ pub fn classifier(
     metadata: Vec<(String, String)>,
 ) -> pb::ModelProto {
     let mut g = GraphBuilder::default();
-    let mut x = preprocessing(&mut g, ONNX_INPUT, normalization);
-    let mut convs = trunk.iter().enumerate();
-    for (b, block) in VGG16_BLOCKS.iter().enumerate() {
-        for (c, (_, w)) in convs.by_ref().take(*block).enumerate() {
-            x = g.conv3x3(&x, &format!("block{}_conv{}", b + 1, c + 1), w);
-            x = g.relu(&x);
-        }
-        x = g.max_pool2(&x);
-    }
+    let x = preprocessing(&mut g, ONNX_INPUT, normalization);
+    let mut x = match trunk {
+        Trunk::F32(convs) => trunk_f32(&mut g, x, convs).0,
+        Trunk::Int8(q) => trunk_int8(&mut g, x, q),
+    };
     x = match head_kind {
         HeadKind::Gap => g.global_average_pool(&x),
         HeadKind::Flatten => x,
@@ -242,7 +326,7 @@ pub fn classifier(
     let s = Some(input_size);
     g.finish(
         (ONNX_INPUT, DataType::Uint8, &[None, s, s, Some(3)]),
-        (&probabilities, DataType::Float, &[None, Some(classes)]),
+        &[(&probabilities, DataType::Float, &[None, Some(classes)])],
         metadata,
         "VGG16 + head image classifier. Input: RGB uint8 [N, S, S, 3] after the resize in metadata; output: class probabilities.",
     )
@@ -280,7 +364,7 @@ mod tests {
         let out = build(&mut g, "x");
         let i: Vec<_> = in_shape.iter().map(|&d| Some(d)).collect();
         let o: Vec<_> = out_shape.iter().map(|&d| Some(d)).collect();
-        g.finish(("x", in_type, &i), (&out, DataType::Float, &o), vec![], "")
+        g.finish(("x", in_type, &i), &[(&out, DataType::Float, &o)], vec![], "")
     }
 
     fn f32_tensor(shape: &[usize], values: Vec<f32>) -> Tensor {
@@ -373,7 +457,7 @@ mod tests {
             let img = RgbImage::from_fn(4, 3, |x, y| Rgb([(x * 60) as u8, (y * 90) as u8, (x * y * 20) as u8]));
             let mut g = GraphBuilder::default();
             let out = preprocessing(&mut g, "x", &n);
-            let m = g.finish(("x", DataType::Uint8, &[Some(1), Some(3), Some(4), Some(3)]), (&out, DataType::Float, &[]), vec![], "");
+            let m = g.finish(("x", DataType::Uint8, &[Some(1), Some(3), Some(4), Some(3)]), &[(&out, DataType::Float, &[])], vec![], "");
             let input = tract_ndarray::Array4::from_shape_vec((1, 3, 4, 3), img.as_raw().clone()).unwrap().into_tensor();
             let (graph, reference) = (run(m, input), n.to_chw(&img));
             let diff = graph.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);

@@ -3,6 +3,7 @@
 
 pub mod graph;
 pub mod parity;
+pub mod quantize;
 pub mod write;
 
 pub use write::{ExportInput, ExportReport, export};

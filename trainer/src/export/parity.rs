@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::Context;
 use image::RgbImage;
-use shared::{PROBABILITY_TOLERANCE, ParityReport};
+use shared::ParityReport;
 use tract_onnx::prelude::*;
 
 use shared::compare::{argmax, max_abs_diff};
@@ -43,8 +43,9 @@ pub struct ParityFailure {
     pub details: String,
 }
 
-/// Compares tract's output with `expected` (the trainer's) on each named image.
-pub fn check(model: &Runnable, images: &[(&str, &RgbImage)], expected: &[Vec<f32>]) -> anyhow::Result<Gate> {
+/// Compares tract's output with `expected` (the trainer's) on each named image: the same class
+/// everywhere and no probability further than `tolerance`.
+pub fn check(model: &Runnable, images: &[(&str, &RgbImage)], expected: &[Vec<f32>], tolerance: f32) -> anyhow::Result<Gate> {
     use rayon::prelude::*;
     let bar = crate::progress::bar(images.len() as u64, "parity check");
     // One image per core at a time: tract's plan is shareable, its runs independent.
@@ -57,11 +58,11 @@ pub fn check(model: &Runnable, images: &[(&str, &RgbImage)], expected: &[Vec<f32
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     bar.finish_and_clear();
-    let report = compare(&tract, expected);
+    let report = compare(&tract, expected, tolerance);
     let disagree = tract.iter().zip(expected).filter(|(t, e)| argmax(t) != argmax(e)).count();
-    if !tract.iter().zip(expected).all(|(t, e)| shared::compare::agrees(t, e)) {
+    if !tract.iter().zip(expected).all(|(t, e)| shared::compare::agrees(t, e, tolerance)) {
         let mut details = format!(
-            "max |diff| {:.3e} (tolerance {PROBABILITY_TOLERANCE:.0e}), mean {:.3e}, {disagree} of {} images with a different class\nworst images:\n",
+            "max |diff| {:.3e} (tolerance {tolerance:.0e}), mean {:.3e}, {disagree} of {} images with a different class\nworst images:\n",
             report.max_abs_diff,
             report.mean_abs_diff,
             images.len()
@@ -76,7 +77,7 @@ pub fn check(model: &Runnable, images: &[(&str, &RgbImage)], expected: &[Vec<f32
     Ok(Gate { report, tract })
 }
 
-pub fn compare(tract: &[Vec<f32>], expected: &[Vec<f32>]) -> ParityReport {
+pub fn compare(tract: &[Vec<f32>], expected: &[Vec<f32>], tolerance: f32) -> ParityReport {
     let mut max = 0f32;
     let (mut sum, mut count) = (0f64, 0usize);
     let mut agree = 0;
@@ -93,5 +94,6 @@ pub fn compare(tract: &[Vec<f32>], expected: &[Vec<f32>]) -> ParityReport {
         max_abs_diff: max,
         mean_abs_diff: (sum / count.max(1) as f64) as f32,
         argmax_agreement: agree as f32 / tract.len().max(1) as f32,
+        tolerance,
     }
 }

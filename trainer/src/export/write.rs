@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use image::RgbImage;
 use prost::Message;
-use shared::{BackboneInfo, Bundle, HeadKind, Manifest, Normalization, Preprocessing, SelfCheck, TrainingSummary};
+use shared::{BackboneInfo, Bundle, HeadKind, Manifest, Normalization, Precision, Preprocessing, SelfCheck, TrainingSummary};
 
-use super::{graph, parity};
+use super::graph::Trunk;
+use super::{graph, parity, quantize};
 use crate::backbone::ConvWeights;
 use crate::model::weights::DenseWeights;
 use crate::training::fit::argmax;
@@ -24,6 +25,9 @@ pub struct ExportInput<'a> {
     pub head_kind: HeadKind,
     pub trunk: Vec<ConvWeights>,
     pub head: Vec<DenseWeights>,
+    pub precision: Precision,
+    /// Training images an int8 export measures its activation ranges on (unused for f32).
+    pub calibration: Vec<&'a RgbImage>,
     pub training: TrainingSummary,
     /// Validation images: (name, true class, prepared RGB square).
     pub images: Vec<(String, usize, &'a RgbImage)>,
@@ -50,19 +54,28 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
         preprocessing: input.preprocessing,
         backbone: input.backbone.clone(),
         head: input.head_kind,
+        precision: input.precision,
         training: input.training.clone(),
-        parity: shared::ParityReport { images: 0, max_abs_diff: 0.0, mean_abs_diff: 0.0, argmax_agreement: 0.0 },
+        parity: shared::ParityReport { images: 0, max_abs_diff: 0.0, mean_abs_diff: 0.0, argmax_agreement: 0.0, tolerance: 0.0 },
         created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         trainer_version: env!("CARGO_PKG_VERSION").into(),
     };
     let size = input.preprocessing.input_size as usize;
+    let int8 = match input.precision {
+        Precision::F32 => None,
+        Precision::Int8 => {
+            let ranges = quantize::calibrate(&input.trunk, &input.normalization, size, &input.calibration)?;
+            Some(quantize::quantize(&input.trunk, &ranges))
+        }
+    };
     let build = |manifest: &Manifest| {
-        graph::classifier(&input.trunk, input.head_kind, &input.head, &input.normalization, size, metadata(manifest)).encode_to_vec()
+        let trunk = int8.as_ref().map_or(Trunk::F32(&input.trunk), Trunk::Int8);
+        graph::classifier(trunk, input.head_kind, &input.head, &input.normalization, size, metadata(manifest)).encode_to_vec()
     };
     // Gate on the graph as it will be written; only the parity figures in its metadata change.
     let model = parity::load(&build(&manifest), size)?;
     let named: Vec<(&str, &RgbImage)> = input.images.iter().map(|(n, _, img)| (n.as_str(), *img)).collect();
-    let gate = parity::check(&model, &named, &input.expected)?;
+    let gate = parity::check(&model, &named, &input.expected, input.precision.tolerance())?;
     manifest.parity = gate.report.clone();
     let onnx = build(&manifest);
 
@@ -90,26 +103,8 @@ fn with_suffix(base: &Path, ext: &str) -> PathBuf {
 /// Up to [`SELF_CHECKS`] images, taking the classes in turn, with tract's probabilities: the
 /// device must compute what tract computed here (which the gate tied to the trainer's).
 fn self_checks(input: &ExportInput, tract: &[Vec<f32>]) -> Vec<SelfCheck> {
-    let k = input.labels.len();
-    let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); k];
-    for (i, (_, class, _)) in input.images.iter().enumerate() {
-        by_class[*class].push(i);
-    }
-    let mut picked = Vec::new();
-    for round in 0.. {
-        let before = picked.len();
-        for members in &by_class {
-            if let Some(&i) = members.get(round)
-                && picked.len() < SELF_CHECKS
-            {
-                picked.push(i);
-            }
-        }
-        if picked.len() == before || picked.len() >= SELF_CHECKS {
-            break;
-        }
-    }
-    picked
+    let classes: Vec<usize> = input.images.iter().map(|(_, class, _)| *class).collect();
+    crate::data::split::classes_in_turn(&classes, SELF_CHECKS)
         .into_iter()
         .map(|i| {
             let (name, class, image) = &input.images[i];
@@ -130,6 +125,7 @@ fn metadata(m: &Manifest) -> Vec<(String, String)> {
         ("backbone_weights_sha256".into(), m.backbone.weights_sha256.clone()),
         ("input_convention".into(), m.backbone.convention.name().into()),
         ("head".into(), m.head.name().into()),
+        ("precision".into(), m.precision.name().into()),
         ("val_accuracy".into(), m.training.val_accuracy.to_string()),
         ("manifest".into(), serde_json::to_string(m).expect("manifest serializes")),
     ]

@@ -26,7 +26,10 @@ pub struct ExportSummary {
     pub onnx: String,
     pub bundle: String,
     pub bundle_bytes: u64,
+    /// "f32" or "int8".
+    pub precision: String,
     pub parity_images: u32,
+    pub parity_tolerance: f32,
     pub parity_max_abs_diff: f32,
     pub parity_mean_abs_diff: f32,
     pub parity_argmax_agreement: f32,

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Inference benchmark: `edge bench` (tract) against onnxruntime on the same exported ONNX,
+alternating runs, same thread count, for every bundle given; then the accuracy-vs-latency plot.
+
+For each round, each bundle and each thread count: tract, then onnxruntime (bench/ort_bench.py),
+each a fresh process with its warm-up. Medians over rounds of each run's median latency.
+Accuracy is the bundle's validation accuracy: the parity gate made tract's classes equal to the
+trainer's on every validation image, for f32 and int8 alike, so it is the accuracy tract delivers.
+
+usage: inference_bench.py models/*.bundle [--threads 1,2] [--rounds 3] [--out bench/results]
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_json(cmd):
+    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundles", nargs="+")
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--runs", type=int, default=20, help="timed runs per process")
+    p.add_argument("--edge", default="target/release/edge")
+    p.add_argument("--trainer", default="target/release/trainer")
+    p.add_argument("--out", default="bench/results")
+    args = p.parse_args()
+    threads = [int(t) for t in args.threads.split(",")]
+    models = {}
+    for b in args.bundles:
+        m = run_json([args.trainer, "inspect", "--json", b])["manifest"]
+        models[b] = {
+            "name": m["name"],
+            "classes": len(m["labels"]),
+            "input_size": m["preprocessing"]["input_size"],
+            "precision": m.get("precision", "F32").lower(),
+            "val_accuracy": m["training"]["val_accuracy"],
+            "val_images": m["training"]["val_images"],
+        }
+    rows = []
+    for r in range(1, args.rounds + 1):
+        for b, info in models.items():
+            onnx = b[: -len(".bundle")] + ".onnx"
+            for t in threads:
+                tract = run_json([args.edge, "--threads", str(t), "bench", "--model", b, "--runs", str(args.runs), "--json"])
+                ort = run_json([sys.executable, "bench/ort_bench.py", onnx, "--threads", str(t), "--runs", str(args.runs)])
+                for engine, res in [("tract", tract), ("onnxruntime", ort)]:
+                    rows.append({**info, "bundle": b, "round": r, "engine": engine, "threads": t, "median_ms": res["median_ms"]})
+                print(f"round {r} {info['name']:28s} {t} thr: tract {tract['median_ms']:7.1f} ms, ort {ort['median_ms']:7.1f} ms", file=sys.stderr)
+
+    table = []
+    for b, info in models.items():
+        for t in threads:
+            med = {e: statistics.median(x["median_ms"] for x in rows if x["bundle"] == b and x["threads"] == t and x["engine"] == e) for e in ["tract", "onnxruntime"]}
+            table.append({**info, "bundle": b, "threads": t, "tract_ms": med["tract"], "ort_ms": med["onnxruntime"]})
+    print(f"median of {args.rounds} alternating rounds x {args.runs} runs; {platform.machine()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+    print("| model | classes | input | precision | val acc | threads | tract ms | tract fps | onnxruntime ms | tract/ort |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for x in table:
+        print(
+            f"| {x['name']} | {x['classes']} | {x['input_size']} | {x['precision']} | {x['val_accuracy']:.3f} | {x['threads']} | "
+            f"{x['tract_ms']:.0f} | {1000 / x['tract_ms']:.1f} | {x['ort_ms']:.0f} | {x['tract_ms'] / x['ort_ms']:.2f} |"
+        )
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "inference.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump({"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "rows": rows, "medians": table}, f, indent=1)
+    os.replace(path + ".tmp", path)
+    plot(table, max(threads), os.path.join(args.out, "accuracy_vs_latency.png"))
+
+
+def plot(table, threads, path):
+    """Validation accuracy against tract latency, one line per (task, precision), sizes labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    series = {}
+    for x in table:
+        if x["threads"] == threads:
+            series.setdefault((x["classes"], x["precision"]), []).append(x)
+    for (classes, precision), points in sorted(series.items()):
+        points.sort(key=lambda x: x["tract_ms"])
+        style = "-o" if precision == "f32" else "--s"
+        ax.plot([x["tract_ms"] for x in points], [x["val_accuracy"] for x in points], style, label=f"{classes} classes, {precision}")
+        for x in points:
+            ax.annotate(f"{x['input_size']}", (x["tract_ms"], x["val_accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ort = [x for x in table if x["threads"] == threads and x["precision"] == "f32"]
+    if ort:
+        ax.scatter([x["ort_ms"] for x in ort], [x["val_accuracy"] for x in ort], marker="x", color="gray", label="onnxruntime, same f32 graphs")
+    ax.set_xlabel(f"latency per frame, ms (median, {threads} threads, this machine)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("VGG16 + GAP head: accuracy against latency by input size (labels)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png")
+    os.replace(path + ".tmp.png", path)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

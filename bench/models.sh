@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Trains (or reuses) the models the inference benchmark measures: daffodil/coltsfoot and all 17
+# flowers at input sizes 224, 160, 128 and 112, each exported in f32 and int8.
+# Run folders go to runs/, bundles to models/ (NAME, NAME_int8; NAME has _SIZE unless 224).
+# A run whose best.bin exists is not retrained; a bundle `trainer inspect` accepts is kept.
+# usage: bench/models.sh [SIZES...]     (env: FLOWERCAM_DATA, FLOWERCAM_BACKBONE)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${FLOWERCAM_DATA:-../shared/data/flowers17}
+backbone=${FLOWERCAM_BACKBONE:-../shared/weights/vgg16_imagenet_trunk.onnx}
+trainer=target/release/trainer
+sizes=("${@:-224 160 128 112}")
+for task in daffodil_coltsfoot flowers17; do
+  classes=(); [ "$task" = daffodil_coltsfoot ] && classes=(--classes daffodil,coltsfoot)
+  for size in ${sizes[*]}; do
+    name=$task; [ "$size" = 224 ] || name=${task}_$size
+    if [ ! -f "runs/$name/best.bin" ]; then
+      "$trainer" train --data "$data" --backbone "$backbone" "${classes[@]}" --input-size "$size" --out "runs/$name" --no-export
+    fi
+    for precision in f32 int8; do
+      out=models/$name; [ "$precision" = f32 ] || out=${out}_int8
+      "$trainer" inspect "$out.bundle" >/dev/null 2>&1 || "$trainer" export --run "runs/$name" --out "$out" --precision "$precision"
+    done
+  done
+done
