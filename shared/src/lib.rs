@@ -15,17 +15,18 @@ pub mod manifest;
 pub mod preprocess;
 
 pub use bundle::{Bundle, BundleError, SelfCheck};
-pub use manifest::{BackboneInfo, HeadKind, Manifest, ParityReport, Precision, TrainingSummary};
+pub use manifest::{BackboneInfo, GateRule, HeadKind, Manifest, ParityReport, Precision, TrainingSummary};
 pub use preprocess::{Convention, Normalization, Preprocessing, ResizePolicy};
 
 /// The largest |difference| of probabilities tolerated between the trainer's own prediction and
 /// the exported graph run by tract, at export (parity gate) and on the device (`edge selftest`).
 pub const PROBABILITY_TOLERANCE: f32 = 1e-4;
 
-/// The same for an int8 export against the float32 model it was quantized from: 8-bit activations
-/// move probabilities by a few hundredths on the flowers17 models (BENCHMARKS.md), never the
-/// class; the gate still requires the same class on every validation image.
-pub const INT8_PROBABILITY_TOLERANCE: f32 = 0.05;
+/// The same for an int8 export against the float32 model it was quantized from. 8-bit activations
+/// move probabilities by up to about 0.12 on the 17-class model (BENCHMARKS.md), and can change
+/// the class of an image the float model was unsure of, so the int8 gate also allows 1% of the
+/// validation images another class and 1% less accuracy ([`Precision::gate`]).
+pub const INT8_PROBABILITY_TOLERANCE: f32 = 0.15;
 
 /// Names of the exported graph's input and output, fixed so every runtime finds them.
 pub const ONNX_INPUT: &str = "image";

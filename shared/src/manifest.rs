@@ -60,13 +60,36 @@ impl Precision {
         }
     }
 
-    /// Largest |difference| of probabilities the parity gate accepts between the trainer's model
-    /// and this export run by tract; the same class is required on every image either way.
-    pub fn tolerance(self) -> f32 {
+    /// What the export's parity gate requires of this precision.
+    pub fn gate(self) -> GateRule {
         match self {
-            Precision::F32 => crate::PROBABILITY_TOLERANCE,
-            Precision::Int8 => crate::INT8_PROBABILITY_TOLERANCE,
+            Precision::F32 => GateRule { tolerance: crate::PROBABILITY_TOLERANCE, min_class_agreement: 1.0, max_accuracy_drop: 0.0 },
+            Precision::Int8 => {
+                GateRule { tolerance: crate::INT8_PROBABILITY_TOLERANCE, min_class_agreement: 0.99, max_accuracy_drop: 0.01 }
+            }
         }
+    }
+}
+
+/// What an export, run by tract, must show against the trainer's own model on the validation
+/// images before it may exist.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GateRule {
+    /// Largest |difference| of any probability on any image.
+    pub tolerance: f32,
+    /// Least share of images given the same class.
+    pub min_class_agreement: f32,
+    /// Largest loss of validation accuracy, as a share of the images.
+    pub max_accuracy_drop: f32,
+}
+
+impl GateRule {
+    /// Whether an export with these figures may exist. `accuracy_drop` is the trainer's
+    /// validation accuracy minus the export's (negative when the export does better).
+    pub fn admits(&self, max_abs_diff: f32, class_agreement: f32, accuracy_drop: f32) -> bool {
+        // Shares of a whole number of images: an epsilon keeps "1 of 100" from failing "1%" by rounding.
+        let eps = 1e-6;
+        max_abs_diff <= self.tolerance && class_agreement + eps >= self.min_class_agreement && accuracy_drop <= self.max_accuracy_drop + eps
     }
 }
 
@@ -139,7 +162,7 @@ pub struct ParityReport {
     pub mean_abs_diff: f32,
     /// Share of images on which both picked the same class (1.0 is required to export).
     pub argmax_agreement: f32,
-    /// The largest |diff| the gate accepted ([`Precision::tolerance`]); `edge selftest` holds
+    /// The largest |diff| the gate accepted ([`GateRule::tolerance`]); `edge selftest` holds
     /// the device to it too.
     pub tolerance: f32,
 }
@@ -165,5 +188,26 @@ impl Manifest {
     pub fn input_shape(&self) -> [usize; 4] {
         let s = self.preprocessing.input_size as usize;
         [1, s, s, 3]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f32_gate_wants_everything_and_int8_gate_allows_one_percent() {
+        let f32_gate = Precision::F32.gate();
+        assert!(f32_gate.admits(1e-5, 1.0, 0.0));
+        assert!(!f32_gate.admits(1e-3, 1.0, 0.0), "beyond tolerance");
+        assert!(!f32_gate.admits(1e-5, 0.99, 0.0), "one class changed");
+        assert!(!f32_gate.admits(f32::INFINITY, 1.0, 0.0), "NaN outputs count as infinitely far");
+        let int8 = Precision::Int8.gate();
+        assert!(int8.admits(0.12, 272.0 / 273.0, 1.0 / 273.0), "one image of 273 changed (and lost)");
+        assert!(int8.admits(0.1, 0.99, 0.01), "exactly at the limits");
+        assert!(!int8.admits(0.1, 0.98, 0.0), "2% of classes changed");
+        assert!(!int8.admits(0.1, 0.99, 0.02), "2% accuracy lost");
+        assert!(int8.admits(0.1, 0.99, -0.01), "an export that does better passes");
+        assert!(!int8.admits(0.2, 1.0, 0.0), "beyond the int8 tolerance");
     }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::Context;
 use image::RgbImage;
-use shared::ParityReport;
+use shared::{GateRule, ParityReport};
 use tract_onnx::prelude::*;
 
 use shared::compare::{argmax, max_abs_diff};
@@ -43,29 +43,37 @@ pub struct ParityFailure {
     pub details: String,
 }
 
-/// Compares tract's output with `expected` (the trainer's) on each named image: the same class
-/// everywhere and no probability further than `tolerance`.
-pub fn check(model: &Runnable, images: &[(&str, &RgbImage)], expected: &[Vec<f32>], tolerance: f32) -> anyhow::Result<Gate> {
+/// Runs each validation image `(name, true class, image)` in tract and holds the outputs to
+/// `rule` against `expected` (the trainer's probabilities).
+pub fn check(model: &Runnable, images: &[(String, usize, &RgbImage)], expected: &[Vec<f32>], rule: GateRule) -> anyhow::Result<Gate> {
     use rayon::prelude::*;
     let bar = crate::progress::bar(images.len() as u64, "parity check");
     // One image per core at a time: tract's plan is shareable, its runs independent.
     let tract = images
         .par_iter()
-        .map(|(_, image)| {
+        .map(|(_, _, image)| {
             let out = run(model, image);
             bar.inc(1);
             out
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     bar.finish_and_clear();
-    let report = compare(&tract, expected, tolerance);
-    let disagree = tract.iter().zip(expected).filter(|(t, e)| argmax(t) != argmax(e)).count();
-    if !tract.iter().zip(expected).all(|(t, e)| shared::compare::agrees(t, e, tolerance)) {
+    let report = compare(&tract, expected, rule.tolerance);
+    let n = images.len().max(1) as f32;
+    let accuracy = |outputs: &[Vec<f32>]| outputs.iter().zip(images).filter(|(p, (_, class, _))| argmax(p) == *class).count() as f32 / n;
+    let drop = accuracy(expected) - accuracy(&tract);
+    if !rule.admits(report.max_abs_diff, report.argmax_agreement, drop) {
+        let disagree = tract.iter().zip(expected).filter(|(t, e)| argmax(t) != argmax(e)).count();
         let mut details = format!(
-            "max |diff| {:.3e} (tolerance {tolerance:.0e}), mean {:.3e}, {disagree} of {} images with a different class\nworst images:\n",
+            "max |diff| {:.3e} (tolerance {:.0e}), mean {:.3e}; {disagree} of {} images with a different class (at most {:.0}% allowed); \
+             accuracy {:+.4} (at most -{} allowed)\nworst images:\n",
             report.max_abs_diff,
+            rule.tolerance,
             report.mean_abs_diff,
-            images.len()
+            images.len(),
+            (1.0 - rule.min_class_agreement) * 100.0,
+            -drop,
+            rule.max_accuracy_drop,
         );
         let mut worst: Vec<(usize, f32)> = tract.iter().zip(expected).map(|(t, e)| max_abs_diff(t, e)).enumerate().collect();
         worst.sort_by(|a, b| b.1.total_cmp(&a.1));

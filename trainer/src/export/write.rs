@@ -64,8 +64,9 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
     let int8 = match input.precision {
         Precision::F32 => None,
         Precision::Int8 => {
-            let ranges = quantize::calibrate(&input.trunk, &input.normalization, size, &input.calibration)?;
-            Some(quantize::quantize(&input.trunk, &ranges))
+            let equalized = quantize::equalize(&input.trunk);
+            let ranges = quantize::calibrate(&equalized, &input.normalization, size, &input.calibration)?;
+            Some(quantize::quantize(&equalized, &ranges))
         }
     };
     let build = |manifest: &Manifest| {
@@ -74,8 +75,7 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
     };
     // Gate on the graph as it will be written; only the parity figures in its metadata change.
     let model = parity::load(&build(&manifest), size)?;
-    let named: Vec<(&str, &RgbImage)> = input.images.iter().map(|(n, _, img)| (n.as_str(), *img)).collect();
-    let gate = parity::check(&model, &named, &input.expected, input.precision.tolerance())?;
+    let gate = parity::check(&model, &input.images, &input.expected, input.precision.gate())?;
     manifest.parity = gate.report.clone();
     let onnx = build(&manifest);
 
