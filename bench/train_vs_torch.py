@@ -5,6 +5,7 @@ alternating, on the same data, weights and validation split.
 Each round runs, in turn:
   ours          trainer train with an empty feature cache (the whole job: scan, near-duplicate
                 check, features, head, export with the tract parity gate)
+  ours-no-export  the same without the export, which the reference does not do either
   torch-frozen  the reference with a frozen trunk run on every batch (no feature cache)
   torch-cached  the reference computing trunk features once
 and with --recipe also the original recipe for one epoch (first 3 convolutions frozen, trained
@@ -79,6 +80,12 @@ def main():
                 [args.trainer, "train", *common, "--out", run_dir, "--cache-dir", cache, "--export-to", run_dir + "_model", "--json"],
                 ours,
             )
+        with tempfile.TemporaryDirectory() as cache:
+            record(
+                "ours-no-export",
+                [args.trainer, "train", *common, "--out", run_dir + "_no_export", "--cache-dir", cache, "--no-export", "--json"],
+                ours,
+            )
         split = os.path.join(run_dir, "split.csv")
         for mode in ["frozen", "cached"]:
             record(f"torch-{mode}", [python, reference, *common, "--mode", mode, "--split", split, "--json"], torch)
@@ -91,15 +98,16 @@ def main():
     names = list(dict.fromkeys(r["name"] for r in runs))
     med = {n: {k: statistics.median(x[k] for x in runs if x["name"] == n) for k in ["wall_seconds", "peak_rss_mib", "val_accuracy"]} for n in names}
     print(f"median of {args.rounds} alternating rounds, {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print(f"{'':14s} {'wall s':>8s} {'peak MiB':>9s} {'val acc':>8s} {'ours/this (time)':>17s}")
+    print(f"| run | wall s | peak MiB | val acc |")
+    print("|---|---|---|---|")
     for n in names:
         m = med[n]
-        base = med["ours-recipe" if "recipe" in n else "ours"]["wall_seconds"]
-        print(f"{n:14s} {m['wall_seconds']:8.1f} {m['peak_rss_mib']:9.0f} {m['val_accuracy']:8.4f} {base / m['wall_seconds']:17.3f}")
+        print(f"| {n} | {m['wall_seconds']:.1f} | {m['peak_rss_mib']:.0f} | {m['val_accuracy']:.4f} |")
     for n in names:
         if n.startswith("torch"):
-            base = "ours-recipe" if "recipe" in n else "ours"
-            print(f"{n} / {base}: {med[n]['wall_seconds'] / med[base]['wall_seconds']:.1f}x the time")
+            bases = ["ours-recipe"] if "recipe" in n else ["ours", "ours-no-export"]
+            for base in bases:
+                print(f"{n} / {base}: {med[n]['wall_seconds'] / med[base]['wall_seconds']:.1f}x the time")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     tmp = args.out + ".tmp"
     with open(tmp, "w") as f:

@@ -65,14 +65,15 @@ pub fn check(model: &Runnable, images: &[(String, usize, &RgbImage)], expected: 
     if !rule.admits(report.max_abs_diff, report.argmax_agreement, drop) {
         let disagree = tract.iter().zip(expected).filter(|(t, e)| argmax(t) != argmax(e)).count();
         let mut details = format!(
-            "max |diff| {:.3e} (tolerance {:.0e}), mean {:.3e}; {disagree} of {} images with a different class (at most {:.0}% allowed); \
-             accuracy {:+.4} (at most -{} allowed)\nworst images:\n",
+            "max |diff| {:.3e} (tolerance {}), mean {:.3e}; {disagree} of {} images with a different class (at most {:.0}% allowed); \
+             validation accuracy {:.4} against the trainer's {:.4} (at most {} less allowed)\nworst images:\n",
             report.max_abs_diff,
             rule.tolerance,
             report.mean_abs_diff,
             images.len(),
             (1.0 - rule.min_class_agreement) * 100.0,
-            -drop,
+            accuracy(&tract),
+            accuracy(expected),
             rule.max_accuracy_drop,
         );
         let mut worst: Vec<(usize, f32)> = tract.iter().zip(expected).map(|(t, e)| max_abs_diff(t, e)).enumerate().collect();
