@@ -4,8 +4,8 @@ alternating runs, same thread count, for every bundle given; then the accuracy-v
 
 For each round, each bundle and each thread count: tract, then onnxruntime (bench/ort_bench.py),
 each a fresh process with its warm-up. Medians over rounds of each run's median latency.
-Accuracy is the bundle's validation accuracy: the parity gate made tract's classes equal to the
-trainer's on every validation image, for f32 and int8 alike, so it is the accuracy tract delivers.
+Accuracy is the validation accuracy of the exported graph in tract, measured by the export's
+parity gate and stored in the bundle: the accuracy the device delivers, int8 included.
 
 usage: inference_bench.py models/*.bundle [--threads 1,2] [--rounds 3] [--out bench/results]
 """
@@ -38,6 +38,7 @@ def main():
     p.add_argument("--edge", default="target/release/edge")
     p.add_argument("--trainer", default="target/release/trainer")
     p.add_argument("--out", default="bench/results")
+    p.add_argument("--plot-only", action="store_true", help="no timing: re-read the bundles' accuracy, reprint and replot OUT/inference.json")
     args = p.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     models = {}
@@ -48,9 +49,21 @@ def main():
             "classes": len(m["labels"]),
             "input_size": m["preprocessing"]["input_size"],
             "precision": m.get("precision", "F32").lower(),
-            "val_accuracy": m["training"]["val_accuracy"],
+            # The exported graph's own accuracy in tract (int8 may differ from the trainer's).
+            "val_accuracy": m["parity"]["accuracy"],
             "val_images": m["training"]["val_images"],
         }
+    path = os.path.join(args.out, "inference.json")
+    if args.plot_only:
+        with open(path) as f:
+            rows = [{**x, **models[x["bundle"]]} for x in json.load(f)["rows"] if x["bundle"] in models]
+        args.rounds = max(x["round"] for x in rows)
+    else:
+        rows = measure(args, models, threads)
+    summarize(args, rows, models, threads, path)
+
+
+def measure(args, models, threads):
     rows = []
     for r in range(1, args.rounds + 1):
         for b, info in models.items():
@@ -61,7 +74,10 @@ def main():
                 for engine, res in [("tract", tract), ("onnxruntime", ort)]:
                     rows.append({**info, "bundle": b, "round": r, "engine": engine, "threads": t, "median_ms": res["median_ms"]})
                 print(f"round {r} {info['name']:28s} {t} thr: tract {tract['median_ms']:7.1f} ms, ort {ort['median_ms']:7.1f} ms", file=sys.stderr)
+    return rows
 
+
+def summarize(args, rows, models, threads, path):
     table = []
     for b, info in models.items():
         for t in threads:
@@ -76,7 +92,6 @@ def main():
             f"{x['tract_ms']:.0f} | {1000 / x['tract_ms']:.1f} | {x['ort_ms']:.0f} | {x['tract_ms'] / x['ort_ms']:.2f} |"
         )
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "inference.json")
     with open(path + ".tmp", "w") as f:
         json.dump({"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "rows": rows, "medians": table}, f, indent=1)
     os.replace(path + ".tmp", path)

@@ -149,7 +149,14 @@ pub(crate) mod tests {
                 backend: "flex".into(),
                 device: "cpu".into(),
             },
-            parity: ParityReport { images: 4, max_abs_diff: 1e-7, mean_abs_diff: 1e-8, argmax_agreement: 1.0, tolerance: 1e-4 },
+            parity: ParityReport {
+                images: 4,
+                max_abs_diff: 1e-7,
+                mean_abs_diff: 1e-8,
+                argmax_agreement: 1.0,
+                accuracy: 1.0,
+                tolerance: 1e-4,
+            },
             created_unix: 0,
             trainer_version: "0".into(),
         }

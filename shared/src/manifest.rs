@@ -160,8 +160,11 @@ pub struct ParityReport {
     pub images: u32,
     pub max_abs_diff: f32,
     pub mean_abs_diff: f32,
-    /// Share of images on which both picked the same class (1.0 is required to export).
+    /// Share of images on which both picked the same class (1.0 is required of an f32 export).
     pub argmax_agreement: f32,
+    /// Validation accuracy of the exported graph in tract: what the device will deliver. Equal to
+    /// the trainer's for f32; an int8 export may gain or lose an image or two.
+    pub accuracy: f32,
     /// The largest |diff| the gate accepted ([`GateRule::tolerance`]); `edge selftest` holds
     /// the device to it too.
     pub tolerance: f32,

@@ -41,8 +41,8 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
     let p = &m.parity;
     let _ = writeln!(
         s,
-        "parity      {} images: max |diff| {:.2e} (tolerance {:.0e}), mean {:.2e}, argmax agreement {:.3}",
-        p.images, p.max_abs_diff, p.tolerance, p.mean_abs_diff, p.argmax_agreement
+        "parity      {} images: max |diff| {:.2e} (tolerance {}), mean {:.2e}, argmax agreement {:.3}; accuracy in tract {:.4}",
+        p.images, p.max_abs_diff, p.tolerance, p.mean_abs_diff, p.argmax_agreement, p.accuracy
     );
     let _ = writeln!(s, "onnx        {} bytes, sha256 {}", bundle.onnx.len(), bundle.onnx_sha256_hex());
     let _ = writeln!(s, "self-checks {} images", bundle.self_checks.len());

@@ -184,6 +184,6 @@ pub fn export_outcome(
         parity_max_abs_diff: parity.max_abs_diff,
         parity_mean_abs_diff: parity.mean_abs_diff,
         parity_argmax_agreement: parity.argmax_agreement,
-        tract_val_accuracy: report.tract_accuracy,
+        tract_val_accuracy: parity.accuracy,
     })
 }

@@ -58,10 +58,10 @@ pub fn check(model: &Runnable, images: &[(String, usize, &RgbImage)], expected: 
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     bar.finish_and_clear();
-    let report = compare(&tract, expected, rule.tolerance);
-    let n = images.len().max(1) as f32;
-    let accuracy = |outputs: &[Vec<f32>]| outputs.iter().zip(images).filter(|(p, (_, class, _))| argmax(p) == *class).count() as f32 / n;
-    let drop = accuracy(expected) - accuracy(&tract);
+    let classes: Vec<usize> = images.iter().map(|(_, class, _)| *class).collect();
+    let report = compare(&tract, expected, &classes, rule.tolerance);
+    let trainer_accuracy = accuracy(expected, &classes);
+    let drop = trainer_accuracy - report.accuracy;
     if !rule.admits(report.max_abs_diff, report.argmax_agreement, drop) {
         let disagree = tract.iter().zip(expected).filter(|(t, e)| argmax(t) != argmax(e)).count();
         let mut details = format!(
@@ -72,8 +72,8 @@ pub fn check(model: &Runnable, images: &[(String, usize, &RgbImage)], expected: 
             report.mean_abs_diff,
             images.len(),
             (1.0 - rule.min_class_agreement) * 100.0,
-            accuracy(&tract),
-            accuracy(expected),
+            report.accuracy,
+            trainer_accuracy,
             rule.max_accuracy_drop,
         );
         let mut worst: Vec<(usize, f32)> = tract.iter().zip(expected).map(|(t, e)| max_abs_diff(t, e)).enumerate().collect();
@@ -86,7 +86,13 @@ pub fn check(model: &Runnable, images: &[(String, usize, &RgbImage)], expected: 
     Ok(Gate { report, tract })
 }
 
-pub fn compare(tract: &[Vec<f32>], expected: &[Vec<f32>], tolerance: f32) -> ParityReport {
+/// Share of `outputs` whose top class is the true one.
+fn accuracy(outputs: &[Vec<f32>], classes: &[usize]) -> f32 {
+    outputs.iter().zip(classes).filter(|(p, class)| argmax(p) == **class).count() as f32 / classes.len().max(1) as f32
+}
+
+/// The gate's figures for tract's outputs against the trainer's, with the true `classes`.
+pub fn compare(tract: &[Vec<f32>], expected: &[Vec<f32>], classes: &[usize], tolerance: f32) -> ParityReport {
     let mut max = 0f32;
     let (mut sum, mut count) = (0f64, 0usize);
     let mut agree = 0;
@@ -103,6 +109,7 @@ pub fn compare(tract: &[Vec<f32>], expected: &[Vec<f32>], tolerance: f32) -> Par
         max_abs_diff: max,
         mean_abs_diff: (sum / count.max(1) as f64) as f32,
         argmax_agreement: agree as f32 / tract.len().max(1) as f32,
+        accuracy: accuracy(tract, classes),
         tolerance,
     }
 }

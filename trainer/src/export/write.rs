@@ -11,7 +11,6 @@ use super::graph::Trunk;
 use super::{graph, parity, quantize};
 use crate::backbone::ConvWeights;
 use crate::model::weights::DenseWeights;
-use crate::training::fit::argmax;
 
 /// At most this many validation images travel in the bundle as self-checks.
 pub const SELF_CHECKS: usize = 8;
@@ -41,8 +40,6 @@ pub struct ExportReport {
     pub bundle_path: PathBuf,
     pub bundle_bytes: u64,
     pub manifest: Manifest,
-    /// Accuracy of tract's predictions on the validation images.
-    pub tract_accuracy: f32,
 }
 
 /// `out` is `DIR/NAME` (no extension): writes `DIR/NAME.onnx` and `DIR/NAME.bundle`.
@@ -56,7 +53,14 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
         head: input.head_kind,
         precision: input.precision,
         training: input.training.clone(),
-        parity: shared::ParityReport { images: 0, max_abs_diff: 0.0, mean_abs_diff: 0.0, argmax_agreement: 0.0, tolerance: 0.0 },
+        parity: shared::ParityReport {
+            images: 0,
+            max_abs_diff: 0.0,
+            mean_abs_diff: 0.0,
+            argmax_agreement: 0.0,
+            accuracy: 0.0,
+            tolerance: 0.0,
+        },
         created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         trainer_version: env!("CARGO_PKG_VERSION").into(),
     };
@@ -79,8 +83,6 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
     manifest.parity = gate.report.clone();
     let onnx = build(&manifest);
 
-    let correct = gate.tract.iter().zip(&input.images).filter(|(p, (_, class, _))| argmax(p) == *class).count();
-    let tract_accuracy = correct as f32 / input.images.len() as f32;
     let checks = self_checks(&input, &gate.tract);
 
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -91,7 +93,7 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
     shared::atomic::write_atomic(&onnx_path, &bundle.onnx).with_context(|| format!("{}: cannot write", onnx_path.display()))?;
     bundle.write(&bundle_path).with_context(|| format!("{}: cannot write", bundle_path.display()))?;
     let bundle_bytes = std::fs::metadata(&bundle_path).map(|m| m.len()).unwrap_or(0);
-    Ok(ExportReport { onnx_path, bundle_path, bundle_bytes, manifest, tract_accuracy })
+    Ok(ExportReport { onnx_path, bundle_path, bundle_bytes, manifest })
 }
 
 fn with_suffix(base: &Path, ext: &str) -> PathBuf {
