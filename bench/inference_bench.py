@@ -49,6 +49,7 @@ def main():
             "classes": len(m["labels"]),
             "input_size": m["preprocessing"]["input_size"],
             "precision": m.get("precision", "F32").lower(),
+            "head": m["head"].lower(),
             # The exported graph's own accuracy in tract (int8 may differ from the trainer's).
             "val_accuracy": m["parity"]["accuracy"],
             "val_images": m["training"]["val_images"],
@@ -99,7 +100,8 @@ def summarize(args, rows, models, threads, path):
 
 
 def plot(table, threads, path):
-    """Validation accuracy against tract latency, one line per (task, precision), sizes labelled."""
+    """Validation accuracy against tract latency, one line per (task, precision), sizes labelled;
+    GAP-head models only (the flatten head is a different model, in the table)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,7 +110,7 @@ def plot(table, threads, path):
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     series = {}
     for x in table:
-        if x["threads"] == threads:
+        if x["threads"] == threads and x["head"] == "gap":
             series.setdefault((x["classes"], x["precision"]), []).append(x)
     for (classes, precision), points in sorted(series.items()):
         points.sort(key=lambda x: x["tract_ms"])
@@ -116,7 +118,7 @@ def plot(table, threads, path):
         ax.plot([x["tract_ms"] for x in points], [x["val_accuracy"] for x in points], style, label=f"{classes} classes, {precision}")
         for x in points:
             ax.annotate(f"{x['input_size']}", (x["tract_ms"], x["val_accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ort = [x for x in table if x["threads"] == threads and x["precision"] == "f32"]
+    ort = [x for x in table if x["threads"] == threads and x["precision"] == "f32" and x["head"] == "gap"]
     if ort:
         ax.scatter([x["ort_ms"] for x in ort], [x["val_accuracy"] for x in ort], marker="x", color="gray", label="onnxruntime, same f32 graphs")
     ax.set_xlabel(f"latency per frame, ms (median, {threads} threads, this machine)")

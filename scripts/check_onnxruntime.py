@@ -34,7 +34,7 @@ def main(folder: pathlib.Path) -> int:
             if diff > tolerance or int(np.argmax(probabilities[0])) != int(np.argmax(expected)):
                 print(f"FAIL {model.name} {check['name']}: max |diff| {diff:.2e}", file=sys.stderr)
                 failed += 1
-        print(f"onnxruntime {ort.__version__}: {model.name} ({recorded['precision']}): {len(checks)} images, max |diff| {worst:.2e} (tolerance {tolerance:.0e})")
+        print(f"onnxruntime {ort.__version__}: {model.name} ({recorded['precision']}): {len(checks)} images, max |diff| {worst:.2e} (tolerance {tolerance:g})")
         failed_models += 1 if failed or not checks else 0
     print(f"{len(models) - failed_models} passed, {failed_models} failed")
     return 1 if failed_models else 0

@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod compare;
 pub mod logging;
 pub mod manifest;
+pub mod named;
 pub mod preprocess;
 
 pub use bundle::{Bundle, BundleError, SelfCheck};

@@ -1,8 +1,5 @@
 //! What a trained model is: everything a runtime or a person needs to use it correctly.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use crate::preprocess::{Convention, Preprocessing};
@@ -16,31 +13,10 @@ pub enum HeadKind {
     Flatten,
 }
 
-impl HeadKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            HeadKind::Gap => "gap",
-            HeadKind::Flatten => "flatten",
-        }
-    }
-}
-
-impl fmt::Display for HeadKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for HeadKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "gap" => Ok(HeadKind::Gap),
-            "flatten" => Ok(HeadKind::Flatten),
-            _ => Err(format!("unknown head '{s}' (expected gap or flatten)")),
-        }
-    }
-}
+crate::named_enum!(HeadKind, "head", {
+    HeadKind::Gap => "gap",
+    HeadKind::Flatten => "flatten",
+});
 
 /// The arithmetic of the exported trunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,14 +28,12 @@ pub enum Precision {
     Int8,
 }
 
-impl Precision {
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Int8 => "int8",
-        }
-    }
+crate::named_enum!(Precision, "precision", {
+    Precision::F32 => "f32",
+    Precision::Int8 => "int8",
+});
 
+impl Precision {
     /// What the export's parity gate requires of this precision.
     pub fn gate(self) -> GateRule {
         match self {
@@ -90,23 +64,6 @@ impl GateRule {
         // Shares of a whole number of images: an epsilon keeps "1 of 100" from failing "1%" by rounding.
         let eps = 1e-6;
         max_abs_diff <= self.tolerance && class_agreement + eps >= self.min_class_agreement && accuracy_drop <= self.max_accuracy_drop + eps
-    }
-}
-
-impl fmt::Display for Precision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "f32" => Ok(Precision::F32),
-            "int8" => Ok(Precision::Int8),
-            _ => Err(format!("unknown precision '{s}' (expected f32 or int8)")),
-        }
     }
 }
 

@@ -5,10 +5,8 @@
 //! graph, whose input is the RGB square that [`Preprocessing::prepare`] makes; the edge calls
 //! [`Preprocessing::prepare`] on every frame. There is no second copy of any of this.
 
-use std::fmt;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
@@ -27,31 +25,10 @@ pub enum ResizePolicy {
     CenterCrop,
 }
 
-impl ResizePolicy {
-    pub fn name(self) -> &'static str {
-        match self {
-            ResizePolicy::Stretch => "stretch",
-            ResizePolicy::CenterCrop => "center-crop",
-        }
-    }
-}
-
-impl fmt::Display for ResizePolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for ResizePolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "stretch" => Ok(ResizePolicy::Stretch),
-            "center-crop" => Ok(ResizePolicy::CenterCrop),
-            _ => Err(format!("unknown resize policy '{s}' (expected stretch or center-crop)")),
-        }
-    }
-}
+crate::named_enum!(ResizePolicy, "resize policy", {
+    ResizePolicy::Stretch => "stretch",
+    ResizePolicy::CenterCrop => "center-crop",
+});
 
 /// Why an image could not be turned into network input.
 #[derive(Debug, thiserror::Error)]
@@ -169,14 +146,12 @@ pub enum Convention {
     Torchvision,
 }
 
-impl Convention {
-    pub fn name(self) -> &'static str {
-        match self {
-            Convention::Caffe => "caffe",
-            Convention::Torchvision => "torchvision",
-        }
-    }
+crate::named_enum!(Convention, "input convention", {
+    Convention::Caffe => "caffe",
+    Convention::Torchvision => "torchvision",
+});
 
+impl Convention {
     /// The per-channel arithmetic, expressed on the 0-255 scale of the RGB square.
     pub fn normalization(self) -> Normalization {
         match self {
@@ -186,23 +161,6 @@ impl Convention {
                 mean: [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0],
                 std: [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
             },
-        }
-    }
-}
-
-impl fmt::Display for Convention {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Convention {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "caffe" => Ok(Convention::Caffe),
-            "torchvision" => Ok(Convention::Torchvision),
-            _ => Err(format!("unknown input convention '{s}' (expected caffe or torchvision)")),
         }
     }
 }

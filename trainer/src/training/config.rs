@@ -16,16 +16,10 @@ pub enum OptimizerKind {
     Sgd,
 }
 
-impl std::str::FromStr for OptimizerKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "adam" => Ok(OptimizerKind::Adam),
-            "sgd" => Ok(OptimizerKind::Sgd),
-            _ => Err(format!("unknown optimizer '{s}' (expected adam or sgd)")),
-        }
-    }
-}
+shared::named_enum!(OptimizerKind, "optimizer", {
+    OptimizerKind::Adam => "adam",
+    OptimizerKind::Sgd => "sgd",
+});
 
 impl OptimizerKind {
     /// Adam 1e-3 converges a fresh head in a few epochs; SGD 1e-4 is the original recipe's.
