@@ -231,7 +231,7 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
                 }
                 writeln!(
                     out,
-                    "selftest {}: max |diff| {:.2e} (tolerance {:.0e})",
+                    "selftest {}: max |diff| {:.2e} (tolerance {})",
                     if report.passed { "passed" } else { "FAILED" },
                     report.max_abs_diff,
                     report.tolerance
