@@ -39,14 +39,6 @@ impl QuantParams {
         let scale = if max > min { (max - min) / 255.0 } else { 1.0 };
         QuantParams { scale, zero_point: (-min / scale).round().clamp(0.0, 255.0) as u8 }
     }
-
-    pub fn quantize(&self, x: f32) -> u8 {
-        (x / self.scale + self.zero_point as f32).round().clamp(0.0, 255.0) as u8
-    }
-
-    pub fn dequantize(&self, q: u8) -> f32 {
-        self.scale * (q as f32 - self.zero_point as f32)
-    }
 }
 
 /// One convolution ready for QLinearConv.
@@ -177,6 +169,17 @@ fn quantize_conv(w: &ConvWeights, input: QuantParams, output: QuantParams) -> Qu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a runtime does with an encoding (the product only writes encodings; tract applies them).
+    impl QuantParams {
+        fn quantize(&self, x: f32) -> u8 {
+            (x / self.scale + self.zero_point as f32).round().clamp(0.0, 255.0) as u8
+        }
+
+        fn dequantize(&self, q: u8) -> f32 {
+            self.scale * (q as f32 - self.zero_point as f32)
+        }
+    }
 
     #[test]
     fn encodings_cover_their_range_and_hold_zero_exactly() {
