@@ -32,7 +32,7 @@ pub fn run(model: &EdgeModel, threads: usize, warmup: usize, runs: usize) -> any
     let frame = DynamicImage::ImageRgb8(RgbImage::from_fn(640, 480, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])));
     let input = model.prepare(&frame);
     for _ in 0..warmup {
-        model.probabilities(&input)?;
+        model.outputs(&input)?;
     }
     let mut times = Vec::with_capacity(runs);
     let mut prep = Vec::with_capacity(runs);
@@ -41,7 +41,7 @@ pub fn run(model: &EdgeModel, threads: usize, warmup: usize, runs: usize) -> any
         let prepared = model.prepare(&frame);
         prep.push(t.elapsed().as_secs_f32() * 1000.0);
         let t = Instant::now();
-        model.probabilities(&prepared)?;
+        model.outputs(&prepared)?;
         times.push(t.elapsed().as_secs_f32() * 1000.0);
     }
     times.sort_by(f32::total_cmp);

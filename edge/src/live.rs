@@ -11,16 +11,20 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use image::{DynamicImage, RgbImage};
+use shared::answer::{Answer, Thresholds};
+use shared::compare::argmax;
+use shared::runtime::Outputs;
 
 use crate::model::EdgeModel;
 use crate::resultlog::ResultLog;
-use crate::smoothing::{Smoother, decide};
+use crate::smoothing::Smoother;
 use crate::source::{Event, Frame, FrameSource};
 
 pub struct LiveOptions {
     pub max_frames: Option<u64>,
     pub smoothing: usize,
-    pub min_confidence: f32,
+    /// When to answer `unknown` or `unsure` instead of a class.
+    pub thresholds: Thresholds,
     pub status_every: Duration,
     pub log: Option<PathBuf>,
 }
@@ -30,10 +34,16 @@ pub struct LiveOptions {
 pub struct FrameResult {
     pub timestamp_ms: u64,
     pub frame: u64,
+    /// The answer for this frame: a class, `unknown` or `unsure`.
     pub label: String,
+    /// The top class's probability.
     pub probability: f32,
+    /// The open-set score (higher: less like the training photos), when the model has one.
+    pub unknown_score: Option<f32>,
+    /// The answer for the outputs averaged over the last `--smoothing` frames.
     pub smoothed_label: String,
     pub smoothed_probability: f32,
+    pub smoothed_unknown_score: Option<f32>,
     pub capture_ms: f32,
     pub preprocess_ms: f32,
     pub inference_ms: f32,
@@ -66,7 +76,7 @@ struct Mailbox {
 pub trait Classify {
     fn labels(&self) -> &[String];
     fn prepare(&self, image: &DynamicImage) -> RgbImage;
-    fn probabilities(&self, rgb: &RgbImage) -> anyhow::Result<Vec<f32>>;
+    fn outputs(&self, rgb: &RgbImage) -> anyhow::Result<Outputs>;
 }
 
 impl Classify for EdgeModel {
@@ -76,9 +86,16 @@ impl Classify for EdgeModel {
     fn prepare(&self, image: &DynamicImage) -> RgbImage {
         EdgeModel::prepare(self, image)
     }
-    fn probabilities(&self, rgb: &RgbImage) -> anyhow::Result<Vec<f32>> {
-        EdgeModel::probabilities(self, rgb)
+    fn outputs(&self, rgb: &RgbImage) -> anyhow::Result<Outputs> {
+        EdgeModel::outputs(self, rgb)
     }
+}
+
+/// The answer's label and the top class's probability.
+fn answer<'a>(labels: &'a [String], outputs: &Outputs, thresholds: &Thresholds) -> (&'a str, f32) {
+    let answer = Answer::of(&outputs.probabilities, outputs.unknown_score, thresholds);
+    let top = outputs.probabilities.get(argmax(&outputs.probabilities)).copied().unwrap_or(f32::NAN);
+    (answer.label(labels), top)
 }
 
 /// Runs until the source ends, `max_frames` are classified, or `stop` is set (Ctrl-C).
@@ -166,19 +183,21 @@ pub fn run(
             let t0 = Instant::now();
             let prepared = model.prepare(&frame.image);
             let t1 = Instant::now();
-            let probabilities = model.probabilities(&prepared)?;
+            let outputs = model.outputs(&prepared)?;
             let t2 = Instant::now();
-            let smoothed = smoother.push(&probabilities);
+            let smoothed = smoother.push(&outputs);
             let labels = model.labels();
-            let (label, probability) = decide(labels, &probabilities, options.min_confidence);
-            let (smoothed_label, smoothed_probability) = decide(labels, &smoothed, options.min_confidence);
+            let (label, probability) = answer(labels, &outputs, &options.thresholds);
+            let (smoothed_label, smoothed_probability) = answer(labels, &smoothed, &options.thresholds);
             let result = FrameResult {
                 timestamp_ms: frame.timestamp_ms,
                 frame: frame.number,
                 label: label.into(),
                 probability,
+                unknown_score: outputs.unknown_score,
                 smoothed_label: smoothed_label.into(),
                 smoothed_probability,
+                smoothed_unknown_score: smoothed.unknown_score,
                 capture_ms: frame.capture_ms,
                 preprocess_ms: (t1 - t0).as_secs_f32() * 1000.0,
                 inference_ms: (t2 - t1).as_secs_f32() * 1000.0,
@@ -240,16 +259,20 @@ mod tests {
         fn prepare(&self, image: &DynamicImage) -> RgbImage {
             image.to_rgb8()
         }
-        fn probabilities(&self, _: &RgbImage) -> anyhow::Result<Vec<f32>> {
+        fn outputs(&self, _: &RgbImage) -> anyhow::Result<Outputs> {
             std::thread::sleep(Duration::from_millis(40));
-            Ok(vec![0.3, 0.7])
+            Ok(Outputs { probabilities: vec![0.3, 0.7], unknown_score: Some(0.1) })
         }
+    }
+
+    fn options(max_frames: Option<u64>, smoothing: usize, unknown: Option<f32>) -> LiveOptions {
+        let thresholds = Thresholds { unknown, min_confidence: 0.0 };
+        LiveOptions { max_frames, smoothing, thresholds, status_every: Duration::from_secs(60), log: None }
     }
 
     #[test]
     fn a_slow_model_drops_stale_frames_and_latency_stays_bounded() {
-        let options =
-            LiveOptions { max_frames: Some(12), smoothing: 3, min_confidence: 0.0, status_every: Duration::from_secs(60), log: None };
+        let options = options(Some(12), 3, Some(0.5));
         let mut out = Vec::new();
         let source = Box::new(Synthetic::new(32, 24, Some(200.0)));
         let stats = run(&Slow, source, &options, Arc::new(AtomicBool::new(false)), &mut out).unwrap();
@@ -265,11 +288,22 @@ mod tests {
         let frames: Vec<u64> = lines.iter().map(|l| l["frame"].as_u64().unwrap()).collect();
         assert!(frames.windows(2).any(|w| w[1] > w[0] + 1), "{frames:?}");
         assert_eq!(lines[0]["label"], "b");
+        assert_eq!(lines[0]["unknown_score"].as_f64().map(|s| s as f32), Some(0.1));
+    }
+
+    #[test]
+    fn answers_unknown_above_the_threshold() {
+        let options = options(Some(2), 1, Some(0.05));
+        let mut out = Vec::new();
+        run(&Slow, Box::new(Synthetic::new(8, 8, None)), &options, Arc::new(AtomicBool::new(false)), &mut out).unwrap();
+        let first: serde_json::Value = serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap()).unwrap();
+        assert_eq!(first["label"], "unknown");
+        assert_eq!(first["smoothed_label"], "unknown");
     }
 
     #[test]
     fn stop_flag_ends_the_loop() {
-        let options = LiveOptions { max_frames: None, smoothing: 1, min_confidence: 0.0, status_every: Duration::from_secs(60), log: None };
+        let options = options(None, 1, None);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         std::thread::spawn(move || {

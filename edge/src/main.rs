@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use edge::model::{self, EdgeModel};
 use edge::source::{self, SourceOptions};
 use edge::{bench, live, resultlog, selftest};
+use shared::answer::Thresholds;
 
 /// Classify images and live camera frames with a flowercam bundle, using tract.
 ///
@@ -35,6 +36,8 @@ enum Command {
         /// Image files, or folders of images.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        #[command(flatten)]
+        refusal: RefusalArgs,
         #[arg(long)]
         json: bool,
     },
@@ -60,12 +63,11 @@ enum Command {
         /// Stop after this many classified frames.
         #[arg(long)]
         max_frames: Option<u64>,
-        /// Average probabilities over this many frames for `smoothed_label`.
+        /// Average probabilities and open-set scores over this many frames for `smoothed_label`.
         #[arg(long, default_value_t = 5)]
         smoothing: usize,
-        /// Below this probability the answer is `unsure`.
-        #[arg(long, default_value_t = 0.0)]
-        min_confidence: f32,
+        #[command(flatten)]
+        refusal: RefusalArgs,
         /// Append results to this binary log (read it with `edge log FILE`).
         #[arg(long)]
         log: Option<PathBuf>,
@@ -97,6 +99,18 @@ enum Command {
     Log { file: PathBuf },
 }
 
+/// When the answer is `unknown` or `unsure` instead of a class.
+#[derive(clap::Args)]
+struct RefusalArgs {
+    /// Answer `unknown` (none of the trained classes) above this open-set score. Default: the
+    /// threshold the trainer calibrated and stored in the bundle; raise it to refuse less.
+    #[arg(long)]
+    unknown_threshold: Option<f32>,
+    /// Answer `unsure` below this probability of the best class (default 0: never).
+    #[arg(long, default_value_t = 0.0)]
+    min_confidence: f32,
+}
+
 enum Outcome {
     Ok,
     SelftestFailed,
@@ -121,19 +135,24 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match command {
-        Command::Classify { model, paths, json } => {
+        Command::Classify { model, paths, refusal, json } => {
             let model = EdgeModel::load(&model)?;
+            let thresholds = Thresholds::for_model(&model.manifest, refusal.unknown_threshold, refusal.min_confidence);
             let mut failed = 0;
             for path in expand(&paths)? {
-                let result =
-                    shared::preprocess::decode_file(&path).map_err(anyhow::Error::from).and_then(|img| model.predict(&model.prepare(&img)));
+                let result = shared::preprocess::decode_file(&path)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|img| model.predict(&model.prepare(&img), &thresholds));
                 match result {
-                    Ok(p) if json => writeln!(
-                        out,
-                        "{}",
-                        serde_json::json!({"path": path, "label": p.label, "probability": p.probability, "probabilities": p.probabilities})
-                    )?,
-                    Ok(p) => writeln!(out, "{}\t{}\t{:.4}", path.display(), p.label, p.probability)?,
+                    Ok(p) if json => {
+                        let mut line = serde_json::to_value(&p)?;
+                        line["path"] = serde_json::json!(path);
+                        writeln!(out, "{line}")?
+                    }
+                    Ok(p) => {
+                        let score = p.unknown_score.map_or(String::new(), |s| format!("\tunknown_score {s:.4}"));
+                        writeln!(out, "{}\t{}\t{:.4}{score}", path.display(), p.label, p.probability)?
+                    }
                     Err(e) => {
                         failed += 1;
                         eprintln!("error: {e:#}");
@@ -142,20 +161,9 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
             }
             anyhow::ensure!(failed == 0, "{failed} file(s) could not be classified");
         }
-        Command::Run {
-            model,
-            source,
-            fps,
-            looping,
-            resolution,
-            camera_format,
-            max_frames,
-            smoothing,
-            min_confidence,
-            log,
-            status_every,
-        } => {
+        Command::Run { model, source, fps, looping, resolution, camera_format, max_frames, smoothing, refusal, log, status_every } => {
             let model = EdgeModel::load(&model)?;
+            let thresholds = Thresholds::for_model(&model.manifest, refusal.unknown_threshold, refusal.min_confidence);
             let (width, height) = resolution
                 .split_once('x')
                 .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
@@ -165,13 +173,8 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
             let stop = Arc::new(AtomicBool::new(false));
             let flag = Arc::clone(&stop);
             ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
-            let live_options = live::LiveOptions {
-                max_frames,
-                smoothing,
-                min_confidence,
-                status_every: Duration::from_secs_f32(status_every.max(0.1)),
-                log,
-            };
+            let live_options =
+                live::LiveOptions { max_frames, smoothing, thresholds, status_every: Duration::from_secs_f32(status_every.max(0.1)), log };
             let stats = live::run(&model, source, &live_options, stop, &mut out)?;
             eprintln!(
                 "done: {} frames classified in {:.1}s ({:.1} fps), {} captured, {} dropped, {} corrupt",

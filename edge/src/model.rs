@@ -5,22 +5,27 @@ use std::path::Path;
 use anyhow::Context;
 use image::{DynamicImage, RgbImage};
 use serde::Serialize;
+use shared::answer::{Answer, Thresholds};
 use shared::compare::argmax;
+use shared::runtime::{Graph, Outputs};
 use shared::{Bundle, Manifest, SelfCheck};
-use tract_onnx::prelude::*;
 
 pub struct EdgeModel {
     pub manifest: Manifest,
     pub self_checks: Vec<SelfCheck>,
-    model: std::sync::Arc<TypedRunnableModel>,
+    graph: Graph,
 }
 
+/// One image's answer, as `edge classify` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Prediction {
+    /// A class, `unknown` or `unsure` (see `shared::answer`).
     pub label: String,
-    pub index: usize,
+    /// The most probable class and its probability, whatever the answer.
+    pub top_label: String,
     pub probability: f32,
     pub probabilities: Vec<f32>,
+    pub unknown_score: Option<f32>,
 }
 
 /// Runs tract's matrix products on `threads` threads (1: single-threaded, tract's default).
@@ -41,16 +46,8 @@ impl EdgeModel {
     }
 
     pub fn from_bundle(bundle: Bundle) -> anyhow::Result<Self> {
-        let [n, h, w, c] = bundle.manifest.input_shape();
-        let model = tract_onnx::onnx()
-            .model_for_read(&mut bundle.onnx.as_slice())
-            .context("tract cannot read the ONNX graph")?
-            .with_input_fact(0, u8::fact([n, h, w, c]).into())?
-            .into_optimized()
-            .context("tract cannot optimize the graph")?
-            .into_runnable()
-            .context("tract cannot plan the graph")?;
-        Ok(Self { manifest: bundle.manifest, self_checks: bundle.self_checks, model })
+        let graph = Graph::load(&bundle.onnx, bundle.manifest.preprocessing.input_size)?;
+        Ok(Self { manifest: bundle.manifest, self_checks: bundle.self_checks, graph })
     }
 
     pub fn input_size(&self) -> u32 {
@@ -62,21 +59,21 @@ impl EdgeModel {
         self.manifest.preprocessing.prepare(image)
     }
 
-    /// Probabilities for one prepared square.
-    pub fn probabilities(&self, rgb: &RgbImage) -> anyhow::Result<Vec<f32>> {
-        let s = self.input_size();
-        anyhow::ensure!(rgb.dimensions() == (s, s), "input is {:?}, the model takes {s}x{s}", rgb.dimensions());
-        let input = tract_ndarray::Array4::from_shape_vec((1, s as usize, s as usize, 3), rgb.as_raw().clone())?.into_tensor();
-        let out = self.model.run(tvec!(input.into()))?;
-        Ok(out[0].to_plain_array_view::<f32>()?.iter().copied().collect())
+    /// The graph's outputs for one prepared square.
+    pub fn outputs(&self, rgb: &RgbImage) -> anyhow::Result<Outputs> {
+        self.graph.classify(rgb)
     }
 
-    pub fn predict(&self, rgb: &RgbImage) -> anyhow::Result<Prediction> {
-        Ok(self.prediction(self.probabilities(rgb)?))
-    }
-
-    pub fn prediction(&self, probabilities: Vec<f32>) -> Prediction {
-        let index = argmax(&probabilities);
-        Prediction { label: self.manifest.labels[index].clone(), index, probability: probabilities[index], probabilities }
+    pub fn predict(&self, rgb: &RgbImage, thresholds: &Thresholds) -> anyhow::Result<Prediction> {
+        let Outputs { probabilities, unknown_score } = self.outputs(rgb)?;
+        let top = argmax(&probabilities);
+        let answer = Answer::of(&probabilities, unknown_score, thresholds);
+        Ok(Prediction {
+            label: answer.label(&self.manifest.labels).to_string(),
+            top_label: self.manifest.labels[top].clone(),
+            probability: probabilities[top],
+            probabilities,
+            unknown_score,
+        })
     }
 }

@@ -9,7 +9,8 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub const MAGIC: &[u8; 8] = b"FCLOG\0\0\x01";
+/// The last byte is the record format: 2 added the open-set scores.
+pub const MAGIC: &[u8; 8] = b"FCLOG\0\0\x02";
 
 /// A log holds exactly what `edge run` printed for each frame.
 pub type LogRecord = crate::live::FrameResult;
@@ -35,7 +36,14 @@ impl ResultLog {
         } else {
             let mut magic = [0u8; 8];
             File::open(path)?.read_exact(&mut magic).ok();
-            anyhow::ensure!(&magic == MAGIC, "{}: exists and is not a flowercam result log; choose another --log", path.display());
+            anyhow::ensure!(magic[..7] == MAGIC[..7], "{}: exists and is not a flowercam result log; choose another --log", path.display());
+            anyhow::ensure!(
+                &magic == MAGIC,
+                "{}: a result log of another format (version {}, this build writes {}); choose another --log",
+                path.display(),
+                magic[7],
+                MAGIC[7]
+            );
         }
         Ok(Self { file, path: path.into(), last_sync: Instant::now() })
     }
@@ -69,7 +77,8 @@ pub struct LogContents {
 
 pub fn read(path: &Path) -> anyhow::Result<LogContents> {
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-    anyhow::ensure!(bytes.len() >= 8 && &bytes[..8] == MAGIC, "{}: not a flowercam result log", path.display());
+    anyhow::ensure!(bytes.len() >= 8 && bytes[..7] == MAGIC[..7], "{}: not a flowercam result log", path.display());
+    anyhow::ensure!(bytes[7] == MAGIC[7], "{}: result log format {} (this build reads {})", path.display(), bytes[7], MAGIC[7]);
     Ok(parse(&bytes[8..]))
 }
 
@@ -101,8 +110,10 @@ mod tests {
             frame,
             label: "daffodil".into(),
             probability: 0.9,
+            unknown_score: Some(0.2),
             smoothed_label: "daffodil".into(),
             smoothed_probability: 0.88,
+            smoothed_unknown_score: Some(0.25),
             capture_ms: 1.5,
             preprocess_ms: 3.0,
             inference_ms: 12.5,

@@ -34,9 +34,16 @@ pub fn run(model: &EdgeModel) -> anyhow::Result<SelftestReport> {
     for check in &model.self_checks {
         let image =
             RgbImage::from_raw(s, s, check.rgb.clone()).ok_or_else(|| anyhow::anyhow!("self-check '{}' has the wrong size", check.name))?;
-        let got = model.probabilities(&image)?;
-        let diff = max_abs_diff(&got, &check.expected);
-        let passed = agrees(&got, &check.expected, tolerance);
+        let outputs = model.outputs(&image)?;
+        let got = outputs.probabilities;
+        // The open-set score is held to the same tolerance as the probabilities.
+        let score_diff = match (outputs.unknown_score, check.expected_unknown_score) {
+            (Some(a), Some(b)) => max_abs_diff(&[a], &[b]),
+            (None, None) => 0.0,
+            _ => f32::INFINITY,
+        };
+        let diff = max_abs_diff(&got, &check.expected).max(score_diff);
+        let passed = agrees(&got, &check.expected, tolerance) && score_diff <= tolerance;
         checks.push(CheckResult {
             name: check.name.clone(),
             label: check.label.clone(),

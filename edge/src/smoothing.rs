@@ -1,13 +1,13 @@
-//! Averages class probabilities over the last N frames, so one odd frame does not flip the
-//! answer; below `min_confidence` the answer is `unsure`.
+//! Averages the model's outputs over the last N frames, so one odd frame does not flip the
+//! answer. What the averaged outputs mean as an answer is `shared::answer`'s rule.
 
 use std::collections::VecDeque;
 
-pub const UNSURE: &str = "unsure";
+use shared::runtime::Outputs;
 
 pub struct Smoother {
     window: usize,
-    recent: VecDeque<Vec<f32>>,
+    recent: VecDeque<Outputs>,
 }
 
 impl Smoother {
@@ -15,45 +15,44 @@ impl Smoother {
         Self { window: window.max(1), recent: VecDeque::new() }
     }
 
-    /// Adds a frame's probabilities; returns the mean over the window.
-    pub fn push(&mut self, probabilities: &[f32]) -> Vec<f32> {
+    /// Adds a frame's outputs; returns their mean over the window (probabilities and open-set score).
+    pub fn push(&mut self, outputs: &Outputs) -> Outputs {
         if self.recent.len() == self.window {
             self.recent.pop_front();
         }
-        self.recent.push_back(probabilities.to_vec());
-        let mut mean = vec![0f32; probabilities.len()];
-        for p in &self.recent {
-            for (m, v) in mean.iter_mut().zip(p) {
-                *m += v / self.recent.len() as f32;
+        self.recent.push_back(outputs.clone());
+        let n = self.recent.len() as f32;
+        let mut mean = vec![0f32; outputs.probabilities.len()];
+        for o in &self.recent {
+            for (m, v) in mean.iter_mut().zip(&o.probabilities) {
+                *m += v / n;
             }
         }
-        mean
+        let scores: Option<Vec<f32>> = self.recent.iter().map(|o| o.unknown_score).collect();
+        Outputs { probabilities: mean, unknown_score: scores.map(|s| s.iter().sum::<f32>() / n) }
     }
-}
-
-/// The label to report: the most likely class, or `unsure` below `min_confidence`.
-pub fn decide<'a>(labels: &'a [String], probabilities: &[f32], min_confidence: f32) -> (&'a str, f32) {
-    let i = shared::compare::argmax(probabilities);
-    let p = probabilities[i];
-    if p < min_confidence { (UNSURE, p) } else { (labels[i].as_str(), p) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn averages_over_the_window_only() {
-        let mut s = Smoother::new(2);
-        assert_eq!(s.push(&[1.0, 0.0]), vec![1.0, 0.0]);
-        assert_eq!(s.push(&[0.0, 1.0]), vec![0.5, 0.5]);
-        assert_eq!(s.push(&[0.0, 1.0]), vec![0.0, 1.0]);
+    fn outputs(p: [f32; 2], score: f32) -> Outputs {
+        Outputs { probabilities: p.to_vec(), unknown_score: Some(score) }
     }
 
     #[test]
-    fn unsure_below_threshold() {
-        let labels = vec!["a".to_string(), "b".to_string()];
-        assert_eq!(decide(&labels, &[0.55, 0.45], 0.6).0, UNSURE);
-        assert_eq!(decide(&labels, &[0.2, 0.8], 0.6), ("b", 0.8));
+    fn averages_over_the_window_only() {
+        let mut s = Smoother::new(2);
+        assert_eq!(s.push(&outputs([1.0, 0.0], 0.2)), outputs([1.0, 0.0], 0.2));
+        assert_eq!(s.push(&outputs([0.0, 1.0], 0.4)), outputs([0.5, 0.5], 0.3));
+        assert_eq!(s.push(&outputs([0.0, 1.0], 0.4)), outputs([0.0, 1.0], 0.4));
+    }
+
+    #[test]
+    fn no_score_without_one_in_every_frame() {
+        let mut s = Smoother::new(3);
+        s.push(&Outputs { probabilities: vec![1.0, 0.0], unknown_score: None });
+        assert_eq!(s.push(&outputs([0.0, 1.0], 0.5)).unknown_score, None);
     }
 }

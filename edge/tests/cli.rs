@@ -50,11 +50,33 @@ fn classify_files_and_folders() {
     let bundle = s.bundle.to_str().unwrap();
     let lines = ok_lines(&edge(&["classify", "--model", bundle, "--json", images.to_str().unwrap()]));
     assert_eq!(lines.len(), 3);
+    let threshold = shared::Bundle::read(&s.bundle).unwrap().manifest.open_set.unwrap().threshold as f64;
     for l in &lines {
-        assert!(["daffodil", "coltsfoot"].contains(&l["label"].as_str().unwrap()));
+        assert!(["daffodil", "coltsfoot"].contains(&l["top_label"].as_str().unwrap()));
         let sum: f64 = l["probabilities"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).sum();
         assert!((sum - 1.0).abs() < 1e-4);
+        // The answer is `unknown` exactly when the open-set score is above the bundle's threshold.
+        let unknown = l["unknown_score"].as_f64().unwrap() > threshold;
+        assert_eq!(l["label"] == "unknown", unknown, "{l}");
+        if !unknown {
+            assert_eq!(l["label"], l["top_label"]);
+        }
     }
+    // A threshold above any score: always a class. A confidence floor above 1: always `unsure`.
+    let lenient = ok_lines(&edge(&["classify", "--model", bundle, "--json", "--unknown-threshold", "2", images.to_str().unwrap()]));
+    assert!(lenient.iter().all(|l| l["label"] == l["top_label"]), "{lenient:?}");
+    let strict = ok_lines(&edge(&[
+        "classify",
+        "--model",
+        bundle,
+        "--json",
+        "--min-confidence",
+        "1.01",
+        "--unknown-threshold",
+        "2",
+        images.to_str().unwrap(),
+    ]));
+    assert!(strict.iter().all(|l| l["label"] == "unsure"), "{strict:?}");
     // A bad file is named and makes the exit status non-zero; the good ones are still printed.
     std::fs::write(images.join("zz_broken.jpg"), b"nope").unwrap();
     let out = edge(&["classify", "--model", bundle, images.to_str().unwrap()]);

@@ -13,7 +13,8 @@ use crate::manifest::Manifest;
 
 pub const MAGIC: &[u8; 8] = b"FLWRCAM\0";
 /// 2: the manifest states the export's precision and the gate's tolerance.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: the manifest states the open-set score and its threshold; the graph may have a second output.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// One validation image, already prepared (RGB square), with the probabilities the trainer's
 /// model gave it: the device re-runs it to prove it computes what the trainer computed.
@@ -24,6 +25,8 @@ pub struct SelfCheck {
     /// `input_size * input_size * 3` bytes, RGB, row-major.
     pub rgb: Vec<u8>,
     pub expected: Vec<f32>,
+    /// The open-set score tract computed at export, when the graph has one.
+    pub expected_unknown_score: Option<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,7 +44,8 @@ pub enum BundleError {
     #[error("{path}: not a model bundle (bad magic bytes)")]
     NotABundle { path: PathBuf },
     #[error(
-        "{path}: bundle format version {found} is not supported (this build reads version {FORMAT_VERSION}); use a matching edge build"
+        "{path}: bundle format version {found} is not supported (this build reads version {FORMAT_VERSION}); {}",
+        if *found < FORMAT_VERSION { "re-export it with this trainer (`trainer export --run RUN --out NAME`)" } else { "use a matching edge build" }
     )]
     UnsupportedVersion { path: PathBuf, found: u32 },
     #[error("{path}: bundle is truncated or corrupt: {cause}")]
@@ -156,14 +160,23 @@ pub(crate) mod tests {
                 argmax_agreement: 1.0,
                 accuracy: 1.0,
                 tolerance: 1e-4,
+                unknown_score_max_abs_diff: None,
             },
+            open_set: None,
+            cross_validation: None,
             created_unix: 0,
             trainer_version: "0".into(),
         }
     }
 
     fn sample() -> Bundle {
-        let check = SelfCheck { name: "x".into(), label: "a".into(), rgb: vec![7; 32 * 32 * 3], expected: vec![0.25, 0.75] };
+        let check = SelfCheck {
+            name: "x".into(),
+            label: "a".into(),
+            rgb: vec![7; 32 * 32 * 3],
+            expected: vec![0.25, 0.75],
+            expected_unknown_score: None,
+        };
         Bundle::new(sample_manifest(), b"onnx bytes".to_vec(), vec![check])
     }
 

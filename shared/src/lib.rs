@@ -5,18 +5,24 @@
 //!   (decode, RGB, resize policy, normalization convention);
 //! - [`manifest`]: what a trained model is (labels, preprocessing, backbone, metrics);
 //! - [`bundle`]: the deployable file that carries the manifest, the ONNX graph and self-checks;
+//! - [`runtime`]: the exported graph loaded into tract and run, for both sides;
 //! - [`atomic`]: crash-safe file writes used by both sides.
 
+pub mod answer;
 pub mod atomic;
 pub mod bundle;
 pub mod compare;
+pub mod folders;
 pub mod logging;
 pub mod manifest;
 pub mod named;
 pub mod preprocess;
+pub mod runtime;
 
 pub use bundle::{Bundle, BundleError, SelfCheck};
-pub use manifest::{BackboneInfo, GateRule, HeadKind, Manifest, ParityReport, Precision, TrainingSummary};
+pub use manifest::{
+    BackboneInfo, CrossValidation, GateRule, HeadKind, Manifest, OpenSet, OpenSetMethod, ParityReport, Precision, TrainingSummary,
+};
 pub use preprocess::{Convention, Normalization, Preprocessing, ResizePolicy};
 
 /// The largest |difference| of probabilities tolerated between the trainer's own prediction and
@@ -32,3 +38,5 @@ pub const INT8_PROBABILITY_TOLERANCE: f32 = 0.15;
 /// Names of the exported graph's input and output, fixed so every runtime finds them.
 pub const ONNX_INPUT: &str = "image";
 pub const ONNX_OUTPUT: &str = "probabilities";
+/// The exported graph's second output: the open-set score `[N, 1]` (see [`OpenSetMethod`]).
+pub const ONNX_UNKNOWN_OUTPUT: &str = "unknown_score";

@@ -7,6 +7,9 @@ use crate::preprocess::{Convention, Preprocessing};
 /// The classifier on top of the VGG16 trunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HeadKind {
+    /// Global average pool -> Dense K: a logistic regression on the pooled features, fitted to
+    /// convergence with an L2 penalty. The default: it generalizes best to photos from elsewhere.
+    Linear,
     /// Global average pool -> Dense 256 -> ReLU -> Dropout -> Dense K. Small and size-agnostic.
     Gap,
     /// The original recipe: Flatten -> Dense 1024 ReLU -> Dropout 0.5 -> Dense 1024 ReLU -> Dense K.
@@ -14,9 +17,17 @@ pub enum HeadKind {
 }
 
 crate::named_enum!(HeadKind, "head", {
+    HeadKind::Linear => "linear",
     HeadKind::Gap => "gap",
     HeadKind::Flatten => "flatten",
 });
+
+impl HeadKind {
+    /// Whether the head starts with a global average pool of the feature map (else it flattens it).
+    pub fn pools_globally(self) -> bool {
+        self != HeadKind::Flatten
+    }
+}
 
 /// The arithmetic of the exported trunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +76,32 @@ impl GateRule {
         let eps = 1e-6;
         max_abs_diff <= self.tolerance && class_agreement + eps >= self.min_class_agreement && accuracy_drop <= self.max_accuracy_drop + eps
     }
+}
+
+/// How the exported graph's `unknown_score` output is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpenSetMethod {
+    /// 1 - the largest cosine similarity between the image's pooled trunk features and those of
+    /// the training images stored in the graph (Sun et al. 2022, "Out-of-distribution detection
+    /// with deep nearest neighbors"). 0: a training image's twin; near 1: like none of them.
+    KnnCosine,
+}
+
+crate::named_enum!(OpenSetMethod, "open-set method", {
+    OpenSetMethod::KnnCosine => "knn-cosine",
+});
+
+/// "None of these": the graph's second output and where the edge draws the line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenSet {
+    pub method: OpenSetMethod,
+    /// Training images whose features the graph compares against.
+    pub references: u32,
+    /// Above this score the answer is `unknown`. Set at training so that
+    /// [`OpenSet::target_acceptance`] of held-out training photos are accepted.
+    pub threshold: f32,
+    /// The share of held-out photos of the trained classes accepted at `threshold`.
+    pub target_acceptance: f32,
 }
 
 /// Where the ImageNet weights came from.
@@ -125,6 +162,26 @@ pub struct ParityReport {
     /// The largest |diff| the gate accepted ([`GateRule::tolerance`]); `edge selftest` holds
     /// the device to it too.
     pub tolerance: f32,
+    /// Largest |difference| of the open-set score, tract vs the trainer, held to the same tolerance.
+    pub unknown_score_max_abs_diff: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// K-fold cross-validation of the head on the training and validation photos (near-duplicates
+/// kept in one fold), and the temperature fitted on its out-of-fold predictions.
+pub struct CrossValidation {
+    pub folds: usize,
+    /// Accuracy of each fold's held-out photos.
+    pub fold_accuracy: Vec<f32>,
+    pub mean_accuracy: f32,
+    /// Standard deviation of the fold accuracies.
+    pub spread: f32,
+    /// The temperature that minimizes the out-of-fold negative log-likelihood; the exported
+    /// logits are divided by it.
+    pub temperature: f32,
+    /// Expected calibration error of the out-of-fold predictions before and after the temperature.
+    pub ece_before: f32,
+    pub ece_after: f32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,6 +195,10 @@ pub struct Manifest {
     pub precision: Precision,
     pub training: TrainingSummary,
     pub parity: ParityReport,
+    /// The open-set score and its threshold (`None`: the graph has no `unknown_score` output).
+    pub open_set: Option<OpenSet>,
+    /// Cross-validated accuracy and the temperature folded into the graph (`linear` head).
+    pub cross_validation: Option<CrossValidation>,
     /// Seconds since the Unix epoch when the bundle was exported.
     pub created_unix: u64,
     pub trainer_version: String,

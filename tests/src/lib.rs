@@ -62,7 +62,9 @@ pub fn export_for_onnxruntime(bundle: &Path, name: &str) {
     let checks: Vec<_> = b
         .self_checks
         .iter()
-        .map(|c| serde_json::json!({"name": c.name, "shape": [1, s, s, 3], "rgb": c.rgb, "expected": c.expected}))
+        .map(|c| {
+            serde_json::json!({"name": c.name, "shape": [1, s, s, 3], "rgb": c.rgb, "expected": c.expected, "expected_unknown_score": c.expected_unknown_score})
+        })
         .collect();
     let checks = serde_json::json!({"tolerance": b.manifest.parity.tolerance, "precision": b.manifest.precision.name(), "checks": checks});
     std::fs::write(dir.join(format!("{name}.checks.json")), serde_json::to_vec(&checks).unwrap()).unwrap();

@@ -81,6 +81,15 @@ pub fn feature_dims(channels: usize, input_size: u32) -> [usize; 3] {
     [channels, s, s]
 }
 
+/// Global average pool of one `[channels, s, s]` feature map: what the `linear` and `gap` heads
+/// and the open-set score see, in the same order of summation as the exported graph's
+/// GlobalAveragePool up to rounding.
+pub fn pool(feature_map: &[f32], dims: [usize; 3]) -> Vec<f32> {
+    let [c, h, w] = dims;
+    debug_assert_eq!(feature_map.len(), c * h * w);
+    feature_map.chunks_exact(h * w).map(|plane| plane.iter().sum::<f32>() / (h * w) as f32).collect()
+}
+
 /// Computes (or loads) the features of each job: (cache key, lazily produced image). `trunk`
 /// is asked for only when some feature map is not cached.
 pub fn extract<'a, 't>(

@@ -117,6 +117,16 @@ pub fn write_random_bundle(
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let images: Vec<RgbImage> = (0..2 * k).map(|i| preprocessing.prepare_rgb(&photo(i % k, &mut rng))).collect();
     let probs = to_vec(classifier.probabilities(crate::features::images_to_tensor(&images, &normalization, &device)));
+    // The open-set references: the first image of each class; the threshold accepts all of them.
+    let dims = crate::features::feature_dims(trunk.out_channels(), size);
+    let pooled: Vec<Vec<f32>> = crate::features::forward_images(&classifier.trunk, &device, &normalization, &images)
+        .iter()
+        .map(|f| crate::features::pool(f, dims))
+        .collect();
+    let references: Vec<Vec<f32>> = pooled[..k].to_vec();
+    let normalized: Vec<Vec<f32>> = references.iter().map(|r| crate::openset::normalized(r)).collect();
+    let scores: Vec<f32> = pooled.iter().map(|f| crate::openset::score(f, &normalized)).collect();
+    let threshold = crate::openset::threshold(&scores, 1.0);
     let input = crate::export::ExportInput {
         name: out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         labels: labels.iter().map(|s| s.to_string()).collect(),
@@ -131,6 +141,8 @@ pub fn write_random_bundle(
         training: shared::TrainingSummary::untrained(images.len() as u32),
         images: images.iter().enumerate().map(|(i, img)| (format!("synthetic_{i}"), i % k, img)).collect(),
         expected: probs.chunks(k).map(<[f32]>::to_vec).collect(),
+        open_set: Some(crate::export::OpenSetExport { references, threshold, target_acceptance: 1.0, expected: scores }),
+        cross_validation: None,
     };
     Ok(crate::export::export(input, out)?.bundle_path)
 }

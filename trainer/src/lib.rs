@@ -5,8 +5,10 @@
 //! - [`backbone`]: read VGG16 weights (ONNX, safetensors);
 //! - [`model`]: the Burn network (trunk + head);
 //! - [`features`]: trunk features, computed once and cached;
+//! - [`openset`]: the "none of these" score and its threshold;
 //! - [`training`]: the epoch loop, checkpoints, the whole train job;
 //! - [`export`]: ONNX graph, tract parity gate, bundle;
+//! - [`evaluate`]: a bundle scored through tract on any class folder (field photos, unknowns);
 //! - [`report`]: metrics, CSVs, plots;
 //! - [`commands`]: what each CLI subcommand does.
 
@@ -15,10 +17,12 @@ pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod device;
+pub mod evaluate;
 pub mod export;
 pub mod features;
 pub mod fixtures;
 pub mod model;
+pub mod openset;
 pub mod progress;
 pub mod report;
 pub mod training;

@@ -62,6 +62,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
+        Command::Evaluate(args) => {
+            let report = trainer::evaluate::evaluate(&args.model, &args.data, (args.unknown_threshold, args.min_confidence))?;
+            if let Some(out) = &args.out {
+                trainer::evaluate::report::write(&report, out)?;
+            }
+            if args.json {
+                println!("{}", trainer::evaluate::report::json(&report)?);
+            } else {
+                println!("{}", trainer::evaluate::report::human(&report));
+                if let Some(out) = &args.out {
+                    println!(
+                        "report folder: {} (report.json, predictions.csv, confusion.png, reliability.png, contact_sheet.png)",
+                        out.display()
+                    );
+                }
+            }
+        }
         Command::Inspect { bundle, json } => println!("{}", commands::inspect::run(&bundle, json)?),
     }
     Ok(())
@@ -80,6 +97,15 @@ fn human_summary(s: &trainer::report::summary::RunSummary, out: &std::path::Path
         s.val.accuracy,
         s.val.loss
     );
+    if s.refit {
+        text += "(the exported head was refitted on training + validation photos: cross-validation is the held-out figure)\n";
+    }
+    if let Some(cv) = &s.cross_validation {
+        text += &format!(
+            "cross-validation: {} folds, accuracy {:.4} +- {:.4}; temperature {:.3} (ECE {:.4} -> {:.4})\n",
+            cv.folds, cv.mean_accuracy, cv.spread, cv.temperature, cv.ece_before, cv.ece_after
+        );
+    }
     if let Some(t) = &s.test {
         text += &format!("test: {} images, accuracy {:.4}\n", t.images, t.accuracy);
     }
@@ -88,8 +114,13 @@ fn human_summary(s: &trainer::report::summary::RunSummary, out: &std::path::Path
     text += &format!("run folder: {} (metrics.json, curves.png, confusion.png, predictions.csv)", out.display());
     if let Some(e) = &s.export {
         text += &format!(
-            "\nexported: {} ({} bytes); parity on {} images: max |diff| {:.2e}, tract val accuracy {:.4}",
-            e.bundle, e.bundle_bytes, e.parity_images, e.parity_max_abs_diff, e.tract_val_accuracy
+            "\nexported: {} ({} bytes); parity on {} images: max |diff| {:.2e}, tract val accuracy {:.4}; unknown above {}",
+            e.bundle,
+            e.bundle_bytes,
+            e.parity_images,
+            e.parity_max_abs_diff,
+            e.tract_val_accuracy,
+            e.unknown_threshold.map_or("(no open-set output)".into(), |t| format!("{t:.4}"))
         );
     }
     text

@@ -17,7 +17,11 @@ fn defaults_are_the_fast_frozen_path() {
     let c = train_config(&[]);
     assert_eq!(c.freeze_first, None);
     assert!(!c.finetune_top_block && !c.trains_trunk());
-    assert_eq!(c.head, shared::HeadKind::Gap);
+    // The defaults chosen on photos from other sources (issue 9): a logistic regression on the
+    // pooled features of the centred square.
+    assert_eq!(c.head, shared::HeadKind::Linear);
+    assert_eq!(c.resize, shared::ResizePolicy::CenterCrop);
+    assert_eq!(c.l2, 1.0);
     assert_eq!(c.lr, 1e-3);
     assert_eq!(c.input_size, 224);
 }
@@ -53,4 +57,5 @@ fn bad_flag_values_are_usage_errors() {
         assert!(Cli::try_parse_from(argv).is_err(), "{bad:?} accepted");
     }
     assert!(train_config(&["--freeze-first", "14"]).validate().is_err());
+    assert!(train_config(&["--l2", "0"]).validate().is_err());
 }

@@ -60,30 +60,57 @@ fn input_at<'a>(m: &Model, images: &'a [RgbImage], expected: Vec<Vec<f32>>, prec
         training: TrainingSummary::untrained(images.len() as u32),
         images: images.iter().enumerate().map(|(i, img)| (format!("img{i}"), i % 2, img)).collect(),
         expected,
+        open_set: None,
+        cross_validation: None,
     }
+}
+
+/// The open-set output with the first two images as references, scored as the trainer scores.
+fn open_set(m: &Model, images: &[RgbImage]) -> trainer::export::OpenSetExport {
+    let device = Device::flex();
+    let trunk = Vgg16Trunk::from_weights(&m.trunk.convs, &device);
+    let dims = trainer::features::feature_dims(m.trunk.out_channels(), SIZE);
+    let pooled: Vec<Vec<f32>> = trainer::features::forward_images(&trunk, &device, &m.trunk.convention.normalization(), images)
+        .iter()
+        .map(|f| trainer::features::pool(f, dims))
+        .collect();
+    let references = pooled[..2].to_vec();
+    let normalized: Vec<Vec<f32>> = references.iter().map(|r| trainer::openset::normalized(r)).collect();
+    let expected = pooled.iter().map(|f| trainer::openset::score(f, &normalized)).collect();
+    trainer::export::OpenSetExport { references, threshold: 0.5, target_acceptance: 0.975, expected }
 }
 
 #[test]
 fn each_head_and_convention_exports_and_matches_burn_in_tract() {
     let images = images();
-    for (kind, convention) in [(HeadKind::Gap, Convention::Caffe), (HeadKind::Flatten, Convention::Torchvision)] {
+    let cases = [(HeadKind::Linear, Convention::Caffe), (HeadKind::Gap, Convention::Caffe), (HeadKind::Flatten, Convention::Torchvision)];
+    for (kind, convention) in cases {
         let m = model(kind, convention);
         let expected = burn_probabilities(&m, &images);
         let dir = tempfile::tempdir().unwrap();
-        let report = export(input(&m, &images, expected.clone()), &dir.path().join("tiny")).unwrap();
+        // The open-set output rides on the pooled features, whichever head: one head without it.
+        let with_open_set = kind != HeadKind::Gap;
+        let mut export_input = input(&m, &images, expected.clone());
+        export_input.open_set = with_open_set.then(|| open_set(&m, &images));
+        let report = export(export_input, &dir.path().join("tiny")).unwrap();
         let parity = &report.manifest.parity;
+        assert_eq!(parity.unknown_score_max_abs_diff.is_some(), with_open_set);
+        assert!(parity.unknown_score_max_abs_diff.unwrap_or(0.0) <= 1e-4, "{kind}: {parity:?}");
+        assert_eq!(report.manifest.open_set.as_ref().map(|o| o.threshold), with_open_set.then_some(0.5));
         assert_eq!(parity.images, 6);
         assert!(parity.max_abs_diff <= 1e-4, "{kind}: {parity:?}");
         assert_eq!(parity.argmax_agreement, 1.0);
         // The bundle reloads, and its ONNX run again in tract gives the recorded self-checks.
         let bundle = shared::Bundle::read(&report.bundle_path).unwrap();
         assert_eq!(bundle.onnx, std::fs::read(&report.onnx_path).unwrap());
-        let runnable = trainer::export::parity::load(&bundle.onnx, SIZE as usize).unwrap();
+        let graph = shared::runtime::Graph::load(&bundle.onnx, SIZE).unwrap();
         for check in &bundle.self_checks {
             let img = RgbImage::from_raw(SIZE, SIZE, check.rgb.clone()).unwrap();
-            let got = trainer::export::parity::run(&runnable, &img).unwrap();
-            let diff = got.iter().zip(&check.expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let got = graph.classify(&img).unwrap();
+            let diff = got.probabilities.iter().zip(&check.expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(diff <= 1e-6, "{kind}: self-check {} drifted by {diff}", check.name);
+            assert_eq!(got.unknown_score, check.expected_unknown_score, "{kind}: self-check {}", check.name);
+            assert_eq!(got.unknown_score.is_some(), with_open_set);
         }
         // The graph is standard ONNX with the labels in its metadata.
         use prost::Message;
@@ -93,6 +120,7 @@ fn each_head_and_convention_exports_and_matches_burn_in_tract() {
         let graph = proto.graph.unwrap();
         assert_eq!(graph.input[0].name, "image");
         assert_eq!(graph.output[0].name, "probabilities");
+        assert_eq!(graph.output.get(1).map(|o| o.name.as_str()), with_open_set.then_some("unknown_score"));
     }
 }
 
@@ -136,8 +164,24 @@ fn an_int8_export_runs_quantized_convolutions_within_its_stated_tolerance() {
     assert_eq!(int8_weights.count(), 13);
 
     // Quantization moved the probabilities (it is not the float graph), but not past the tolerance.
-    let runnable = trainer::export::parity::load(&bundle.onnx, SIZE as usize).unwrap();
-    let got: Vec<Vec<f32>> = images.iter().map(|img| trainer::export::parity::run(&runnable, img).unwrap()).collect();
+    let graph = shared::runtime::Graph::load(&bundle.onnx, SIZE).unwrap();
+    let got: Vec<Vec<f32>> = images.iter().map(|img| graph.classify(img).unwrap().probabilities).collect();
     let diff = got.iter().zip(&expected).map(|(g, e)| shared::compare::max_abs_diff(g, e)).fold(0f32, f32::max);
     assert!(diff > 0.0 && diff <= shared::INT8_PROBABILITY_TOLERANCE, "int8 vs float32: {diff}");
+}
+
+#[test]
+fn an_open_set_score_that_disagrees_with_the_trainer_is_caught() {
+    let images = images();
+    let m = model(HeadKind::Linear, Convention::Caffe);
+    let expected = burn_probabilities(&m, &images);
+    let mut bad = open_set(&m, &images);
+    bad.expected[3] += 0.01;
+    let mut export_input = input(&m, &images, expected);
+    export_input.open_set = Some(bad);
+    let dir = tempfile::tempdir().unwrap();
+    let err = export(export_input, &dir.path().join("tiny")).unwrap_err();
+    assert!(err.downcast_ref::<trainer::export::parity::ParityFailure>().is_some(), "{err:#}");
+    assert!(err.to_string().contains("open-set score"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a failed export must write nothing");
 }

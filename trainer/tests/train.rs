@@ -108,7 +108,8 @@ fn clear_errors_for_unusable_datasets() {
 fn resumes_after_kill_9_from_the_last_completed_epoch() {
     use trainer::training::checkpoint::{self, Checkpoint};
     let f = fixture(&["stripes", "columns"], 8);
-    let args = f.train_args("run", &["--no-export", "--epochs", "100000", "--patience", "100000"]);
+    // The gap head trains by epochs (the default linear head is solved outright, nothing to kill).
+    let args = f.train_args("run", &["--head", "gap", "--no-export", "--epochs", "100000", "--patience", "100000"]);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trainer"))
         .args(&args)
         .env("RUST_LOG", "warn")
@@ -131,11 +132,13 @@ fn resumes_after_kill_9_from_the_last_completed_epoch() {
     assert!(done >= 1);
 
     // Without --resume the run folder is protected.
-    let out = trainer(&f.train_args("run", &["--no-export"]));
+    let out = trainer(&f.train_args("run", &["--head", "gap", "--no-export"]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
 
     let target = (done + 3).to_string();
-    let summary = json(&trainer(&f.train_args("run", &["--resume", "--json", "--no-export", "--epochs", &target, "--patience", "100000"])));
+    let summary = json(&trainer(
+        &f.train_args("run", &["--head", "gap", "--resume", "--json", "--no-export", "--epochs", &target, "--patience", "100000"]),
+    ));
     let history = summary["history"].as_array().unwrap();
     assert_eq!(history.len(), done as usize + 3, "resumed run did not continue from epoch {done}");
     for (i, record) in killed.history.iter().enumerate() {

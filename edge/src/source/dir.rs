@@ -24,14 +24,7 @@ impl DirSource {
 
 /// The regular, non-hidden files of `root`, sorted by name.
 pub fn image_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(|e| anyhow::anyhow!("{}: cannot read the folder: {e}", root.display()))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    Ok(files)
+    shared::folders::files(root).map_err(|e| anyhow::anyhow!("{}: cannot read the folder: {e}", root.display()))
 }
 
 impl FrameSource for DirSource {

@@ -27,5 +27,7 @@ pub fn run(run: &Path, out: &Path, precision: shared::Precision) -> anyhow::Resu
         get("train_accuracy") as f32,
         get("train_loss") as f32,
     );
-    super::train::export_outcome(&p, &best, &val, training, out, precision)
+    // The cross-validation ran with the head's fit; it travels in the last checkpoint.
+    let state: checkpoint::Checkpoint = checkpoint::load(&checkpoint::checkpoint_path(run))?;
+    super::train::export_outcome(&p, &best, &val, training, state.cross_validation, out, precision)
 }

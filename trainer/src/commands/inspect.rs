@@ -44,6 +44,28 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
         "parity      {} images: max |diff| {:.2e} (tolerance {}), mean {:.2e}, argmax agreement {:.3}; accuracy in tract {:.4}",
         p.images, p.max_abs_diff, p.tolerance, p.mean_abs_diff, p.argmax_agreement, p.accuracy
     );
+    if let Some(cv) = &m.cross_validation {
+        let _ = writeln!(
+            s,
+            "cross-val   {} folds: accuracy {:.4} +- {:.4}; temperature {:.3} (ECE {:.4} -> {:.4})",
+            cv.folds, cv.mean_accuracy, cv.spread, cv.temperature, cv.ece_before, cv.ece_after
+        );
+    }
+    match &m.open_set {
+        Some(o) => {
+            let _ = writeln!(
+                s,
+                "open set    {} on {} reference photos; `unknown` above {:.4} (accepts {:.1}% of held-out training photos)",
+                o.method,
+                o.references,
+                o.threshold,
+                o.target_acceptance * 100.0
+            );
+        }
+        None => {
+            let _ = writeln!(s, "open set    none (the model always answers one of its classes)");
+        }
+    }
     let _ = writeln!(s, "onnx        {} bytes, sha256 {}", bundle.onnx.len(), bundle.onnx_sha256_hex());
     let _ = writeln!(s, "self-checks {} images", bundle.self_checks.len());
     let _ = write!(s, "exported    by trainer {} at unix time {}", m.trainer_version, m.created_unix);

@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use shared::{Precision, TrainingSummary};
 
+use crate::openset;
 use crate::report::summary::{EvalSummary, ExportSummary, RunSummary, SplitCounts};
 use crate::report::{self, plots};
 use crate::training::checkpoint::Stage;
@@ -34,7 +35,12 @@ pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
         &run.join("predictions.csv"),
     )?;
     plots::curves(&outcome.state.history, &run.join("curves.png"))?;
-    plots::confusion(&outcome.prepared.dataset.classes, &summary.val.confusion, &run.join("confusion.png"))?;
+    plots::confusion(
+        &outcome.prepared.dataset.classes,
+        &outcome.prepared.dataset.classes,
+        &summary.val.confusion,
+        &run.join("confusion.png"),
+    )?;
     if let Some(out) = &request.export_to {
         let t = Instant::now();
         let training = training_summary(
@@ -45,7 +51,8 @@ pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
             summary.train_accuracy,
             summary.train_loss,
         );
-        summary.export = Some(export_outcome(&outcome.prepared, &outcome.best, &outcome.val, training, out, request.precision)?);
+        let cv = outcome.state.cross_validation.clone();
+        summary.export = Some(export_outcome(&outcome.prepared, &outcome.best, &outcome.val, training, cv, out, request.precision)?);
         summary.seconds.push(("export".into(), t.elapsed().as_secs_f32()));
     }
     summary.total_seconds = started.elapsed().as_secs_f32();
@@ -99,6 +106,8 @@ fn summarize(o: &TrainOutcome) -> RunSummary {
         val: eval_summary(p, &p.split.val, &o.val),
         test: o.test.as_ref().map(|t| eval_summary(p, &p.split.test, t)),
         history: o.state.history.clone(),
+        refit: p.config.refit,
+        cross_validation: o.state.cross_validation.clone(),
         seconds: o.phases.0.clone(),
         total_seconds: 0.0,
         backend: p.config.backend.to_string(),
@@ -131,6 +140,32 @@ pub fn training_summary(
     }
 }
 
+/// The "none of these" output: the pooled features of every training and validation photo as
+/// references, and the threshold that accepts [`openset::TARGET_ACCEPTANCE`] of them held out one
+/// near-duplicate group at a time. `None` when training changed the trunk: the cached features
+/// are the frozen trunk's, and would not match the exported graph's.
+fn open_set(p: &Prepared, best: &crate::model::weights::ModelWeights) -> anyhow::Result<Option<crate::export::OpenSetExport>> {
+    if best.trunk.is_some() {
+        tracing::warn!("no open-set score: the trunk was trained, and the score is computed on the frozen trunk's features");
+        return Ok(None);
+    }
+    let dims = p.feature_dims();
+    let items: Vec<usize> = p.split.train.iter().chain(&p.split.val).copied().collect();
+    let references: Vec<Vec<f32>> = p.clean_features(&items, "open-set features")?.iter().map(|f| crate::features::pool(f, dims)).collect();
+    let groups: Vec<usize> = items.iter().map(|&i| p.groups[i]).collect();
+    let held_out = openset::held_out_scores(&references, &groups);
+    let threshold = openset::threshold(&held_out, openset::TARGET_ACCEPTANCE);
+    let normalized: Vec<Vec<f32>> = references.iter().map(|r| openset::normalized(r)).collect();
+    let expected = p.split.val.iter().map(|&i| items.iter().position(|&j| j == i).expect("val is among the references"));
+    let expected = expected.map(|k| openset::score(&references[k], &normalized)).collect();
+    tracing::info!(
+        "open set: {} reference photos, threshold {threshold:.4} (accepts {:.1}% of them held out)",
+        references.len(),
+        openset::TARGET_ACCEPTANCE * 100.0
+    );
+    Ok(Some(crate::export::OpenSetExport { references, threshold, target_acceptance: openset::TARGET_ACCEPTANCE, expected }))
+}
+
 /// Exports the best weights of a prepared run to `out` (`DIR/NAME`). An int8 export calibrates on
 /// training images (never validation ones: the gate judges on those).
 pub fn export_outcome(
@@ -138,6 +173,7 @@ pub fn export_outcome(
     best: &crate::model::weights::ModelWeights,
     val: &Evaluation,
     training: TrainingSummary,
+    cross_validation: Option<shared::CrossValidation>,
     out: &Path,
     precision: Precision,
 ) -> anyhow::Result<ExportSummary> {
@@ -171,6 +207,8 @@ pub fn export_outcome(
             .map(|&i| (p.dataset.samples[i].name.clone(), p.dataset.samples[i].class, &p.dataset.samples[i].image))
             .collect(),
         expected: val.probabilities.clone(),
+        open_set: open_set(p, best)?,
+        cross_validation,
     };
     let report = crate::export::export(input, out)?;
     let parity = &report.manifest.parity;
@@ -185,5 +223,7 @@ pub fn export_outcome(
         parity_mean_abs_diff: parity.mean_abs_diff,
         parity_argmax_agreement: parity.argmax_agreement,
         tract_val_accuracy: parity.accuracy,
+        unknown_threshold: report.manifest.open_set.as_ref().map(|o| o.threshold),
+        unknown_score_max_abs_diff: parity.unknown_score_max_abs_diff,
     })
 }

@@ -87,16 +87,12 @@ pub fn perceptual_hasher() -> image_hasher::Hasher {
     HasherConfig::new().hash_alg(HashAlg::Median).preproc_dct().hash_size(8, 8).to_hasher()
 }
 
+fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
+    move |cause| DataError::Read { path: path.into(), cause }
+}
+
 pub fn scan(root: &Path, options: &ScanOptions, preprocessing: &Preprocessing) -> Result<Dataset, DataError> {
-    let read_dir = |path: &Path| std::fs::read_dir(path).map_err(|cause| DataError::Read { path: path.into(), cause });
-    let mut folders = BTreeMap::new();
-    for entry in read_dir(root)? {
-        let entry = entry.map_err(|cause| DataError::Read { path: root.into(), cause })?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.path().is_dir() && !name.starts_with('.') {
-            folders.insert(name, entry.path());
-        }
-    }
+    let folders: BTreeMap<String, PathBuf> = shared::folders::subfolders(root).map_err(read_error(root))?.into_iter().collect();
     let classes: Vec<String> = match &options.classes {
         Some(wanted) => {
             for class in wanted {
@@ -115,12 +111,7 @@ pub fn scan(root: &Path, options: &ScanOptions, preprocessing: &Preprocessing) -
 
     let mut files = Vec::new();
     for (class, name) in classes.iter().enumerate() {
-        let mut entries: Vec<PathBuf> = read_dir(&folders[name])?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
-            .map(|e| e.path())
-            .collect();
-        entries.sort();
+        let entries = shared::folders::files(&folders[name]).map_err(read_error(&folders[name]))?;
         files.extend(entries.into_iter().map(|p| (p, class)));
     }
 

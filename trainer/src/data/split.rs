@@ -60,6 +60,29 @@ pub fn split(classes: &[usize], groups: &[usize], options: &SplitOptions) -> Spl
     out
 }
 
+/// K-fold cross-validation folds: the fold (0..k) of each item, stratified per class, with every
+/// near-duplicate group in one fold. Each class's groups, in a seeded random order, go one at a
+/// time to the fold that holds the fewest of that class's items so far.
+pub fn folds(classes: &[usize], groups: &[usize], k: usize, seed: u64) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xF01D);
+    let n_classes = classes.iter().max().map_or(0, |m| m + 1);
+    let mut fold = vec![0; classes.len()];
+    for class in 0..n_classes {
+        let mut firsts: Vec<usize> = (0..classes.len()).filter(|&i| classes[i] == class && first_of_group(groups, i) == i).collect();
+        firsts.shuffle(&mut rng);
+        let mut sizes = vec![0usize; k];
+        for first in firsts {
+            let members: Vec<usize> = (0..groups.len()).filter(|&j| groups[j] == groups[first]).collect();
+            let target = (0..k).min_by_key(|&f| (sizes[f], f)).expect("k >= 1");
+            sizes[target] += members.len();
+            for m in members {
+                fold[m] = target;
+            }
+        }
+    }
+    fold
+}
+
 /// Up to `n` positions of `classes` (the class of each item), taking the classes in turn (the
 /// first item of each class, then the second, ...): a small sample that covers every class.
 pub fn classes_in_turn(classes: &[usize], n: usize) -> Vec<usize> {
@@ -74,6 +97,30 @@ pub fn classes_in_turn(classes: &[usize], n: usize) -> Vec<usize> {
 
 fn first_of_group(groups: &[usize], i: usize) -> usize {
     groups.iter().position(|&g| g == groups[i]).expect("i is in its own group")
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::*;
+
+    #[test]
+    fn folds_keep_groups_together_and_balance_classes() {
+        // 2 classes x 12 items; items 0-2 are one group, 13 and 14 another.
+        let classes: Vec<usize> = (0..24).map(|i| i / 12).collect();
+        let mut groups: Vec<usize> = (0..24).collect();
+        groups[1] = 0;
+        groups[2] = 0;
+        groups[14] = 13;
+        let fold = folds(&classes, &groups, 4, 7);
+        assert_eq!((fold[0], fold[0]), (fold[1], fold[2]), "a group stays in one fold");
+        assert_eq!(fold[13], fold[14]);
+        for class in 0..2 {
+            let counts: Vec<usize> = (0..4).map(|f| (0..24).filter(|&i| classes[i] == class && fold[i] == f).count()).collect();
+            assert_eq!(counts.iter().sum::<usize>(), 12);
+            assert!(counts.iter().all(|&c| (2..=4).contains(&c)), "class {class}: {counts:?}");
+        }
+        assert_eq!(folds(&classes, &groups, 4, 7), fold, "seeded");
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! An int8 export replaces the trunk with QuantizeLinear -> 13 x QLinearConv, uint8 MaxPools ->
 //! DequantizeLinear (see [`super::quantize`]).
 
-use shared::{HeadKind, Normalization, ONNX_INPUT, ONNX_OUTPUT};
+use shared::{HeadKind, Normalization, ONNX_INPUT, ONNX_OUTPUT, ONNX_UNKNOWN_OUTPUT};
 use tract_onnx::pb::{self, attribute_proto::AttributeType, tensor_proto::DataType};
 
 use super::quantize::{QuantParams, QuantizedConv, QuantizedTrunk};
@@ -184,6 +184,28 @@ impl GraphBuilder {
         self.node("Gemm", &[x, &weight, &bias], vec![], None)
     }
 
+    /// `x @ M` with `M` a constant `[rows, columns]` matrix (no bias).
+    pub fn matmul_const(&mut self, x: &str, name: &str, rows: usize, columns: usize, values: &[f32]) -> String {
+        let m = self.initializer_f32(name, &[rows, columns], values);
+        self.node("MatMul", &[x, &m], vec![], None)
+    }
+
+    /// A reduction (`ReduceL2`, `ReduceMax`, ...) over axis 1, kept as a dimension of 1.
+    pub fn reduce_axis1(&mut self, op: &str, x: &str) -> String {
+        self.node(op, &[x], vec![attr_ints("axes", &[1]), attr_int("keepdims", 1)], None)
+    }
+
+    /// An elementwise binary node (`Add`, `Sub`, `Div`, ...) with a scalar constant on either side.
+    pub fn with_scalar(&mut self, op: &str, x: &str, name: &str, value: f32, scalar_first: bool) -> String {
+        let c = self.initializer_f32(name, &[], &[value]);
+        let inputs = if scalar_first { [c.as_str(), x] } else { [x, c.as_str()] };
+        self.node(op, &inputs, vec![], None)
+    }
+
+    pub fn div(&mut self, a: &str, b: &str) -> String {
+        self.node("Div", &[a, b], vec![], None)
+    }
+
     pub fn softmax(&mut self, x: &str, output: &str) -> String {
         self.node("Softmax", &[x], vec![attr_int("axis", 1)], Some(output))
     }
@@ -294,41 +316,82 @@ pub enum Trunk<'a> {
     Int8(&'a QuantizedTrunk),
 }
 
-/// The whole classifier: preprocessing, trunk, head, Softmax.
+/// The open-set branch on pooled features `[N, C]`: `1 - max_j cos(x, r_j)` against the
+/// L2-normalized `references` (each of length C), as [`crate::openset::score`] computes it.
+pub fn knn_cosine_score(g: &mut GraphBuilder, pooled: &str, references: &[Vec<f32>], output: &str) -> String {
+    let c = references.first().map_or(0, Vec::len);
+    let norm = g.reduce_axis1("ReduceL2", pooled);
+    let norm = g.with_scalar("Add", &norm, "open_set.epsilon", crate::openset::NORM_EPSILON, false);
+    let unit = g.div(pooled, &norm);
+    // References as the columns of a [C, M] matrix.
+    let mut columns = vec![0f32; c * references.len()];
+    for (j, r) in references.iter().enumerate() {
+        for (i, v) in r.iter().enumerate() {
+            columns[i * references.len() + j] = *v;
+        }
+    }
+    let similarities = g.matmul_const(&unit, "open_set.references", c, references.len(), &columns);
+    let best = g.reduce_axis1("ReduceMax", &similarities);
+    let one = g.initializer_f32("open_set.one", &[], &[1.0]);
+    g.node("Sub", &[&one, &best], vec![], Some(output))
+}
+
+/// What the exported graph computes besides the trunk: the head and, optionally, the open set.
+pub struct Outputs<'a> {
+    pub head_kind: HeadKind,
+    pub head: &'a [DenseWeights],
+    /// L2-normalized pooled features of the training images, for the `unknown_score` output.
+    pub open_set_references: Option<&'a [Vec<f32>]>,
+}
+
+/// The whole classifier: preprocessing, trunk, head, Softmax [, open-set score].
 pub fn classifier(
     trunk: Trunk,
-    head_kind: HeadKind,
-    head: &[DenseWeights],
+    outputs: Outputs,
     normalization: &Normalization,
     input_size: usize,
     metadata: Vec<(String, String)>,
 ) -> pb::ModelProto {
     let mut g = GraphBuilder::default();
     let x = preprocessing(&mut g, ONNX_INPUT, normalization);
-    let mut x = match trunk {
+    let features = match trunk {
         Trunk::F32(convs) => trunk_f32(&mut g, x, convs).0,
         Trunk::Int8(q) => trunk_int8(&mut g, x, q),
     };
-    x = match head_kind {
-        HeadKind::Gap => g.global_average_pool(&x),
-        HeadKind::Flatten => x,
+    let needs_pool = outputs.head_kind.pools_globally() || outputs.open_set_references.is_some();
+    let pooled = if needs_pool {
+        let p = g.global_average_pool(&features);
+        Some(g.flatten(&p))
+    } else {
+        None
     };
-    x = g.flatten(&x);
-    let last = head.len() - 1;
-    for (i, layer) in head.iter().enumerate() {
+    let mut x = match (&pooled, outputs.head_kind.pools_globally()) {
+        (Some(p), true) => p.clone(),
+        _ => g.flatten(&features),
+    };
+    let last = outputs.head.len() - 1;
+    for (i, layer) in outputs.head.iter().enumerate() {
         x = g.gemm(&x, &format!("head.dense{}", i + 1), layer);
         if i < last {
             x = g.relu(&x);
         }
     }
     let probabilities = g.softmax(&x, ONNX_OUTPUT);
-    let classes = head.last().map_or(0, |l| l.outputs);
+    let classes = outputs.head.last().map_or(0, |l| l.outputs);
     let s = Some(input_size);
+    let mut graph_outputs = vec![(probabilities, DataType::Float, vec![None, Some(classes)])];
+    if let (Some(references), Some(pooled)) = (outputs.open_set_references, &pooled) {
+        let score = knn_cosine_score(&mut g, pooled, references, ONNX_UNKNOWN_OUTPUT);
+        graph_outputs.push((score, DataType::Float, vec![None, Some(1)]));
+    }
+    let graph_outputs: Vec<(&str, DataType, &[Option<usize>])> =
+        graph_outputs.iter().map(|(name, ty, shape)| (name.as_str(), *ty, shape.as_slice())).collect();
     g.finish(
         (ONNX_INPUT, DataType::Uint8, &[None, s, s, Some(3)]),
-        &[(&probabilities, DataType::Float, &[None, Some(classes)])],
+        &graph_outputs,
         metadata,
-        "VGG16 + head image classifier. Input: RGB uint8 [N, S, S, 3] after the resize in metadata; output: class probabilities.",
+        "VGG16 + head image classifier. Input: RGB uint8 [N, S, S, 3] after the resize in metadata; outputs: class \
+         probabilities, and where present unknown_score (open-set score; above the metadata's unknown_threshold: none of these).",
     )
 }
 
@@ -447,6 +510,20 @@ mod tests {
         let m = one_node(|g, x| g.softmax(x, "p"), DataType::Float, &[1, 2], &[1, 2]);
         let out = run(m, f32_tensor(&[1, 2], vec![0.0, (3.0f32).ln()]));
         assert!((out[0] - 0.25).abs() < 1e-6 && (out[1] - 0.75).abs() < 1e-6, "{out:?}");
+    }
+
+    #[test]
+    fn open_set_branch_matches_the_direct_computation() {
+        let references: Vec<Vec<f32>> =
+            [[1.0, 0.0, 0.0], [0.2, 0.9, 0.1], [0.0, 0.3, 2.0]].iter().map(|r| crate::openset::normalized(r)).collect();
+        let rows = [[2.0, 0.1, 0.0], [0.5, 0.5, 0.5], [0.0, 0.0, 0.0], [0.1, 0.2, 3.0]];
+        let m = one_node(|g, x| knn_cosine_score(g, x, &references, "score"), DataType::Float, &[4, 3], &[4, 1]);
+        let got = run(m, f32_tensor(&[4, 3], rows.concat()));
+        for (row, g) in rows.iter().zip(&got) {
+            let expected = crate::openset::score(row, &references);
+            assert!((g - expected).abs() < 1e-6, "{row:?}: graph {g}, direct {expected}");
+        }
+        assert!((got[2] - 1.0).abs() < 1e-6, "an all-zero feature vector scores 1");
     }
 
     #[test]

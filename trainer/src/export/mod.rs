@@ -6,4 +6,4 @@ pub mod parity;
 pub mod quantize;
 pub mod write;
 
-pub use write::{ExportInput, ExportReport, export};
+pub use write::{ExportInput, ExportReport, OpenSetExport, export};

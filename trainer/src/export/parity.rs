@@ -3,38 +3,16 @@
 
 use std::fmt::Write as _;
 
-use anyhow::Context;
 use image::RgbImage;
+use shared::runtime::{Graph, Outputs};
 use shared::{GateRule, ParityReport};
-use tract_onnx::prelude::*;
 
 use shared::compare::{argmax, max_abs_diff};
 
-pub type Runnable = std::sync::Arc<TypedRunnableModel>;
-
-/// Loads ONNX bytes into tract for batch-1 RGB squares of side `size`.
-pub fn load(onnx: &[u8], size: usize) -> anyhow::Result<Runnable> {
-    tract_onnx::onnx()
-        .model_for_read(&mut &onnx[..])
-        .context("tract cannot read the exported ONNX")?
-        .with_input_fact(0, u8::fact([1, size, size, 3]).into())?
-        .into_optimized()
-        .context("tract cannot optimize the exported graph")?
-        .into_runnable()
-        .context("tract cannot plan the exported graph")
-}
-
-pub fn run(model: &Runnable, image: &RgbImage) -> anyhow::Result<Vec<f32>> {
-    let (w, h) = image.dimensions();
-    let input = tract_ndarray::Array4::from_shape_vec((1, h as usize, w as usize, 3), image.as_raw().clone())?.into_tensor();
-    let out = model.run(tvec!(input.into()))?;
-    Ok(out[0].to_plain_array_view::<f32>()?.iter().copied().collect())
-}
-
 pub struct Gate {
     pub report: ParityReport,
-    /// tract's probabilities per image.
-    pub tract: Vec<Vec<f32>>,
+    /// tract's outputs per image.
+    pub tract: Vec<Outputs>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,22 +22,45 @@ pub struct ParityFailure {
 }
 
 /// Runs each validation image `(name, true class, image)` in tract and holds the outputs to
-/// `rule` against `expected` (the trainer's probabilities).
-pub fn check(model: &Runnable, images: &[(String, usize, &RgbImage)], expected: &[Vec<f32>], rule: GateRule) -> anyhow::Result<Gate> {
+/// `rule` against `expected` (the trainer's probabilities) and `expected_scores` (the trainer's
+/// open-set scores, when the graph computes them).
+pub fn check(
+    model: &Graph,
+    images: &[(String, usize, &RgbImage)],
+    expected: &[Vec<f32>],
+    expected_scores: Option<&[f32]>,
+    rule: GateRule,
+) -> anyhow::Result<Gate> {
     use rayon::prelude::*;
     let bar = crate::progress::bar(images.len() as u64, "parity check");
     // One image per core at a time: tract's plan is shareable, its runs independent.
     let tract = images
         .par_iter()
         .map(|(_, _, image)| {
-            let out = run(model, image);
+            let out = model.classify(image);
             bar.inc(1);
             out
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     bar.finish_and_clear();
+    let outputs = tract;
+    let tract: Vec<Vec<f32>> = outputs.iter().map(|o| o.probabilities.clone()).collect();
     let classes: Vec<usize> = images.iter().map(|(_, class, _)| *class).collect();
-    let report = compare(&tract, expected, &classes, rule.tolerance);
+    let mut report = compare(&tract, expected, &classes, rule.tolerance);
+    if let Some(expected_scores) = expected_scores {
+        let got: Vec<f32> = outputs.iter().map(|o| o.unknown_score.unwrap_or(f32::NAN)).collect();
+        let diff = max_abs_diff(&got, expected_scores);
+        report.unknown_score_max_abs_diff = Some(diff);
+        if diff > rule.tolerance {
+            return Err(ParityFailure {
+                details: format!(
+                    "the open-set score differs by {diff:.3e} (tolerance {}): tract {got:?}, trainer {expected_scores:?}",
+                    rule.tolerance
+                ),
+            }
+            .into());
+        }
+    }
     let trainer_accuracy = accuracy(expected, &classes);
     let drop = trainer_accuracy - report.accuracy;
     if !rule.admits(report.max_abs_diff, report.argmax_agreement, drop) {
@@ -83,7 +84,7 @@ pub fn check(model: &Runnable, images: &[(String, usize, &RgbImage)], expected: 
         }
         return Err(ParityFailure { details }.into());
     }
-    Ok(Gate { report, tract })
+    Ok(Gate { report, tract: outputs })
 }
 
 /// Share of `outputs` whose top class is the true one.
@@ -111,5 +112,6 @@ pub fn compare(tract: &[Vec<f32>], expected: &[Vec<f32>], classes: &[usize], tol
         argmax_agreement: agree as f32 / tract.len().max(1) as f32,
         accuracy: accuracy(tract, classes),
         tolerance,
+        unknown_score_max_abs_diff: None,
     }
 }

@@ -16,7 +16,6 @@ use anyhow::Context;
 use image::RgbImage;
 use shared::Normalization;
 use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::prelude::*;
 
 use super::graph::{self, GraphBuilder};
 use crate::backbone::ConvWeights;
@@ -80,22 +79,18 @@ pub fn calibrate(convs: &[ConvWeights], normalization: &Normalization, size: usi
     let outputs: Vec<_> = taps.iter().map(|t| (*t, DataType::Float, &[][..])).collect();
     let s = Some(size);
     let proto = g.finish((shared::ONNX_INPUT, DataType::Uint8, &[None, s, s, Some(3)]), &outputs, vec![], "int8 calibration");
-    let model = super::parity::load(&prost::Message::encode_to_vec(&proto), size).context("int8 calibration graph")?;
+    let model = shared::runtime::Graph::load(&prost::Message::encode_to_vec(&proto), size as u32).context("int8 calibration graph")?;
 
     let bar = crate::progress::bar(images.len() as u64, "int8 calibration");
     let per_image = images
         .par_iter()
         .map(|image| {
-            let (w, h) = image.dimensions();
-            let input = tract_ndarray::Array4::from_shape_vec((1, h as usize, w as usize, 3), image.as_raw().clone())?.into_tensor();
-            let outs = model.run(tvec!(input.into()))?;
+            let outs = model.run(image)?;
             bar.inc(1);
-            outs.iter()
-                .map(|t| {
-                    let v = t.to_plain_array_view::<f32>()?;
-                    Ok(v.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x))))
-                })
-                .collect::<anyhow::Result<Vec<(f32, f32)>>>()
+            Ok(outs
+                .iter()
+                .map(|v| v.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x))))
+                .collect::<Vec<(f32, f32)>>())
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     bar.finish_and_clear();
@@ -169,6 +164,7 @@ fn quantize_conv(w: &ConvWeights, input: QuantParams, output: QuantParams) -> Qu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tract_onnx::prelude::*;
 
     /// What a runtime does with an encoding (the product only writes encodings; tract applies them).
     impl QuantParams {

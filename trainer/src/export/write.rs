@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use image::RgbImage;
 use prost::Message;
-use shared::{BackboneInfo, Bundle, HeadKind, Manifest, Normalization, Precision, Preprocessing, SelfCheck, TrainingSummary};
+use shared::{
+    BackboneInfo, Bundle, HeadKind, Manifest, Normalization, ONNX_UNKNOWN_OUTPUT, OpenSet, OpenSetMethod, Precision, Preprocessing,
+    SelfCheck, TrainingSummary,
+};
 
 use super::graph::Trunk;
 use super::{graph, parity, quantize};
@@ -32,6 +35,20 @@ pub struct ExportInput<'a> {
     pub images: Vec<(String, usize, &'a RgbImage)>,
     /// The trainer's probabilities for `images`.
     pub expected: Vec<Vec<f32>>,
+    /// The "none of these" output, if the graph is to have one.
+    pub open_set: Option<OpenSetExport>,
+    /// The head's cross-validation (its temperature is already in `head`), for the manifest.
+    pub cross_validation: Option<shared::CrossValidation>,
+}
+
+/// What the export needs for the `unknown_score` output.
+pub struct OpenSetExport {
+    /// Pooled trunk features of the training images (the graph stores them L2-normalized).
+    pub references: Vec<Vec<f32>>,
+    pub threshold: f32,
+    pub target_acceptance: f32,
+    /// The trainer's scores for the validation `images`, in their order.
+    pub expected: Vec<f32>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,7 +77,15 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
             argmax_agreement: 0.0,
             accuracy: 0.0,
             tolerance: 0.0,
+            unknown_score_max_abs_diff: None,
         },
+        open_set: input.open_set.as_ref().map(|o| OpenSet {
+            method: OpenSetMethod::KnnCosine,
+            references: o.references.len() as u32,
+            threshold: o.threshold,
+            target_acceptance: o.target_acceptance,
+        }),
+        cross_validation: input.cross_validation.clone(),
         created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         trainer_version: env!("CARGO_PKG_VERSION").into(),
     };
@@ -73,13 +98,17 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
             Some(quantize::quantize(&equalized, &ranges))
         }
     };
+    let references: Option<Vec<Vec<f32>>> =
+        input.open_set.as_ref().map(|o| o.references.iter().map(|r| crate::openset::normalized(r)).collect());
     let build = |manifest: &Manifest| {
         let trunk = int8.as_ref().map_or(Trunk::F32(&input.trunk), Trunk::Int8);
-        graph::classifier(trunk, input.head_kind, &input.head, &input.normalization, size, metadata(manifest)).encode_to_vec()
+        let outputs = graph::Outputs { head_kind: input.head_kind, head: &input.head, open_set_references: references.as_deref() };
+        graph::classifier(trunk, outputs, &input.normalization, size, metadata(manifest)).encode_to_vec()
     };
     // Gate on the graph as it will be written; only the parity figures in its metadata change.
-    let model = parity::load(&build(&manifest), size)?;
-    let gate = parity::check(&model, &input.images, &input.expected, input.precision.gate())?;
+    let model = shared::runtime::Graph::load(&build(&manifest), size as u32).context("the exported graph")?;
+    let expected_scores = input.open_set.as_ref().map(|o| o.expected.as_slice());
+    let gate = parity::check(&model, &input.images, &input.expected, expected_scores, input.precision.gate())?;
     manifest.parity = gate.report.clone();
     let onnx = build(&manifest);
 
@@ -104,13 +133,19 @@ fn with_suffix(base: &Path, ext: &str) -> PathBuf {
 
 /// Up to [`SELF_CHECKS`] images, taking the classes in turn, with tract's probabilities: the
 /// device must compute what tract computed here (which the gate tied to the trainer's).
-fn self_checks(input: &ExportInput, tract: &[Vec<f32>]) -> Vec<SelfCheck> {
+fn self_checks(input: &ExportInput, tract: &[shared::runtime::Outputs]) -> Vec<SelfCheck> {
     let classes: Vec<usize> = input.images.iter().map(|(_, class, _)| *class).collect();
     crate::data::split::classes_in_turn(&classes, SELF_CHECKS)
         .into_iter()
         .map(|i| {
             let (name, class, image) = &input.images[i];
-            SelfCheck { name: name.clone(), label: input.labels[*class].clone(), rgb: image.as_raw().clone(), expected: tract[i].clone() }
+            SelfCheck {
+                name: name.clone(),
+                label: input.labels[*class].clone(),
+                rgb: image.as_raw().clone(),
+                expected: tract[i].probabilities.clone(),
+                expected_unknown_score: tract[i].unknown_score,
+            }
         })
         .collect()
 }
@@ -129,6 +164,8 @@ fn metadata(m: &Manifest) -> Vec<(String, String)> {
         ("head".into(), m.head.name().into()),
         ("precision".into(), m.precision.name().into()),
         ("val_accuracy".into(), m.training.val_accuracy.to_string()),
+        ("unknown_output".into(), m.open_set.as_ref().map_or("none".into(), |o| format!("{ONNX_UNKNOWN_OUTPUT} ({})", o.method))),
+        ("unknown_threshold".into(), m.open_set.as_ref().map_or("none".into(), |o| o.threshold.to_string())),
         ("manifest".into(), serde_json::to_string(m).expect("manifest serializes")),
     ]
 }

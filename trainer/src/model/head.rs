@@ -14,8 +14,8 @@ use super::{from_vec, to_vec};
 pub struct Head {
     pub layers: Vec<Linear>,
     dropout: Dropout,
-    /// Global average pool (the `gap` head) rather than flatten (the `flatten` head).
-    pub global_pool: bool,
+    #[module(skip)]
+    kind: HeadKind,
 }
 
 impl Head {
@@ -23,33 +23,38 @@ impl Head {
     pub fn new(kind: HeadKind, channels: usize, spatial: usize, classes: usize, dropout: f64, device: &Device) -> Self {
         let widths = Self::widths(kind, channels, spatial, classes);
         let layers = widths.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(device)).collect();
-        Self { layers, dropout: DropoutConfig::new(dropout).init(), global_pool: kind == HeadKind::Gap }
+        Self { layers, dropout: DropoutConfig::new(dropout).init(), kind }
     }
 
     /// Layer widths from input to output.
     pub fn widths(kind: HeadKind, channels: usize, spatial: usize, classes: usize) -> Vec<usize> {
         match kind {
+            HeadKind::Linear => vec![channels, classes],
             HeadKind::Gap => vec![channels, 256, classes],
             HeadKind::Flatten => vec![channels * spatial * spatial, 1024, 1024, classes],
         }
     }
 
     pub fn kind(&self) -> HeadKind {
-        if self.global_pool { HeadKind::Gap } else { HeadKind::Flatten }
+        self.kind
     }
 
     pub fn forward(&self, features: Tensor<4>) -> Tensor<2> {
         let [n, c, h, w] = features.dims();
-        let mut x: Tensor<2> =
-            if self.global_pool { features.reshape([n, c, h * w]).mean_dim(2).reshape([n, c]) } else { features.reshape([n, c * h * w]) };
+        let mut x: Tensor<2> = if self.kind.pools_globally() {
+            features.reshape([n, c, h * w]).mean_dim(2).reshape([n, c])
+        } else {
+            features.reshape([n, c * h * w])
+        };
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x);
             if i < last {
                 x = relu(x);
-            }
-            if i == 0 {
-                x = self.dropout.forward(x);
+                // Dropout after the first hidden layer only: never on the logits.
+                if i == 0 {
+                    x = self.dropout.forward(x);
+                }
             }
         }
         x

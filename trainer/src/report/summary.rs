@@ -34,6 +34,9 @@ pub struct ExportSummary {
     pub parity_mean_abs_diff: f32,
     pub parity_argmax_agreement: f32,
     pub tract_val_accuracy: f32,
+    /// The open-set threshold stored in the bundle (`None`: no `unknown_score` output).
+    pub unknown_threshold: Option<f32>,
+    pub unknown_score_max_abs_diff: Option<f32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +57,11 @@ pub struct RunSummary {
     pub val: EvalSummary,
     pub test: Option<EvalSummary>,
     pub history: Vec<EpochRecord>,
+    /// Whether the exported head was refitted on training + validation photos (then `val` is not
+    /// held out; `cross_validation` is).
+    pub refit: bool,
+    /// The linear head's cross-validation and temperature (`--cv`).
+    pub cross_validation: Option<shared::CrossValidation>,
     /// Wall-clock seconds per phase.
     pub seconds: Vec<(String, f32)>,
     pub total_seconds: f32,

@@ -42,6 +42,8 @@ pub struct Checkpoint {
     pub epochs_since_best: u32,
     /// Whether this stage finished (converged or ran its epochs).
     pub stage_finished: bool,
+    /// The `linear` head's cross-validation, when it ran.
+    pub cross_validation: Option<shared::CrossValidation>,
 }
 
 pub fn checkpoint_path(run: &Path) -> PathBuf {

@@ -41,6 +41,16 @@ pub struct TrainConfig {
     pub resize: ResizePolicy,
     pub head: HeadKind,
     pub dropout: f64,
+    /// L2 penalty of the `linear` head's logistic regression (scikit-learn's 1 / C).
+    #[serde(default = "default_l2")]
+    pub l2: f64,
+    /// Folds of the `linear` head's cross-validation (0: none, and no temperature scaling).
+    #[serde(default = "default_cv_folds")]
+    pub cv_folds: usize,
+    /// Fit the exported `linear` head on the training and validation photos (cross-validation,
+    /// not the validation split, is then the held-out figure).
+    #[serde(default)]
+    pub refit: bool,
     /// Train through the trunk with its first N convolutions frozen (None: trunk fully frozen,
     /// head trained on cached features).
     pub freeze_first: Option<usize>,
@@ -67,6 +77,18 @@ pub struct TrainConfig {
     pub cache_dir: Option<PathBuf>,
 }
 
+pub const DEFAULT_L2: f64 = 1.0;
+
+fn default_l2() -> f64 {
+    DEFAULT_L2
+}
+
+pub const DEFAULT_CV_FOLDS: usize = 5;
+
+fn default_cv_folds() -> usize {
+    DEFAULT_CV_FOLDS
+}
+
 impl TrainConfig {
     /// Whether any stage trains through the trunk (slow on a CPU; features are not cached).
     pub fn trains_trunk(&self) -> bool {
@@ -87,6 +109,12 @@ impl TrainConfig {
         }
         if self.batch_size == 0 || self.epochs == 0 {
             return Err("--batch-size and --epochs must be at least 1".into());
+        }
+        if !(self.l2.is_finite() && self.l2 > 0.0) {
+            return Err(format!("--l2 {} must be a positive number", self.l2));
+        }
+        if self.cv_folds == 1 {
+            return Err("--cv 1: cross-validation needs at least 2 folds (0 turns it off)".into());
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("--dropout {} must be in [0, 1)", self.dropout));

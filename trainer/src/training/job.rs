@@ -13,7 +13,7 @@ use image::RgbImage;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use shared::{Normalization, Preprocessing};
+use shared::{HeadKind, Normalization, Preprocessing};
 
 use super::checkpoint::{self, Checkpoint, Stage};
 use super::config::{OptimizerKind, TrainConfig};
@@ -243,7 +243,100 @@ fn fresh_state(stage: Stage, weights: ModelWeights, carried: Option<&Checkpoint>
         best: carried.and_then(|c| c.best),
         epochs_since_best: 0,
         stage_finished: false,
+        cross_validation: carried.and_then(|c| c.cross_validation.clone()),
     }
+}
+
+/// Fits the `linear` head on every cached view of the training images (the clean one and any
+/// `--aug-views`), cross-validates it on training + validation photos and divides its logits by
+/// the temperature fitted there; records it as one finished head stage, saved as the best weights.
+fn fit_linear_head(p: &Prepared, train_views: &[Vec<Vec<f32>>], run: &Path) -> anyhow::Result<Checkpoint> {
+    use super::calibration::{self, Sample};
+    let started = Instant::now();
+    let dims = p.feature_dims();
+    let n_classes = p.dataset.classes.len();
+    let train_classes = p.classes_of(&p.split.train);
+    let train_pooled: Vec<Vec<Vec<f32>>> =
+        train_views.iter().map(|views| views.iter().map(|v| features::pool(v, dims)).collect()).collect();
+    let val_pooled: Vec<Vec<f32>> = if p.config.cv_folds >= 2 || p.config.refit {
+        p.clean_features(&p.split.val, "val features")?.iter().map(|f| features::pool(f, dims)).collect()
+    } else {
+        Vec::new()
+    };
+    let (mut rows, mut classes) = (Vec::new(), Vec::new());
+    for (views, &class) in train_pooled.iter().zip(&train_classes) {
+        for view in views {
+            rows.push(view.as_slice());
+            classes.push(class);
+        }
+    }
+    if p.config.refit {
+        rows.extend(val_pooled.iter().map(Vec::as_slice));
+        classes.extend(p.classes_of(&p.split.val));
+    }
+    let fit = super::logistic::LogisticProblem { features: &rows, classes: &classes, n_classes, l2: p.config.l2 }.fit()?;
+    tracing::info!(
+        "linear head: logistic regression on {} views{}, l2 {}, {} L-BFGS iterations, gradient {:.1e}",
+        rows.len(),
+        if p.config.refit { " (training + validation photos)" } else { "" },
+        p.config.l2,
+        fit.iterations,
+        fit.gradient_max
+    );
+    let cross_validation = if p.config.cv_folds >= 2 {
+        let items: Vec<usize> = p.split.train.iter().chain(&p.split.val).copied().collect();
+        let groups: Vec<usize> = items.iter().map(|&i| p.groups[i]).collect();
+        let item_classes = p.classes_of(&items);
+        let folds = crate::data::split::folds(&item_classes, &groups, p.config.cv_folds, p.config.seed);
+        let views = train_pooled.iter().map(|v| v.iter().map(Vec::as_slice).collect()).chain(val_pooled.iter().map(|v| vec![v.as_slice()]));
+        let samples: Vec<Sample> =
+            views.zip(&item_classes).zip(&folds).map(|((views, &class), &fold)| Sample { views, class, fold }).collect();
+        let cv = calibration::cross_validate(&samples, n_classes, p.config.cv_folds, p.config.l2)?;
+        tracing::info!(
+            "{}-fold cross-validation: accuracy {:.4} +- {:.4}; temperature {:.3} (ECE {:.4} -> {:.4})",
+            cv.folds,
+            cv.mean_accuracy,
+            cv.spread,
+            cv.temperature,
+            cv.ece_before,
+            cv.ece_after
+        );
+        Some(cv)
+    } else {
+        None
+    };
+    let temperature = cross_validation.as_ref().map_or(1.0, |cv| cv.temperature);
+    // Training figures on the clean view of each image (the first of its views).
+    let clean: Vec<Vec<f32>> = train_pooled
+        .iter()
+        .map(|views| super::fit::softmax(&fit.logits(&views[0]).iter().map(|l| l / temperature).collect::<Vec<_>>()))
+        .collect();
+    let train = super::fit::summarize(clean, &train_classes);
+    // Fresh Burn parameter ids, so a --finetune stage after this one keys its optimizer correctly.
+    // The temperature is folded into the weights: logits / t = x (W / t) + b / t.
+    let mut head = Head::new(HeadKind::Linear, dims[0], dims[1], n_classes, 0.0, &p.device).to_weights();
+    head[0].weight = fit.weight.iter().map(|w| w / temperature).collect();
+    head[0].bias = fit.bias.iter().map(|b| b / temperature).collect();
+    let weights = ModelWeights { head_kind: HeadKind::Linear, trunk: None, head };
+    let val = p.probabilities(&weights, &p.split.val)?;
+    let record = super::checkpoint::EpochRecord {
+        stage: Stage::Head,
+        epoch: 1,
+        train_loss: train.loss,
+        train_accuracy: train.accuracy,
+        val_loss: val.loss,
+        val_accuracy: val.accuracy,
+        seconds: started.elapsed().as_secs_f32(),
+    };
+    let mut state = fresh_state(Stage::Head, weights, None);
+    state.history.push(record);
+    state.best = Some(0);
+    state.epochs_done = 1;
+    state.stage_finished = true;
+    state.cross_validation = cross_validation;
+    checkpoint::save(&checkpoint::best_path(run), &state.weights)?;
+    checkpoint::save(&checkpoint::checkpoint_path(run), &state)?;
+    Ok(state)
 }
 
 /// What `trainer train` produced.
@@ -309,6 +402,16 @@ pub fn train(config: TrainConfig, run: &Path, resume: bool) -> anyhow::Result<Tr
     let [channels, spatial, _] = p.feature_dims();
     let n_classes = p.dataset.classes.len();
     let autodiff = p.device.clone().autodiff();
+
+    // Stage 1, linear head: a logistic regression on the pooled cached features, solved outright.
+    if config.head == HeadKind::Linear
+        && config.freeze_first.is_none()
+        && state.as_ref().is_none_or(|s| s.stage == Stage::Head && !s.stage_finished)
+    {
+        let train_views = phases.time("features", || p.train_views(&p.split.train))?;
+        let done = phases.time("train head", || fit_linear_head(&p, &train_views, run))?;
+        state = Some(done);
+    }
 
     // Stage 1: the head on cached features (unless training through the trunk from the start).
     if config.freeze_first.is_none() && state.as_ref().is_none_or(|s| s.stage == Stage::Head && !s.stage_finished) {

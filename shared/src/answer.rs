@@ -1,0 +1,84 @@
+//! What a model's outputs mean as an answer: a class, `unknown` (the open-set score says the
+//! image is like nothing trained on) or `unsure` (the best class is below a confidence floor).
+//! The edge answers by this rule and `trainer evaluate` scores by it, so the report describes
+//! what the box will say.
+
+use serde::{Deserialize, Serialize};
+
+use crate::compare::argmax;
+
+/// The label printed when the open-set score is above its threshold.
+pub const UNKNOWN: &str = "unknown";
+/// The label printed when the best class's probability is below `min_confidence`.
+pub const UNSURE: &str = "unsure";
+
+/// When an answer is withheld.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Refuse as `unknown` when the open-set score is above this (`None`: never).
+    pub unknown: Option<f32>,
+    /// Refuse as `unsure` when the best probability is below this (0: never).
+    pub min_confidence: f32,
+}
+
+impl Thresholds {
+    /// The model's own open-set threshold unless `unknown` overrides it (`--unknown-threshold`).
+    pub fn for_model(manifest: &crate::Manifest, unknown: Option<f32>, min_confidence: f32) -> Self {
+        Self { unknown: unknown.or(manifest.open_set.as_ref().map(|o| o.threshold)), min_confidence }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Class(usize),
+    Unknown,
+    Unsure,
+}
+
+impl Answer {
+    /// `unknown` comes first: an image like nothing trained on has no meaningful best class.
+    pub fn of(probabilities: &[f32], unknown_score: Option<f32>, thresholds: &Thresholds) -> Self {
+        if let (Some(score), Some(limit)) = (unknown_score, thresholds.unknown)
+            && (score > limit || score.is_nan())
+        {
+            return Answer::Unknown;
+        }
+        let best = argmax(probabilities);
+        if probabilities.get(best).is_none_or(|&p| p < thresholds.min_confidence || p.is_nan()) {
+            return Answer::Unsure;
+        }
+        Answer::Class(best)
+    }
+
+    pub fn label<'a>(&self, labels: &'a [String]) -> &'a str {
+        match self {
+            Answer::Class(i) => labels[*i].as_str(),
+            Answer::Unknown => UNKNOWN,
+            Answer::Unsure => UNSURE,
+        }
+    }
+
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Answer::Class(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_before_unsure_before_class() {
+        let t = Thresholds { unknown: Some(0.5), min_confidence: 0.6 };
+        assert_eq!(Answer::of(&[0.9, 0.1], Some(0.7), &t), Answer::Unknown);
+        assert_eq!(Answer::of(&[0.55, 0.45], Some(0.2), &t), Answer::Unsure);
+        assert_eq!(Answer::of(&[0.1, 0.9], Some(0.5), &t), Answer::Class(1), "at the threshold: accepted");
+        assert_eq!(Answer::of(&[0.1, 0.9], Some(f32::NAN), &t), Answer::Unknown);
+        assert_eq!(Answer::of(&[f32::NAN, f32::NAN], None, &t), Answer::Unsure);
+        let never = Thresholds { unknown: None, min_confidence: 0.0 };
+        assert_eq!(Answer::of(&[0.5, 0.5], Some(9.0), &never), Answer::Class(0));
+        let labels = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(Answer::Unknown.label(&labels), "unknown");
+        assert_eq!(Answer::Class(1).label(&labels), "b");
+    }
+}

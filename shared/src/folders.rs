@@ -1,0 +1,50 @@
+//! Class-folder datasets (`DIR/<class>/<image>`) as the trainer, `trainer evaluate` and the edge's
+//! `dir:` source read them: regular, non-hidden entries, sorted by name.
+
+use std::path::{Path, PathBuf};
+
+fn entries(dir: &Path, want_dir: bool) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if !name.starts_with('.') && if want_dir { path.is_dir() } else { path.is_file() } {
+            found.push((name, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The non-hidden files of `dir`, sorted.
+pub fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    Ok(entries(dir, false)?.into_iter().map(|(_, p)| p).collect())
+}
+
+/// The non-hidden sub-folders of `dir` with their names, sorted by name.
+pub fn subfolders(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    entries(dir, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_sorted_and_skips_hidden() {
+        let dir = std::env::temp_dir().join(format!("flowercam-folders-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["b", "a", ".hidden"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        for file in ["z.jpg", "y.jpg", ".x.jpg"] {
+            std::fs::write(dir.join("a").join(file), b"").unwrap();
+        }
+        let names: Vec<String> = subfolders(&dir).unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a", "b"]);
+        let files: Vec<_> = files(&dir.join("a")).unwrap().into_iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+        assert_eq!(files, ["y.jpg", "z.jpg"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,88 @@
+//! "None of these": the open-set score the exported graph computes as its second output, computed
+//! here the same way for calibration and the parity gate, and its threshold.
+//!
+//! Score (k-nearest-neighbour cosine, Sun et al. 2022): `1 - max_j cos(f, r_j)`, with `f` the
+//! image's globally pooled trunk features and `r_j` those of the training images. A photo of a
+//! trained class sits close to some training photo; a dandelion, a cat or a wall does not.
+
+/// Added to a norm before dividing by it: an all-zero feature vector (a black frame) scores 1
+/// instead of NaN. The graph adds the same constant.
+pub const NORM_EPSILON: f32 = 1e-6;
+
+/// The share of held-out photos of the trained classes the threshold accepts by default.
+pub const TARGET_ACCEPTANCE: f32 = 0.975;
+
+pub fn normalized(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt() + NORM_EPSILON;
+    v.iter().map(|x| x / norm).collect()
+}
+
+/// The score of pooled features `feature` against L2-normalized `references`.
+pub fn score(feature: &[f32], references: &[Vec<f32>]) -> f32 {
+    let f = normalized(feature);
+    let best = references.iter().map(|r| r.iter().zip(&f).map(|(a, b)| a * b).sum::<f32>()).fold(f32::NEG_INFINITY, f32::max);
+    1.0 - best
+}
+
+/// Leave-one-out scores of the references themselves: each against all the others except those in
+/// its own near-duplicate group (its twin would score it 0 and teach the threshold nothing).
+pub fn held_out_scores(pooled: &[Vec<f32>], groups: &[usize]) -> Vec<f32> {
+    let normalized_all: Vec<Vec<f32>> = pooled.iter().map(|p| normalized(p)).collect();
+    (0..pooled.len())
+        .map(|i| {
+            let f = &normalized_all[i];
+            let best = (0..pooled.len())
+                .filter(|&j| groups[j] != groups[i])
+                .map(|j| normalized_all[j].iter().zip(f).map(|(a, b)| a * b).sum::<f32>())
+                .fold(f32::NEG_INFINITY, f32::max);
+            1.0 - best
+        })
+        .collect()
+}
+
+/// The smallest score that accepts at least `acceptance` of `scores` (an order statistic, so no
+/// interpolation between images).
+pub fn threshold(scores: &[f32], acceptance: f32) -> f32 {
+    let mut sorted: Vec<f32> = scores.iter().copied().filter(|s| s.is_finite()).collect();
+    sorted.sort_by(f32::total_cmp);
+    if sorted.is_empty() {
+        return f32::INFINITY;
+    }
+    let index = ((acceptance * sorted.len() as f32).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn score_is_one_minus_the_best_cosine() {
+        let references = vec![normalized(&[1.0, 0.0]), normalized(&[0.0, 2.0])];
+        // The epsilon in the norms keeps a perfect match a hair above 0.
+        assert!(score(&[3.0, 0.0], &references).abs() < 1e-5, "same direction as a reference");
+        let diagonal = score(&[1.0, 1.0], &references);
+        assert!((diagonal - (1.0 - 0.5f32.sqrt())).abs() < 1e-5, "{diagonal}");
+        assert!((score(&[0.0, 0.0], &references) - 1.0).abs() < 1e-6, "a black frame: 1, not NaN");
+    }
+
+    #[test]
+    fn held_out_scores_skip_the_own_group() {
+        // 0 and 1 are twins (one group); 2 is orthogonal to both.
+        let pooled = vec![vec![1.0, 0.0], vec![1.0, 0.0], vec![0.0, 1.0]];
+        let loo = held_out_scores(&pooled, &[0, 0, 2]);
+        assert!(loo.iter().all(|s| (s - 1.0).abs() < 1e-6), "{loo:?}");
+        let loo = held_out_scores(&pooled, &[0, 1, 2]);
+        assert!(loo[0].abs() < 1e-5 && loo[1].abs() < 1e-5, "{loo:?}");
+    }
+
+    #[test]
+    fn threshold_accepts_the_asked_share() {
+        let scores: Vec<f32> = (1..=40).map(|i| i as f32 / 100.0).collect();
+        let t = threshold(&scores, 0.975);
+        assert_eq!(t, 0.39, "39 of 40 accepted");
+        assert!(scores.iter().filter(|&&s| s <= t).count() as f32 / 40.0 >= 0.975);
+        assert_eq!(threshold(&scores, 1.0), 0.40);
+        assert_eq!(threshold(&[], 0.9), f32::INFINITY);
+    }
+}
