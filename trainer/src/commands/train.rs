@@ -39,6 +39,7 @@ pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
         &outcome.prepared.dataset.classes,
         &outcome.prepared.dataset.classes,
         &summary.val.confusion,
+        &|t, p| t == p,
         &run.join("confusion.png"),
     )?;
     if let Some(out) = &request.export_to {

@@ -83,7 +83,12 @@ pub fn write(report: &Report, dir: &Path) -> anyhow::Result<()> {
     put(REPORT_JSON, json(report)?.as_bytes())?;
     put(PREDICTIONS_CSV, csv(report).as_bytes())?;
     let m = &report.metrics;
-    plots::confusion(&m.folders, &m.answers, &m.confusion, &dir.join(CONFUSION_PNG))?;
+    // Right: a label's folder answered with that label; any other folder refused.
+    let right = |row: usize, column: usize| {
+        let (folder, answer) = (&m.folders[row], &m.answers[column]);
+        if report.labels.contains(folder) { answer == folder } else { !report.labels.contains(answer) }
+    };
+    plots::confusion(&m.folders, &m.answers, &m.confusion, &right, &dir.join(CONFUSION_PNG))?;
     plots::reliability(&m.reliability, m.ece, &dir.join(RELIABILITY_PNG))?;
     // The images a person should look at: targets answered wrongly or refused, others accepted.
     let notable: Vec<(&image::RgbImage, String)> = report

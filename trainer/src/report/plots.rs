@@ -75,9 +75,15 @@ pub fn curves(history: &[EpochRecord], path: &Path) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
 }
 
-/// A heat-map of `matrix[row][column]` with the counts written in; a cell whose row and column
-/// have the same name (a right answer) is blue, any other red.
-pub fn confusion(rows: &[String], columns: &[String], matrix: &[Vec<u32>], path: &Path) -> anyhow::Result<()> {
+/// A heat-map of `matrix[row][column]` with the counts written in; a cell that `right(row,
+/// column)` says is a right answer is blue, any other red.
+pub fn confusion(
+    rows: &[String],
+    columns: &[String],
+    matrix: &[Vec<u32>],
+    right: &dyn Fn(usize, usize) -> bool,
+    path: &Path,
+) -> anyhow::Result<()> {
     ensure_font();
     let k = rows.len().max(columns.len());
     let cell = (520 / k.max(1)).clamp(24, 120) as i32;
@@ -95,9 +101,8 @@ pub fn confusion(rows: &[String], columns: &[String], matrix: &[Vec<u32>], path:
             for (p, &count) in row.iter().enumerate() {
                 let share = count as f64 / total;
                 let (x, y) = (label_w as i32 + p as i32 * cell, top as i32 + t as i32 * cell);
-                let right = rows[t] == columns[p];
                 let color =
-                    if right { RGBColor(0, 100, 200).mix(0.15 + 0.85 * share) } else { RGBColor(220, 50, 30).mix(0.1 + 0.9 * share) };
+                    if right(t, p) { RGBColor(0, 100, 200).mix(0.15 + 0.85 * share) } else { RGBColor(220, 50, 30).mix(0.1 + 0.9 * share) };
                 root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], color.filled())).map_err(|e| anyhow!("{e}"))?;
                 root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], BLACK.stroke_width(1))).map_err(|e| anyhow!("{e}"))?;
                 root.draw(&Text::new(count.to_string(), (x + cell / 3, y + cell / 3), font.clone())).map_err(|e| anyhow!("{e}"))?;
