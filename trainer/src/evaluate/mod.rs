@@ -76,13 +76,13 @@ pub fn evaluate(model: &Path, data: &Path, thresholds_override: (Option<f32>, f3
     let results: Vec<Result<ImageResult, Skipped>> = jobs
         .par_iter()
         .map(|&(f, path)| {
+            bar.inc(1);
             let skip = |reason: String| Skipped { path: path.clone(), reason };
             let decoded = shared::preprocess::decode_file(path).map_err(|e| skip(e.to_string()))?;
             let square = manifest.preprocessing.prepare(&decoded);
             let outputs = graph.classify(&square).map_err(|e| skip(format!("the model failed on it: {e:#}")))?;
             let answer = Answer::of(&outputs.probabilities, outputs.unknown_score, &thresholds);
             let folder = folders[f].0.clone();
-            bar.inc(1);
             Ok(ImageResult {
                 path: path.clone(),
                 target: labels.iter().position(|l| *l == folder),
