@@ -9,7 +9,8 @@ dir=$(realpath -m "${1:-${LIBTORCH:-.deps/libtorch}}")
 site="$dir.site"
 if [ -f "$dir/lib/libtorch.so" ]; then echo "libtorch already at $dir"; exit 0; fi
 command -v patchelf >/dev/null || { echo "patchelf is needed: apt-get install patchelf" >&2; exit 1; }
-python3 -m pip install -q --no-deps --target "$site" \
+python=$("$(dirname "$0")/venv.sh")
+"$python" -m pip install -q --disable-pip-version-check --no-deps --target "$site" \
   torch==2.9.0 nvidia-cuda-runtime-cu12==12.8.90 nvidia-cuda-cupti-cu12==12.8.90
 rm -rf "$dir.tmp" && mkdir -p "$dir.tmp/lib"
 ln -s "$site/torch/include" "$dir.tmp/include"

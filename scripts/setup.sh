@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # One-time set-up of a fresh Debian/Ubuntu machine for building flowercam:
-# the C libraries the camera stack needs (nokhwa: libclang for bindgen, nasm for its SIMD JPEG).
+# the C libraries the camera stack needs (nokhwa: libclang for bindgen, nasm for its SIMD JPEG),
+# and python3-venv for the project's Python environment (scripts/venv.sh).
 # With --libtorch, also the CPU libtorch for the trainer's `tch` build (~0.9 GB download).
 set -euo pipefail
 need=()
-for pkg in libclang-dev nasm pkg-config; do
+for pkg in libclang-dev nasm pkg-config python3-venv; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${1:-}" = "--libtorch" ]; then

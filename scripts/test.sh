@@ -12,5 +12,7 @@ features="flowercam-trainer/tch"
 cargo build --release --workspace --features "$features"
 cargo test --release --workspace --features "$features" --no-fail-fast
 # The exported ONNX files must also run in onnxruntime, the other runtime users pick.
-python3 -m pip install -q --disable-pip-version-check onnxruntime numpy
-python3 scripts/check_onnxruntime.py "$FLOWERCAM_ONNX_CHECK_DIR"
+# In the project's virtual environment: a stock system python3 refuses pip installs (PEP 668).
+python=$(scripts/venv.sh)
+"$python" -m pip install -q --disable-pip-version-check onnxruntime numpy
+"$python" scripts/check_onnxruntime.py "$FLOWERCAM_ONNX_CHECK_DIR"
