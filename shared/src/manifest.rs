@@ -85,10 +85,15 @@ pub enum OpenSetMethod {
     /// the training images stored in the graph (Sun et al. 2022, "Out-of-distribution detection
     /// with deep nearest neighbors"). 0: a training image's twin; near 1: like none of them.
     KnnCosine,
+    /// The same on a richer descriptor: blocks 4 and 5 of the trunk, each pooled by average and
+    /// by max, the cosine taken per part and averaged. Refuses more of what is neither class at
+    /// the same cost in targets (BENCHMARKS.md, "Open-set scores tried").
+    KnnCosineBlocks45,
 }
 
 crate::named_enum!(OpenSetMethod, "open-set method", {
     OpenSetMethod::KnnCosine => "knn-cosine",
+    OpenSetMethod::KnnCosineBlocks45 => "knn-cosine-blocks-4-5",
 });
 
 /// "None of these": the graph's second output and where the edge draws the line.

@@ -3,7 +3,9 @@
 //! With a frozen trunk the expensive part of training is one forward pass per image; the head
 //! then trains in seconds on the stored features. A cache entry is keyed by everything that
 //! determines it: the backbone weights' hash, the image file's hash, the preprocessing and
-//! convention, and for augmented views the seed, view number and augmentation settings.
+//! convention, and for augmented views the seed, view number and augmentation settings. An entry
+//! holds the block-5 feature map (what the heads see) followed by the block-4 output pooled by
+//! average and by max (what the open-set descriptor adds): one trunk pass gives both.
 
 use std::path::{Path, PathBuf};
 
@@ -71,7 +73,36 @@ impl ViewKey<'_> {
 
 /// The part of every key shared by a run: backbone, preprocessing, convention.
 pub fn cache_context(backbone_sha256: &str, preprocessing_fingerprint: &str, normalization: &Normalization) -> String {
-    format!("vgg16:{backbone_sha256};{preprocessing_fingerprint};{normalization:?};features-v1")
+    format!("vgg16:{backbone_sha256};{preprocessing_fingerprint};{normalization:?};features-v2")
+}
+
+/// The sizes of what the frozen trunk gives for one image.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureShape {
+    /// The block-5 feature map, `[C, s, s]`.
+    pub map: [usize; 3],
+    /// Channels of block 4's output.
+    pub block4_channels: usize,
+}
+
+/// What the frozen trunk gives for one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrunkFeatures {
+    /// The block-5 feature map, `[C, s, s]` flattened.
+    pub map: Vec<f32>,
+    /// Block 4's output pooled by average, then by max: `2 C4` values.
+    pub block4_pooled: Vec<f32>,
+}
+
+impl TrunkFeatures {
+    fn to_entry(&self) -> Vec<f32> {
+        [self.map.as_slice(), &self.block4_pooled].concat()
+    }
+
+    fn from_entry(mut entry: Vec<f32>, map_len: usize) -> Self {
+        let block4_pooled = entry.split_off(map_len);
+        Self { map: entry, block4_pooled }
+    }
 }
 
 /// The feature shape for an input side of `input_size`: `[channels, s, s]`, `s = size / 32`
@@ -90,6 +121,13 @@ pub fn pool(feature_map: &[f32], dims: [usize; 3]) -> Vec<f32> {
     feature_map.chunks_exact(h * w).map(|plane| plane.iter().sum::<f32>() / (h * w) as f32).collect()
 }
 
+/// Global max pool of one `[channels, s, s]` feature map (the graph's GlobalMaxPool).
+pub fn pool_max(feature_map: &[f32], dims: [usize; 3]) -> Vec<f32> {
+    let [c, h, w] = dims;
+    debug_assert_eq!(feature_map.len(), c * h * w);
+    feature_map.chunks_exact(h * w).map(|plane| plane.iter().copied().fold(f32::NEG_INFINITY, f32::max)).collect()
+}
+
 /// Computes (or loads) the features of each job: (cache key, lazily produced image). `trunk`
 /// is asked for only when some feature map is not cached.
 pub fn extract<'a, 't>(
@@ -97,12 +135,14 @@ pub fn extract<'a, 't>(
     device: &Device,
     normalization: &Normalization,
     cache: &FeatureCache,
-    dims: [usize; 3],
+    shape: FeatureShape,
     jobs: Vec<(String, Box<dyn Fn() -> RgbImage + Send + Sync + 'a>)>,
     label: &'static str,
-) -> anyhow::Result<Vec<Vec<f32>>> {
-    let len = dims.iter().product();
-    let mut out: Vec<Option<Vec<f32>>> = jobs.iter().map(|(key, _)| cache.get(key, len)).collect();
+) -> anyhow::Result<Vec<TrunkFeatures>> {
+    let map_len: usize = shape.map.iter().product();
+    let len = map_len + 2 * shape.block4_channels;
+    let mut out: Vec<Option<TrunkFeatures>> =
+        jobs.iter().map(|(key, _)| cache.get(key, len).map(|e| TrunkFeatures::from_entry(e, map_len))).collect();
     let missing: Vec<usize> = (0..jobs.len()).filter(|&i| out[i].is_none()).collect();
     tracing::info!("{label}: {} of {} feature maps cached, computing {}", jobs.len() - missing.len(), jobs.len(), missing.len());
     if missing.is_empty() {
@@ -117,7 +157,7 @@ pub fn extract<'a, 't>(
         };
         let features = forward_images(trunk, device, normalization, &images);
         for (&i, f) in chunk.iter().zip(features) {
-            cache.put(&jobs[i].0, &f);
+            cache.put(&jobs[i].0, &f.to_entry());
             out[i] = Some(f);
         }
         bar.inc(chunk.len() as u64);
@@ -126,12 +166,21 @@ pub fn extract<'a, 't>(
     Ok(out.into_iter().map(|f| f.expect("every job computed")).collect())
 }
 
-/// One trunk forward pass over prepared images; returns each image's feature map, flattened.
-pub fn forward_images(trunk: &Vgg16Trunk, device: &Device, normalization: &Normalization, images: &[RgbImage]) -> Vec<Vec<f32>> {
+/// One trunk forward pass over prepared images; returns each image's features.
+pub fn forward_images(trunk: &Vgg16Trunk, device: &Device, normalization: &Normalization, images: &[RgbImage]) -> Vec<TrunkFeatures> {
     let input = images_to_tensor(images, normalization, device);
-    let features = trunk.forward(input);
-    let per_image = features.dims()[1..].iter().product::<usize>();
-    to_vec(features).chunks_exact(per_image).map(<[f32]>::to_vec).collect()
+    let (block4, block5) = trunk.forward_keeping_block4(input);
+    let per_image = |t: &Tensor<4>| t.dims()[1..].iter().product::<usize>();
+    let [_, c4, h4, w4] = block4.dims();
+    let (maps_len, block4_len) = (per_image(&block5), per_image(&block4));
+    let (maps, block4) = (to_vec(block5), to_vec(block4));
+    maps.chunks_exact(maps_len)
+        .zip(block4.chunks_exact(block4_len))
+        .map(|(map, b4)| {
+            let b4_dims = [c4, h4, w4];
+            TrunkFeatures { map: map.to_vec(), block4_pooled: [pool(b4, b4_dims), pool_max(b4, b4_dims)].concat() }
+        })
+        .collect()
 }
 
 /// Prepared images -> the `[N, 3, S, S]` tensor the network sees, through `shared`.

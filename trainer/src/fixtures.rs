@@ -78,8 +78,8 @@ pub fn write_dataset(root: &Path, classes: &[&str], per_class: usize, seed: u64)
 pub fn write_trunk_onnx(path: &Path, width: f32, seed: u64) -> anyhow::Result<Vgg16Weights> {
     let weights = Vgg16Weights::random(seed, width, Convention::Caffe);
     let mut g = GraphBuilder::default();
-    let (x, _) = crate::export::graph::trunk_f32(&mut g, "image".into(), &weights.convs);
-    let out = g.node("Identity", &[&x], vec![], Some("features"));
+    let (trunk, _) = crate::export::graph::trunk_f32(&mut g, "image".into(), &weights.convs);
+    let out = g.node("Identity", &[&trunk.features], vec![], Some("features"));
     let channels = weights.out_channels();
     let model = g.finish(
         ("image", DataType::Float, &[None, Some(3), None, None]),
@@ -121,7 +121,7 @@ pub fn write_random_bundle(
     let dims = crate::features::feature_dims(trunk.out_channels(), size);
     let pooled: Vec<Vec<f32>> = crate::features::forward_images(&classifier.trunk, &device, &normalization, &images)
         .iter()
-        .map(|f| crate::features::pool(f, dims))
+        .map(|f| crate::openset::descriptor(&f.block4_pooled, &f.map, dims))
         .collect();
     let references: Vec<Vec<f32>> = pooled[..k].to_vec();
     let normalized: Vec<Vec<f32>> = references.iter().map(|r| crate::openset::normalized(r)).collect();

@@ -35,6 +35,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 resume: args.resume,
                 export_to,
                 precision: args.precision.precision,
+                condition_photos: args.conditions,
             };
             let summary = commands::train::run(request)?;
             if json {
@@ -63,7 +64,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Evaluate(args) => {
-            let report = trainer::evaluate::evaluate(&args.model, &args.data, (args.unknown_threshold, args.min_confidence))?;
+            let report =
+                trainer::evaluate::evaluate(&args.model, &args.data, (args.unknown_threshold, args.min_confidence), args.conditions)?;
             if let Some(out) = &args.out {
                 trainer::evaluate::report::write(&report, out)?;
             }
@@ -108,6 +110,10 @@ fn human_summary(s: &trainer::report::summary::RunSummary, out: &std::path::Path
     }
     if let Some(t) = &s.test {
         text += &format!("test: {} images, accuracy {:.4}\n", t.images, t.accuracy);
+    }
+    if !s.conditions.is_empty() {
+        let seen = if s.refit { ", photos the refitted head has seen: robustness, not generalisation" } else { "" };
+        text += &format!("field conditions (validation photos{seen}):\n{}\n", trainer::evaluate::conditions::table(&s.conditions));
     }
     let phases: Vec<String> = s.seconds.iter().map(|(n, t)| format!("{n} {t:.1}s")).collect();
     text += &format!("time: {:.1}s ({}) on {} {}\n", s.total_seconds, phases.join(", "), s.backend, s.device);

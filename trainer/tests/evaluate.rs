@@ -91,3 +91,41 @@ fn missing_or_empty_folders_are_errors_naming_them() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("stripes") && stderr.contains("empty folder"), "{stderr}");
 }
+
+#[test]
+fn the_field_conditions_suite_gives_one_accuracy_per_condition() {
+    let f = fixture(&["stripes", "columns"], 8);
+    // At the end of training: on 6 validation photos, by the trained head on cached features.
+    let summary = json(&trainer(&f.train_args("run", &["--json", "--input-size", "32", "--conditions", "6"])));
+    let names: Vec<&str> = trainer::data::conditions::Condition::ALL.iter().map(|c| c.name()).collect();
+    let rows = summary["conditions"].as_array().unwrap();
+    assert_eq!(rows.iter().map(|r| r["condition"].as_str().unwrap()).collect::<Vec<_>>(), names);
+    let val_images = summary["val"]["images"].as_u64().unwrap();
+    for row in rows {
+        assert_eq!(row["images"].as_u64().unwrap(), val_images.min(6), "{row}");
+        assert!((0.0..=1.0).contains(&row["accuracy"].as_f64().unwrap()), "{row}");
+        assert!(row["refused"].is_null(), "training's suite runs the classifier only: {row}");
+    }
+    // A second run on the same photos finds every conditioned view in the feature cache.
+    let again = json(&trainer(&f.train_args("run2", &["--json", "--input-size", "32", "--conditions", "6", "--no-export"])));
+    assert_eq!(again["conditions"], summary["conditions"]);
+
+    // On a bundle through tract: every target image under every condition, with answers.
+    let model = f.path("models").join("run.bundle");
+    let field = f.path("field");
+    trainer::fixtures::write_dataset(&field, &["stripes", "columns"], 4, 7).unwrap();
+    let report = json(&trainer(&evaluate_args(&model, &field, &["--json", "--conditions"])));
+    let rows = report["conditions"].as_array().unwrap();
+    assert_eq!(rows.len(), names.len());
+    let targets = report["target_images"].as_u64().unwrap();
+    for row in rows {
+        assert_eq!(row["images"].as_u64().unwrap(), targets, "{row}");
+        assert!(row["answered_correctly"].as_f64().unwrap() <= row["accuracy"].as_f64().unwrap() + 1e-6, "{row}");
+    }
+    assert_eq!(rows[0]["condition"], "original");
+    assert_eq!(rows[0]["accuracy"], report["accuracy"], "the original row is the plain evaluation");
+    assert_eq!(rows[0]["refused"], report["target_refused"]);
+    // Without the flag there is no suite.
+    let plain = json(&trainer(&evaluate_args(&model, &field, &["--json"])));
+    assert!(plain.get("conditions").is_none());
+}

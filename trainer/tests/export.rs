@@ -72,7 +72,7 @@ fn open_set(m: &Model, images: &[RgbImage]) -> trainer::export::OpenSetExport {
     let dims = trainer::features::feature_dims(m.trunk.out_channels(), SIZE);
     let pooled: Vec<Vec<f32>> = trainer::features::forward_images(&trunk, &device, &m.trunk.convention.normalization(), images)
         .iter()
-        .map(|f| trainer::features::pool(f, dims))
+        .map(|f| trainer::openset::descriptor(&f.block4_pooled, &f.map, dims))
         .collect();
     let references = pooled[..2].to_vec();
     let normalized: Vec<Vec<f32>> = references.iter().map(|r| trainer::openset::normalized(r)).collect();
@@ -88,7 +88,7 @@ fn each_head_and_convention_exports_and_matches_burn_in_tract() {
         let m = model(kind, convention);
         let expected = burn_probabilities(&m, &images);
         let dir = tempfile::tempdir().unwrap();
-        // The open-set output rides on the pooled features, whichever head: one head without it.
+        // The open-set output rides on the trunk's pooled blocks, whichever head: one head without it.
         let with_open_set = kind != HeadKind::Gap;
         let mut export_input = input(&m, &images, expected.clone());
         export_input.open_set = with_open_set.then(|| open_set(&m, &images));

@@ -123,6 +123,12 @@ impl Vgg16Weights {
     pub fn out_channels(&self) -> usize {
         self.convs.last().map(|c| c.out_channels).unwrap_or(0)
     }
+
+    /// Channels of block 4's output (its last convolution's).
+    pub fn block4_channels(&self) -> usize {
+        let last_of_block4 = VGG16_BLOCKS[..4].iter().sum::<usize>() - 1;
+        self.convs.get(last_of_block4).map_or(0, |c| c.out_channels)
+    }
 }
 
 /// VGG16 conv shapes with every width multiplied by `width` (input stays 3 channels).

@@ -21,12 +21,19 @@ pub struct TrainRequest {
     /// Where the bundle goes (`DIR/NAME`); `None` skips the export.
     pub export_to: Option<PathBuf>,
     pub precision: Precision,
+    /// Validation photos for the field-conditions suite (0: none).
+    pub condition_photos: usize,
 }
 
 pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let outcome = training::train(request.config, &request.out, request.resume)?;
     let mut summary = summarize(&outcome);
+    let t = Instant::now();
+    summary.conditions = training::conditions::run(&outcome.prepared, &outcome.best, request.condition_photos)?;
+    if !summary.conditions.is_empty() {
+        summary.seconds.push(("field conditions".into(), t.elapsed().as_secs_f32()));
+    }
     let run = &request.out;
     report::write_predictions_csv(
         &outcome.prepared,
@@ -114,6 +121,7 @@ fn summarize(o: &TrainOutcome) -> RunSummary {
         backend: p.config.backend.to_string(),
         device: p.config.device.to_string(),
         export: None,
+        conditions: Vec::new(),
     }
 }
 
@@ -141,7 +149,7 @@ pub fn training_summary(
     }
 }
 
-/// The "none of these" output: the pooled features of every training and validation photo as
+/// The "none of these" output: the descriptors of every training and validation photo as
 /// references, and the threshold that accepts [`openset::TARGET_ACCEPTANCE`] of them held out one
 /// near-duplicate group at a time. `None` when training changed the trunk: the cached features
 /// are the frozen trunk's, and would not match the exported graph's.
@@ -150,9 +158,8 @@ fn open_set(p: &Prepared, best: &crate::model::weights::ModelWeights) -> anyhow:
         tracing::warn!("no open-set score: the trunk was trained, and the score is computed on the frozen trunk's features");
         return Ok(None);
     }
-    let dims = p.feature_dims();
     let items: Vec<usize> = p.split.train.iter().chain(&p.split.val).copied().collect();
-    let references: Vec<Vec<f32>> = p.clean_features(&items, "open-set features")?.iter().map(|f| crate::features::pool(f, dims)).collect();
+    let references: Vec<Vec<f32>> = p.descriptors(&items, "open-set features")?;
     let groups: Vec<usize> = items.iter().map(|&i| p.groups[i]).collect();
     let held_out = openset::held_out_scores(&references, &groups);
     let threshold = openset::threshold(&held_out, openset::TARGET_ACCEPTANCE);

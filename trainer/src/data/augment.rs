@@ -26,23 +26,69 @@ impl Augmentation {
     /// One random view of `image`. Bilinear sampling; outside the source the nearest edge pixel.
     pub fn apply(&self, image: &RgbImage, rng: &mut impl Rng) -> RgbImage {
         let (w, h) = image.dimensions();
-        let flip = self.horizontal_flip && rng.random_bool(0.5);
-        let zx = 1.0 + rng.random_range(-self.zoom..=self.zoom);
-        let zy = 1.0 + rng.random_range(-self.zoom..=self.zoom);
-        let tx = rng.random_range(-self.shift..=self.shift) * w as f32;
-        let ty = rng.random_range(-self.shift..=self.shift) * h as f32;
-        let theta = rng.random_range(-self.rotation_degrees..=self.rotation_degrees).to_radians();
-        let (sin, cos) = theta.sin_cos();
+        let warp = Warp {
+            flip: self.horizontal_flip && rng.random_bool(0.5),
+            zoom: [1.0 + rng.random_range(-self.zoom..=self.zoom), 1.0 + rng.random_range(-self.zoom..=self.zoom)],
+            shift: [rng.random_range(-self.shift..=self.shift) * w as f32, rng.random_range(-self.shift..=self.shift) * h as f32],
+            rotation_degrees: rng.random_range(-self.rotation_degrees..=self.rotation_degrees),
+            fill: Fill::Nearest,
+        };
+        warp.apply(image)
+    }
+}
+
+/// What a warp shows where it samples outside the source image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// The nearest edge pixel, extended outward (Keras's "nearest").
+    Nearest,
+    /// The image mirrored at its edges (Keras's "reflect"): texture goes on, no streaks.
+    Mirror,
+}
+
+/// One affine view of an image of the same size: rotate about the centre, scale each axis by
+/// `zoom` (above 1 shows more of the scene, smaller), shift by `shift` pixels, then mirror if
+/// `flip`. Bilinear sampling.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Warp {
+    pub flip: bool,
+    pub zoom: [f32; 2],
+    pub shift: [f32; 2],
+    pub rotation_degrees: f32,
+    pub fill: Fill,
+}
+
+impl Warp {
+    pub const IDENTITY: Warp = Warp { flip: false, zoom: [1.0, 1.0], shift: [0.0, 0.0], rotation_degrees: 0.0, fill: Fill::Nearest };
+
+    pub fn apply(&self, image: &RgbImage) -> RgbImage {
+        let (w, h) = image.dimensions();
+        let (sin, cos) = self.rotation_degrees.to_radians().sin_cos();
         let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
         RgbImage::from_fn(w, h, |x, y| {
             // Inverse map: output pixel -> source position (rotate, zoom, then shift).
             let (dx, dy) = (x as f32 - cx, y as f32 - cy);
-            let sx = (cos * dx - sin * dy) * zx + cx + tx;
-            let sy = (sin * dx + cos * dy) * zy + cy + ty;
-            let sx = if flip { w as f32 - 1.0 - sx } else { sx };
+            let sx = (cos * dx - sin * dy) * self.zoom[0] + cx + self.shift[0];
+            let sy = (sin * dx + cos * dy) * self.zoom[1] + cy + self.shift[1];
+            let sx = if self.flip { w as f32 - 1.0 - sx } else { sx };
+            let (sx, sy) = match self.fill {
+                Fill::Nearest => (sx, sy),
+                Fill::Mirror => (mirror(sx, w), mirror(sy, h)),
+            };
             sample_bilinear_clamped(image, sx, sy)
         })
     }
+}
+
+/// `v` reflected into [0, size - 1] (repeatedly, for positions far outside).
+fn mirror(v: f32, size: u32) -> f32 {
+    let last = (size - 1) as f32;
+    if last <= 0.0 {
+        return 0.0;
+    }
+    let period = 2.0 * last;
+    let m = v.rem_euclid(period);
+    if m > last { period - m } else { m }
 }
 
 fn sample_bilinear_clamped(image: &RgbImage, x: f32, y: f32) -> Rgb<u8> {
@@ -107,5 +153,16 @@ mod tests {
             }
         }
         assert_eq!(seen, (true, true));
+    }
+
+    #[test]
+    fn the_identity_warp_keeps_the_image_and_mirror_fill_reflects() {
+        assert_eq!(Warp::IDENTITY.apply(&picture()), picture());
+        // Shifted by a whole image width with mirror fill: the mirror image.
+        let shifted = Warp { shift: [31.0, 0.0], fill: Fill::Mirror, ..Warp::IDENTITY }.apply(&picture());
+        assert_eq!(shifted, image::imageops::flip_horizontal(&picture()));
+        assert_eq!(mirror(-1.0, 10), 1.0);
+        assert_eq!(mirror(10.0, 10), 8.0);
+        assert_eq!(mirror(4.5, 10), 4.5);
     }
 }

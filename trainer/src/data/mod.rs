@@ -1,6 +1,7 @@
 //! From a folder of labelled photos to checked, split, prepared training images.
 
 pub mod augment;
+pub mod conditions;
 pub mod dedup;
 pub mod scan;
 pub mod split;

@@ -2,6 +2,7 @@
 //! class folder. Folders named like one of the bundle's labels are scored for accuracy; any other
 //! folder (`other/`, `unknown/`) holds images the model must refuse.
 
+pub mod conditions;
 pub mod metrics;
 pub mod report;
 
@@ -14,7 +15,9 @@ use shared::Bundle;
 use shared::answer::{Answer, Thresholds};
 use shared::runtime::{Graph, Outputs};
 
+use crate::data::conditions::Condition;
 use crate::data::scan::Skipped;
+use conditions::{ConditionResult, Outcome};
 use metrics::{Metrics, Scored};
 
 /// Side of the thumbnails kept for the contact sheet.
@@ -27,6 +30,9 @@ pub struct ImageResult {
     pub outputs: Outputs,
     pub answer: Answer,
     pub thumbnail: RgbImage,
+    /// The field-conditions suite on this image (targets only, with `--conditions`): the
+    /// outcome under each of [`Condition::ALL`] after the original.
+    pub conditioned: Vec<(Condition, Outcome)>,
 }
 
 pub struct Report {
@@ -37,6 +43,8 @@ pub struct Report {
     pub metrics: Metrics,
     pub images: Vec<ImageResult>,
     pub skipped: Vec<Skipped>,
+    /// One row per field condition (`--conditions`), on the target folders' images.
+    pub conditions: Option<Vec<ConditionResult>>,
 }
 
 /// The folders of `data` with their files; a folder that is missing, empty, or the lack of any
@@ -59,7 +67,9 @@ fn folders(data: &Path) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
         .collect()
 }
 
-pub fn evaluate(model: &Path, data: &Path, thresholds_override: (Option<f32>, f32)) -> anyhow::Result<Report> {
+/// Scores `model` on `data`; with `with_conditions`, also runs every image of the target folders
+/// through the field-conditions suite (15 model runs per image instead of one).
+pub fn evaluate(model: &Path, data: &Path, thresholds_override: (Option<f32>, f32), with_conditions: bool) -> anyhow::Result<Report> {
     let bundle = Bundle::read(model)?;
     let thresholds = Thresholds::for_model(&bundle.manifest, thresholds_override.0, thresholds_override.1);
     let manifest = &bundle.manifest;
@@ -72,24 +82,38 @@ pub fn evaluate(model: &Path, data: &Path, thresholds_override: (Option<f32>, f3
         tracing::warn!("{}: no folder is named like a label ({}); every image counts as one to refuse", data.display(), labels.join(", "));
     }
     let jobs: Vec<(usize, &PathBuf)> = folders.iter().enumerate().flat_map(|(f, (_, files))| files.iter().map(move |p| (f, p))).collect();
-    let bar = crate::progress::bar(jobs.len() as u64, "evaluating");
+    let bar = crate::progress::bar(jobs.len() as u64, if with_conditions { "evaluating, with field conditions" } else { "evaluating" });
     let results: Vec<Result<ImageResult, Skipped>> = jobs
         .par_iter()
-        .map(|&(f, path)| {
+        .enumerate()
+        .map(|(index, &(f, path))| {
             bar.inc(1);
             let skip = |reason: String| Skipped { path: path.clone(), reason };
+            let failed = |e: anyhow::Error| skip(format!("the model failed on it: {e:#}"));
             let decoded = shared::preprocess::decode_file(path).map_err(|e| skip(e.to_string()))?;
             let square = manifest.preprocessing.prepare(&decoded);
-            let outputs = graph.classify(&square).map_err(|e| skip(format!("the model failed on it: {e:#}")))?;
+            let outputs = graph.classify(&square).map_err(failed)?;
             let answer = Answer::of(&outputs.probabilities, outputs.unknown_score, &thresholds);
             let folder = folders[f].0.clone();
+            let target = labels.iter().position(|l| *l == folder);
+            let mut conditioned = Vec::new();
+            if let (true, Some(class)) = (with_conditions, target) {
+                let photo = decoded.to_rgb8();
+                for condition in Condition::ALL.into_iter().skip(1) {
+                    let square = manifest.preprocessing.prepare_rgb(&condition.apply(&photo, index));
+                    let outputs = graph.classify(&square).map_err(failed)?;
+                    let answer = Some(Answer::of(&outputs.probabilities, outputs.unknown_score, &thresholds));
+                    conditioned.push((condition, Outcome { class, probabilities: outputs.probabilities, answer }));
+                }
+            }
             Ok(ImageResult {
                 path: path.clone(),
-                target: labels.iter().position(|l| *l == folder),
+                target,
                 folder,
                 outputs,
                 answer,
                 thumbnail: image::imageops::thumbnail(&square, THUMBNAIL, THUMBNAIL),
+                conditioned,
             })
         })
         .collect();
@@ -117,5 +141,22 @@ pub fn evaluate(model: &Path, data: &Path, thresholds_override: (Option<f32>, f3
         })
         .collect();
     let metrics = metrics::compute(&labels, &folder_names, &scored);
-    Ok(Report { model: model.into(), data: data.into(), labels, thresholds, metrics, images, skipped })
+    let conditions = with_conditions.then(|| condition_results(&images));
+    Ok(Report { model: model.into(), data: data.into(), labels, thresholds, metrics, images, skipped, conditions })
+}
+
+/// One row per condition, the original first, over the target images.
+fn condition_results(images: &[ImageResult]) -> Vec<ConditionResult> {
+    let targets: Vec<&ImageResult> = images.iter().filter(|i| i.target.is_some()).collect();
+    let original: Vec<Outcome> = targets
+        .iter()
+        .map(|i| Outcome { class: i.target.expect("a target"), probabilities: i.outputs.probabilities.clone(), answer: Some(i.answer) })
+        .collect();
+    let mut rows = vec![conditions::tally(Condition::Original, &original)];
+    for condition in Condition::ALL.into_iter().skip(1) {
+        let outcomes: Vec<Outcome> =
+            targets.iter().flat_map(|i| i.conditioned.iter().filter(|(c, _)| *c == condition)).map(|(_, o)| o.clone()).collect();
+        rows.push(conditions::tally(condition, &outcomes));
+    }
+    rows
 }

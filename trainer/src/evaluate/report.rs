@@ -26,6 +26,9 @@ struct JsonReport<'a> {
     #[serde(flatten)]
     metrics: &'a super::metrics::Metrics,
     skipped: &'a [crate::data::scan::Skipped],
+    /// `--conditions`: one row per field condition, on the target images.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conditions: Option<&'a [super::conditions::ConditionResult]>,
 }
 
 pub fn json(report: &Report) -> anyhow::Result<String> {
@@ -36,6 +39,7 @@ pub fn json(report: &Report) -> anyhow::Result<String> {
         thresholds: &report.thresholds,
         metrics: &report.metrics,
         skipped: &report.skipped,
+        conditions: report.conditions.as_deref(),
     };
     Ok(serde_json::to_string_pretty(&value)?)
 }
@@ -155,6 +159,10 @@ pub fn human(report: &Report) -> String {
     for (folder, row) in m.folders.iter().zip(&m.confusion) {
         let cells: Vec<String> = row.iter().map(u32::to_string).collect();
         let _ = writeln!(text, "  {:<18} {}", folder, cells.join(" "));
+    }
+    if let Some(conditions) = &report.conditions {
+        let _ = writeln!(text, "field conditions (target images; see `trainer evaluate --help`):");
+        let _ = writeln!(text, "{}", super::conditions::table(conditions));
     }
     text.trim_end().to_string()
 }

@@ -190,9 +190,23 @@ impl GraphBuilder {
         self.node("MatMul", &[x, &m], vec![], None)
     }
 
-    /// A reduction (`ReduceL2`, `ReduceMax`, ...) over axis 1, kept as a dimension of 1.
-    pub fn reduce_axis1(&mut self, op: &str, x: &str) -> String {
-        self.node(op, &[x], vec![attr_ints("axes", &[1]), attr_int("keepdims", 1)], None)
+    /// A reduction (`ReduceL2`, `ReduceMax`, ...) over one axis, kept as a dimension of 1.
+    pub fn reduce(&mut self, op: &str, x: &str, axis: i64) -> String {
+        self.node(op, &[x], vec![attr_ints("axes", &[axis]), attr_int("keepdims", 1)], None)
+    }
+
+    pub fn global_max_pool(&mut self, x: &str) -> String {
+        self.node("GlobalMaxPool", &[x], vec![], None)
+    }
+
+    pub fn concat_axis1(&mut self, parts: &[&str]) -> String {
+        self.node("Concat", parts, vec![attr_int("axis", 1)], None)
+    }
+
+    /// Reshape to `shape` (`-1`: whatever the batch is).
+    pub fn reshape(&mut self, x: &str, name: &str, shape: &[i64]) -> String {
+        let shape = self.initializer_i64(name, &[shape.len()], shape);
+        self.node("Reshape", &[x, &shape], vec![], None)
     }
 
     /// An elementwise binary node (`Add`, `Sub`, `Div`, ...) with a scalar constant on either side.
@@ -273,22 +287,37 @@ pub fn preprocessing(g: &mut GraphBuilder, input: &str, normalization: &Normaliz
     if normalization.std.iter().all(|&s| s == 1.0) { x } else { g.div_per_channel(&x, "std", &normalization.std) }
 }
 
+/// The trunk's outputs that the rest of the graph reads.
+pub struct TrunkOutputs {
+    /// Block 4's output, after its max-pool (the open-set descriptor pools it).
+    pub block4: String,
+    /// Block 5's output: the feature map.
+    pub features: String,
+}
+
+/// Index of block 4's last convolution.
+const BLOCK4_LAST_CONV: usize = 9;
+
 /// VGG16's layout: `conv(g, x, name, i)` for each of the 13 convolutions, a 2x2 max-pool after
 /// each block. The float32 and int8 trunks differ only in `conv`.
-fn vgg16_layout(g: &mut GraphBuilder, mut x: String, mut conv: impl FnMut(&mut GraphBuilder, &str, &str, usize) -> String) -> String {
+fn vgg16_layout(g: &mut GraphBuilder, mut x: String, mut conv: impl FnMut(&mut GraphBuilder, &str, &str, usize) -> String) -> TrunkOutputs {
     let mut i = 0;
+    let mut block4 = String::new();
     for (b, block) in VGG16_BLOCKS.iter().enumerate() {
         for c in 0..*block {
             x = conv(g, &x, &format!("block{}_conv{}", b + 1, c + 1), i);
             i += 1;
         }
         x = g.max_pool2(&x);
+        if i == BLOCK4_LAST_CONV + 1 {
+            block4 = x.clone();
+        }
     }
-    x
+    TrunkOutputs { block4, features: x }
 }
 
-/// The float32 trunk; returns its output and every ReLU's output (what int8 calibration measures).
-pub fn trunk_f32(g: &mut GraphBuilder, x: String, convs: &[ConvWeights]) -> (String, Vec<String>) {
+/// The float32 trunk; returns its outputs and every ReLU's output (what int8 calibration measures).
+pub fn trunk_f32(g: &mut GraphBuilder, x: String, convs: &[ConvWeights]) -> (TrunkOutputs, Vec<String>) {
     let mut activations = Vec::new();
     let out = vgg16_layout(g, x, |g, x, name, i| {
         let y = g.conv3x3(x, name, &convs[i]);
@@ -300,14 +329,17 @@ pub fn trunk_f32(g: &mut GraphBuilder, x: String, convs: &[ConvWeights]) -> (Str
 }
 
 /// The int8 trunk: quantize the normalized input, 13 QLinearConv (ReLU by saturation), uint8
-/// max-pools, dequantize the last feature map.
-pub fn trunk_int8(g: &mut GraphBuilder, x: String, q: &QuantizedTrunk) -> String {
+/// max-pools, dequantize the block-4 output and the last feature map.
+pub fn trunk_int8(g: &mut GraphBuilder, x: String, q: &QuantizedTrunk) -> TrunkOutputs {
     let x = g.quantize_linear(&x, "input", q.input);
     let out = vgg16_layout(g, x, |g, x, name, i| {
         let input = if i == 0 { q.input } else { q.convs[i - 1].output };
         g.qlinear_conv3x3(x, name, input, &q.convs[i])
     });
-    g.dequantize_linear(&out, "features", q.convs[q.convs.len() - 1].output)
+    TrunkOutputs {
+        block4: g.dequantize_linear(&out.block4, "block4", q.convs[BLOCK4_LAST_CONV].output),
+        features: g.dequantize_linear(&out.features, "features", q.convs[q.convs.len() - 1].output),
+    }
 }
 
 /// The exported trunk's weights, in the precision they are written in.
@@ -316,22 +348,41 @@ pub enum Trunk<'a> {
     Int8(&'a QuantizedTrunk),
 }
 
-/// The open-set branch on pooled features `[N, C]`: `1 - max_j cos(x, r_j)` against the
-/// L2-normalized `references` (each of length C), as [`crate::openset::score`] computes it.
-pub fn knn_cosine_score(g: &mut GraphBuilder, pooled: &str, references: &[Vec<f32>], output: &str) -> String {
-    let c = references.first().map_or(0, Vec::len);
-    let norm = g.reduce_axis1("ReduceL2", pooled);
+/// The open-set descriptor `[N, PARTS * C]` ([`crate::openset::descriptor`]): block 4 averaged
+/// and max-pooled, then block 5 the same. `pooled5` is block 5's average pool, `[N, C]`, which the
+/// head may share.
+pub fn open_set_descriptor(g: &mut GraphBuilder, trunk: &TrunkOutputs, pooled5: &str) -> String {
+    let average4 = g.global_average_pool(&trunk.block4);
+    let average4 = g.flatten(&average4);
+    let max4 = g.global_max_pool(&trunk.block4);
+    let max4 = g.flatten(&max4);
+    let max5 = g.global_max_pool(&trunk.features);
+    let max5 = g.flatten(&max5);
+    g.concat_axis1(&[&average4, &max4, pooled5, &max5])
+}
+
+/// The open-set branch on descriptors `[N, PARTS * C]`: `1 - max_j <unit(x), r_j>` with each part
+/// of `x` L2-normalized and scaled by `1 / sqrt(PARTS)`, against the references normalized the
+/// same way, as [`crate::openset::score`] computes it.
+pub fn knn_cosine_score(g: &mut GraphBuilder, descriptor: &str, references: &[Vec<f32>], output: &str) -> String {
+    use crate::openset::PARTS;
+    let width = references.first().map_or(0, Vec::len);
+    let c = width / PARTS;
+    let parts = g.reshape(descriptor, "open_set.parts_shape", &[-1, PARTS as i64, c as i64]);
+    let norm = g.reduce("ReduceL2", &parts, 2);
     let norm = g.with_scalar("Add", &norm, "open_set.epsilon", crate::openset::NORM_EPSILON, false);
-    let unit = g.div(pooled, &norm);
-    // References as the columns of a [C, M] matrix.
-    let mut columns = vec![0f32; c * references.len()];
+    let unit = g.div(&parts, &norm);
+    let unit = g.reshape(&unit, "open_set.flat_shape", &[-1, width as i64]);
+    let unit = g.with_scalar("Mul", &unit, "open_set.part_scale", 1.0 / (PARTS as f32).sqrt(), false);
+    // References as the columns of a [PARTS * C, M] matrix.
+    let mut columns = vec![0f32; width * references.len()];
     for (j, r) in references.iter().enumerate() {
         for (i, v) in r.iter().enumerate() {
             columns[i * references.len() + j] = *v;
         }
     }
-    let similarities = g.matmul_const(&unit, "open_set.references", c, references.len(), &columns);
-    let best = g.reduce_axis1("ReduceMax", &similarities);
+    let similarities = g.matmul_const(&unit, "open_set.references", width, references.len(), &columns);
+    let best = g.reduce("ReduceMax", &similarities, 1);
     let one = g.initializer_f32("open_set.one", &[], &[1.0]);
     g.node("Sub", &[&one, &best], vec![], Some(output))
 }
@@ -354,20 +405,20 @@ pub fn classifier(
 ) -> pb::ModelProto {
     let mut g = GraphBuilder::default();
     let x = preprocessing(&mut g, ONNX_INPUT, normalization);
-    let features = match trunk {
+    let trunk = match trunk {
         Trunk::F32(convs) => trunk_f32(&mut g, x, convs).0,
         Trunk::Int8(q) => trunk_int8(&mut g, x, q),
     };
     let needs_pool = outputs.head_kind.pools_globally() || outputs.open_set_references.is_some();
     let pooled = if needs_pool {
-        let p = g.global_average_pool(&features);
+        let p = g.global_average_pool(&trunk.features);
         Some(g.flatten(&p))
     } else {
         None
     };
     let mut x = match (&pooled, outputs.head_kind.pools_globally()) {
         (Some(p), true) => p.clone(),
-        _ => g.flatten(&features),
+        _ => g.flatten(&trunk.features),
     };
     let last = outputs.head.len() - 1;
     for (i, layer) in outputs.head.iter().enumerate() {
@@ -381,7 +432,8 @@ pub fn classifier(
     let s = Some(input_size);
     let mut graph_outputs = vec![(probabilities, DataType::Float, vec![None, Some(classes)])];
     if let (Some(references), Some(pooled)) = (outputs.open_set_references, &pooled) {
-        let score = knn_cosine_score(&mut g, pooled, references, ONNX_UNKNOWN_OUTPUT);
+        let descriptor = open_set_descriptor(&mut g, &trunk, pooled);
+        let score = knn_cosine_score(&mut g, &descriptor, references, ONNX_UNKNOWN_OUTPUT);
         graph_outputs.push((score, DataType::Float, vec![None, Some(1)]));
     }
     let graph_outputs: Vec<(&str, DataType, &[Option<usize>])> =
@@ -514,16 +566,63 @@ mod tests {
 
     #[test]
     fn open_set_branch_matches_the_direct_computation() {
-        let references: Vec<Vec<f32>> =
-            [[1.0, 0.0, 0.0], [0.2, 0.9, 0.1], [0.0, 0.3, 2.0]].iter().map(|r| crate::openset::normalized(r)).collect();
-        let rows = [[2.0, 0.1, 0.0], [0.5, 0.5, 0.5], [0.0, 0.0, 0.0], [0.1, 0.2, 3.0]];
-        let m = one_node(|g, x| knn_cosine_score(g, x, &references, "score"), DataType::Float, &[4, 3], &[4, 1]);
-        let got = run(m, f32_tensor(&[4, 3], rows.concat()));
+        // Descriptors of 4 parts x 2 channels; parts differ in scale and direction.
+        let references: Vec<Vec<f32>> = [[1.0, 0.0, 5.0, 0.0, 0.0, 1.0, 0.2, 0.9], [0.2, 0.9, 0.1, 3.0, 1.0, 1.0, 0.0, 2.0]]
+            .iter()
+            .map(|r| crate::openset::normalized(r))
+            .collect();
+        let rows: [[f32; 8]; 4] = [
+            [2.0, 0.1, 0.0, 1.0, 0.5, 0.5, 0.3, 0.3],
+            [0.5, 0.5, 0.5, 0.5, 0.0, 7.0, 1.0, 0.0],
+            [0.0; 8],
+            [1.0, 0.0, 5.0, 0.0, 0.0, 1.0, 0.2, 0.9],
+        ];
+        let m = one_node(|g, x| knn_cosine_score(g, x, &references, "score"), DataType::Float, &[4, 8], &[4, 1]);
+        let got = run(m, f32_tensor(&[4, 8], rows.concat()));
         for (row, g) in rows.iter().zip(&got) {
             let expected = crate::openset::score(row, &references);
             assert!((g - expected).abs() < 1e-6, "{row:?}: graph {g}, direct {expected}");
         }
-        assert!((got[2] - 1.0).abs() < 1e-6, "an all-zero feature vector scores 1");
+        assert!((got[2] - 1.0).abs() < 1e-6, "an all-zero descriptor scores 1");
+        assert!(got[3].abs() < 1e-5, "a reference's own descriptor scores 0");
+    }
+
+    #[test]
+    fn open_set_descriptor_pools_block4_and_block5_by_average_and_max() {
+        // Block 4: [1, 2, 2, 2]; block 5: [1, 2, 1, 2]. Build the descriptor from both.
+        let mut g = GraphBuilder::default();
+        let b4 = "b4".to_string();
+        let b5 = g.node("Identity", &["b5"], vec![], None);
+        let trunk = TrunkOutputs { block4: b4, features: b5.clone() };
+        let p5 = g.global_average_pool(&b5);
+        let p5 = g.flatten(&p5);
+        let d = open_set_descriptor(&mut g, &trunk, &p5);
+        let mut m = g.finish(
+            ("b4", DataType::Float, &[Some(1), Some(2), Some(2), Some(2)]),
+            &[(&d, DataType::Float, &[Some(1), Some(8)])],
+            vec![],
+            "",
+        );
+        let b5_input = pb::ValueInfoProto { name: "b5".into(), ..m.graph.as_ref().unwrap().input[0].clone() };
+        m.graph.as_mut().unwrap().input.push(b5_input);
+        let bytes = m.encode_to_vec();
+        let b4 = vec![1.0, 2.0, 3.0, 6.0, 0.0, 0.0, 0.0, 4.0];
+        let b5 = vec![2.0, 4.0, -1.0, 1.0];
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut bytes.as_slice())
+            .unwrap()
+            .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 2, 2, 2)))
+            .unwrap()
+            .with_input_fact(1, InferenceFact::dt_shape(f32::datum_type(), tvec!(1, 2, 1, 2)))
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let out = model.run(tvec!(f32_tensor(&[1, 2, 2, 2], b4.clone()).into(), f32_tensor(&[1, 2, 1, 2], b5.clone()).into())).unwrap();
+        let got: Vec<f32> = out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect();
+        let b4_pooled = [crate::features::pool(&b4, [2, 2, 2]), crate::features::pool_max(&b4, [2, 2, 2])].concat();
+        assert_eq!(got, crate::openset::descriptor(&b4_pooled, &b5, [2, 1, 2]));
     }
 
     #[test]

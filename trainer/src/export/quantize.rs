@@ -208,8 +208,12 @@ mod tests {
         let run = |convs: &[ConvWeights]| {
             let mut g = GraphBuilder::default();
             let (out, _) = graph::trunk_f32(&mut g, "x".into(), convs);
-            let proto =
-                g.finish(("x", DataType::Float, &[Some(1), Some(3), Some(32), Some(32)]), &[(&out, DataType::Float, &[])], vec![], "");
+            let proto = g.finish(
+                ("x", DataType::Float, &[Some(1), Some(3), Some(32), Some(32)]),
+                &[(&out.features, DataType::Float, &[])],
+                vec![],
+                "",
+            );
             let model =
                 tract_onnx::onnx().model_for_read(&mut &prost::Message::encode_to_vec(&proto)[..]).unwrap().into_runnable().unwrap();
             let x =

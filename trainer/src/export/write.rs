@@ -43,7 +43,7 @@ pub struct ExportInput<'a> {
 
 /// What the export needs for the `unknown_score` output.
 pub struct OpenSetExport {
-    /// Pooled trunk features of the training images (the graph stores them L2-normalized).
+    /// Open-set descriptors of the training images (the graph stores them normalized).
     pub references: Vec<Vec<f32>>,
     pub threshold: f32,
     pub target_acceptance: f32,
@@ -80,7 +80,7 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
             unknown_score_max_abs_diff: None,
         },
         open_set: input.open_set.as_ref().map(|o| OpenSet {
-            method: OpenSetMethod::KnnCosine,
+            method: OpenSetMethod::KnnCosineBlocks45,
             references: o.references.len() as u32,
             threshold: o.threshold,
             target_acceptance: o.target_acceptance,

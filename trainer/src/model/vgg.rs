@@ -45,15 +45,24 @@ impl Vgg16Trunk {
     }
 
     /// `[N, 3, S, S]` normalized images -> `[N, C, S/32, S/32]` features.
-    pub fn forward(&self, mut x: Tensor<4>) -> Tensor<4> {
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_keeping_block4(x).1
+    }
+
+    /// The block-4 output (`[N, C4, S/16, S/16]`, after its pool) and the features.
+    pub fn forward_keeping_block4(&self, mut x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let mut convs = self.convs.iter();
-        for block in VGG16_BLOCKS {
+        let mut block4 = None;
+        for (b, block) in VGG16_BLOCKS.into_iter().enumerate() {
             for conv in convs.by_ref().take(block) {
                 x = relu(conv.forward(x));
             }
             x = self.pool.forward(x);
+            if b == 3 {
+                block4 = Some(x.clone());
+            }
         }
-        x
+        (block4.expect("VGG16 has five blocks"), x)
     }
 
     /// Stops gradients for the first `n` convolutions (the rest keep their trainability).

@@ -68,4 +68,6 @@ pub struct RunSummary {
     pub backend: String,
     pub device: String,
     pub export: Option<ExportSummary>,
+    /// The field-conditions suite on validation photos (`--conditions`; empty when skipped).
+    pub conditions: Vec<crate::evaluate::conditions::ConditionResult>,
 }

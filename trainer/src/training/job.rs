@@ -21,7 +21,7 @@ use super::fit::{self, Evaluation, FitOptions, Labels, Network};
 use super::inputs::{FeatureInputs, ImageInputs};
 use crate::backbone::Vgg16Weights;
 use crate::data::{self, Dataset, ScanOptions, Split, SplitOptions};
-use crate::features::{self, FeatureCache, ViewKey};
+use crate::features::{self, FeatureCache, TrunkFeatures, ViewKey};
 use crate::model::weights::ModelWeights;
 use crate::model::{Classifier, Head, Vgg16Trunk};
 
@@ -85,24 +85,47 @@ impl Prepared {
         features::cache_context(&self.backbone_sha256, &self.preprocessing.fingerprint(), &self.normalization)
     }
 
-    /// Trunk features of the clean view of each item, from the cache where possible.
+    /// The feature-cache key of one view of `sample`: `None` for the clean view, else a text that
+    /// names the transform and changes whenever its pixels would.
+    pub fn view_key(&self, sample: &data::Sample, view: Option<String>) -> String {
+        ViewKey { context: &self.cache_context(), file_sha256: &sample.file_sha256, augmentation: view }.hash()
+    }
+
+    /// Trunk features of each job (cache key, image maker), from the cache where possible.
+    pub fn features_of<'a>(
+        &self,
+        jobs: Vec<(String, Box<dyn Fn() -> RgbImage + Send + Sync + 'a>)>,
+        label: &'static str,
+    ) -> anyhow::Result<Vec<TrunkFeatures>> {
+        let shape = features::FeatureShape { map: self.feature_dims(), block4_channels: self.backbone.block4_channels() };
+        features::extract(|| self.trunk(), &self.device, &self.normalization, &self.cache, shape, jobs, label)
+    }
+
+    /// Feature maps of the clean view of each item, from the cache where possible.
     pub fn clean_features(&self, items: &[usize], label: &'static str) -> anyhow::Result<Vec<Vec<f32>>> {
-        let context = self.cache_context();
+        Ok(self.clean_trunk_features(items, label)?.into_iter().map(|f| f.map).collect())
+    }
+
+    /// The open-set descriptor ([`crate::openset::descriptor`]) of the clean view of each item.
+    pub fn descriptors(&self, items: &[usize], label: &'static str) -> anyhow::Result<Vec<Vec<f32>>> {
+        let dims = self.feature_dims();
+        Ok(self.clean_trunk_features(items, label)?.iter().map(|f| crate::openset::descriptor(&f.block4_pooled, &f.map, dims)).collect())
+    }
+
+    fn clean_trunk_features(&self, items: &[usize], label: &'static str) -> anyhow::Result<Vec<TrunkFeatures>> {
         let jobs = items
             .iter()
             .map(|&i| {
                 let sample = &self.dataset.samples[i];
-                let key = ViewKey { context: &context, file_sha256: &sample.file_sha256, augmentation: None }.hash();
                 let job: Box<dyn Fn() -> RgbImage + Send + Sync> = Box::new(move || sample.image.clone());
-                (key, job)
+                (self.view_key(sample, None), job)
             })
             .collect();
-        features::extract(|| self.trunk(), &self.device, &self.normalization, &self.cache, self.feature_dims(), jobs, label)
+        self.features_of(jobs, label)
     }
 
     /// Clean view plus `aug_views` augmented views of each training item.
     fn train_views(&self, items: &[usize]) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
-        let context = self.cache_context();
         let views = 1 + self.config.aug_views;
         let augmentation = self.config.augmentation;
         let seed = self.config.seed;
@@ -111,7 +134,7 @@ impl Prepared {
             let sample = &self.dataset.samples[i];
             for view in 0..views {
                 let description = (view > 0).then(|| format!("aug:{seed}:{view}:{augmentation:?}"));
-                let key = ViewKey { context: &context, file_sha256: &sample.file_sha256, augmentation: description }.hash();
+                let key = self.view_key(sample, description);
                 let job: Box<dyn Fn() -> RgbImage + Send + Sync> = Box::new(move || {
                     if view == 0 {
                         return sample.image.clone();
@@ -125,40 +148,34 @@ impl Prepared {
                 jobs.push((key, job));
             }
         }
-        let flat = features::extract(
-            || self.trunk(),
-            &self.device,
-            &self.normalization,
-            &self.cache,
-            self.feature_dims(),
-            jobs,
-            "train features",
-        )?;
+        let flat: Vec<Vec<f32>> = self.features_of(jobs, "train features")?.into_iter().map(|f| f.map).collect();
         Ok(flat.chunks(views).map(<[Vec<f32>]>::to_vec).collect())
     }
 
     /// The trainer's own (Burn) class probabilities for `items` under `weights`.
     pub fn probabilities(&self, weights: &ModelWeights, items: &[usize]) -> anyhow::Result<Evaluation> {
         let classes = self.classes_of(items);
-        let batch = self.config.batch_size;
-        let head = self.head(weights);
         Ok(match &weights.trunk {
-            None => {
-                let feats = self.clean_features(items, "eval features")?;
-                let inputs = FeatureInputs {
-                    train_views: vec![],
-                    eval: feats.iter().map(Vec::as_slice).collect(),
-                    dims: self.feature_dims(),
-                    seed: 0,
-                };
-                fit::evaluate(&head, &inputs, &classes, batch, &self.device)
-            }
+            None => self.evaluate_features(weights, &self.clean_features(items, "eval features")?, &classes),
             Some(records) => {
-                let model = Classifier { trunk: Vgg16Trunk::from_records(records, &self.device), head };
+                let model = Classifier { trunk: Vgg16Trunk::from_records(records, &self.device), head: self.head(weights) };
                 let inputs = self.image_inputs(&[], items);
                 fit::evaluate(&model, &inputs, &classes, features::EXTRACT_BATCH, &self.device)
             }
         })
+    }
+
+    /// The head of `weights` (whose trunk must be the frozen backbone) on the frozen trunk's
+    /// feature maps, scored against `classes`.
+    pub fn evaluate_features(&self, weights: &ModelWeights, feature_maps: &[Vec<f32>], classes: &[usize]) -> Evaluation {
+        debug_assert!(weights.trunk.is_none(), "feature maps are the frozen trunk's");
+        let inputs = FeatureInputs {
+            train_views: vec![],
+            eval: feature_maps.iter().map(Vec::as_slice).collect(),
+            dims: self.feature_dims(),
+            seed: 0,
+        };
+        fit::evaluate(&self.head(weights), &inputs, classes, self.config.batch_size, &self.device)
     }
 
     fn head(&self, weights: &ModelWeights) -> Head {

@@ -2,6 +2,7 @@
 
 pub mod calibration;
 pub mod checkpoint;
+pub mod conditions;
 pub mod config;
 pub mod fit;
 pub mod inputs;
