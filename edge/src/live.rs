@@ -183,7 +183,15 @@ pub fn run(
             let t0 = Instant::now();
             let prepared = model.prepare(&frame.image);
             let t1 = Instant::now();
-            let outputs = model.outputs(&prepared)?;
+            let outputs = match model.outputs(&prepared) {
+                Ok(outputs) => outputs,
+                Err(e) => {
+                    // A frame the model cannot answer (a NaN output) is counted, not labelled.
+                    tracing::warn!("frame {}: {e:#}", frame.number);
+                    lock.lock().expect("mailbox").corrupt += 1;
+                    continue;
+                }
+            };
             let t2 = Instant::now();
             let smoothed = smoother.push(&outputs);
             let labels = model.labels();

@@ -21,8 +21,12 @@ use shared::answer::Thresholds;
 #[command(name = "edge", version, about, long_about)]
 struct Cli {
     /// Threads for inference (default: all cores).
-    #[arg(long, global = true)]
-    threads: Option<usize>,
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// The largest image or frame (width x height) read, checked from its header before
+    /// decoding: a 700-byte JPEG may declare 20000x20000 and ask for gigabytes.
+    #[arg(long, global = true, default_value_t = shared::preprocess::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    max_pixels: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,14 +53,14 @@ enum Command {
         #[arg(long, default_value = "camera:0")]
         source: String,
         /// Pace dir: and synthetic sources, or ask the camera for this frame rate.
-        #[arg(long)]
+        #[arg(long, value_parser = shared::args::frames_per_second)]
         fps: Option<f32>,
         /// Start a dir: source over at its end.
         #[arg(long = "loop")]
         looping: bool,
         /// Camera resolution (WIDTHxHEIGHT) requested; the closest the camera offers is used.
-        #[arg(long, default_value = "640x480")]
-        resolution: String,
+        #[arg(long, default_value = "640x480", value_parser = shared::args::resolution)]
+        resolution: (u32, u32),
         /// Camera frame format: mjpeg or yuyv.
         #[arg(long, default_value = "mjpeg")]
         camera_format: String,
@@ -72,7 +76,7 @@ enum Command {
         #[arg(long)]
         log: Option<PathBuf>,
         /// Seconds between status lines on standard error.
-        #[arg(long, default_value_t = 5.0)]
+        #[arg(long, default_value_t = 5.0, value_parser = shared::args::seconds)]
         status_every: f32,
     },
     /// List cameras and their formats.
@@ -83,8 +87,8 @@ enum Command {
         model: PathBuf,
         #[arg(long, default_value_t = 3)]
         warmup: usize,
-        #[arg(long, default_value_t = 20)]
-        runs: usize,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        runs: u32,
         #[arg(long)]
         json: bool,
     },
@@ -104,10 +108,10 @@ enum Command {
 struct RefusalArgs {
     /// Answer `unknown` (none of the trained classes) above this open-set score. Default: the
     /// threshold the trainer calibrated and stored in the bundle; raise it to refuse less.
-    #[arg(long)]
+    #[arg(long, value_parser = shared::args::score_threshold)]
     unknown_threshold: Option<f32>,
     /// Answer `unsure` below this probability of the best class (default 0: never).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = shared::args::probability)]
     min_confidence: f32,
 }
 
@@ -118,8 +122,9 @@ enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    shared::preprocess::set_max_pixels(cli.max_pixels);
     shared::logging::init();
-    let threads = cli.threads.unwrap_or_else(model::available_threads);
+    let threads = cli.threads.map_or_else(model::available_threads, usize::from);
     model::set_threads(threads);
     match run(cli.command, threads) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
@@ -164,17 +169,14 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
         Command::Run { model, source, fps, looping, resolution, camera_format, max_frames, smoothing, refusal, log, status_every } => {
             let model = EdgeModel::load(&model)?;
             let thresholds = Thresholds::for_model(&model.manifest, refusal.unknown_threshold, refusal.min_confidence);
-            let (width, height) = resolution
-                .split_once('x')
-                .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
-                .ok_or_else(|| anyhow::anyhow!("--resolution {resolution}: expected WIDTHxHEIGHT, e.g. 640x480"))?;
+            let (width, height) = resolution;
             let options = SourceOptions { fps, looping, width, height, camera_format };
             let source = source::open(&source, &options)?;
             let stop = Arc::new(AtomicBool::new(false));
             let flag = Arc::clone(&stop);
             ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
             let live_options =
-                live::LiveOptions { max_frames, smoothing, thresholds, status_every: Duration::from_secs_f32(status_every.max(0.1)), log };
+                live::LiveOptions { max_frames, smoothing, thresholds, status_every: Duration::from_secs_f32(status_every), log };
             let stats = live::run(&model, source, &live_options, stop, &mut out)?;
             eprintln!(
                 "done: {} frames classified in {:.1}s ({:.1} fps), {} captured, {} dropped, {} corrupt",
@@ -191,7 +193,7 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
         }
         Command::Bench { model, warmup, runs, json } => {
             let model = EdgeModel::load(&model)?;
-            let r = bench::run(&model, threads, warmup, runs)?;
+            let r = bench::run(&model, threads, warmup, runs as usize)?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;
             } else {

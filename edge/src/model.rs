@@ -46,7 +46,7 @@ impl EdgeModel {
     }
 
     pub fn from_bundle(bundle: Bundle) -> anyhow::Result<Self> {
-        let graph = Graph::load(&bundle.onnx, bundle.manifest.preprocessing.input_size)?;
+        let graph = Graph::load_classifier(&bundle.onnx, bundle.manifest.preprocessing.input_size, bundle.manifest.labels.len())?;
         Ok(Self { manifest: bundle.manifest, self_checks: bundle.self_checks, graph })
     }
 

@@ -37,6 +37,10 @@ pub struct Bundle {
     pub self_checks: Vec<SelfCheck>,
 }
 
+/// The largest bundle read: a float32 VGG16 bundle is about 60 MB, with room for large heads and
+/// many open-set references.
+pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     #[error("{path}: cannot read: {cause}")]
@@ -98,8 +102,24 @@ impl Bundle {
         Ok(bundle)
     }
 
+    /// Reads a bundle file. Only a regular file of at most [`MAX_BUNDLE_BYTES`] is read: a device
+    /// (`/dev/zero`), a pipe or a runaway file is refused before memory runs out.
     pub fn read(path: &Path) -> Result<Self, BundleError> {
-        let bytes = std::fs::read(path).map_err(|cause| BundleError::Io { path: path.into(), cause })?;
+        use std::io::Read;
+        let io = |cause| BundleError::Io { path: path.into(), cause };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(BundleError::Invalid { path: path.into(), problem: "not a regular file (a device, pipe or folder)".into() });
+        }
+        let mut bytes = Vec::with_capacity(meta.len().min(MAX_BUNDLE_BYTES) as usize);
+        file.take(MAX_BUNDLE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+        if bytes.len() as u64 > MAX_BUNDLE_BYTES {
+            return Err(BundleError::Invalid {
+                path: path.into(),
+                problem: format!("larger than {} MB; no VGG16 bundle is", MAX_BUNDLE_BYTES >> 20),
+            });
+        }
         Self::from_bytes(&bytes, path)
     }
 

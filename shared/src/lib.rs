@@ -9,6 +9,7 @@
 //! - [`atomic`]: crash-safe file writes used by both sides.
 
 pub mod answer;
+pub mod args;
 pub mod atomic;
 pub mod bundle;
 pub mod compare;

@@ -41,6 +41,39 @@ pub enum ImageError {
     Decode { path: PathBuf, cause: image::ImageError },
     #[error("{path}: image has no pixels ({width}x{height})")]
     NoPixels { path: PathBuf, width: u32, height: u32 },
+    #[error("{path}: {width}x{height} is {megapixels:.1} megapixels, above the limit of {limit:.1} (--max-pixels)", megapixels = *width as f64 * *height as f64 / 1e6, limit = *max_pixels as f64 / 1e6)]
+    TooLarge { path: PathBuf, width: u32, height: u32, max_pixels: u64 },
+    #[error("{path}: truncated JPEG: no end-of-image marker after the image data (an interrupted copy or download?)")]
+    Truncated { path: PathBuf },
+}
+
+/// The default of [`set_max_pixels`]: 50 megapixels, above any phone or camera photo of today.
+pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
+
+static MAX_PIXELS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(DEFAULT_MAX_PIXELS);
+
+/// The largest image (width x height) any decode accepts, checked from the header before a byte
+/// of pixels is allocated: a 700-byte file may declare 20000x20000 and ask for gigabytes. Set once
+/// by each program from its `--max-pixels`; one setting for every path that reads an image.
+pub fn set_max_pixels(max_pixels: u64) {
+    MAX_PIXELS.store(max_pixels, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn max_pixels() -> u64 {
+    MAX_PIXELS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A JPEG's image data ends with an end-of-image marker (FF D9) after its last start-of-scan
+/// (FF DA). Inside scan data an FF byte is always followed by 00 or a restart marker, so a file
+/// cut anywhere after its headers has no FF D9 after the last FF DA. (The decoder itself pads a
+/// cut file with gray and reports no error.)
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let marker = |m: u8| bytes.windows(2).rposition(|w| w == [0xFF, m]);
+    match (marker(0xDA), marker(0xD9)) {
+        (Some(scan), Some(end)) => end > scan,
+        (None, _) => true, // no scan at all: the decoder reports what is missing
+        (Some(_), None) => false,
+    }
 }
 
 /// Decodes an image file (any format the `image` crate reads, detected from content), applying
@@ -56,15 +89,30 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty { path });
     }
-    let decode = || -> Result<DynamicImage, image::ImageError> {
-        let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|cause| ImageError::Decode { path: path.clone(), cause: image::ImageError::IoError(cause) })?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
+        return Err(ImageError::Truncated { path });
+    }
+    let max_pixels = max_pixels();
+    let decode = || -> Result<Result<DynamicImage, ImageError>, image::ImageError> {
+        let mut limits = image::Limits::default();
+        // Decoded pixels (up to 4 bytes each for RGBA) plus the decoder's own working room.
+        limits.max_alloc = Some(max_pixels.saturating_mul(4).saturating_add(64 << 20));
+        let mut reader = reader;
+        reader.limits(limits);
         let mut decoder = reader.into_decoder()?;
+        let (width, height) = decoder.dimensions();
+        if width as u64 * height as u64 > max_pixels {
+            return Ok(Err(ImageError::TooLarge { path: path.clone(), width, height, max_pixels }));
+        }
         let orientation = decoder.orientation()?;
         let mut image = DynamicImage::from_decoder(decoder)?;
         image.apply_orientation(orientation);
-        Ok(image)
+        Ok(Ok(image))
     };
-    let image = decode().map_err(|cause| ImageError::Decode { path: path.clone(), cause })?;
+    let image = decode().map_err(|cause| ImageError::Decode { path: path.clone(), cause })??;
     if image.width() == 0 || image.height() == 0 {
         return Err(ImageError::NoPixels { path, width: image.width(), height: image.height() });
     }
@@ -79,6 +127,8 @@ impl ImageError {
             ImageError::Empty { .. } => ImageError::Empty { path },
             ImageError::Decode { cause, .. } => ImageError::Decode { path, cause },
             ImageError::NoPixels { width, height, .. } => ImageError::NoPixels { path, width, height },
+            ImageError::TooLarge { width, height, max_pixels, .. } => ImageError::TooLarge { path, width, height, max_pixels },
+            ImageError::Truncated { .. } => ImageError::Truncated { path },
         }
     }
 }
@@ -254,6 +304,50 @@ mod tests {
         assert!(matches!(err, ImageError::Decode { .. }), "{err}");
         let err = decode_file(Path::new("/no/such/file.jpg")).unwrap_err();
         assert!(err.to_string().contains("/no/such/file.jpg"), "{err}");
+    }
+
+    fn jpeg_of(img: &RgbImage) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        img.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Jpeg).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_cut_jpeg_is_an_error_not_a_gray_padded_image() {
+        let bytes = jpeg_of(&gradient(120, 90));
+        assert!(decode_bytes(&bytes).is_ok());
+        for cut in [bytes.len() - 2, bytes.len() * 2 / 3, bytes.len() / 2] {
+            let err = decode_bytes(&bytes[..cut]).unwrap_err();
+            assert!(matches!(err, ImageError::Truncated { .. }) || matches!(err, ImageError::Decode { .. }), "cut at {cut}: {err}");
+        }
+        assert!(matches!(decode_bytes(&bytes[..bytes.len() - 2]), Err(ImageError::Truncated { .. })));
+        // Trailing bytes after the end marker (some cameras add them) are fine.
+        let mut padded = bytes.clone();
+        padded.extend_from_slice(&[0u8; 16]);
+        assert!(decode_bytes(&padded).is_ok());
+    }
+
+    #[test]
+    fn an_image_above_the_pixel_limit_is_refused_from_its_header() {
+        // A PNG header declaring 40000 x 40000: refused before any pixel is allocated.
+        let small = {
+            let mut b = Vec::new();
+            gradient(4, 4).write_to(&mut Cursor::new(&mut b), image::ImageFormat::Png).unwrap();
+            b
+        };
+        let mut huge = small.clone();
+        // IHDR's width and height sit at bytes 16..24 (after the 8-byte signature, length, "IHDR").
+        huge[16..20].copy_from_slice(&40000u32.to_be_bytes());
+        huge[20..24].copy_from_slice(&40000u32.to_be_bytes());
+        // The chunk's CRC-32 covers its type and data (bytes 12..29).
+        let crc = !huge[12..29]
+            .iter()
+            .fold(!0u32, |crc, &byte| (0..8).fold(crc ^ byte as u32, |c, _| if c & 1 == 1 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 }));
+        huge[29..33].copy_from_slice(&crc.to_be_bytes());
+        let err = decode_bytes(&huge).unwrap_err();
+        assert!(matches!(err, ImageError::TooLarge { width: 40000, height: 40000, .. }), "{err}");
+        assert!(err.to_string().contains("1600.0 megapixels"), "{err}");
+        assert!(decode_bytes(&small).is_ok());
     }
 
     #[test]

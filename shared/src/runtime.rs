@@ -13,6 +13,8 @@ use tract_onnx::prelude::*;
 pub struct Graph {
     plan: Arc<TypedRunnableModel>,
     input_size: u32,
+    /// For a classifier ([`Graph::load_classifier`]): the number of labels every answer must have.
+    classes: Option<usize>,
 }
 
 /// What the classifier graph answers for one image.
@@ -36,7 +38,35 @@ impl Graph {
             .context("tract cannot optimize the graph")?
             .into_runnable()
             .context("tract cannot plan the graph")?;
-        Ok(Self { plan, input_size })
+        Ok(Self { plan, input_size, classes: None })
+    }
+
+    /// Loads a classifier graph and checks its outputs against the manifest: class probabilities
+    /// `[1, classes]`, then optionally the open-set score `[1, 1]`. A graph of another shape (a
+    /// crafted or mismatched bundle) is refused here, not when its first answer is indexed.
+    pub fn load_classifier(onnx: &[u8], input_size: u32, classes: usize) -> anyhow::Result<Self> {
+        let mut graph = Self::load(onnx, input_size)?;
+        let model = graph.plan.model();
+        let outputs = model.outputs.len();
+        anyhow::ensure!(
+            (1..=2).contains(&outputs),
+            "the graph has {outputs} outputs; a classifier has probabilities and at most an open-set score"
+        );
+        let shape = |i: usize| -> anyhow::Result<Vec<usize>> {
+            let fact = model.output_fact(i)?;
+            fact.shape.as_concrete().map(<[usize]>::to_vec).with_context(|| format!("output {i} has no fixed shape ({:?})", fact.shape))
+        };
+        let probabilities = shape(0)?;
+        anyhow::ensure!(
+            probabilities == [1, classes],
+            "the graph answers {probabilities:?} values for the manifest's {classes} labels (expected [1, {classes}])"
+        );
+        if outputs == 2 {
+            let score = shape(1)?;
+            anyhow::ensure!(score == [1, 1], "the open-set output has shape {score:?} (expected [1, 1])");
+        }
+        graph.classes = Some(classes);
+        Ok(graph)
     }
 
     pub fn input_size(&self) -> u32 {
@@ -53,10 +83,18 @@ impl Graph {
     }
 
     /// The classifier's outputs: `probabilities`, then `unknown_score` where the graph has it.
+    /// A non-finite value (NaN, infinity) is an error, never an answer.
     pub fn classify(&self, rgb: &RgbImage) -> anyhow::Result<Outputs> {
         let mut outputs = self.run(rgb)?.into_iter();
         let probabilities = outputs.next().context("the graph has no output")?;
         let unknown_score = outputs.next().and_then(|v| v.first().copied());
+        if let Some(k) = self.classes {
+            anyhow::ensure!(probabilities.len() == k, "the graph answered {} values for {k} labels", probabilities.len());
+        }
+        anyhow::ensure!(
+            probabilities.iter().chain(&unknown_score).all(|v| v.is_finite()),
+            "the graph answered a non-finite value (NaN or infinity): {probabilities:?}, unknown score {unknown_score:?}"
+        );
         Ok(Outputs { probabilities, unknown_score })
     }
 }

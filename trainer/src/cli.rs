@@ -16,6 +16,11 @@ use crate::training::{OptimizerKind, TrainConfig};
 #[derive(Parser)]
 #[command(name = "trainer", version, about, long_about)]
 pub struct Cli {
+    /// The largest image (width x height) any command reads, checked from the file's header
+    /// before decoding: a small file may declare gigapixels. Larger images are skipped with a
+    /// message (errors under --strict).
+    #[arg(long, global = true, default_value_t = shared::preprocess::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: u64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -63,10 +68,10 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Refuse as `unknown` above this open-set score (default: the bundle's calibrated threshold).
-    #[arg(long)]
+    #[arg(long, value_parser = shared::args::score_threshold)]
     pub unknown_threshold: Option<f32>,
     /// Refuse as `unsure` below this top-class probability (default 0: never).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = shared::args::probability)]
     pub min_confidence: f32,
     /// Also run every target image through the field-conditions suite and report one accuracy
     /// per condition: off-centre (3/4 of each side at a corner), scale-0.6 (subject at 60%,

@@ -11,6 +11,7 @@ use trainer::commands;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     shared::logging::init();
+    shared::preprocess::set_max_pixels(cli.max_pixels);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -29,8 +30,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })
             });
             let json = args.json;
+            let config = args.config();
+            // Bad settings are bad usage (exit 2), found before anything is written.
+            if let Err(message) = config.validate() {
+                use clap::CommandFactory;
+                Cli::command().error(clap::error::ErrorKind::ValueValidation, message).exit();
+            }
             let request = commands::train::TrainRequest {
-                config: args.config(),
+                config,
                 out: args.out.clone(),
                 resume: args.resume,
                 export_to,

@@ -59,3 +59,24 @@ fn bad_flag_values_are_usage_errors() {
     assert!(train_config(&["--freeze-first", "14"]).validate().is_err());
     assert!(train_config(&["--l2", "0"]).validate().is_err());
 }
+
+#[test]
+fn settings_that_validation_refuses_exit_2_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    for bad in [&["--classes", "daffodil,daffodil"][..], &["--classes", "daffodil,,coltsfoot"], &["--l2", "0"], &["--cv", "1"]] {
+        let mut args = vec!["train", "--data", "/no/such/data", "--backbone", "/no/such.onnx", "--out", out_dir.to_str().unwrap()];
+        args.extend(bad);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trainer")).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains(bad[0]), "{bad:?}: {stderr}");
+        assert!(!out_dir.exists(), "{bad:?} wrote the run folder");
+    }
+    let mut argv = vec!["trainer", "evaluate", "--model", "m", "--data", "d", "--min-confidence", "NaN"];
+    assert!(Cli::try_parse_from(argv.clone()).is_err(), "--min-confidence NaN accepted");
+    argv.truncate(6);
+    argv.extend(["--unknown-threshold", "inf"]);
+    assert!(Cli::try_parse_from(argv).is_err(), "--unknown-threshold inf accepted");
+    assert!(train_config(&["--classes", "a,a"]).validate().unwrap_err().contains("'a' twice"));
+}

@@ -119,6 +119,15 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("--dropout {} must be in [0, 1)", self.dropout));
         }
+        if let Some(classes) = &self.classes {
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(twice) = classes.iter().find(|c| !seen.insert(c.as_str())) {
+                return Err(format!("--classes names '{twice}' twice; each class is one folder, named once"));
+            }
+            if classes.iter().any(|c| c.trim().is_empty()) {
+                return Err("--classes has an empty name (a stray comma?)".into());
+            }
+        }
         Ok(())
     }
 }
