@@ -22,7 +22,9 @@ pub struct ResultLog {
 }
 
 impl ResultLog {
-    /// Opens for appending, writing the header if the file is new.
+    /// Opens for appending, writing the header if the file is new. A torn last record (a power
+    /// cut mid-write) is cut off first, and said: records appended after a tear would be
+    /// unreadable, since the reader stops at the first bad record.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let mut file = OpenOptions::new()
             .create(true)
@@ -44,6 +46,18 @@ impl ResultLog {
                 magic[7],
                 MAGIC[7]
             );
+            let contents = read(path)?;
+            if contents.torn_bytes > 0 {
+                let whole = len - contents.torn_bytes as u64;
+                file.set_len(whole).map_err(|e| anyhow::anyhow!("{}: cannot repair the torn end: {e}", path.display()))?;
+                file.sync_all()?;
+                tracing::warn!(
+                    "{}: cut {} bytes of a torn last record (a write interrupted by a power cut or kill); {} records kept",
+                    path.display(),
+                    contents.torn_bytes,
+                    contents.records.len()
+                );
+            }
         }
         Ok(Self { file, path: path.into(), last_sync: Instant::now() })
     }
@@ -156,6 +170,24 @@ mod tests {
         bytes[last] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(read(&path).unwrap().records, vec![record(0)]);
+    }
+
+    #[test]
+    fn a_torn_end_is_cut_before_appending_so_later_records_stay_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.log");
+        let mut log = ResultLog::open(&path).unwrap();
+        log.append(&record(0)).unwrap();
+        log.append(&record(1)).unwrap();
+        drop(log);
+        let full = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &full[..full.len() - 5]).unwrap();
+        let mut log = ResultLog::open(&path).unwrap();
+        log.append(&record(2)).unwrap();
+        drop(log);
+        let got = read(&path).unwrap();
+        assert_eq!(got.records, vec![record(0), record(2)]);
+        assert_eq!(got.torn_bytes, 0);
     }
 
     #[test]

@@ -37,15 +37,28 @@ impl FeatureCache {
         self.dir.as_ref().map(|d| d.join(format!("{key}.f32")))
     }
 
+    /// The entry for `key`, if it is whole: its values (`len` little-endian f32) followed by the
+    /// SHA-256 of those bytes. A wrong length or checksum means a damaged or foreign entry
+    /// (a disk error, a copy cut short, bytes overwritten): it is recomputed, never trusted.
     fn get(&self, key: &str, len: usize) -> Option<Vec<f32>> {
-        let bytes = std::fs::read(self.path(key)?).ok()?;
-        // A wrong length means a damaged or foreign entry: recompute rather than trust it.
-        (bytes.len() == len * 4).then(|| bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        let path = self.path(key)?;
+        let bytes = std::fs::read(&path).ok()?;
+        let (values, checksum) = bytes.split_at_checked(len * 4)?;
+        if checksum.len() != 32 {
+            return None; // another layout: a foreign or older entry
+        }
+        if checksum != Sha256::digest(values).as_slice() {
+            tracing::warn!("{}: damaged feature cache entry (checksum), recomputing it", path.display());
+            return None;
+        }
+        Some(values.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     }
 
     fn put(&self, key: &str, values: &[f32]) {
         if let Some(path) = self.path(key) {
-            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let mut bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let checksum = Sha256::digest(&bytes);
+            bytes.extend_from_slice(&checksum);
             if let Err(e) = shared::atomic::write_atomic(&path, &bytes) {
                 tracing::warn!("{}: cannot write feature cache entry: {e}", path.display());
             }
@@ -199,4 +212,33 @@ pub fn default_cache_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"));
     base.join("flowercam").join("features")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_cache_entry_is_recomputed_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FeatureCache::new(Some(dir.path().to_path_buf())).unwrap();
+        let values: Vec<f32> = (0..64).map(|i| i as f32 * 0.5).collect();
+        cache.put("k", &values);
+        assert_eq!(cache.get("k", 64), Some(values.clone()));
+        assert_eq!(cache.get("k", 63), None, "another length");
+        let path = cache.path("k").unwrap();
+        let whole = std::fs::read(&path).unwrap();
+        // One flipped bit anywhere, values or checksum: refused.
+        for at in [0, 100, whole.len() - 1] {
+            let mut bad = whole.clone();
+            bad[at] ^= 0x10;
+            std::fs::write(&path, &bad).unwrap();
+            assert_eq!(cache.get("k", 64), None, "byte {at} flipped");
+        }
+        // Random bytes of the same length, and a cut entry: refused.
+        std::fs::write(&path, vec![0x5Au8; whole.len()]).unwrap();
+        assert_eq!(cache.get("k", 64), None);
+        std::fs::write(&path, &whole[..whole.len() - 8]).unwrap();
+        assert_eq!(cache.get("k", 64), None);
+    }
 }

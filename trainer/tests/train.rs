@@ -84,6 +84,7 @@ fn strict_makes_bad_files_fatal_and_names_them() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("empty.jpg") || err.contains("notes.txt"), "{err}");
+    assert!(!f.path("run").join("run.json").exists(), "a run that failed its checks left run.json behind");
 }
 
 #[test]

@@ -396,13 +396,17 @@ pub fn train(config: TrainConfig, run: &Path, resume: bool) -> anyhow::Result<Tr
         if checkpoint::checkpoint_path(run).exists() {
             bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", run.display());
         }
-        std::fs::create_dir_all(run).with_context(|| format!("{}: cannot create the run folder", run.display()))?;
-        let json = serde_json::to_vec_pretty(&config)?;
-        shared::atomic::write_atomic(&run_config_path(run), &json).with_context(|| format!("{}: cannot write", run.display()))?;
         config
     };
     let mut phases = Phases::default();
+    // The data and backbone are checked before the run folder gets a file: a run that fails
+    // here (a missing folder, --strict on a bad photo) leaves nothing that looks like a run.
     let p = prepare(&config, &mut phases)?;
+    if !resume {
+        std::fs::create_dir_all(run).with_context(|| format!("{}: cannot create the run folder", run.display()))?;
+        let json = serde_json::to_vec_pretty(&config)?;
+        shared::atomic::write_atomic(&run_config_path(run), &json).with_context(|| format!("{}: cannot write", run.display()))?;
+    }
     crate::report::print_split(&p);
     crate::report::write_split_csv(&p, &run.join("split.csv"))?;
 
