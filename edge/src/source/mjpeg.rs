@@ -1,5 +1,7 @@
 //! `stdin:mjpeg`: a stream of concatenated JPEG frames (what `rpicam-vid --codec mjpeg -o -`
-//! and GStreamer's `jpegenc ! fdsink` write), split at the JPEG start/end markers.
+//! and GStreamer's `jpegenc ! fdsink` write), split by following each frame's JPEG segments: an
+//! EXIF thumbnail (a whole JPEG inside an APP1 segment) has an end marker of its own, which a
+//! scan for the first FF D9 would take for the frame's.
 
 use std::io::Read;
 use std::time::Instant;
@@ -22,13 +24,73 @@ impl MjpegStream {
         Self { reader, name, buffer: Vec::new(), number: 0, ended: false }
     }
 
-    /// The next complete JPEG in the buffer, if any: bytes from FF D8 to the FF D9 after it.
+    /// The next complete JPEG in the buffer, if any: bytes from FF D8 to its end of image.
     fn take_frame(&mut self) -> Option<Vec<u8>> {
         let start = self.buffer.windows(2).position(|w| w == [0xFF, 0xD8])?;
-        let end = self.buffer[start + 2..].windows(2).position(|w| w == [0xFF, 0xD9])? + start + 4;
+        let end = match frame_end(&self.buffer[start..]) {
+            FrameEnd::At(n) => start + n,
+            FrameEnd::NeedMore => return None,
+            // Not a well-formed JPEG: cut at the next end marker; the decoder names the damage.
+            FrameEnd::Malformed => self.buffer[start + 2..].windows(2).position(|w| w == [0xFF, 0xD9])? + start + 4,
+        };
         let frame = self.buffer[start..end].to_vec();
         self.buffer.drain(..end);
         Some(frame)
+    }
+}
+
+enum FrameEnd {
+    /// The frame is this many bytes long (end marker included, or cut where the next frame starts).
+    At(usize),
+    NeedMore,
+    Malformed,
+}
+
+/// Walks the segments of the JPEG that starts `bytes` (with FF D8): marker segments are skipped
+/// by their length fields (so nothing inside them, a thumbnail included, is read as a marker),
+/// and entropy-coded data after a start of scan runs to the next FF that is neither stuffing
+/// (FF 00) nor a restart marker (FF D0-D7).
+fn frame_end(bytes: &[u8]) -> FrameEnd {
+    let mut pos = 2;
+    loop {
+        let Some(&first) = bytes.get(pos) else { return FrameEnd::NeedMore };
+        if first != 0xFF {
+            return FrameEnd::Malformed;
+        }
+        // Any number of FF fill bytes may precede a marker.
+        while bytes.get(pos + 1) == Some(&0xFF) {
+            pos += 1;
+        }
+        let Some(&marker) = bytes.get(pos + 1) else { return FrameEnd::NeedMore };
+        match marker {
+            0xD9 => return FrameEnd::At(pos + 2),
+            0x01 | 0xD0..=0xD7 => pos += 2,
+            // A new start of image: this frame was cut short (the decoder will say so).
+            0xD8 => return FrameEnd::At(pos),
+            0x00 => return FrameEnd::Malformed,
+            _ => {
+                let Some(length) = bytes.get(pos + 2..pos + 4) else { return FrameEnd::NeedMore };
+                let length = u16::from_be_bytes([length[0], length[1]]) as usize;
+                if length < 2 {
+                    return FrameEnd::Malformed;
+                }
+                pos += 2 + length;
+                if marker == 0xDA {
+                    // Entropy-coded data up to the next real marker.
+                    loop {
+                        let Some(offset) = bytes.get(pos..).and_then(|rest| rest.iter().position(|&b| b == 0xFF)) else {
+                            return FrameEnd::NeedMore;
+                        };
+                        pos += offset;
+                        match bytes.get(pos + 1) {
+                            None => return FrameEnd::NeedMore,
+                            Some(0x00 | 0xD0..=0xD7 | 0xFF) => pos += 1,
+                            Some(_) => break,
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -100,5 +162,66 @@ mod tests {
             }
         }
         assert_eq!(kinds, vec!["frame1", "corrupt", "frame2"]);
+    }
+
+    /// `jpeg(shade)` with an EXIF APP1 segment that carries a whole JPEG thumbnail.
+    fn jpeg_with_thumbnail(shade: u8) -> Vec<u8> {
+        let main = jpeg(shade);
+        let thumbnail = jpeg(255 - shade);
+        // "Exif\0\0", then a little-endian TIFF header with one empty IFD, then the thumbnail.
+        let mut payload = b"Exif\0\0II*\0\x08\0\0\0\0\0\0\0\0\0".to_vec();
+        payload.extend(&thumbnail);
+        let mut out = main[..2].to_vec();
+        out.extend([0xFF, 0xE1]);
+        out.extend(((payload.len() + 2) as u16).to_be_bytes());
+        out.extend(payload);
+        out.extend(&main[2..]);
+        out
+    }
+
+    fn events(stream: Vec<u8>, chunk: usize) -> Vec<String> {
+        /// Hands out at most `chunk` bytes per read, as a pipe may.
+        struct Trickle(std::io::Cursor<Vec<u8>>, usize);
+        impl Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.1);
+                self.0.read(&mut buf[..n])
+            }
+        }
+        let mut source = MjpegStream::new(Box::new(Trickle(std::io::Cursor::new(stream), chunk)), "test".into());
+        let mut kinds = Vec::new();
+        loop {
+            match source.next().unwrap() {
+                Event::Frame(f) => kinds.push(format!("frame{} {}", f.number, f.image.to_rgb8().get_pixel(0, 0).0[0] / 50)),
+                Event::Corrupt(why) => kinds.push(format!("corrupt {why}")),
+                Event::End => break,
+            }
+        }
+        kinds
+    }
+
+    #[test]
+    fn a_frame_with_an_exif_thumbnail_is_one_frame() {
+        let mut stream = jpeg_with_thumbnail(10);
+        stream.extend(jpeg(200));
+        stream.extend(jpeg_with_thumbnail(120));
+        // Whole, and arriving a few bytes at a time: the same three frames, the main image each
+        // time (shade / 50: 0, 4, 2), never the thumbnail.
+        for chunk in [1 << 16, 7, 1] {
+            assert_eq!(events(stream.clone(), chunk), vec!["frame1 0", "frame2 4", "frame3 2"], "reads of {chunk} bytes");
+        }
+    }
+
+    #[test]
+    fn a_frame_cut_short_and_followed_by_another_is_counted_corrupt() {
+        // Cut in its image data (the bulk of any real frame; a cut inside a header segment is
+        // skipped over by the segment's length and surfaces as a corrupt frame later on).
+        let whole = jpeg(10);
+        let mut stream = whole[..whole.len() - 6].to_vec();
+        stream.extend(jpeg(200));
+        let got = events(stream, 1 << 16);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].starts_with("corrupt") && got[0].contains("truncated"), "{got:?}");
+        assert_eq!(got[1], "frame1 4", "the frame after the cut one is whole");
     }
 }
