@@ -157,14 +157,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_flipped_bit_stops_at_the_damaged_record() {
+    /// A log holding records 0 and 1, in a fresh folder (kept alive by the returned handle).
+    fn two_records() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("results.log");
         let mut log = ResultLog::open(&path).unwrap();
         log.append(&record(0)).unwrap();
         log.append(&record(1)).unwrap();
-        drop(log);
+        (dir, path)
+    }
+
+    #[test]
+    fn a_flipped_bit_stops_at_the_damaged_record() {
+        let (_dir, path) = two_records();
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 2;
         bytes[last] ^= 0x40;
@@ -174,12 +179,7 @@ mod tests {
 
     #[test]
     fn a_torn_end_is_cut_before_appending_so_later_records_stay_readable() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("results.log");
-        let mut log = ResultLog::open(&path).unwrap();
-        log.append(&record(0)).unwrap();
-        log.append(&record(1)).unwrap();
-        drop(log);
+        let (_dir, path) = two_records();
         let full = std::fs::read(&path).unwrap();
         std::fs::write(&path, &full[..full.len() - 5]).unwrap();
         let mut log = ResultLog::open(&path).unwrap();

@@ -1,11 +1,14 @@
 //! Crash-safe training state. After every epoch the run folder gets `checkpoint.bin` (all that
 //! `--resume` needs) and, on improvement, `best.bin` (the weights to export). Both are written
-//! atomically, so a `kill -9` at any moment loses at most the epoch in flight.
+//! atomically, so a `kill -9` at any moment loses at most the epoch in flight. Each file ends with
+//! the SHA-256 of its content: a damaged file (a flipped byte, a copy cut short) is refused with
+//! its name, never trained on.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::model::weights::ModelWeights;
 
@@ -55,11 +58,44 @@ pub fn best_path(run: &Path) -> PathBuf {
 }
 
 pub fn save<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let bytes = postcard::to_stdvec(value).context("serializing checkpoint")?;
+    let mut bytes = postcard::to_stdvec(value).context("serializing checkpoint")?;
+    let checksum = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&checksum);
     shared::atomic::write_atomic(path, &bytes).with_context(|| format!("{}: cannot write", path.display()))
 }
 
 pub fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    postcard::from_bytes(&bytes).with_context(|| format!("{}: damaged or from another version", path.display()))
+    let damaged = || anyhow::anyhow!("{}: damaged (its checksum does not match) or from another version; start a new run", path.display());
+    let (content, checksum) = bytes.split_at_checked(bytes.len().saturating_sub(32)).ok_or_else(damaged)?;
+    if checksum.len() != 32 || checksum != Sha256::digest(content).as_slice() {
+        return Err(damaged());
+    }
+    postcard::from_bytes(content).with_context(|| format!("{}: damaged or from another version", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flipped_byte_or_a_cut_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.bin");
+        let value: (Vec<f32>, String) = ((0..100).map(|i| i as f32).collect(), "weights".into());
+        save(&path, &value).unwrap();
+        assert_eq!(load::<(Vec<f32>, String)>(&path).unwrap(), value);
+        let whole = std::fs::read(&path).unwrap();
+        for at in [0, whole.len() / 2, whole.len() - 1] {
+            let mut bad = whole.clone();
+            bad[at] ^= 0x01;
+            std::fs::write(&path, &bad).unwrap();
+            let err = load::<(Vec<f32>, String)>(&path).unwrap_err().to_string();
+            assert!(err.contains("checkpoint.bin") && err.contains("damaged"), "byte {at}: {err}");
+        }
+        std::fs::write(&path, &whole[..whole.len() - 10]).unwrap();
+        assert!(load::<(Vec<f32>, String)>(&path).is_err());
+        std::fs::write(&path, b"").unwrap();
+        assert!(load::<(Vec<f32>, String)>(&path).is_err());
+    }
 }

@@ -364,6 +364,8 @@ pub struct TrainOutcome {
     pub val: Evaluation,
     pub test: Option<Evaluation>,
     pub phases: Phases,
+    /// The run folder's lock, held until the caller has written its reports and the export.
+    pub lock: super::lock::RunLock,
 }
 
 pub fn run_config_path(run: &Path) -> PathBuf {
@@ -402,8 +404,12 @@ pub fn train(config: TrainConfig, run: &Path, resume: bool) -> anyhow::Result<Tr
     // The data and backbone are checked before the run folder gets a file: a run that fails
     // here (a missing folder, --strict on a bad photo) leaves nothing that looks like a run.
     let p = prepare(&config, &mut phases)?;
+    std::fs::create_dir_all(run).with_context(|| format!("{}: cannot create the run folder", run.display()))?;
+    let lock = super::lock::RunLock::acquire(run)?;
     if !resume {
-        std::fs::create_dir_all(run).with_context(|| format!("{}: cannot create the run folder", run.display()))?;
+        if checkpoint::checkpoint_path(run).exists() {
+            bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", run.display());
+        }
         let json = serde_json::to_vec_pretty(&config)?;
         shared::atomic::write_atomic(&run_config_path(run), &json).with_context(|| format!("{}: cannot write", run.display()))?;
     }
@@ -514,5 +520,5 @@ pub fn train(config: TrainConfig, run: &Path, resume: bool) -> anyhow::Result<Tr
     let best: ModelWeights = checkpoint::load(&checkpoint::best_path(run))?;
     let val = phases.time("evaluate", || p.probabilities(&best, &p.split.val))?;
     let test = if p.split.test.is_empty() { None } else { Some(phases.time("evaluate", || p.probabilities(&best, &p.split.test))?) };
-    Ok(TrainOutcome { prepared: p, best, state, val, test, phases })
+    Ok(TrainOutcome { prepared: p, best, state, val, test, phases, lock })
 }

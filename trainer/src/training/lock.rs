@@ -1,0 +1,82 @@
+//! One trainer per run folder. Two `trainer train` runs on one `--out` would write each other's
+//! checkpoints and leave a bundle of mixed weights; the second now fails at once, naming the
+//! holder. The lock is the operating system's (released when the process ends, even by
+//! `kill -9`), on a file that holds the holder's pid for the message.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+
+/// The lock file inside a run folder.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Held for as long as the run's process works in the folder.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    /// Locks `run` (which must exist), then removes temporaries that a killed run left behind:
+    /// with the lock held, no other writer can own them.
+    pub fn acquire(run: &Path) -> anyhow::Result<Self> {
+        let path = run.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("{}: cannot open the run folder's lock", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!(
+                    "{}: another trainer (pid {}) is working in this run folder; wait for it to finish or choose another --out",
+                    run.display(),
+                    if holder.trim().is_empty() { "unknown" } else { holder.trim() }
+                );
+            }
+            Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("{}: cannot lock", path.display())),
+        }
+        file.set_len(0)?;
+        write!(file, "{}", std::process::id())?;
+        remove_stale_temporaries(run);
+        Ok(Self { _file: file })
+    }
+}
+
+/// `.NAME.PID.tmp` files ([`shared::atomic::temp_path`]) are only ever half-written files of a
+/// process that died mid-write.
+fn remove_stale_temporaries(run: &Path) {
+    let Ok(entries) = std::fs::read_dir(run) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!("{}: removed a temporary a killed run left behind", entry.path().display()),
+                Err(e) => tracing::warn!("{}: cannot remove a stale temporary: {e}", entry.path().display()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_with_the_first_ones_pid_until_it_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".checkpoint.bin.4242.tmp"), b"half").unwrap();
+        let first = RunLock::acquire(dir.path()).unwrap();
+        assert!(!dir.path().join(".checkpoint.bin.4242.tmp").exists(), "the stale temporary is removed");
+        let err = RunLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        drop(first);
+        RunLock::acquire(dir.path()).unwrap();
+    }
+}
