@@ -120,9 +120,17 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
     let onnx_path = with_suffix(out, "onnx");
     let bundle_path = with_suffix(out, "bundle");
     let bundle = Bundle::new(manifest.clone(), onnx, checks);
-    shared::atomic::write_atomic(&onnx_path, &bundle.onnx).with_context(|| format!("{}: cannot write", onnx_path.display()))?;
-    bundle.write(&bundle_path).with_context(|| format!("{}: cannot write", bundle_path.display()))?;
-    let bundle_bytes = std::fs::metadata(&bundle_path).map(|m| m.len()).unwrap_or(0);
+    for path in [&onnx_path, &bundle_path] {
+        let removed = shared::atomic::remove_stale_temporaries(path);
+        if removed > 0 {
+            tracing::info!("{}: removed {removed} temporaries an interrupted export left behind", path.display());
+        }
+    }
+    // One pair: the bundle (what the edge trusts) is renamed into place last.
+    let bundle_bytes = bundle.to_bytes();
+    shared::atomic::write_all_atomic(&[(&onnx_path, &bundle.onnx), (&bundle_path, &bundle_bytes)])
+        .with_context(|| format!("{}: cannot write the model pair", out.display()))?;
+    let bundle_bytes = bundle_bytes.len() as u64;
     Ok(ExportReport { onnx_path, bundle_path, bundle_bytes, manifest })
 }
 
