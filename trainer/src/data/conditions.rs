@@ -95,10 +95,7 @@ impl Condition {
     /// works on the photo brought down to [`WORKING_SIDE`] on its shorter side: a camera
     /// frame's detail, and bounded time for a 12-megapixel photo.
     pub fn apply(self, photo: &RgbImage, index: usize) -> RgbImage {
-        if self == Condition::Original {
-            return photo.clone();
-        }
-        let working = shrink_to(photo, WORKING_SIDE);
+        let working = if self == Condition::Original { None } else { shrink_to(photo, WORKING_SIDE) };
         let photo = working.as_ref().unwrap_or(photo);
         let (w, h) = photo.dimensions();
         match self {

@@ -31,7 +31,7 @@ pub struct ImageResult {
     pub answer: Answer,
     pub thumbnail: RgbImage,
     /// The field-conditions suite on this image (targets only, with `--conditions`): the
-    /// outcome under each of [`Condition::ALL`] after the original.
+    /// outcome under each of [`Condition::ALL`], the original's being the plain evaluation's.
     pub conditioned: Vec<(Condition, Outcome)>,
 }
 
@@ -99,9 +99,11 @@ pub fn evaluate(model: &Path, data: &Path, thresholds_override: (Option<f32>, f3
             let mut conditioned = Vec::new();
             if let (true, Some(class)) = (with_conditions, target) {
                 let photo = decoded.to_rgb8();
-                for condition in Condition::ALL.into_iter().skip(1) {
-                    let square = manifest.preprocessing.prepare_rgb(&condition.apply(&photo, index));
-                    let outputs = graph.classify(&square).map_err(failed)?;
+                for condition in Condition::ALL {
+                    let outputs = match condition {
+                        Condition::Original => outputs.clone(),
+                        _ => graph.classify(&manifest.preprocessing.prepare_rgb(&condition.apply(&photo, index))).map_err(failed)?,
+                    };
                     let answer = Some(Answer::of(&outputs.probabilities, outputs.unknown_score, &thresholds));
                     conditioned.push((condition, Outcome { class, probabilities: outputs.probabilities, answer }));
                 }
@@ -147,16 +149,12 @@ pub fn evaluate(model: &Path, data: &Path, thresholds_override: (Option<f32>, f3
 
 /// One row per condition, the original first, over the target images.
 fn condition_results(images: &[ImageResult]) -> Vec<ConditionResult> {
-    let targets: Vec<&ImageResult> = images.iter().filter(|i| i.target.is_some()).collect();
-    let original: Vec<Outcome> = targets
-        .iter()
-        .map(|i| Outcome { class: i.target.expect("a target"), probabilities: i.outputs.probabilities.clone(), answer: Some(i.answer) })
-        .collect();
-    let mut rows = vec![conditions::tally(Condition::Original, &original)];
-    for condition in Condition::ALL.into_iter().skip(1) {
-        let outcomes: Vec<Outcome> =
-            targets.iter().flat_map(|i| i.conditioned.iter().filter(|(c, _)| *c == condition)).map(|(_, o)| o.clone()).collect();
-        rows.push(conditions::tally(condition, &outcomes));
-    }
-    rows
+    Condition::ALL
+        .into_iter()
+        .map(|condition| {
+            let outcomes: Vec<Outcome> =
+                images.iter().flat_map(|i| &i.conditioned).filter(|(c, _)| *c == condition).map(|(_, o)| o.clone()).collect();
+            conditions::tally(condition, &outcomes)
+        })
+        .collect()
 }
