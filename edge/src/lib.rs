@@ -3,17 +3,27 @@
 //!
 //! - [`model`]: bundle -> verified, optimized tract model;
 //! - [`source`]: frame sources (`synthetic`, `dir:`, `stdin:mjpeg`, `camera:N`);
-//! - [`live`]: the capture / inference loop (newest frame wins), smoothing, status;
+//! - [`live`]: the capture / inference loop (newest frame wins) and smoothing;
+//! - [`frame_result`]: what the loop says about a classified frame;
+//! - [`consumers`]: where classified frames go (JSON lines, result log, status line, systemd);
+//! - [`http`]: the live page, stream, status, health and metrics (`run --http`);
+//! - [`cli`], [`config`]: the command line, and the config file that holds `run`'s options;
 //! - [`resultlog`]: the append-only binary result log that survives power loss;
 //! - [`bench`], [`selftest`]: what a technician runs on a box.
 
 pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod consumers;
+pub mod frame_result;
+pub mod http;
 pub mod live;
 pub mod model;
 pub mod resultlog;
 pub mod selftest;
 pub mod smoothing;
 pub mod source;
+pub mod usage;
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms() -> u64 {

@@ -2,53 +2,30 @@
 //! inference loop always takes the newest one, so a slow model drops frames instead of
 //! falling behind: latency stays bounded whatever the camera's rate.
 
-use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use image::{DynamicImage, RgbImage};
+use serde::Serialize;
 use shared::answer::{Answer, Thresholds};
 use shared::compare::argmax;
 use shared::runtime::Outputs;
 
+use crate::consumers::{Classified, Consumer, LoopStatus, SourceState};
+use crate::frame_result::FrameResult;
 use crate::model::EdgeModel;
-use crate::resultlog::ResultLog;
 use crate::smoothing::Smoother;
 use crate::source::{Event, Frame, FrameSource};
+
+/// How often the loop wakes while no frame comes, to tell the consumers (status, health).
+const IDLE_TICK: Duration = Duration::from_millis(200);
 
 pub struct LiveOptions {
     pub max_frames: Option<u64>,
     pub smoothing: usize,
     /// When to answer `unknown` or `unsure` instead of a class.
     pub thresholds: Thresholds,
-    pub status_every: Duration,
-    pub log: Option<PathBuf>,
-}
-
-/// One JSON line per classified frame, and one record of the result log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FrameResult {
-    pub timestamp_ms: u64,
-    pub frame: u64,
-    /// The answer for this frame: a class, `unknown` or `unsure`.
-    pub label: String,
-    /// The top class's probability.
-    pub probability: f32,
-    /// The open-set score (higher: less like the training photos), when the model has one.
-    pub unknown_score: Option<f32>,
-    /// The answer for the outputs averaged over the last `--smoothing` frames.
-    pub smoothed_label: String,
-    pub smoothed_probability: f32,
-    pub smoothed_unknown_score: Option<f32>,
-    pub capture_ms: f32,
-    pub preprocess_ms: f32,
-    pub inference_ms: f32,
-    /// From the end of capture to the result: waiting in the mailbox + preprocess + inference.
-    pub latency_ms: f32,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -58,18 +35,40 @@ pub struct LiveStats {
     /// Frames replaced in the mailbox by a newer one before inference took them (live sources).
     pub dropped: u64,
     pub corrupt: u64,
+    pub reconnects: u64,
     pub seconds: f32,
     pub fps: f32,
 }
 
+/// What the capture thread hands over: the newest frame and the source's counters.
 #[derive(Default)]
 struct Mailbox {
     frame: Option<Frame>,
     captured: u64,
     dropped: u64,
     corrupt: u64,
+    reconnects: u64,
+    lost: bool,
     ended: bool,
     error: Option<String>,
+}
+
+impl Mailbox {
+    fn copy_counters(&self, status: &mut LoopStatus) {
+        status.captured = self.captured;
+        status.dropped = self.dropped;
+        status.corrupt = self.corrupt;
+        status.reconnects = self.reconnects;
+        status.source_state = if self.ended {
+            SourceState::Ended
+        } else if self.lost {
+            SourceState::Reconnecting
+        } else if self.captured > 0 {
+            SourceState::Streaming
+        } else {
+            SourceState::Starting
+        };
+    }
 }
 
 /// What the loop needs of a model; [`EdgeModel`] is the real one.
@@ -98,88 +97,109 @@ fn answer<'a>(labels: &'a [String], outputs: &Outputs, thresholds: &Thresholds) 
     (answer.label(labels), top)
 }
 
-/// Runs until the source ends, `max_frames` are classified, or `stop` is set (Ctrl-C).
-pub fn run(
-    model: &dyn Classify,
-    mut source: Box<dyn FrameSource>,
-    options: &LiveOptions,
-    stop: Arc<AtomicBool>,
-    out: &mut dyn Write,
-) -> anyhow::Result<LiveStats> {
-    let mut log = options.log.as_deref().map(ResultLog::open).transpose()?;
-    let shared = Arc::new((Mutex::new(Mailbox::default()), Condvar::new()));
-    tracing::info!("source: {}", source.describe());
-    let capture = {
-        let shared = Arc::clone(&shared);
-        let stop = Arc::clone(&stop);
-        std::thread::Builder::new().name("capture".into()).spawn(move || {
-            let (lock, ready) = &*shared;
-            let live = source.is_live();
-            while !stop.load(Ordering::Relaxed) {
-                if !live {
-                    // A non-live source reads its next frame only once the previous one is taken:
-                    // nothing dropped, and no frame ages in the mailbox.
-                    let mut mailbox = lock.lock().expect("mailbox");
-                    while mailbox.frame.is_some() && !stop.load(Ordering::Relaxed) {
-                        mailbox = ready.wait_timeout(mailbox, Duration::from_millis(200)).expect("mailbox").0;
-                    }
-                }
-                let event = source.next();
+type Shared = Arc<(Mutex<Mailbox>, Condvar)>;
+
+/// The capture thread: reads the source and keeps only the newest frame in the mailbox.
+fn spawn_capture(mut source: Box<dyn FrameSource>, shared: Shared, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("capture".into()).spawn(move || {
+        let (lock, ready) = &*shared;
+        let live = source.is_live();
+        while !stop.load(Ordering::Relaxed) {
+            if !live {
+                // A non-live source reads its next frame only once the previous one is taken:
+                // nothing dropped, and no frame ages in the mailbox.
                 let mut mailbox = lock.lock().expect("mailbox");
-                match event {
-                    Ok(Event::Frame(frame)) => {
-                        mailbox.captured += 1;
-                        if mailbox.frame.replace(frame).is_some() {
-                            mailbox.dropped += 1;
-                        }
-                    }
-                    Ok(Event::Corrupt(why)) => {
-                        mailbox.corrupt += 1;
-                        tracing::warn!("skipped a frame: {why}");
-                    }
-                    Ok(Event::End) => mailbox.ended = true,
-                    Err(e) => {
-                        mailbox.error = Some(format!("{e:#}"));
-                        mailbox.ended = true;
-                    }
-                }
-                let ended = mailbox.ended;
-                drop(mailbox);
-                ready.notify_all();
-                if ended {
-                    break;
+                while mailbox.frame.is_some() && !stop.load(Ordering::Relaxed) {
+                    mailbox = ready.wait_timeout(mailbox, IDLE_TICK).expect("mailbox").0;
                 }
             }
-        })?
-    };
+            let event = source.next();
+            let mut mailbox = lock.lock().expect("mailbox");
+            match event {
+                Ok(Event::Frame(frame)) => {
+                    mailbox.captured += 1;
+                    mailbox.lost = false;
+                    if mailbox.frame.replace(frame).is_some() {
+                        mailbox.dropped += 1;
+                    }
+                }
+                Ok(Event::Corrupt(why)) => {
+                    mailbox.corrupt += 1;
+                    tracing::warn!("skipped a frame: {why}");
+                }
+                Ok(Event::Lost(why)) => {
+                    if !mailbox.lost {
+                        mailbox.reconnects += 1;
+                    }
+                    mailbox.lost = true;
+                    tracing::warn!("source lost: {why}; reconnecting");
+                }
+                Ok(Event::End) => mailbox.ended = true,
+                Err(e) => {
+                    mailbox.error = Some(format!("{e:#}"));
+                    mailbox.ended = true;
+                }
+            }
+            let ended = mailbox.ended;
+            drop(mailbox);
+            ready.notify_all();
+            if ended {
+                break;
+            }
+        }
+    })
+}
 
-    let started = Instant::now();
+/// Runs until the source ends, `max_frames` are classified, or `stop` is set (Ctrl-C), handing
+/// every classified frame to every consumer, in order.
+pub fn run(
+    model: &dyn Classify,
+    source: Box<dyn FrameSource>,
+    options: &LiveOptions,
+    consumers: &mut [Box<dyn Consumer>],
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<LiveStats> {
+    let shared: Shared = Arc::new((Mutex::new(Mailbox::default()), Condvar::new()));
+    tracing::info!("source: {}", source.describe());
+    let capture = spawn_capture(source, Arc::clone(&shared), Arc::clone(&stop))?;
+    let mut status = LoopStatus::new(Instant::now());
     let mut smoother = Smoother::new(options.smoothing);
-    let mut stats = LiveStats::default();
-    let mut last_status = Instant::now();
     let (lock, ready) = &*shared;
     let result = (|| -> anyhow::Result<()> {
         loop {
-            if options.max_frames.is_some_and(|m| stats.classified >= m) || stop.load(Ordering::Relaxed) {
+            if options.max_frames.is_some_and(|m| status.classified >= m) || stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let frame = {
+            let next = {
                 let mut mailbox = lock.lock().expect("mailbox");
-                loop {
-                    if let Some(frame) = mailbox.frame.take() {
-                        ready.notify_all();
-                        break Some(frame);
-                    }
-                    if mailbox.ended || stop.load(Ordering::Relaxed) {
+                let next = match mailbox.frame.take() {
+                    Some(frame) => Some(Some(frame)),
+                    None if mailbox.ended || stop.load(Ordering::Relaxed) => {
                         if let Some(e) = mailbox.error.take() {
                             anyhow::bail!("frame source failed: {e}");
                         }
-                        break None;
+                        Some(None)
                     }
-                    mailbox = ready.wait_timeout(mailbox, Duration::from_millis(200)).expect("mailbox").0;
+                    None => {
+                        mailbox = ready.wait_timeout(mailbox, IDLE_TICK).expect("mailbox").0;
+                        mailbox.frame.take().map(Some)
+                    }
+                };
+                mailbox.copy_counters(&mut status);
+                drop(mailbox);
+                ready.notify_all();
+                next
+            };
+            let frame = match next {
+                Some(Some(frame)) => frame,
+                Some(None) => return Ok(()),
+                None => {
+                    for consumer in consumers.iter_mut() {
+                        consumer.idle(&status)?;
+                    }
+                    continue;
                 }
             };
-            let Some(frame) = frame else { return Ok(()) };
             let t0 = Instant::now();
             let prepared = model.prepare(&frame.image);
             let t1 = Instant::now();
@@ -211,49 +231,37 @@ pub fn run(
                 inference_ms: (t2 - t1).as_secs_f32() * 1000.0,
                 latency_ms: (t2 - frame.captured_at).as_secs_f32() * 1000.0,
             };
-            serde_json::to_writer(&mut *out, &result)?;
-            out.write_all(b"\n")?;
-            out.flush()?;
-            if let Some(log) = log.as_mut() {
-                log.append(&result)?;
-            }
-            stats.classified += 1;
-            if last_status.elapsed() >= options.status_every {
-                last_status = Instant::now();
-                let m = lock.lock().expect("mailbox");
-                eprintln!(
-                    "status: {:.1} fps, {} classified, {} captured, {} dropped, {} corrupt",
-                    stats.classified as f32 / started.elapsed().as_secs_f32(),
-                    stats.classified,
-                    m.captured,
-                    m.dropped,
-                    m.corrupt
-                );
+            status.classified += 1;
+            let classified = Classified { result: &result, outputs: &outputs, image: &frame.image, status: &status };
+            for consumer in consumers.iter_mut() {
+                consumer.frame(&classified)?;
             }
         }
     })();
     stop.store(true, Ordering::Relaxed);
-    if let Some(log) = log.as_mut() {
-        log.sync()?;
-    }
-    {
-        let m = lock.lock().expect("mailbox");
-        stats.captured = m.captured;
-        stats.dropped = m.dropped;
-        stats.corrupt = m.corrupt;
-    }
-    stats.seconds = started.elapsed().as_secs_f32();
-    stats.fps = stats.classified as f32 / stats.seconds.max(1e-6);
+    lock.lock().expect("mailbox").copy_counters(&mut status);
+    let finished: anyhow::Result<()> = consumers.iter_mut().try_for_each(|c| c.finish(&status));
+    let seconds = status.started.elapsed().as_secs_f32();
+    let stats = LiveStats {
+        classified: status.classified,
+        captured: status.captured,
+        dropped: status.dropped,
+        corrupt: status.corrupt,
+        reconnects: status.reconnects,
+        seconds,
+        fps: status.classified as f32 / seconds.max(1e-6),
+    };
     // A source blocked in a read (stdin, a camera) cannot be interrupted; don't wait for it.
     if capture.is_finished() {
         let _ = capture.join();
     }
-    result.map(|()| stats)
+    result.and(finished).map(|()| stats)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consumers::json_lines::JsonLines;
     use crate::source::synthetic::Synthetic;
 
     /// A model slower than its source: 40 ms per frame against frames every 5 ms.
@@ -275,18 +283,39 @@ mod tests {
 
     fn options(max_frames: Option<u64>, smoothing: usize, unknown: Option<f32>) -> LiveOptions {
         let thresholds = Thresholds { unknown, min_confidence: 0.0 };
-        LiveOptions { max_frames, smoothing, thresholds, status_every: Duration::from_secs(60), log: None }
+        LiveOptions { max_frames, smoothing, thresholds }
+    }
+
+    /// Runs the loop with a JSON-lines consumer; returns the stats and the lines it printed.
+    fn run_to_lines(source: Box<dyn FrameSource>, options: &LiveOptions, stop: Arc<AtomicBool>) -> (LiveStats, Vec<serde_json::Value>) {
+        let buffer = SharedBuffer::default();
+        let mut consumers: Vec<Box<dyn Consumer>> = vec![Box::new(JsonLines::new(buffer.clone()))];
+        let stats = run(&Slow, source, options, &mut consumers, stop).unwrap();
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        (stats, text.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
+    }
+
+    /// A writer whose bytes the test can read after the loop took the consumer.
+    #[derive(Clone, Default)]
+    struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SharedBuffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]
     fn a_slow_model_drops_stale_frames_and_latency_stays_bounded() {
         let options = options(Some(12), 3, Some(0.5));
-        let mut out = Vec::new();
         let source = Box::new(Synthetic::new(32, 24, Some(200.0)));
-        let stats = run(&Slow, source, &options, Arc::new(AtomicBool::new(false)), &mut out).unwrap();
+        let (stats, lines) = run_to_lines(source, &options, Arc::new(AtomicBool::new(false)));
         assert_eq!(stats.classified, 12);
         assert!(stats.dropped >= 12, "a 40 ms model on a 5 ms source must drop frames: {stats:?}");
-        let lines: Vec<serde_json::Value> = String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 12);
         // Each result is about one frame interval + one inference old, never a growing backlog.
         let latencies: Vec<f64> = lines.iter().map(|l| l["latency_ms"].as_f64().unwrap()).collect();
@@ -302,9 +331,8 @@ mod tests {
     #[test]
     fn answers_unknown_above_the_threshold() {
         let options = options(Some(2), 1, Some(0.05));
-        let mut out = Vec::new();
-        run(&Slow, Box::new(Synthetic::new(8, 8, None)), &options, Arc::new(AtomicBool::new(false)), &mut out).unwrap();
-        let first: serde_json::Value = serde_json::from_str(String::from_utf8(out).unwrap().lines().next().unwrap()).unwrap();
+        let (_, lines) = run_to_lines(Box::new(Synthetic::new(8, 8, None)), &options, Arc::new(AtomicBool::new(false)));
+        let first = &lines[0];
         assert_eq!(first["label"], "unknown");
         assert_eq!(first["smoothed_label"], "unknown");
     }
@@ -318,7 +346,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(200));
             flag.store(true, Ordering::Relaxed);
         });
-        let stats = run(&Slow, Box::new(Synthetic::new(8, 8, Some(100.0))), &options, stop, &mut Vec::new()).unwrap();
+        let (stats, _) = run_to_lines(Box::new(Synthetic::new(8, 8, Some(100.0))), &options, stop);
         assert!(stats.classified >= 1 && stats.classified < 20, "{stats:?}");
     }
 }

@@ -1,5 +1,6 @@
 //! `edge`: classify images and live camera frames with a trainer bundle, on the board.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,113 +8,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use edge::cli::{Cli, Command, RunArgs};
+use edge::consumers::Consumer;
+use edge::consumers::json_lines::JsonLines;
+use edge::consumers::result_log::LogWriter;
+use edge::consumers::status_line::StatusLine;
+use edge::consumers::systemd::Systemd;
+use edge::http::{HttpOptions, ModelInfo};
 use edge::model::{self, EdgeModel};
 use edge::source::{self, SourceOptions};
-use edge::{bench, live, resultlog, selftest};
+use edge::usage::UsageError;
+use edge::{bench, config, live, resultlog, selftest};
 use shared::answer::Thresholds;
-
-/// Classify images and live camera frames with a flowercam bundle, using tract.
-///
-/// Exit codes: 0 success, 1 error, 2 bad usage, 3 selftest mismatch.
-/// Logging: RUST_LOG (default info), on standard error.
-#[derive(Parser)]
-#[command(name = "edge", version, about, long_about)]
-struct Cli {
-    /// Threads for inference (default: all cores).
-    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
-    threads: Option<u16>,
-    /// The largest image or frame (width x height) read, checked from its header before
-    /// decoding: a 700-byte JPEG may declare 20000x20000 and ask for gigabytes.
-    #[arg(long, global = true, default_value_t = shared::preprocess::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
-    max_pixels: u64,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Classify image files or folders; one line (or JSON line) per image.
-    Classify {
-        #[arg(long)]
-        model: PathBuf,
-        /// Image files, or folders of images.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        #[command(flatten)]
-        refusal: RefusalArgs,
-        #[arg(long)]
-        json: bool,
-    },
-    /// The live loop: classify frames from a source, newest frame first, one JSON line each.
-    Run {
-        #[arg(long)]
-        model: PathBuf,
-        /// camera:N, dir:PATH, stdin:mjpeg (e.g. `rpicam-vid --codec mjpeg -o - |`), or synthetic.
-        #[arg(long, default_value = "camera:0")]
-        source: String,
-        /// Pace dir: and synthetic sources, or ask the camera for this frame rate.
-        #[arg(long, value_parser = shared::args::frames_per_second)]
-        fps: Option<f32>,
-        /// Start a dir: source over at its end.
-        #[arg(long = "loop")]
-        looping: bool,
-        /// Camera resolution (WIDTHxHEIGHT) requested; the closest the camera offers is used.
-        #[arg(long, default_value = "640x480", value_parser = shared::args::resolution)]
-        resolution: (u32, u32),
-        /// Camera frame format: mjpeg or yuyv.
-        #[arg(long, default_value = "mjpeg")]
-        camera_format: String,
-        /// Stop after this many classified frames.
-        #[arg(long)]
-        max_frames: Option<u64>,
-        /// Average probabilities and open-set scores over this many frames for `smoothed_label`.
-        #[arg(long, default_value_t = 5)]
-        smoothing: usize,
-        #[command(flatten)]
-        refusal: RefusalArgs,
-        /// Append results to this binary log (read it with `edge log FILE`).
-        #[arg(long)]
-        log: Option<PathBuf>,
-        /// Seconds between status lines on standard error.
-        #[arg(long, default_value_t = 5.0, value_parser = shared::args::seconds)]
-        status_every: f32,
-    },
-    /// List cameras and their formats.
-    Cameras,
-    /// Measure inference latency and frames per second at the model's input size.
-    Bench {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long, default_value_t = 3)]
-        warmup: usize,
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
-        runs: u32,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check this box computes what the trainer computed, on the bundle's stored images.
-    Selftest {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Print a result log as JSON lines; a torn last record (power loss) is reported and skipped.
-    Log { file: PathBuf },
-}
-
-/// When the answer is `unknown` or `unsure` instead of a class.
-#[derive(clap::Args)]
-struct RefusalArgs {
-    /// Answer `unknown` (none of the trained classes) above this open-set score. Default: the
-    /// threshold the trainer calibrated and stored in the bundle; raise it to refuse less.
-    #[arg(long, value_parser = shared::args::score_threshold)]
-    unknown_threshold: Option<f32>,
-    /// Answer `unsure` below this probability of the best class (default 0: never).
-    #[arg(long, default_value_t = 0.0, value_parser = shared::args::probability)]
-    min_confidence: f32,
-}
 
 enum Outcome {
     Ok,
@@ -121,19 +28,39 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     shared::preprocess::set_max_pixels(cli.max_pixels);
-    shared::logging::init();
+    shared::logging::init(cli.log_format);
     let threads = cli.threads.map_or_else(model::available_threads, usize::from);
     model::set_threads(threads);
     match run(cli.command, threads) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::SelftestFailed) => ExitCode::from(3),
+        Err(e) if e.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
     }
+}
+
+/// The command line, with `run --config FILE`'s options put before the typed ones.
+fn parse() -> Result<Cli, UsageError> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = Cli::try_parse_from(&args).unwrap_or_else(|e| e.exit());
+    let Command::Run(run) = &cli.command else { return Ok(cli) };
+    let Some(file) = &run.config else { return Ok(cli) };
+    let merged = config::merge(&args, file)?;
+    Ok(Cli::try_parse_from(&merged).unwrap_or_else(|e| e.exit()))
 }
 
 fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
@@ -166,23 +93,21 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
             }
             anyhow::ensure!(failed == 0, "{failed} file(s) could not be classified");
         }
-        Command::Run { model, source, fps, looping, resolution, camera_format, max_frames, smoothing, refusal, log, status_every } => {
-            let model = EdgeModel::load(&model)?;
-            let thresholds = Thresholds::for_model(&model.manifest, refusal.unknown_threshold, refusal.min_confidence);
-            let (width, height) = resolution;
-            let options = SourceOptions { fps, looping, width, height, camera_format };
-            let source = source::open(&source, &options)?;
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = Arc::clone(&stop);
-            ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
-            let live_options =
-                live::LiveOptions { max_frames, smoothing, thresholds, status_every: Duration::from_secs_f32(status_every), log };
-            let stats = live::run(&model, source, &live_options, stop, &mut out)?;
-            eprintln!(
-                "done: {} frames classified in {:.1}s ({:.1} fps), {} captured, {} dropped, {} corrupt",
-                stats.classified, stats.seconds, stats.fps, stats.captured, stats.dropped, stats.corrupt
-            );
+        Command::Run(args) => {
+            drop(out);
+            run_live(*args)?;
         }
+        Command::Config { print_default: _, check: Some(file) } => {
+            let options = config::options_in(&file)?;
+            writeln!(out, "{}: ok; it sets:", file.display())?;
+            for pair in options.chunks(2) {
+                let shown: Vec<String> = pair.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+                // A secret is never printed.
+                let shown = if shown[0] == "--http-token" { format!("{} ***", shown[0]) } else { shown.join(" ") };
+                writeln!(out, "  {shown}")?;
+            }
+        }
+        Command::Config { .. } => write!(out, "{}", config::default_file())?,
         Command::Cameras => {
             #[cfg(feature = "camera")]
             for line in source::camera::list()? {
@@ -257,6 +182,62 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Ok)
+}
+
+/// `edge run`: the live loop and the consumers its flags ask for.
+fn run_live(args: RunArgs) -> anyhow::Result<()> {
+    let model_path = args.model.ok_or_else(|| UsageError("edge run needs --model (or `model = ...` in the --config file)".into()))?;
+    let http = args.http.map(|listen| HttpOptions {
+        listen,
+        token: args.http_token.clone(),
+        max_clients: usize::from(args.http_max_clients),
+        stale_after: Duration::from_secs_f32(args.stale_after),
+    });
+    if let Some(http) = &http {
+        http.check()?;
+    }
+    let model = EdgeModel::load(&model_path)?;
+    let thresholds = Thresholds::for_model(&model.manifest, args.refusal.unknown_threshold, args.refusal.min_confidence);
+    let (width, height) = args.resolution;
+    let options = SourceOptions { fps: args.fps, looping: args.looping, width, height, camera_format: args.camera_format };
+    let source = source::open(&args.source, &options)?;
+
+    let mut consumers: Vec<Box<dyn Consumer>> = Vec::new();
+    if !args.quiet {
+        consumers.push(Box::new(JsonLines::new(std::io::stdout())));
+    }
+    if let Some(log) = &args.log {
+        consumers.push(Box::new(LogWriter::open(log)?));
+    }
+    consumers.push(Box::new(StatusLine::new(Duration::from_secs_f32(args.status_every))));
+    if let Some(systemd) = Systemd::from_env() {
+        consumers.push(Box::new(systemd));
+    }
+    let _server = match http {
+        Some(http) => {
+            let info = ModelInfo {
+                name: model.manifest.name.clone(),
+                labels: model.manifest.labels.clone(),
+                hash: model.onnx_sha256.clone(),
+                precision: model.manifest.precision.to_string(),
+            };
+            let (server, feed) = edge::http::start(http, info, source.describe())?;
+            consumers.push(Box::new(feed));
+            Some(server)
+        }
+        None => None,
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
+    let live_options = live::LiveOptions { max_frames: args.max_frames, smoothing: args.smoothing, thresholds };
+    let stats = live::run(&model, source, &live_options, &mut consumers, stop)?;
+    eprintln!(
+        "done: {} frames classified in {:.1}s ({:.1} fps), {} captured, {} dropped, {} corrupt, {} reconnects",
+        stats.classified, stats.seconds, stats.fps, stats.captured, stats.dropped, stats.corrupt, stats.reconnects
+    );
+    Ok(())
 }
 
 /// Files as given; folders expanded to their files, sorted.

@@ -13,6 +13,8 @@ use shared::{Bundle, Manifest, SelfCheck};
 pub struct EdgeModel {
     pub manifest: Manifest,
     pub self_checks: Vec<SelfCheck>,
+    /// The SHA-256 of the bundle's ONNX, in hex: which model this is, for status and metrics.
+    pub onnx_sha256: String,
     graph: Graph,
 }
 
@@ -47,7 +49,8 @@ impl EdgeModel {
 
     pub fn from_bundle(bundle: Bundle) -> anyhow::Result<Self> {
         let graph = Graph::load_classifier(&bundle.onnx, bundle.manifest.preprocessing.input_size, bundle.manifest.labels.len())?;
-        Ok(Self { manifest: bundle.manifest, self_checks: bundle.self_checks, graph })
+        let onnx_sha256 = bundle.onnx_sha256_hex();
+        Ok(Self { manifest: bundle.manifest, self_checks: bundle.self_checks, onnx_sha256, graph })
     }
 
     pub fn input_size(&self) -> u32 {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 pub const MAGIC: &[u8; 8] = b"FCLOG\0\0\x02";
 
 /// A log holds exactly what `edge run` printed for each frame.
-pub type LogRecord = crate::live::FrameResult;
+pub type LogRecord = crate::frame_result::FrameResult;
 
 pub struct ResultLog {
     file: File,

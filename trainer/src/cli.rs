@@ -21,6 +21,9 @@ pub struct Cli {
     /// message (errors under --strict).
     #[arg(long, global = true, default_value_t = shared::preprocess::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: u64,
+    /// Log lines on standard error: text, or json (one object a line, for log shippers).
+    #[arg(long, global = true, default_value = "text")]
+    pub log_format: shared::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -10,7 +10,7 @@ use trainer::commands;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    shared::logging::init();
+    shared::logging::init(cli.log_format);
     shared::preprocess::set_max_pixels(cli.max_pixels);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,9 +101,8 @@ impl CameraWorker {
         let buffer = match camera.frame() {
             Ok(buffer) => buffer,
             Err(e) => {
-                tracing::warn!("camera:{}: lost ({e}); reconnecting", self.index);
                 self.camera = None;
-                return Ok(Event::Corrupt(format!("camera:{}: capture failed: {e}", self.index)));
+                return Ok(Event::Lost(format!("camera:{}: capture failed: {e}", self.index)));
             }
         };
         Ok(match decode::to_rgb(&buffer) {

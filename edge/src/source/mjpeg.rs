@@ -158,6 +158,7 @@ mod tests {
             match source.next().unwrap() {
                 Event::Frame(f) => kinds.push(format!("frame{}", f.number)),
                 Event::Corrupt(_) => kinds.push("corrupt".into()),
+                Event::Lost(why) => panic!("a byte stream is never lost and reopened: {why}"),
                 Event::End => break,
             }
         }
@@ -194,6 +195,7 @@ mod tests {
             match source.next().unwrap() {
                 Event::Frame(f) => kinds.push(format!("frame{} {}", f.number, f.image.to_rgb8().get_pixel(0, 0).0[0] / 50)),
                 Event::Corrupt(why) => kinds.push(format!("corrupt {why}")),
+                Event::Lost(why) => panic!("a byte stream is never lost and reopened: {why}"),
                 Event::End => break,
             }
         }

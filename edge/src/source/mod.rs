@@ -26,6 +26,8 @@ pub enum Event {
     Frame(Frame),
     /// A frame that could not be decoded: skipped and counted.
     Corrupt(String),
+    /// The source was lost (a camera unplugged, a stream cut) and is being reopened.
+    Lost(String),
     /// The source has no more frames.
     End,
 }

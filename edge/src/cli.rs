@@ -1,0 +1,151 @@
+//! The `edge` command line (clap derive), in the library so that tests and the config file
+//! reader see the same definition.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Classify images and live camera frames with a flowercam bundle, using tract.
+///
+/// Exit codes: 0 success, 1 error, 2 bad usage, 3 selftest mismatch.
+/// Logging: RUST_LOG (default info), on standard error.
+#[derive(Parser)]
+#[command(name = "edge", version, about, long_about, args_override_self = true)]
+pub struct Cli {
+    /// Threads for inference (default: all cores).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// The largest image or frame (width x height) read, checked from its header before
+    /// decoding: a 700-byte JPEG may declare 20000x20000 and ask for gigabytes.
+    #[arg(long, global = true, default_value_t = shared::preprocess::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: u64,
+    /// Log lines on standard error: text, or json (one object a line, for log shippers).
+    #[arg(long, global = true, default_value = "text")]
+    pub log_format: shared::logging::LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommand whose options a config file may hold.
+pub const RUN: &str = "run";
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Classify image files or folders; one line (or JSON line) per image.
+    Classify {
+        #[arg(long)]
+        model: PathBuf,
+        /// Image files, or folders of images.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        refusal: RefusalArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The live loop: classify frames from a source, newest frame first, one JSON line each.
+    Run(Box<RunArgs>),
+    /// Print a commented default config file for `run --config`, or check one.
+    Config {
+        /// Print every `run` option with its default, commented out.
+        #[arg(long, conflicts_with = "check", required_unless_present = "check")]
+        print_default: bool,
+        /// Check a config file: say what is wrong (file, line, key), or print the options it sets.
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
+    },
+    /// List cameras and their formats.
+    Cameras,
+    /// Measure inference latency and frames per second at the model's input size.
+    Bench {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        runs: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check this box computes what the trainer computed, on the bundle's stored images.
+    Selftest {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a result log as JSON lines; a torn last record (power loss) is reported and skipped.
+    Log { file: PathBuf },
+}
+
+/// `edge run`'s options. Each may also be a key of the `--config` file (the flag's name without
+/// the dashes: `unknown-threshold = 0.3`); flags on the command line win over the file.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// A TOML file of these options (see `edge config --print-default`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The bundle to run (required, here or in the config file).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// camera:N, dir:PATH, stdin:mjpeg (e.g. `rpicam-vid --codec mjpeg -o - |`), or synthetic.
+    #[arg(long, default_value = "camera:0")]
+    pub source: String,
+    /// Pace dir: and synthetic sources, or ask the camera for this frame rate.
+    #[arg(long, value_parser = shared::args::frames_per_second)]
+    pub fps: Option<f32>,
+    /// Start a dir: source over at its end.
+    #[arg(long = "loop")]
+    pub looping: bool,
+    /// Camera resolution (WIDTHxHEIGHT) requested; the closest the camera offers is used.
+    #[arg(long, default_value = "640x480", value_parser = shared::args::resolution)]
+    pub resolution: (u32, u32),
+    /// Camera frame format: mjpeg or yuyv.
+    #[arg(long, default_value = "mjpeg")]
+    pub camera_format: String,
+    /// Stop after this many classified frames.
+    #[arg(long)]
+    pub max_frames: Option<u64>,
+    /// Average probabilities and open-set scores over this many frames for `smoothed_label`.
+    #[arg(long, default_value_t = 5)]
+    pub smoothing: usize,
+    #[command(flatten)]
+    pub refusal: RefusalArgs,
+    /// No JSON line per frame on standard output (under systemd the journal would get one a
+    /// frame); the log, the HTTP server and the status lines still work.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Append results to this binary log (read it with `edge log FILE`).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Seconds between status lines on standard error.
+    #[arg(long, default_value_t = 5.0, value_parser = shared::args::seconds)]
+    pub status_every: f32,
+    /// Serve the live page, stream, status, health and metrics on this address (e.g.
+    /// 127.0.0.1:8080). Anything but loopback needs --http-token.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// The token every HTTP request must carry (Authorization: Bearer TOKEN, or ?token=TOKEN).
+    /// Better in the config file (mode 0600) than on a command line that `ps` shows.
+    #[arg(long, value_name = "TOKEN")]
+    pub http_token: Option<String>,
+    /// The most clients watching /stream.mjpg at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub http_max_clients: u16,
+    /// /healthz answers 503 when no frame was classified for this many seconds.
+    #[arg(long, default_value_t = 10.0, value_parser = shared::args::seconds)]
+    pub stale_after: f32,
+}
+
+/// When the answer is `unknown` or `unsure` instead of a class.
+#[derive(clap::Args)]
+pub struct RefusalArgs {
+    /// Answer `unknown` (none of the trained classes) above this open-set score. Default: the
+    /// threshold the trainer calibrated and stored in the bundle; raise it to refuse less.
+    #[arg(long, value_parser = shared::args::score_threshold)]
+    pub unknown_threshold: Option<f32>,
+    /// Answer `unsure` below this probability of the best class (default 0: never).
+    #[arg(long, default_value_t = 0.0, value_parser = shared::args::probability)]
+    pub min_confidence: f32,
+}

@@ -1,0 +1,101 @@
+//! `/metrics`: the loop's counters, an inference-latency histogram, per-answer counts and the
+//! model's identity, in the Prometheus/OpenMetrics text format (prometheus-client encodes it).
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use super::ModelInfo;
+use crate::consumers::{Classified, LoopStatus};
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    classified: Counter,
+    captured: Counter,
+    dropped: Counter,
+    corrupt: Counter,
+    reconnects: Counter,
+    inference_seconds: Histogram,
+    latency_seconds: Histogram,
+    answers: Family<Labels, Counter>,
+    /// The loop's totals at the last update: its counters are absolute, ours count up by the
+    /// difference.
+    seen: Totals,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Totals {
+    captured: u64,
+    dropped: u64,
+    corrupt: u64,
+    reconnects: u64,
+}
+
+impl Metrics {
+    pub fn new(model: &ModelInfo) -> Self {
+        let mut registry = Registry::with_prefix("flowercam");
+        let classified = Counter::default();
+        let captured = Counter::default();
+        let dropped = Counter::default();
+        let corrupt = Counter::default();
+        let reconnects = Counter::default();
+        // 1 ms to ~8 s: a Pi 4 runs VGG16 in about a second, a desktop in tens of milliseconds.
+        let inference_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        let latency_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        let answers = Family::<Labels, Counter>::default();
+        registry.register("frames_classified", "Frames classified", classified.clone());
+        registry.register("frames_captured", "Frames captured by the source", captured.clone());
+        registry.register("frames_dropped", "Frames replaced by a newer one before inference took them", dropped.clone());
+        registry.register("frames_corrupt", "Frames that could not be decoded or answered", corrupt.clone());
+        registry.register("source_reconnects", "Times the source was lost and reopened", reconnects.clone());
+        registry.register("inference_seconds", "Inference time per frame", inference_seconds.clone());
+        registry.register("latency_seconds", "From capture to answer, per frame", latency_seconds.clone());
+        registry.register("answers", "Frames by smoothed answer (a class, unknown or unsure)", answers.clone());
+        let info: Labels = vec![
+            ("name".into(), model.name.clone()),
+            ("hash".into(), model.hash.clone()),
+            ("precision".into(), model.precision.clone()),
+            ("labels".into(), model.labels.join(",")),
+        ];
+        registry.register("model", "The model being run", Info::new(info));
+        Self {
+            registry,
+            classified,
+            captured,
+            dropped,
+            corrupt,
+            reconnects,
+            inference_seconds,
+            latency_seconds,
+            answers,
+            seen: Totals::default(),
+        }
+    }
+
+    pub fn frame(&mut self, frame: &Classified<'_>) {
+        self.classified.inc();
+        self.inference_seconds.observe(f64::from(frame.result.inference_ms) / 1000.0);
+        self.latency_seconds.observe(f64::from(frame.result.latency_ms) / 1000.0);
+        self.answers.get_or_create(&vec![("label".into(), frame.result.smoothed_label.clone())]).inc();
+        self.status(frame.status);
+    }
+
+    pub fn status(&mut self, s: &LoopStatus) {
+        let now = Totals { captured: s.captured, dropped: s.dropped, corrupt: s.corrupt, reconnects: s.reconnects };
+        self.captured.inc_by(now.captured.saturating_sub(self.seen.captured));
+        self.dropped.inc_by(now.dropped.saturating_sub(self.seen.dropped));
+        self.corrupt.inc_by(now.corrupt.saturating_sub(self.seen.corrupt));
+        self.reconnects.inc_by(now.reconnects.saturating_sub(self.seen.reconnects));
+        self.seen = now;
+    }
+
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}

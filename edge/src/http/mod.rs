@@ -1,0 +1,185 @@
+//! `edge run --http ADDR`: a live page, an MJPEG stream, JSON status, health and metrics, served
+//! beside the live loop and never in its way.
+//!
+//! axum on a small tokio runtime of its own: a stream client that stops reading parks a task,
+//! not a thread, and holds at most one frame; the loop only updates [`state::Shared`]. (tiny_http
+//! would be smaller but is unmaintained and needs a thread per watcher; the events and model
+//! upload to come need the same async stack, MQTT clients included.)
+//!
+//! - `/`: the live page (`page.html`, in the binary: boards are often offline);
+//! - `/stream.mjpg`: the frames as classified, JPEG-encoded only while someone watches;
+//! - `/api/latest`, `/api/status`: JSON;
+//! - `/healthz`: 200 while a frame was classified within `--stale-after`, else 503 and why;
+//! - `/metrics`: Prometheus text.
+//!
+//! Loopback only unless a token is set: every request then needs `Authorization: Bearer TOKEN`
+//! or `?token=TOKEN` (what the page's own requests carry).
+
+pub mod metrics;
+pub mod state;
+mod stream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+
+use crate::usage::UsageError;
+use state::{Feed, Health, Shared};
+
+/// What `/api/status` and `/metrics` say of the model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub labels: Vec<String>,
+    /// The SHA-256 of the bundle's ONNX, as in its manifest.
+    pub hash: String,
+    pub precision: String,
+}
+
+pub struct HttpOptions {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+    pub max_clients: usize,
+    pub stale_after: Duration,
+}
+
+/// The running server; dropping it stops it.
+pub struct Server {
+    _runtime: tokio::runtime::Runtime,
+    pub address: SocketAddr,
+}
+
+impl HttpOptions {
+    /// A camera is private: anything but loopback needs a token.
+    pub fn check(&self) -> Result<(), UsageError> {
+        if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(UsageError("--http-token is empty".into()));
+        }
+        if !self.listen.ip().is_loopback() && self.token.is_none() {
+            return Err(UsageError(format!(
+                "--http {}: not a loopback address, so anyone on the network could watch this camera; set --http-token (or http-token in the config file) to serve it",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Binds (so a port in use is an error now, not later) and serves on a runtime of its own.
+/// Returns the server and the live loop's consumer that feeds it.
+pub fn start(options: HttpOptions, model: ModelInfo, source: String) -> anyhow::Result<(Server, Feed)> {
+    options.check()?;
+    let listener =
+        std::net::TcpListener::bind(options.listen).map_err(|e| anyhow::anyhow!("--http {}: cannot listen: {e}", options.listen))?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    let shared = Arc::new(Shared::new(model, source, options.stale_after, options.max_clients));
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).max_blocking_threads(2).thread_name("http").enable_all().build()?;
+    let app = router(Arc::clone(&shared), options.token);
+    runtime.spawn(stream::encoder(Arc::clone(&shared)));
+    runtime.spawn(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!("http: {e}"),
+        };
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("http: the server stopped: {e}");
+        }
+    });
+    tracing::info!("live page: http://{address}/");
+    Ok((Server { _runtime: runtime, address }, Feed { shared }))
+}
+
+fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/stream.mjpg", get(stream::mjpeg))
+        .route("/api/latest", get(latest))
+        .route("/api/status", get(status))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(Arc::new(token), authorize))
+        .with_state(shared)
+}
+
+async fn authorize(State(token): State<Arc<Option<String>>>, request: Request, next: Next) -> Response {
+    let Some(token) = token.as_deref() else { return next.run(request).await };
+    let bearer = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let query = request.uri().query().into_iter().flat_map(|q| q.split('&')).find_map(|kv| kv.strip_prefix("token="));
+    if [bearer, query].into_iter().flatten().any(|given| same(given.as_bytes(), token.as_bytes())) {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a token is required: Authorization: Bearer TOKEN, or ?token=TOKEN\n",
+        )
+            .into_response()
+    }
+}
+
+/// Equality in time independent of where the first difference is (no timing oracle on the token).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn page() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], include_str!("page.html"))
+}
+
+async fn latest(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.latest() {
+        Some(latest) => axum::Json(latest).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(shared.status()).into_response()
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.health() {
+        Health::Ok(why) => (StatusCode::OK, why + "\n").into_response(),
+        Health::Stale(why) => (StatusCode::SERVICE_UNAVAILABLE, why + "\n").into_response(),
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], shared.metrics()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(listen: &str, token: Option<&str>) -> HttpOptions {
+        HttpOptions { listen: listen.parse().unwrap(), token: token.map(Into::into), max_clients: 2, stale_after: Duration::from_secs(5) }
+    }
+
+    #[test]
+    fn a_public_address_needs_a_token() {
+        assert!(options("127.0.0.1:0", None).check().is_ok());
+        assert!(options("[::1]:0", None).check().is_ok());
+        let refused = options("0.0.0.0:8080", None).check().unwrap_err();
+        assert!(refused.0.contains("not a loopback address"), "{}", refused.0);
+        assert!(options("0.0.0.0:8080", Some("s3cret")).check().is_ok());
+        assert!(options("0.0.0.0:8080", Some(" ")).check().is_err());
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+    }
+}

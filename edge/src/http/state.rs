@@ -1,0 +1,185 @@
+//! What the HTTP server knows of the live loop, and the consumer that tells it. The loop only
+//! copies a few numbers per frame under a short lock; a frame image is handed over (and later
+//! encoded, off the loop) only while someone watches the stream.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use image::DynamicImage;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::ModelInfo;
+use super::metrics::Metrics;
+use crate::consumers::{Classified, Consumer, LoopStatus};
+use crate::frame_result::FrameResult;
+
+/// Frames per second are measured over this much recent time.
+const FPS_WINDOW: Duration = Duration::from_secs(3);
+
+/// The newest classified frame: the loop's result and every class's probability.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latest {
+    #[serde(flatten)]
+    pub result: FrameResult,
+    pub probabilities: Vec<f32>,
+}
+
+/// `/api/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub model: ModelInfo,
+    pub source: String,
+    pub uptime_s: f64,
+    /// Classified frames per second over the last few seconds.
+    pub fps: f32,
+    #[serde(flatten)]
+    pub counters: LoopStatus,
+    /// Seconds since the last classified frame (None before the first).
+    pub last_frame_age_s: Option<f64>,
+    /// What `/healthz` answers now, and why.
+    pub healthy: bool,
+    pub health: String,
+    pub stream_clients: usize,
+    pub latest: Option<Latest>,
+}
+
+/// `/healthz`'s verdict.
+pub enum Health {
+    Ok(String),
+    Stale(String),
+}
+
+#[derive(Default)]
+struct View {
+    latest: Option<Latest>,
+    counters: Option<LoopStatus>,
+    last_frame_at: Option<Instant>,
+    recent: VecDeque<Instant>,
+}
+
+pub struct Shared {
+    pub model: ModelInfo,
+    pub source: String,
+    pub stale_after: Duration,
+    pub max_clients: usize,
+    started: Instant,
+    view: Mutex<View>,
+    metrics: Mutex<Metrics>,
+    /// Frames for the stream, sent only while `stream_clients` > 0.
+    pub frames: watch::Sender<Option<Arc<DynamicImage>>>,
+    /// The newest frame as JPEG, shared by every stream client; `None` until the first one.
+    pub jpegs: watch::Sender<Option<Bytes>>,
+    pub stream_clients: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(model: ModelInfo, source: String, stale_after: Duration, max_clients: usize) -> Self {
+        let metrics = Mutex::new(Metrics::new(&model));
+        Self {
+            model,
+            source,
+            stale_after,
+            max_clients,
+            started: Instant::now(),
+            view: Mutex::default(),
+            metrics,
+            frames: watch::Sender::new(None),
+            jpegs: watch::Sender::new(None),
+            stream_clients: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn latest(&self) -> Option<Latest> {
+        self.view.lock().expect("view").latest.clone()
+    }
+
+    pub fn status(&self) -> Status {
+        let (healthy, health) = match self.health() {
+            Health::Ok(why) => (true, why),
+            Health::Stale(why) => (false, why),
+        };
+        let view = self.view.lock().expect("view");
+        let now = Instant::now();
+        let fps = match (view.recent.front(), view.recent.back()) {
+            (Some(first), Some(last)) if view.recent.len() > 1 && now - *last < FPS_WINDOW => {
+                (view.recent.len() - 1) as f32 / (*last - *first).as_secs_f32().max(1e-6)
+            }
+            _ => 0.0,
+        };
+        Status {
+            version: env!("CARGO_PKG_VERSION"),
+            model: self.model.clone(),
+            source: self.source.clone(),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            fps,
+            counters: view.counters.clone().unwrap_or_else(|| LoopStatus::new(self.started)),
+            last_frame_age_s: view.last_frame_at.map(|t| t.elapsed().as_secs_f64()),
+            healthy,
+            health,
+            stream_clients: self.stream_clients.load(Ordering::Relaxed),
+            latest: view.latest.clone(),
+        }
+    }
+
+    /// Healthy while a frame was classified within `stale_after`.
+    pub fn health(&self) -> Health {
+        let view = self.view.lock().expect("view");
+        let state = view.counters.as_ref().map_or("starting".to_string(), |c| c.source_state.to_string());
+        match view.last_frame_at {
+            Some(t) if t.elapsed() <= self.stale_after => {
+                Health::Ok(format!("ok: last frame classified {:.1} s ago", t.elapsed().as_secs_f32()))
+            }
+            Some(t) => Health::Stale(format!(
+                "stale: no frame classified for {:.1} s (limit {:.1} s); source {state}",
+                t.elapsed().as_secs_f32(),
+                self.stale_after.as_secs_f32()
+            )),
+            None => Health::Stale(format!(
+                "no frame classified yet ({:.1} s since start); source {state}",
+                self.started.elapsed().as_secs_f32()
+            )),
+        }
+    }
+
+    pub fn metrics(&self) -> String {
+        self.metrics.lock().expect("metrics").encode()
+    }
+}
+
+/// The live loop's consumer that keeps [`Shared`] up to date.
+pub struct Feed {
+    pub shared: Arc<Shared>,
+}
+
+impl Consumer for Feed {
+    fn frame(&mut self, frame: &Classified<'_>) -> anyhow::Result<()> {
+        let now = Instant::now();
+        {
+            let mut view = self.shared.view.lock().expect("view");
+            view.latest = Some(Latest { result: frame.result.clone(), probabilities: frame.outputs.probabilities.clone() });
+            view.counters = Some(frame.status.clone());
+            view.last_frame_at = Some(now);
+            view.recent.push_back(now);
+            while view.recent.front().is_some_and(|t| now - *t > FPS_WINDOW) {
+                view.recent.pop_front();
+            }
+        }
+        self.shared.metrics.lock().expect("metrics").frame(frame);
+        if self.shared.stream_clients.load(Ordering::Relaxed) > 0 {
+            // One copy of the frame for the encoder; nothing at all while nobody watches.
+            self.shared.frames.send_replace(Some(Arc::new(frame.image.clone())));
+        }
+        Ok(())
+    }
+
+    fn idle(&mut self, status: &LoopStatus) -> anyhow::Result<()> {
+        self.shared.view.lock().expect("view").counters = Some(status.clone());
+        self.shared.metrics.lock().expect("metrics").status(status);
+        Ok(())
+    }
+}

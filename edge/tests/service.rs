@@ -1,0 +1,353 @@
+//! `edge run` as a service (issue 10): the HTTP server (status, health, metrics, stream, token),
+//! systemd's notify protocol against a socket the test opens, the config file, and logs fit for
+//! files and journald. Every request goes to loopback.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use image::{Rgb, RgbImage};
+
+fn bundle(dir: &Path) -> PathBuf {
+    trainer::fixtures::write_random_bundle(&dir.join("tiny"), 64, 1.0 / 16.0, &["daffodil", "coltsfoot"], shared::Precision::F32).unwrap()
+}
+
+fn edge() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edge"));
+    command.env("RUST_LOG", "info").env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC");
+    command
+}
+
+fn output(args: &[&str]) -> Output {
+    edge().args(args).output().unwrap()
+}
+
+/// A running `edge run --http 127.0.0.1:0 ...`, killed when dropped.
+struct Served {
+    child: Child,
+    address: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `edge run` with `args` and waits for the "live page: http://ADDR/" line on its standard error.
+fn serve(mut command: Command, args: &[&str]) -> Served {
+    let mut child = command.args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("edge ended before serving").unwrap();
+        if let Some(rest) = line.split("live page: http://").nth(1) {
+            break rest.trim_end_matches('/').to_string();
+        }
+    };
+    // Keep draining standard error so the program never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Served { child, address }
+}
+
+struct Reply {
+    status: u16,
+    body: String,
+}
+
+fn get(address: &str, path: &str, headers: &[&str]) -> Reply {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{extra}\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status: {text}"));
+    let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
+    Reply { status, body }
+}
+
+fn json(address: &str, path: &str) -> serde_json::Value {
+    let reply = get(address, path, &[]);
+    assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+    serde_json::from_str(&reply.body).unwrap_or_else(|e| panic!("{path}: {e}: {}", reply.body))
+}
+
+/// Polls until `ready` holds, for at most `limit`.
+fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serves_status_latest_health_metrics_and_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = bundle(dir.path());
+    let s = serve(
+        edge(),
+        &["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--fps", "20", "--quiet", "--http", "127.0.0.1:0"],
+    );
+    wait_for(Duration::from_secs(30), "a healthy box", || get(&s.address, "/healthz", &[]).status == 200);
+
+    let status = json(&s.address, "/api/status");
+    assert_eq!(status["model"]["labels"], serde_json::json!(["daffodil", "coltsfoot"]));
+    assert_eq!(status["model"]["hash"].as_str().unwrap().len(), 64);
+    assert_eq!(status["source_state"], "streaming");
+    assert!(status["classified"].as_u64().unwrap() >= 1, "{status}");
+    assert_eq!(status["healthy"], true);
+
+    let latest = json(&s.address, "/api/latest");
+    assert_eq!(latest["probabilities"].as_array().unwrap().len(), 2);
+    assert!(latest["frame"].as_u64().unwrap() >= 1);
+    wait_for(Duration::from_secs(10), "a later frame", || json(&s.address, "/api/latest")["frame"] != latest["frame"]);
+    wait_for(Duration::from_secs(10), "a frame rate", || json(&s.address, "/api/status")["fps"].as_f64().unwrap() > 1.0);
+
+    let metrics = get(&s.address, "/metrics", &[]);
+    assert_eq!(metrics.status, 200);
+    for name in [
+        "flowercam_frames_classified_total",
+        "flowercam_inference_seconds_bucket",
+        "flowercam_model_info{",
+        "flowercam_answers_total{label=",
+    ] {
+        assert!(metrics.body.contains(name), "{name} missing from /metrics:\n{}", metrics.body);
+    }
+
+    let page = get(&s.address, "/", &[]);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("/stream.mjpg") && page.body.contains("/api/status"));
+    assert_eq!(get(&s.address, "/nothing-here", &[]).status, 404);
+}
+
+/// Reads from a multipart MJPEG response until `count` whole JPEG parts have arrived.
+fn read_jpeg_parts(stream: &mut TcpStream, count: usize) -> Vec<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut buffer = [0u8; 65536];
+    loop {
+        let parts = jpeg_parts(&bytes);
+        if parts.len() >= count {
+            return parts;
+        }
+        let n = stream.read(&mut buffer).unwrap();
+        assert!(n > 0, "the stream ended");
+        bytes.extend_from_slice(&buffer[..n]);
+    }
+}
+
+/// The parts of a multipart body whose Content-Length bytes have all arrived (searched as bytes:
+/// JPEG data is no text).
+fn jpeg_parts(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let find = |from: usize, what: &[u8]| bytes[from..].windows(what.len()).position(|w| w == what).map(|p| from + p);
+    let mut parts = Vec::new();
+    let mut at = 0;
+    while let Some(found) = find(at, b"Content-Length: ") {
+        let start = found + "Content-Length: ".len();
+        let Some(end) = find(start, b"\r\n") else { break };
+        let len: usize = std::str::from_utf8(&bytes[start..end]).unwrap().parse().unwrap();
+        let body = end + 4;
+        if bytes.len() < body + len {
+            break;
+        }
+        parts.push(bytes[body..body + len].to_vec());
+        at = body + len;
+    }
+    parts
+}
+
+fn open_stream(address: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(stream, "GET /stream.mjpg HTTP/1.1\r\nHost: {address}\r\n\r\n").unwrap();
+    stream
+}
+
+#[test]
+fn the_stream_sends_jpegs_to_at_most_max_clients_and_a_stalled_one_never_stops_the_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = bundle(dir.path());
+    let s = serve(
+        edge(),
+        &[
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--source",
+            "synthetic",
+            "--fps",
+            "15",
+            "--quiet",
+            "--http",
+            "127.0.0.1:0",
+            "--http-max-clients",
+            "2",
+        ],
+    );
+    let mut watcher = open_stream(&s.address);
+    let parts = read_jpeg_parts(&mut watcher, 2);
+    let frame = image::load_from_memory(&parts[1]).expect("a part is a JPEG");
+    assert_eq!((frame.width(), frame.height()), (640, 480));
+
+    // A second client that connects and never reads: allowed (2 at most), and the loop goes on.
+    let _stalled = open_stream(&s.address);
+    std::thread::sleep(Duration::from_millis(300));
+    let third = get(&s.address, "/stream.mjpg", &[]);
+    assert_eq!(third.status, 503, "a third watcher is over --http-max-clients 2: {}", third.body);
+    let before = json(&s.address, "/api/status")["classified"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let status = json(&s.address, "/api/status");
+    assert!(status["classified"].as_u64().unwrap() >= before + 10, "the loop slowed with a stalled client: {status}");
+    assert_eq!(status["stream_clients"], 2);
+
+    // A watcher that leaves frees its place.
+    drop(watcher);
+    wait_for(Duration::from_secs(10), "a freed place", || json(&s.address, "/api/status")["stream_clients"] == 1);
+}
+
+#[test]
+fn a_token_guards_every_endpoint_and_public_addresses_need_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = bundle(dir.path());
+    let model = model.to_str().unwrap();
+    let refused = output(&["run", "--model", model, "--source", "synthetic", "--http", "0.0.0.0:0"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a loopback address"));
+
+    let s = serve(
+        edge(),
+        &["run", "--model", model, "--source", "synthetic", "--fps", "10", "--quiet", "--http", "127.0.0.1:0", "--http-token", "s3cret"],
+    );
+    for path in ["/", "/api/status", "/api/latest", "/healthz", "/metrics", "/stream.mjpg"] {
+        assert_eq!(get(&s.address, path, &[]).status, 401, "{path} without the token");
+        assert_eq!(get(&s.address, &format!("{path}?token=wrong"), &[]).status, 401, "{path} with a wrong token");
+    }
+    assert_eq!(get(&s.address, "/api/status", &["Authorization: Bearer s3cret"]).status, 200);
+    assert_eq!(get(&s.address, "/?token=s3cret", &[]).status, 200);
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = bundle(dir.path());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let out = output(&["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--http", &address]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("--http {address}: cannot listen")), "{err}");
+}
+
+fn jpeg(i: u32) -> Vec<u8> {
+    let frame = RgbImage::from_fn(160, 120, |x, y| Rgb([((x + i * 7) % 256) as u8, (y * 2) as u8, 90]));
+    let mut bytes = Vec::new();
+    frame.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg).unwrap();
+    bytes
+}
+
+/// The datagrams received so far, each split into its `KEY=value` lines.
+fn drain(socket: &UnixDatagram) -> Vec<String> {
+    let mut messages = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buffer) {
+        messages.extend(String::from_utf8_lossy(&buffer[..n]).lines().map(String::from));
+    }
+    messages
+}
+
+#[test]
+fn a_stalled_source_turns_healthz_503_and_stops_the_watchdog_pings() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = bundle(dir.path());
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut command = edge();
+    command.env("NOTIFY_SOCKET", &socket_path).env("WATCHDOG_USEC", "200000").stdin(Stdio::piped());
+    let mut s = serve(
+        command,
+        &["run", "--model", model.to_str().unwrap(), "--source", "stdin:mjpeg", "--quiet", "--http", "127.0.0.1:0", "--stale-after", "1"],
+    );
+    let mut stdin = s.child.stdin.take().unwrap();
+    // Frames at 20 fps for a second and a half, then nothing: the pipe stays open, the source stalls.
+    for i in 0..30 {
+        stdin.write_all(&jpeg(i)).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let while_streaming = drain(&socket);
+    assert!(while_streaming.iter().any(|m| m == "READY=1"), "{while_streaming:?}");
+    let pings = while_streaming.iter().filter(|m| *m == "WATCHDOG=1").count();
+    assert!(pings >= 3, "a ping every 100 ms while frames are classified: {while_streaming:?}");
+    assert!(while_streaming.iter().any(|m| m.starts_with("STATUS=") && m.contains("fps")), "{while_streaming:?}");
+
+    let started = Instant::now();
+    wait_for(Duration::from_secs(5), "/healthz to turn 503", || get(&s.address, "/healthz", &[]).status == 503);
+    assert!(started.elapsed() < Duration::from_millis(2500), "503 within --stale-after (1 s) of the stall");
+    let health = get(&s.address, "/healthz", &[]);
+    assert!(health.body.starts_with("stale: no frame classified for"), "{}", health.body);
+    drain(&socket);
+    std::thread::sleep(Duration::from_millis(800));
+    let after = drain(&socket);
+    assert!(!after.iter().any(|m| m == "WATCHDOG=1"), "pings must stop with the frames: {after:?}");
+
+    // Frames again: healthy again, pings again.
+    stdin.write_all(&jpeg(99)).unwrap();
+    stdin.write_all(&jpeg(100)).unwrap();
+    stdin.flush().unwrap();
+    wait_for(Duration::from_secs(5), "/healthz to recover", || get(&s.address, "/healthz", &[]).status == 200);
+    drop(stdin);
+}
+
+#[test]
+fn a_config_file_sets_run_options_and_typed_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = bundle(dir.path());
+    let config = dir.path().join("edge.toml");
+    std::fs::write(&config, format!("model = {:?}\nsource = \"synthetic\"\nmax-frames = 3\nsmoothing = 2\n", model.to_str().unwrap()))
+        .unwrap();
+    let out = output(&["run", "--config", config.to_str().unwrap(), "--max-frames", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2, "--max-frames 2 typed wins over the file's 3");
+
+    std::fs::write(&config, "model = \"m.bundle\"\nsmothing = 2\n").unwrap();
+    let out = output(&["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("edge.toml:2: unknown key 'smothing'"), "{err}");
+
+    let check = output(&["config", "--check", config.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(2));
+    std::fs::write(&config, "model = \"m.bundle\"\nhttp-token = \"s3cret\"\n").unwrap();
+    let check = output(&["config", "--check", config.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success() && said.contains("--http-token ***") && !said.contains("s3cret"), "{said}");
+
+    let default = output(&["config", "--print-default"]);
+    assert!(default.status.success());
+    assert!(String::from_utf8_lossy(&default.stdout).contains("#stale-after = 10"));
+    assert_eq!(output(&["run", "--source", "synthetic"]).status.code(), Some(2), "no model anywhere is bad usage");
+}
+
+#[test]
+fn logs_have_no_colour_codes_in_a_file_and_json_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = bundle(dir.path());
+    let model = model.to_str().unwrap();
+    let text = output(&["run", "--model", model, "--source", "synthetic", "--max-frames", "2"]);
+    let err = String::from_utf8_lossy(&text.stderr);
+    assert!(text.status.success() && err.contains("source: synthetic"), "{err}");
+    assert!(!err.contains('\u{1b}'), "escape codes in a piped log: {err:?}");
+
+    let json = output(&["--log-format", "json", "run", "--model", model, "--source", "synthetic", "--max-frames", "2"]);
+    let err = String::from_utf8_lossy(&json.stderr);
+    let logged: Vec<serde_json::Value> = err.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        logged.iter().any(|l| l["level"] == "INFO" && l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("source: synthetic"))),
+        "{err}"
+    );
+}
