@@ -4,7 +4,7 @@
 # Real-data tests run when FLOWERCAM_DATA / FLOWERCAM_BACKBONE are set (CI sets them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --libtorch
+scripts/setup.sh --libtorch --tests
 . scripts/env.sh
 export FLOWERCAM_ONNX_CHECK_DIR="$PWD/target/onnx-check"
 rm -rf "$FLOWERCAM_ONNX_CHECK_DIR"

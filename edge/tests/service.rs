@@ -122,6 +122,9 @@ fn serves_status_latest_health_metrics_and_the_page() {
     let page = get(&s.address, "/", &[]);
     assert_eq!(page.status, 200);
     assert!(page.body.contains("/stream.mjpg") && page.body.contains("/api/status"));
+    let history = json(&s.address, "/api/history");
+    let points = history.as_array().unwrap();
+    assert!(!points.is_empty() && points.iter().all(|p| p["p"].as_array().unwrap().len() == 2), "{history}");
     assert_eq!(get(&s.address, "/nothing-here", &[]).status, 404);
 }
 

@@ -8,7 +8,7 @@
 //!
 //! - `/`: the live page (`page.html`, in the binary: boards are often offline);
 //! - `/stream.mjpg`: the frames as classified, JPEG-encoded only while someone watches;
-//! - `/api/latest`, `/api/status`: JSON;
+//! - `/api/latest`, `/api/status`, `/api/history` (the last minute's probabilities): JSON;
 //! - `/healthz`: 200 while a frame was classified within `--stale-after`, else 503 and why;
 //! - `/metrics`: Prometheus text.
 //!
@@ -105,6 +105,7 @@ fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
         .route("/stream.mjpg", get(stream::mjpeg))
         .route("/api/latest", get(latest))
         .route("/api/status", get(status))
+        .route("/api/history", get(history))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(Arc::new(token), authorize))
@@ -141,6 +142,10 @@ async fn latest(State(shared): State<Arc<Shared>>) -> Response {
         Some(latest) => axum::Json(latest).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     }
+}
+
+async fn history(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(shared.history()).into_response()
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> Response {

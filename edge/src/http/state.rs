@@ -19,6 +19,9 @@ use crate::frame_result::FrameResult;
 
 /// Frames per second are measured over this much recent time.
 const FPS_WINDOW: Duration = Duration::from_secs(3);
+/// `/api/history` covers this much time (the page's chart), at most `HISTORY_POINTS` frames.
+const HISTORY_MS: u64 = 60_000;
+const HISTORY_POINTS: usize = 3_600;
 
 /// The newest classified frame: the loop's result and every class's probability.
 #[derive(Debug, Clone, Serialize)]
@@ -48,6 +51,13 @@ pub struct Status {
     pub latest: Option<Latest>,
 }
 
+/// One frame in `/api/history`: when (ms since the Unix epoch) and every class's probability.
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub t: u64,
+    pub p: Vec<f32>,
+}
+
 /// `/healthz`'s verdict.
 pub enum Health {
     Ok(String),
@@ -60,6 +70,7 @@ struct View {
     counters: Option<LoopStatus>,
     last_frame_at: Option<Instant>,
     recent: VecDeque<Instant>,
+    history: VecDeque<Point>,
 }
 
 pub struct Shared {
@@ -92,6 +103,11 @@ impl Shared {
             jpegs: watch::Sender::new(None),
             stream_clients: AtomicUsize::new(0),
         }
+    }
+
+    /// The last minute of probabilities, oldest first.
+    pub fn history(&self) -> Vec<Point> {
+        self.view.lock().expect("view").history.iter().cloned().collect()
     }
 
     pub fn latest(&self) -> Option<Latest> {
@@ -167,6 +183,11 @@ impl Consumer for Feed {
             view.recent.push_back(now);
             while view.recent.front().is_some_and(|t| now - *t > FPS_WINDOW) {
                 view.recent.pop_front();
+            }
+            let t = frame.result.timestamp_ms;
+            view.history.push_back(Point { t, p: frame.outputs.probabilities.clone() });
+            while view.history.len() > HISTORY_POINTS || view.history.front().is_some_and(|old| old.t + HISTORY_MS < t) {
+                view.history.pop_front();
             }
         }
         self.shared.metrics.lock().expect("metrics").frame(frame);

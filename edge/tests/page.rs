@@ -1,0 +1,106 @@
+//! The live page in a real browser (issue 10): Debian's chromium, headless, loads `/` from
+//! `edge run --source synthetic --http 127.0.0.1:PORT`, and the rendered DOM must show an answer
+//! and a frame rate that change over time. It saves a screenshot beside the test binaries.
+//! chromium is required (`scripts/setup.sh --tests` installs it): without it this test fails.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "chromium";
+
+struct Edge(Child);
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the edge on a free loopback port; returns it and its address once a frame is classified.
+fn start_edge(model: &Path) -> (Edge, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--fps", "8", "--quiet", "--http", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().expect("edge ended before serving").unwrap();
+        if let Some(rest) = line.split("live page: http://").nth(1) {
+            break rest.trim_end_matches('/').to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let started = Instant::now();
+    while !healthy(&address) {
+        assert!(started.elapsed() < Duration::from_secs(30), "no frame classified");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (Edge(child), address)
+}
+
+fn healthy(address: &str) -> bool {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(stream, "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply.starts_with("HTTP/1.1 200")
+}
+
+/// Headless chromium, as a sandboxed CI machine lets it run, with a fresh profile.
+fn chromium(profile: &Path, args: &[&str]) -> String {
+    let out = Command::new(CHROMIUM)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {CHROMIUM} ({e}): install it with scripts/setup.sh --tests (Debian's chromium package)"));
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The text of the element with this id in a dumped DOM.
+fn text_of(dom: &str, id: &str) -> String {
+    let start = dom.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in the page"));
+    let open = start + dom[start..].find('>').unwrap() + 1;
+    let close = open + dom[open..].find("</").unwrap();
+    dom[open..close].to_string()
+}
+
+#[test]
+fn the_live_page_shows_the_answer_and_frame_rate_in_a_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trainer::fixtures::write_random_bundle(&dir.path().join("tiny"), 64, 1.0 / 16.0, &["daffodil", "coltsfoot"], shared::Precision::F32).unwrap();
+    let (_edge, address) = start_edge(&model);
+    let url = format!("http://{address}/");
+    // Virtual time lets the page's polling run for 3 s of page time before the DOM is dumped.
+    let dump = |profile: &str| chromium(&dir.path().join(profile), &["--virtual-time-budget=3000", "--dump-dom", &url]);
+
+    let first = dump("p1");
+    let label = text_of(&first, "label");
+    assert!(["daffodil (p ", "coltsfoot (p ", "unknown (p "].iter().any(|l| label.starts_with(l)), "answer shown: {label:?}");
+    let fps: f32 = text_of(&first, "fps").parse().unwrap_or_else(|_| panic!("fps shown: {:?}", text_of(&first, "fps")));
+    assert!(fps > 1.0, "fps {fps}");
+    assert!(text_of(&first, "health").starts_with("ok: last frame classified"), "{}", text_of(&first, "health"));
+    assert!(text_of(&first, "model").contains("daffodil / coltsfoot"));
+    assert!(text_of(&first, "source").contains("streaming"));
+
+    std::thread::sleep(Duration::from_millis(500));
+    let second = dump("p2");
+    let frames: Vec<u64> = [&first, &second].iter().map(|d| text_of(d, "frame").parse().unwrap()).collect();
+    assert!(frames[1] > frames[0], "the page follows the frames: {frames:?}");
+
+    let shot: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-page.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&dir.path().join("p3"), &["--virtual-time-budget=3000", "--window-size=1100,720", &format!("--screenshot={}", shot.display()), &url]);
+    let png = image::open(&shot).expect("a screenshot");
+    assert_eq!((png.width(), png.height()), (1100, 720));
+    eprintln!("screenshot: {}", shot.display());
+}
