@@ -24,6 +24,9 @@ pub struct BenchReport {
     pub fps: f32,
     /// Resizing a 640x480 RGB frame to the input (median).
     pub preprocess_ms: f32,
+    /// JPEG-encoding a 640x480 frame for `/stream.mjpg` (median): what a watcher of the live page
+    /// costs per classified frame.
+    pub stream_encode_ms: f32,
     /// Peak resident memory of this process (Linux VmHWM), MiB.
     pub peak_memory_mib: Option<f32>,
 }
@@ -36,7 +39,11 @@ pub fn run(model: &EdgeModel, threads: usize, warmup: usize, runs: usize) -> any
     }
     let mut times = Vec::with_capacity(runs);
     let mut prep = Vec::with_capacity(runs);
+    let mut encode = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        crate::http::stream::encode(&frame)?;
+        encode.push(t.elapsed().as_secs_f32() * 1000.0);
         let t = Instant::now();
         let prepared = model.prepare(&frame);
         prep.push(t.elapsed().as_secs_f32() * 1000.0);
@@ -46,6 +53,7 @@ pub fn run(model: &EdgeModel, threads: usize, warmup: usize, runs: usize) -> any
     }
     times.sort_by(f32::total_cmp);
     prep.sort_by(f32::total_cmp);
+    encode.sort_by(f32::total_cmp);
     let pick = |q: f32| times[((times.len() - 1) as f32 * q).round() as usize];
     let mean = times.iter().sum::<f32>() / times.len() as f32;
     Ok(BenchReport {
@@ -61,6 +69,7 @@ pub fn run(model: &EdgeModel, threads: usize, warmup: usize, runs: usize) -> any
         mean_ms: mean,
         fps: 1000.0 / mean,
         preprocess_ms: prep[prep.len() / 2],
+        stream_encode_ms: encode[encode.len() / 2],
         peak_memory_mib: peak_memory_mib(),
     })
 }

@@ -89,13 +89,15 @@ pub struct RunArgs {
     /// The bundle to run (required, here or in the config file).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// camera:N, dir:PATH, stdin:mjpeg (e.g. `rpicam-vid --codec mjpeg -o - |`), or synthetic.
+    /// camera:N; http://HOST/PATH (an MJPEG camera); rtsp://... and file:PATH (a recording),
+    /// both through ffmpeg; stdin:mjpeg (e.g. `rpicam-vid --codec mjpeg -o - |`); dir:PATH; or
+    /// synthetic. Network sources reconnect with backoff.
     #[arg(long, default_value = "camera:0")]
     pub source: String,
     /// Pace dir: and synthetic sources, or ask the camera for this frame rate.
     #[arg(long, value_parser = shared::args::frames_per_second)]
     pub fps: Option<f32>,
-    /// Start a dir: source over at its end.
+    /// Start a dir: or file: source over at its end.
     #[arg(long = "loop")]
     pub looping: bool,
     /// Camera resolution (WIDTHxHEIGHT) requested; the closest the camera offers is used.

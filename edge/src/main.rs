@@ -124,7 +124,7 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
             } else {
                 writeln!(
                     out,
-                    "input {}x{} {}, {} thread(s), {} runs after {} warm-up\nlatency ms: min {:.1}, median {:.1}, p90 {:.1}, max {:.1}, mean {:.1}\nfps {:.2} (inference only); preprocess 640x480 -> input {:.2} ms; peak memory {}",
+                    "input {}x{} {}, {} thread(s), {} runs after {} warm-up\nlatency ms: min {:.1}, median {:.1}, p90 {:.1}, max {:.1}, mean {:.1}\nfps {:.2} (inference only); preprocess 640x480 -> input {:.2} ms; stream JPEG 640x480 {:.2} ms; peak memory {}",
                     r.input_size,
                     r.input_size,
                     r.precision,
@@ -138,6 +138,7 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
                     r.mean_ms,
                     r.fps,
                     r.preprocess_ms,
+                    r.stream_encode_ms,
                     r.peak_memory_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB"))
                 )?;
             }

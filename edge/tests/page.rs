@@ -77,7 +77,14 @@ fn text_of(dom: &str, id: &str) -> String {
 #[test]
 fn the_live_page_shows_the_answer_and_frame_rate_in_a_browser() {
     let dir = tempfile::tempdir().unwrap();
-    let model = trainer::fixtures::write_random_bundle(&dir.path().join("tiny"), 64, 1.0 / 16.0, &["daffodil", "coltsfoot"], shared::Precision::F32).unwrap();
+    let model = trainer::fixtures::write_random_bundle(
+        &dir.path().join("tiny"),
+        64,
+        1.0 / 16.0,
+        &["daffodil", "coltsfoot"],
+        shared::Precision::F32,
+    )
+    .unwrap();
     let (_edge, address) = start_edge(&model);
     let url = format!("http://{address}/");
     // Virtual time lets the page's polling run for 3 s of page time before the DOM is dumped.
@@ -99,7 +106,10 @@ fn the_live_page_shows_the_answer_and_frame_rate_in_a_browser() {
 
     let shot: PathBuf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-page.png");
     let _ = std::fs::remove_file(&shot);
-    chromium(&dir.path().join("p3"), &["--virtual-time-budget=3000", "--window-size=1100,720", &format!("--screenshot={}", shot.display()), &url]);
+    chromium(
+        &dir.path().join("p3"),
+        &["--virtual-time-budget=3000", "--window-size=1100,720", &format!("--screenshot={}", shot.display()), &url],
+    );
     let png = image::open(&shot).expect("a screenshot");
     assert_eq!((png.width(), png.height()), (1100, 720));
     eprintln!("screenshot: {}", shot.display());

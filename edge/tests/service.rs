@@ -354,3 +354,69 @@ fn logs_have_no_colour_codes_in_a_file_and_json_on_request() {
         "{err}"
     );
 }
+
+/// An MJPEG camera on loopback that serves `frames` parts per connection and then cuts it.
+fn flaky_camera(frames: u32) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (n, socket) in listener.incoming().enumerate() {
+            let Ok(mut socket) = socket else { continue };
+            let mut request = BufReader::new(socket.try_clone().unwrap());
+            let mut line = String::new();
+            while request.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            let _ = write!(socket, "HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=f\r\n\r\n");
+            for i in 0..frames {
+                let part = jpeg(n as u32 * 10 + i);
+                let _ = write!(socket, "--f\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n", part.len());
+                let _ = socket.write_all(&part);
+                let _ = socket.write_all(b"\r\n");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+    format!("http://{address}/video")
+}
+
+#[test]
+fn an_http_camera_that_drops_the_connection_is_reconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = bundle(dir.path());
+    let url = flaky_camera(4);
+    let out = output(&["run", "--model", model.to_str().unwrap(), "--source", &url, "--max-frames", "10"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let frames: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["frame"].as_u64().unwrap())
+        .collect();
+    assert_eq!(frames.len(), 10);
+    assert!(frames.windows(2).all(|w| w[1] > w[0]), "frame numbers rise across reconnects: {frames:?}");
+    assert!(err.contains("source lost") && err.contains("the stream ended"), "{err}");
+    let reconnects: u64 = err.split(" reconnects").next().and_then(|s| s.rsplit(' ').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(reconnects >= 2, "10 frames at 4 a connection need 2 reconnects at least: {err}");
+}
+
+#[test]
+fn recordings_play_through_ffmpeg_and_its_absence_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = bundle(dir.path());
+    let clip = dir.path().join("clip.avi");
+    let made = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=20", "-t", "1", "-c:v", "mjpeg"])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg is needed for this test: scripts/setup.sh --tests installs it");
+    assert!(made.success());
+    let source = format!("file:{}", clip.display());
+    let out = output(&["run", "--model", model.to_str().unwrap(), "--source", &source]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let frames = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!((15..=20).contains(&frames), "a 1 s clip at 20 fps, played at its own rate: {frames} frames");
+
+    let no_ffmpeg = edge().args(["run", "--model", model.to_str().unwrap(), "--source", &source]).env("PATH", dir.path()).output().unwrap();
+    assert_eq!(no_ffmpeg.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_ffmpeg.stderr).contains("needs ffmpeg, which is not installed"));
+}

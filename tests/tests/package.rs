@@ -61,7 +61,14 @@ fn the_deb_installs_runs_a_selftest_and_purges_clean() {
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&config.permissions()) & 0o777, 0o640);
     sh("/usr/bin/edge", &["config", "--check", "/etc/flowercam/edge.toml"]);
 
-    let bundle = trainer::fixtures::write_random_bundle(&dir.path().join("tiny"), 64, 1.0 / 16.0, &["daffodil", "coltsfoot"], shared::Precision::F32).unwrap();
+    let bundle = trainer::fixtures::write_random_bundle(
+        &dir.path().join("tiny"),
+        64,
+        1.0 / 16.0,
+        &["daffodil", "coltsfoot"],
+        shared::Precision::F32,
+    )
+    .unwrap();
     let selftest = sh("/usr/bin/edge", &["selftest", "--model", bundle.to_str().unwrap()]);
     assert!(selftest.contains("selftest passed"), "{selftest}");
 

@@ -17,7 +17,7 @@
 
 pub mod metrics;
 pub mod state;
-mod stream;
+pub mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,11 +1,15 @@
-//! Where frames come from. `--source` takes `synthetic`, `dir:PATH`, `stdin:mjpeg`, `camera:N`.
+//! Where frames come from. `--source` takes `synthetic`, `dir:PATH`, `stdin:mjpeg`, `camera:N`,
+//! `http://...` (MJPEG), and with ffmpeg installed `rtsp://...` and `file:PATH` (recordings).
 
 #[cfg(feature = "camera")]
 pub mod camera;
 #[cfg(feature = "camera")]
 pub mod decode;
 pub mod dir;
+pub mod ffmpeg;
+pub mod http;
 pub mod mjpeg;
+pub mod reconnect;
 pub mod synthetic;
 
 use std::time::{Duration, Instant};
@@ -70,11 +74,29 @@ pub fn open(spec: &str, options: &SourceOptions) -> anyhow::Result<Box<dyn Frame
     if spec == "stdin:mjpeg" {
         return Ok(Box::new(mjpeg::MjpegStream::new(Box::new(std::io::stdin()), "stdin".into())));
     }
+    if spec.starts_with("http://") {
+        return Ok(Box::new(http::open(spec)?));
+    }
+    if spec.starts_with("rtsp://") {
+        return Ok(Box::new(ffmpeg::rtsp(spec)?));
+    }
+    if let Some(path) = spec.strip_prefix("file:") {
+        return Ok(Box::new(ffmpeg::file(path, options.looping)?));
+    }
+    if spec.starts_with("https://") {
+        anyhow::bail!(
+            "--source {}: https is not supported (cameras on a local network serve plain http; put a proxy in front otherwise)",
+            http::redact(spec)
+        );
+    }
     if let Some(index) = spec.strip_prefix("camera:") {
         let index: u32 = index.parse().map_err(|_| anyhow::anyhow!("--source {spec}: camera index must be a number"))?;
         return open_camera(index, options);
     }
-    anyhow::bail!("unknown --source '{spec}' (expected synthetic, dir:PATH, stdin:mjpeg or camera:N)")
+    anyhow::bail!(
+        "unknown --source '{}' (expected camera:N, http://..., rtsp://..., file:PATH, stdin:mjpeg, dir:PATH or synthetic)",
+        http::redact(spec)
+    )
 }
 
 #[cfg(feature = "camera")]
