@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 /// Classify images and live camera frames with a flowercam bundle, using tract.
 ///
-/// Exit codes: 0 success, 1 error, 2 bad usage, 3 selftest mismatch.
+/// Exit codes: 0 success, 1 error, 2 bad usage, 3 selftest mismatch, 4 a box unhealthy (status).
 /// Logging: RUST_LOG (default info), on standard error.
 #[derive(Parser)]
 #[command(name = "edge", version, about, long_about, args_override_self = true)]
@@ -23,6 +23,10 @@ pub struct Cli {
     /// Log lines on standard error: text, or json (one object a line, for log shippers).
     #[arg(long, global = true, default_value = "text")]
     pub log_format: shared::logging::LogFormat,
+    /// Run only bundles signed by one of these keys (public-key lines from `trainer keygen`'s
+    /// KEY.pub). Without it any intact bundle runs, and the log says it is unverified.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub trusted_keys: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -57,6 +61,17 @@ pub enum Command {
     },
     /// List cameras and their formats.
     Cameras,
+    /// A running box's status (its /api/status): one line, or the JSON; exit 4 when unhealthy.
+    Status {
+        /// The box's HTTP address, e.g. http://10.0.0.7:8080.
+        #[arg(long)]
+        url: String,
+        /// The box's --http-token.
+        #[arg(long, env = "FLOWERCAM_HTTP_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure inference latency and frames per second at the model's input size.
     Bench {
         #[arg(long)]
@@ -121,6 +136,17 @@ pub struct RunArgs {
     /// Append results to this binary log (read it with `edge log FILE`).
     #[arg(long)]
     pub log: Option<PathBuf>,
+    /// Save chosen frames as JPEG + JSON in DIR/<answer>/, a class-folder tree for re-labelling
+    /// and retraining (move the wrong ones into the right class folder).
+    #[arg(long, value_name = "DIR")]
+    pub save_frames: Option<PathBuf>,
+    /// Which frames --save-frames keeps: any of unknown, unsure, change (the smoothed answer
+    /// changed), every:N; comma-separated.
+    #[arg(long, default_value = "unknown,unsure", value_parser = crate::consumers::frame_saver::parse_save_when)]
+    pub save_when: crate::consumers::frame_saver::SaveRules,
+    /// The most --save-frames may hold (e.g. 500MB, 2GB); the oldest files go first.
+    #[arg(long, default_value = "1GB", value_parser = crate::consumers::frame_saver::parse_size)]
+    pub save_cap: u64,
     /// Seconds between status lines on standard error.
     #[arg(long, default_value_t = 5.0, value_parser = shared::args::seconds)]
     pub status_every: f32,

@@ -9,12 +9,13 @@
 //! - [`http`]: the live page, stream, status, health and metrics (`run --http`);
 //! - [`cli`], [`config`]: the command line, and the config file that holds `run`'s options;
 //! - [`resultlog`]: the append-only binary result log that survives power loss;
-//! - [`bench`], [`selftest`]: what a technician runs on a box.
+//! - [`bench`], [`selftest`]: what a technician runs on a box; [`fleet`]: `edge status` of a box.
 
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod consumers;
+pub mod fleet;
 pub mod frame_result;
 pub mod http;
 pub mod live;

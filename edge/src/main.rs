@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use edge::cli::{Cli, Command, RunArgs};
 use edge::consumers::Consumer;
+use edge::consumers::frame_saver::FrameSaver;
 use edge::consumers::json_lines::JsonLines;
 use edge::consumers::result_log::LogWriter;
 use edge::consumers::status_line::StatusLine;
@@ -21,10 +22,12 @@ use edge::source::{self, SourceOptions};
 use edge::usage::UsageError;
 use edge::{bench, config, live, resultlog, selftest};
 use shared::answer::Thresholds;
+use shared::signing::TrustedKeys;
 
 enum Outcome {
     Ok,
     SelftestFailed,
+    Unhealthy,
 }
 
 fn main() -> ExitCode {
@@ -39,9 +42,17 @@ fn main() -> ExitCode {
     shared::logging::init(cli.log_format);
     let threads = cli.threads.map_or_else(model::available_threads, usize::from);
     model::set_threads(threads);
-    match run(cli.command, threads) {
+    let trusted = match cli.trusted_keys.as_deref().map(TrustedKeys::read).transpose() {
+        Ok(trusted) => trusted,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli.command, threads, trusted.as_ref()) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::SelftestFailed) => ExitCode::from(3),
+        Ok(Outcome::Unhealthy) => ExitCode::from(4),
         Err(e) if e.downcast_ref::<UsageError>().is_some() => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -63,12 +74,12 @@ fn parse() -> Result<Cli, UsageError> {
     Ok(Cli::try_parse_from(&merged).unwrap_or_else(|e| e.exit()))
 }
 
-fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
+fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyhow::Result<Outcome> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match command {
         Command::Classify { model, paths, refusal, json } => {
-            let model = EdgeModel::load(&model)?;
+            let model = EdgeModel::load(&model, trusted)?;
             let thresholds = Thresholds::for_model(&model.manifest, refusal.unknown_threshold, refusal.min_confidence);
             let mut failed = 0;
             for path in expand(&paths)? {
@@ -95,7 +106,7 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
         }
         Command::Run(args) => {
             drop(out);
-            run_live(*args)?;
+            run_live(*args, trusted)?;
         }
         Command::Config { print_default: _, check: Some(file) } => {
             let options = config::options_in(&file)?;
@@ -108,6 +119,17 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
             }
         }
         Command::Config { .. } => write!(out, "{}", config::default_file())?,
+        Command::Status { url, token, json } => {
+            let status = edge::fleet::fetch(&url, token.as_deref())?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&status.json)?)?;
+            } else {
+                writeln!(out, "{}", edge::fleet::summary(&url, &status))?;
+            }
+            if !status.healthy {
+                return Ok(Outcome::Unhealthy);
+            }
+        }
         Command::Cameras => {
             #[cfg(feature = "camera")]
             for line in source::camera::list()? {
@@ -117,7 +139,7 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
             anyhow::bail!("this edge build has no camera support (built without the `camera` feature)");
         }
         Command::Bench { model, warmup, runs, json } => {
-            let model = EdgeModel::load(&model)?;
+            let model = EdgeModel::load(&model, trusted)?;
             let r = bench::run(&model, threads, warmup, runs as usize)?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;
@@ -144,7 +166,7 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
             }
         }
         Command::Selftest { model, json } => {
-            let model = EdgeModel::load(&model)?;
+            let model = EdgeModel::load(&model, trusted)?;
             let report = selftest::run(&model)?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
@@ -186,7 +208,7 @@ fn run(command: Command, threads: usize) -> anyhow::Result<Outcome> {
 }
 
 /// `edge run`: the live loop and the consumers its flags ask for.
-fn run_live(args: RunArgs) -> anyhow::Result<()> {
+fn run_live(args: RunArgs, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> {
     let model_path = args.model.ok_or_else(|| UsageError("edge run needs --model (or `model = ...` in the --config file)".into()))?;
     let http = args.http.map(|listen| HttpOptions {
         listen,
@@ -197,7 +219,7 @@ fn run_live(args: RunArgs) -> anyhow::Result<()> {
     if let Some(http) = &http {
         http.check()?;
     }
-    let model = EdgeModel::load(&model_path)?;
+    let model = EdgeModel::load(&model_path, trusted)?;
     let thresholds = Thresholds::for_model(&model.manifest, args.refusal.unknown_threshold, args.refusal.min_confidence);
     let (width, height) = args.resolution;
     let options = SourceOptions { fps: args.fps, looping: args.looping, width, height, camera_format: args.camera_format };
@@ -210,6 +232,10 @@ fn run_live(args: RunArgs) -> anyhow::Result<()> {
     if let Some(log) = &args.log {
         consumers.push(Box::new(LogWriter::open(log)?));
     }
+    if let Some(dir) = &args.save_frames {
+        let saver = FrameSaver::open(dir, args.save_when.clone(), args.save_cap, model.manifest.labels.clone(), model.onnx_sha256.clone())?;
+        consumers.push(Box::new(saver));
+    }
     consumers.push(Box::new(StatusLine::new(Duration::from_secs_f32(args.status_every))));
     if let Some(systemd) = Systemd::from_env() {
         consumers.push(Box::new(systemd));
@@ -220,6 +246,8 @@ fn run_live(args: RunArgs) -> anyhow::Result<()> {
                 name: model.manifest.name.clone(),
                 labels: model.manifest.labels.clone(),
                 hash: model.onnx_sha256.clone(),
+                signed_by: model.signed_by.clone(),
+                trusted: trusted.is_some(),
                 precision: model.manifest.precision.to_string(),
             };
             let (server, feed) = edge::http::start(http, info, source.describe())?;

@@ -6,8 +6,10 @@ use anyhow::Context;
 use image::{DynamicImage, RgbImage};
 use serde::Serialize;
 use shared::answer::{Answer, Thresholds};
+use shared::bundle::Provenance;
 use shared::compare::argmax;
 use shared::runtime::{Graph, Outputs};
+use shared::signing::TrustedKeys;
 use shared::{Bundle, Manifest, SelfCheck};
 
 pub struct EdgeModel {
@@ -15,6 +17,8 @@ pub struct EdgeModel {
     pub self_checks: Vec<SelfCheck>,
     /// The SHA-256 of the bundle's ONNX, in hex: which model this is, for status and metrics.
     pub onnx_sha256: String,
+    /// Who signed the bundle (name and key fingerprint), if anyone.
+    pub signed_by: Option<String>,
     graph: Graph,
 }
 
@@ -42,15 +46,32 @@ pub fn available_threads() -> usize {
 }
 
 impl EdgeModel {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    /// Reads and verifies a bundle. With `trusted` keys, only a bundle signed by one of them
+    /// loads; without, any intact bundle loads and the log says it is unverified.
+    pub fn load(path: &Path, trusted: Option<&TrustedKeys>) -> anyhow::Result<Self> {
         let bundle = Bundle::read(path)?;
+        match (trusted, bundle.provenance()) {
+            (Some(keys), Provenance::Signed { signer, fingerprint }) => {
+                bundle.check_trust(keys, path)?;
+                tracing::info!("{}: signed by '{signer}' (key {fingerprint}), a trusted key", path.display());
+            }
+            (Some(keys), Provenance::Unsigned) => bundle.check_trust(keys, path)?,
+            (None, Provenance::Signed { signer, fingerprint }) => tracing::info!(
+                "{}: signed by '{signer}' (key {fingerprint}), unverified: no --trusted-keys to check the key against",
+                path.display()
+            ),
+            (None, Provenance::Unsigned) => {
+                tracing::info!("{}: unsigned, unverified (--trusted-keys refuses unsigned bundles)", path.display())
+            }
+        }
         Self::from_bundle(bundle).with_context(|| format!("{}: cannot load the model", path.display()))
     }
 
     pub fn from_bundle(bundle: Bundle) -> anyhow::Result<Self> {
         let graph = Graph::load_classifier(&bundle.onnx, bundle.manifest.preprocessing.input_size, bundle.manifest.labels.len())?;
         let onnx_sha256 = bundle.onnx_sha256_hex();
-        Ok(Self { manifest: bundle.manifest, self_checks: bundle.self_checks, onnx_sha256, graph })
+        let signed_by = bundle.signature.as_ref().map(|s| format!("{} (key {})", s.signer, s.fingerprint()));
+        Ok(Self { manifest: bundle.manifest, self_checks: bundle.self_checks, onnx_sha256, signed_by, graph })
     }
 
     pub fn input_size(&self) -> u32 {

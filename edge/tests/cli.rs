@@ -157,11 +157,22 @@ fn selftest_passes_on_a_fresh_export_and_fails_on_a_tampered_bundle() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("selftest passed"));
 
-    // Tampered expectations (hash still valid): the box disagrees, exit 3.
+    // Wrong expectations with consistent hashes (the box computes differently from the trainer,
+    // as a broken board would look): the box disagrees, exit 3.
     let mut bundle = shared::Bundle::read(&s.bundle).unwrap();
     bundle.self_checks[0].expected[0] += 0.01;
+    let bundle = shared::Bundle::new(bundle.manifest, bundle.onnx, bundle.self_checks);
     let tampered = s.dir.path().join("tampered.bundle");
     bundle.write(&tampered).unwrap();
+
+    // The same change behind the content digest's back: refused as altered before anything runs.
+    let mut altered = shared::Bundle::read(&s.bundle).unwrap();
+    altered.self_checks[0].expected[0] += 0.01;
+    let altered_path = s.dir.path().join("altered.bundle");
+    altered.write(&altered_path).unwrap();
+    let out = edge(&["selftest", "--model", altered_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("do not match the content digest"));
     let out = edge(&["selftest", "--model", tampered.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));

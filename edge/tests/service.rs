@@ -420,3 +420,104 @@ fn recordings_play_through_ffmpeg_and_its_absence_is_said() {
     assert_eq!(no_ffmpeg.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&no_ffmpeg.stderr).contains("needs ffmpeg, which is not installed"));
 }
+
+/// Every file under `dir`, recursively, with its size.
+fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push((path.clone(), entry.metadata().unwrap().len()));
+        }
+    }
+    out
+}
+
+#[test]
+fn saved_frames_land_in_answer_folders_within_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = bundle(dir.path());
+    let saved = dir.path().join("saved");
+    // Threshold 0: every frame is refused as unknown, so every frame is saved.
+    let args = ["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--max-frames", "60", "--unknown-threshold", "0"];
+    let out = output(&[&args[..], &["--save-frames", saved.to_str().unwrap(), "--save-when", "unknown", "--save-cap", "1MB"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let files = files_under(&saved);
+    let total: u64 = files.iter().map(|(_, n)| n).sum();
+    let largest = files.iter().map(|(_, n)| *n).max().unwrap();
+    assert!(total <= (1 << 20) + largest, "the cap (1MB) holds to within one file: {total} bytes");
+    assert!(files.len() < 120, "older frames were deleted: {} files", files.len());
+    for (path, _) in &files {
+        assert_eq!(path.parent().unwrap().file_name().unwrap(), "unknown", "{}", path.display());
+        let ext = path.extension().unwrap().to_str().unwrap();
+        assert!(ext == "jpg" || ext == "json", "no temporaries left: {}", path.display());
+        if ext == "jpg" {
+            image::open(path).expect("a whole JPEG");
+            let sidecar: serde_json::Value = serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
+            assert_eq!(sidecar["label"], "unknown");
+            assert_eq!(sidecar["saved_because"], serde_json::json!(["unknown"]));
+            assert_eq!(sidecar["model_sha256"].as_str().unwrap().len(), 64);
+        }
+    }
+
+    // A folder it cannot write (here: a file in the way) stops the saving, not the classifying.
+    let blocked = dir.path().join("blocked");
+    std::fs::create_dir_all(&blocked).unwrap();
+    std::fs::write(blocked.join("unknown"), "not a folder").unwrap();
+    let out = output(&[&args[..], &["--save-frames", blocked.to_str().unwrap()]].concat());
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 60, "every frame still classified");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("saving stopped, classifying goes on"));
+}
+
+#[test]
+fn edge_status_reads_a_box_and_its_exit_code_says_healthy_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = bundle(dir.path());
+    let mut command = edge();
+    command.stdin(Stdio::piped());
+    let mut s = serve(
+        command,
+        &[
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--source",
+            "stdin:mjpeg",
+            "--quiet",
+            "--http",
+            "127.0.0.1:0",
+            "--http-token",
+            "t0k",
+            "--stale-after",
+            "1",
+        ],
+    );
+    let mut stdin = s.child.stdin.take().unwrap();
+    for i in 0..3 {
+        stdin.write_all(&jpeg(i)).unwrap();
+    }
+    stdin.flush().unwrap();
+    let url = format!("http://{}", s.address);
+    wait_for(Duration::from_secs(10), "a classified frame", || {
+        edge().args(["status", "--url", &url, "--token", "t0k"]).output().unwrap().status.success()
+    });
+    let line = edge().args(["status", "--url", &url]).env("FLOWERCAM_HTTP_TOKEN", "t0k").output().unwrap();
+    let text = String::from_utf8_lossy(&line.stdout);
+    assert!(line.status.success() && text.contains("healthy") && text.contains("model tiny"), "{text}");
+    let json = edge().args(["status", "--url", &url, "--token", "t0k", "--json"]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(status["captured"], 3, "{status}");
+
+    // The source stalls: unhealthy, exit 4. No token: refused, exit 1, saying why.
+    std::thread::sleep(Duration::from_millis(1500));
+    let stale = edge().args(["status", "--url", &url, "--token", "t0k"]).output().unwrap();
+    assert_eq!(stale.status.code(), Some(4), "{}", String::from_utf8_lossy(&stale.stdout));
+    assert!(String::from_utf8_lossy(&stale.stdout).contains("UNHEALTHY"));
+    let no_token = edge().args(["status", "--url", &url]).output().unwrap();
+    assert_eq!(no_token.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_token.stderr).contains("wants a token"));
+    drop(stdin);
+}

@@ -1,8 +1,11 @@
-//! The deployable file: a versioned, hashed container of manifest, ONNX graph and self-checks.
+//! The deployable file: a versioned, hashed, optionally signed container of manifest, ONNX graph
+//! and self-checks.
 //!
 //! Layout: 8 magic bytes, the format version (u32 little-endian), then the postcard encoding of
 //! [`Bundle`]. The version is read before anything else, so a runtime that meets a newer format
-//! says so instead of misreading it.
+//! says so instead of misreading it. Reading checks the ONNX's SHA-256 and the content digest
+//! (manifest + ONNX hash + self-checks), so no part can change unnoticed by accident, and a
+//! signature, when there is one (see [`crate::signing`]), so no part can change on purpose.
 
 use std::path::{Path, PathBuf};
 
@@ -10,11 +13,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::Manifest;
+use crate::signing::{SecretKey, Signature, SignatureError, TrustedKeys};
 
 pub const MAGIC: &[u8; 8] = b"FLWRCAM\0";
 /// 2: the manifest states the export's precision and the gate's tolerance.
 /// 3: the manifest states the open-set score and its threshold; the graph may have a second output.
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: a content digest over the manifest, the ONNX hash and the self-checks, and a signature.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// One validation image, already prepared (RGB square), with the probabilities the trainer's
 /// model gave it: the device re-runs it to prove it computes what the trainer computed.
@@ -35,6 +40,9 @@ pub struct Bundle {
     pub onnx: Vec<u8>,
     pub onnx_sha256: [u8; 32],
     pub self_checks: Vec<SelfCheck>,
+    /// SHA-256 over the manifest, the ONNX hash and the self-checks: what a signature signs.
+    pub content_sha256: [u8; 32],
+    pub signature: Option<Signature>,
 }
 
 /// The largest bundle read: a float32 VGG16 bundle is about 60 MB, with room for large heads and
@@ -56,18 +64,74 @@ pub enum BundleError {
     Corrupt { path: PathBuf, cause: postcard::Error },
     #[error("{path}: ONNX hash mismatch (recorded {recorded}, computed {computed}): the file was altered or damaged")]
     HashMismatch { path: PathBuf, recorded: String, computed: String },
+    #[error("{path}: its manifest or self-checks do not match the content digest: the file was altered or damaged")]
+    DigestMismatch { path: PathBuf },
+    #[error("{path}: {problem}")]
+    BadSignature { path: PathBuf, problem: SignatureError },
+    #[error("{path}: the bundle is not signed, and only bundles signed by a trusted key are run here (--trusted-keys)")]
+    Unsigned { path: PathBuf },
+    #[error("{path}: signed by '{signer}' (key {fingerprint}), which is not among the trusted keys")]
+    UntrustedSigner { path: PathBuf, signer: String, fingerprint: String },
     #[error("{path}: {problem}")]
     Invalid { path: PathBuf, problem: String },
+}
+
+/// Who vouches for a bundle, once read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provenance {
+    Unsigned,
+    /// The signature matches the contents; whether the key is trusted is another question.
+    Signed {
+        signer: String,
+        fingerprint: String,
+    },
 }
 
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// SHA-256 over the postcard encodings of the manifest and the self-checks, with the ONNX hash
+/// between them (the ONNX itself is covered by its own hash).
+fn content_digest(manifest: &Manifest, onnx_sha256: &[u8; 32], self_checks: &[SelfCheck]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"flowercam bundle content v4\0");
+    hasher.update(postcard::to_stdvec(manifest).expect("manifest serializes"));
+    hasher.update(onnx_sha256);
+    hasher.update(postcard::to_stdvec(self_checks).expect("self-checks serialize"));
+    hasher.finalize().into()
+}
+
 impl Bundle {
     pub fn new(manifest: Manifest, onnx: Vec<u8>, self_checks: Vec<SelfCheck>) -> Self {
         let onnx_sha256 = sha256(&onnx);
-        Self { manifest, onnx, onnx_sha256, self_checks }
+        let content_sha256 = content_digest(&manifest, &onnx_sha256, &self_checks);
+        Self { manifest, onnx, onnx_sha256, self_checks, content_sha256, signature: None }
+    }
+
+    /// Signs the content digest with `key`.
+    pub fn sign(&mut self, key: &SecretKey) {
+        self.signature = Some(key.sign(&self.content_sha256));
+    }
+
+    pub fn provenance(&self) -> Provenance {
+        match &self.signature {
+            None => Provenance::Unsigned,
+            Some(s) => Provenance::Signed { signer: s.signer.clone(), fingerprint: s.fingerprint() },
+        }
+    }
+
+    /// With trusted keys: the bundle must be signed by one of them. (The signature itself was
+    /// checked when the bundle was read.)
+    pub fn check_trust(&self, trusted: &TrustedKeys, path: &Path) -> Result<(), BundleError> {
+        let path = path.to_path_buf();
+        match &self.signature {
+            None => Err(BundleError::Unsigned { path }),
+            Some(s) if !trusted.contains(&s.public_key) => {
+                Err(BundleError::UntrustedSigner { path, signer: s.signer.clone(), fingerprint: s.fingerprint() })
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -97,6 +161,12 @@ impl Bundle {
         let computed = sha256(&bundle.onnx);
         if computed != bundle.onnx_sha256 {
             return Err(BundleError::HashMismatch { path, recorded: hex::encode(bundle.onnx_sha256), computed: hex::encode(computed) });
+        }
+        if content_digest(&bundle.manifest, &bundle.onnx_sha256, &bundle.self_checks) != bundle.content_sha256 {
+            return Err(BundleError::DigestMismatch { path });
+        }
+        if let Some(signature) = &bundle.signature {
+            signature.verify(&bundle.content_sha256).map_err(|problem| BundleError::BadSignature { path: path.clone(), problem })?;
         }
         bundle.validate().map_err(|problem| BundleError::Invalid { path, problem })?;
         Ok(bundle)
@@ -238,6 +308,11 @@ pub(crate) mod tests {
     fn refuses_self_checks_of_the_wrong_size() {
         let mut bundle = sample();
         bundle.self_checks[0].rgb.pop();
+        // Changed behind the digest's back: caught as an altered file.
+        let err = Bundle::from_bytes(&bundle.to_bytes(), Path::new("m.bundle")).unwrap_err();
+        assert!(matches!(err, BundleError::DigestMismatch { .. }), "{err}");
+        // Made that way (digest and all): caught by the checks on the contents.
+        let bundle = Bundle::new(bundle.manifest, bundle.onnx, bundle.self_checks);
         let err = Bundle::from_bytes(&bundle.to_bytes(), Path::new("m.bundle")).unwrap_err();
         assert!(matches!(err, BundleError::Invalid { .. }), "{err}");
     }

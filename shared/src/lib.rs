@@ -5,6 +5,7 @@
 //!   (decode, RGB, resize policy, normalization convention);
 //! - [`manifest`]: what a trained model is (labels, preprocessing, backbone, metrics);
 //! - [`bundle`]: the deployable file that carries the manifest, the ONNX graph and self-checks;
+//! - [`signing`]: ed25519 keys, bundle signatures, and the keys an edge trusts;
 //! - [`runtime`]: the exported graph loaded into tract and run, for both sides;
 //! - [`atomic`]: crash-safe file writes used by both sides.
 
@@ -19,6 +20,7 @@ pub mod manifest;
 pub mod named;
 pub mod preprocess;
 pub mod runtime;
+pub mod signing;
 
 pub use bundle::{Bundle, BundleError, SelfCheck};
 pub use manifest::{

@@ -42,9 +42,22 @@ pub enum Command {
         out: PathBuf,
         #[command(flatten)]
         precision: PrecisionArg,
+        /// Sign the bundle with this secret key (from `trainer keygen`).
+        #[arg(long, value_name = "KEY")]
+        sign: Option<PathBuf>,
         /// Print the export summary as JSON on standard output.
         #[arg(long)]
         json: bool,
+    },
+    /// Make an ed25519 key pair for signing bundles: KEY (secret, mode 0600) and KEY.pub (for the
+    /// edge's --trusted-keys file). Never overwrites a key.
+    Keygen {
+        /// The secret key file to write; the public key goes to the same name + .pub.
+        #[arg(long, value_name = "KEY")]
+        out: PathBuf,
+        /// Who signs with it (shown by `trainer inspect` and the edge), e.g. "lab workstation".
+        #[arg(long)]
+        name: String,
     },
     /// Score a bundle through tract (the edge's engine) on a class folder: folders named like a
     /// label are scored for accuracy, any other folder (other/, unknown/) must be refused.
@@ -227,6 +240,10 @@ pub struct TrainArgs {
     /// Skip the export.
     #[arg(long)]
     pub no_export: bool,
+    /// Sign the exported bundle with this secret key (from `trainer keygen`); read before
+    /// training starts, so a bad key costs nothing.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
     /// Run the field-conditions suite at the end of training on this many validation photos
     /// (taken from each class in turn): one accuracy per condition (see `trainer evaluate
     /// --help`), by the trained head on the frozen trunk's features. Costs 14 trunk passes per

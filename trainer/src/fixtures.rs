@@ -128,6 +128,7 @@ pub fn write_random_bundle(
     let scores: Vec<f32> = pooled.iter().map(|f| crate::openset::score(f, &normalized)).collect();
     let threshold = crate::openset::threshold(&scores, 1.0);
     let input = crate::export::ExportInput {
+        signing_key: None,
         name: out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         labels: labels.iter().map(|s| s.to_string()).collect(),
         preprocessing,

@@ -36,7 +36,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 use clap::CommandFactory;
                 Cli::command().error(clap::error::ErrorKind::ValueValidation, message).exit();
             }
+            let signing_key = args.sign.as_deref().map(shared::signing::SecretKey::read).transpose()?;
             let request = commands::train::TrainRequest {
+                signing_key,
                 config,
                 out: args.out.clone(),
                 resume: args.resume,
@@ -51,8 +53,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", human_summary(&summary, &args.out));
             }
         }
-        Command::Export { run, out, precision, json } => {
-            let summary = commands::export::run(&run, &out, precision.precision)?;
+        Command::Keygen { out, name } => {
+            let key = shared::signing::SecretKey::generate(&name)?;
+            key.write(&out)?;
+            let public = key.public();
+            println!("wrote {} (secret: keep it on this machine) and its public key:\n{}", out.display(), public.to_line().trim_end());
+            println!("put that line in the edge's --trusted-keys file; key {}", public.fingerprint());
+        }
+        Command::Export { run, out, precision, sign, json } => {
+            let signing_key = sign.as_deref().map(shared::signing::SecretKey::read).transpose()?;
+            let to = commands::train::ExportTo { out: &out, precision: precision.precision, signing_key: signing_key.as_ref() };
+            let summary = commands::export::run(&run, &to)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {

@@ -47,6 +47,7 @@ fn input<'a>(m: &Model, images: &'a [RgbImage], expected: Vec<Vec<f32>>) -> Expo
 
 fn input_at<'a>(m: &Model, images: &'a [RgbImage], expected: Vec<Vec<f32>>, precision: Precision) -> ExportInput<'a> {
     ExportInput {
+        signing_key: None,
         name: "tiny".into(),
         labels: vec!["a".into(), "b".into()],
         preprocessing: Preprocessing::new(SIZE, ResizePolicy::Stretch).unwrap(),

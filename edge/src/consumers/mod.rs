@@ -3,6 +3,7 @@
 //! the result log, the status line, systemd's watchdog, the HTTP server's view), so adding one
 //! touches no other.
 
+pub mod frame_saver;
 pub mod json_lines;
 pub mod result_log;
 pub mod status_line;

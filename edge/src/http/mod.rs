@@ -42,6 +42,10 @@ pub struct ModelInfo {
     /// The SHA-256 of the bundle's ONNX, as in its manifest.
     pub hash: String,
     pub precision: String,
+    /// Who signed the bundle, if anyone, and whether the edge checked that signer against its
+    /// trusted keys (`--trusted-keys`).
+    pub signed_by: Option<String>,
+    pub trusted: bool,
 }
 
 pub struct HttpOptions {

@@ -7,7 +7,7 @@ use crate::report::summary::ExportSummary;
 use crate::training::checkpoint;
 use crate::training::job::{self, Phases};
 
-pub fn run(run: &Path, out: &Path, precision: shared::Precision) -> anyhow::Result<ExportSummary> {
+pub fn run(run: &Path, to: &super::train::ExportTo) -> anyhow::Result<ExportSummary> {
     let config = job::load_run_config(run)?;
     let best = checkpoint::load(&checkpoint::best_path(run))?;
     let metrics = run.join("metrics.json");
@@ -29,5 +29,5 @@ pub fn run(run: &Path, out: &Path, precision: shared::Precision) -> anyhow::Resu
     );
     // The cross-validation ran with the head's fit; it travels in the last checkpoint.
     let state: checkpoint::Checkpoint = checkpoint::load(&checkpoint::checkpoint_path(run))?;
-    super::train::export_outcome(&p, &best, &val, training, state.cross_validation, out, precision)
+    super::train::export_outcome(&p, &best, &val, training, state.cross_validation, to)
 }

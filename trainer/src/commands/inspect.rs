@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use shared::Bundle;
+use shared::bundle::Provenance;
 
 pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
     let bundle = Bundle::read(path)?;
@@ -14,12 +15,18 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
             "manifest": m,
             "onnx_bytes": bundle.onnx.len(),
             "onnx_sha256": bundle.onnx_sha256_hex(),
+            "content_sha256": hex::encode(bundle.content_sha256),
+            "signed_by": bundle.signature.as_ref().map(|s| serde_json::json!({"signer": s.signer, "key": hex::encode(s.public_key), "fingerprint": s.fingerprint()})),
             "self_checks": bundle.self_checks.iter().map(|c| serde_json::json!({"name": c.name, "label": c.label})).collect::<Vec<_>>(),
         }))?);
     }
     let mut s = String::new();
     let _ = writeln!(s, "bundle      {} (format {}, verified)", path.display(), shared::bundle::FORMAT_VERSION);
     let _ = writeln!(s, "name        {}", m.name);
+    let _ = match bundle.provenance() {
+        Provenance::Unsigned => writeln!(s, "signed      no (an edge with --trusted-keys refuses it; sign with --sign KEY)"),
+        Provenance::Signed { signer, fingerprint } => writeln!(s, "signed      by '{signer}' (key {fingerprint}), signature valid"),
+    };
     let _ = writeln!(s, "labels      {}", m.labels.join(", "));
     let _ = writeln!(
         s,

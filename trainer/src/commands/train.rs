@@ -21,6 +21,8 @@ pub struct TrainRequest {
     /// Where the bundle goes (`DIR/NAME`); `None` skips the export.
     pub export_to: Option<PathBuf>,
     pub precision: Precision,
+    /// Signs the exported bundle.
+    pub signing_key: Option<shared::signing::SecretKey>,
     /// Validation photos for the field-conditions suite (0: none).
     pub condition_photos: usize,
 }
@@ -60,7 +62,8 @@ pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
             summary.train_loss,
         );
         let cv = outcome.state.cross_validation.clone();
-        summary.export = Some(export_outcome(&outcome.prepared, &outcome.best, &outcome.val, training, cv, out, request.precision)?);
+        let to = ExportTo { out, precision: request.precision, signing_key: request.signing_key.as_ref() };
+        summary.export = Some(export_outcome(&outcome.prepared, &outcome.best, &outcome.val, training, cv, &to)?);
         summary.seconds.push(("export".into(), t.elapsed().as_secs_f32()));
     }
     summary.total_seconds = started.elapsed().as_secs_f32();
@@ -174,23 +177,30 @@ fn open_set(p: &Prepared, best: &crate::model::weights::ModelWeights) -> anyhow:
     Ok(Some(crate::export::OpenSetExport { references, threshold, target_acceptance: openset::TARGET_ACCEPTANCE, expected }))
 }
 
-/// Exports the best weights of a prepared run to `out` (`DIR/NAME`). An int8 export calibrates on
-/// training images (never validation ones: the gate judges on those).
+/// Where and how an export is written.
+pub struct ExportTo<'a> {
+    /// `DIR/NAME`, without extension.
+    pub out: &'a Path,
+    pub precision: Precision,
+    pub signing_key: Option<&'a shared::signing::SecretKey>,
+}
+
+/// Exports the best weights of a prepared run to `to.out` (`DIR/NAME`). An int8 export calibrates
+/// on training images (never validation ones: the gate judges on those).
 pub fn export_outcome(
     p: &Prepared,
     best: &crate::model::weights::ModelWeights,
     val: &Evaluation,
     training: TrainingSummary,
     cross_validation: Option<shared::CrossValidation>,
-    out: &Path,
-    precision: Precision,
+    to: &ExportTo,
 ) -> anyhow::Result<ExportSummary> {
     let trunk = match &best.trunk {
         Some(records) => records.iter().map(Into::into).collect(),
         None => p.backbone.convs.clone(),
     };
     let input = crate::export::ExportInput {
-        name: out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
+        name: to.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
         labels: p.dataset.classes.clone(),
         preprocessing: p.preprocessing,
         normalization: p.normalization,
@@ -202,7 +212,8 @@ pub fn export_outcome(
         head_kind: best.head_kind,
         trunk,
         head: best.head.clone(),
-        precision,
+        precision: to.precision,
+        signing_key: to.signing_key,
         calibration: crate::data::split::classes_in_turn(&p.classes_of(&p.split.train), crate::export::quantize::CALIBRATION_IMAGES)
             .into_iter()
             .map(|i| &p.dataset.samples[p.split.train[i]].image)
@@ -218,12 +229,13 @@ pub fn export_outcome(
         open_set: open_set(p, best)?,
         cross_validation,
     };
-    let report = crate::export::export(input, out)?;
+    let report = crate::export::export(input, to.out)?;
     let parity = &report.manifest.parity;
     Ok(ExportSummary {
         onnx: report.onnx_path.display().to_string(),
         bundle: report.bundle_path.display().to_string(),
         bundle_bytes: report.bundle_bytes,
+        signed_by: to.signing_key.map(|k| format!("{} (key {})", k.name, k.public().fingerprint())),
         precision: report.manifest.precision.to_string(),
         parity_images: parity.images,
         parity_tolerance: parity.tolerance,

@@ -39,6 +39,8 @@ pub struct ExportInput<'a> {
     pub open_set: Option<OpenSetExport>,
     /// The head's cross-validation (its temperature is already in `head`), for the manifest.
     pub cross_validation: Option<shared::CrossValidation>,
+    /// Signs the bundle (`--sign KEY`).
+    pub signing_key: Option<&'a shared::signing::SecretKey>,
 }
 
 /// What the export needs for the `unknown_score` output.
@@ -119,7 +121,10 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let onnx_path = with_suffix(out, "onnx");
     let bundle_path = with_suffix(out, "bundle");
-    let bundle = Bundle::new(manifest.clone(), onnx, checks);
+    let mut bundle = Bundle::new(manifest.clone(), onnx, checks);
+    if let Some(key) = input.signing_key {
+        bundle.sign(key);
+    }
     for path in [&onnx_path, &bundle_path] {
         let removed = shared::atomic::remove_stale_temporaries(path);
         if removed > 0 {

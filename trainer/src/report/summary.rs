@@ -26,6 +26,8 @@ pub struct ExportSummary {
     pub onnx: String,
     pub bundle: String,
     pub bundle_bytes: u64,
+    /// The signing key's name and fingerprint, when `--sign` signed the bundle.
+    pub signed_by: Option<String>,
     /// "f32" or "int8".
     pub precision: String,
     pub parity_images: u32,

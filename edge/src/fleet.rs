@@ -1,0 +1,53 @@
+//! `edge status --url http://box:8080`: one box's `/api/status`, for a script that polls many.
+
+use std::time::Duration;
+
+/// What `edge status` found.
+pub struct BoxStatus {
+    pub json: serde_json::Value,
+    pub healthy: bool,
+}
+
+/// Fetches `URL/api/status` (with the token as a Bearer header, if given).
+pub fn fetch(url: &str, token: Option<&str>) -> anyhow::Result<BoxStatus> {
+    let base = url.trim_end_matches('/');
+    let shown = crate::source::http::redact(base);
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).http_status_as_error(false).build().into();
+    let mut request = agent.get(format!("{base}/api/status"));
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.call().map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    let status = response.status();
+    anyhow::ensure!(status != 401, "{shown}: the box wants a token (--token, or FLOWERCAM_HTTP_TOKEN)");
+    anyhow::ensure!(status.is_success(), "{shown}/api/status: HTTP {status}");
+    let json: serde_json::Value = serde_json::from_reader(response.body_mut().as_reader())
+        .map_err(|e| anyhow::anyhow!("{shown}/api/status: not a flowercam edge's status ({e})"))?;
+    let healthy = json["healthy"].as_bool().ok_or_else(|| anyhow::anyhow!("{shown}/api/status: not a flowercam edge's status"))?;
+    Ok(BoxStatus { json, healthy })
+}
+
+/// One line a box: name, model, answer, fps, health.
+pub fn summary(url: &str, s: &BoxStatus) -> String {
+    let j = &s.json;
+    let latest = &j["latest"];
+    let answer = if latest.is_null() {
+        "no frame yet".to_string()
+    } else {
+        format!("{} {:.2}", latest["smoothed_label"].as_str().unwrap_or("?"), latest["smoothed_probability"].as_f64().unwrap_or(f64::NAN))
+    };
+    format!(
+        "{}\t{}\tmodel {} ({})\t{answer}\t{:.1} fps\t{} classified, {} dropped, {} corrupt, {} reconnects\t{}",
+        crate::source::http::redact(url),
+        if s.healthy { "healthy" } else { "UNHEALTHY" },
+        j["model"]["name"].as_str().unwrap_or("?"),
+        &j["model"]["hash"].as_str().unwrap_or("?")[..12.min(j["model"]["hash"].as_str().unwrap_or("?").len())],
+        j["fps"].as_f64().unwrap_or(0.0),
+        j["classified"],
+        j["dropped"],
+        j["corrupt"],
+        j["reconnects"],
+        j["health"].as_str().unwrap_or("")
+    )
+}
