@@ -30,13 +30,20 @@ fn keys(run: &Command) -> impl Iterator<Item = (&str, &Arg)> {
 
 /// The command line with the file's options inserted right after `run`.
 pub fn merge(args: &[OsString], file: &Path) -> Result<Vec<OsString>, UsageError> {
-    let from_file = options_in(file)?;
+    let from_file = options_in(file)?.into_iter().flat_map(|o| std::iter::once(o.flag.into()).chain(o.value.map(Into::into)));
     let at = args.iter().position(|a| a == RUN).ok_or_else(|| UsageError("--config is an option of `edge run`".into()))?;
     Ok(args[..=at].iter().cloned().chain(from_file).chain(args[at + 1..].iter().cloned()).collect())
 }
 
-/// The file's options as command-line arguments, each value checked by its flag's parser.
-pub fn options_in(file: &Path) -> Result<Vec<OsString>, UsageError> {
+/// One option from the file: `--flag`, with its value unless it is a switch (`--loop`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub flag: String,
+    pub value: Option<String>,
+}
+
+/// The file's options, each value checked by its flag's parser.
+pub fn options_in(file: &Path) -> Result<Vec<Setting>, UsageError> {
     let text = std::fs::read_to_string(file).map_err(|e| UsageError(format!("{}: cannot read the config file: {e}", file.display())))?;
     let table = DeTable::parse(&text).map_err(|e| UsageError(format!("{}: not valid TOML: {e}", file.display())))?;
     let run = run_command();
@@ -53,15 +60,14 @@ pub fn options_in(file: &Path) -> Result<Vec<OsString>, UsageError> {
         match (value.get_ref(), arg.get_action()) {
             (DeValue::Boolean(on), ArgAction::SetTrue) => {
                 if *on {
-                    args.push(OsString::from(flag));
+                    args.push(Setting { flag, value: None });
                 }
             }
             (_, ArgAction::SetTrue) => return Err(at(format!("{name}: expected true or false"))),
             (value, _) => {
                 let text = scalar(value).ok_or_else(|| at(format!("{name}: expected a string or a number")))?;
                 check(arg, &flag, &text).map_err(|e| at(format!("{name} = {text}: {}", clap_message(&e))))?;
-                args.push(flag.into());
-                args.push(text.into());
+                args.push(Setting { flag, value: Some(text) });
             }
         }
     }

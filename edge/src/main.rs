@@ -109,13 +109,15 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
             run_live(*args, trusted)?;
         }
         Command::Config { print_default: _, check: Some(file) } => {
-            let options = config::options_in(&file)?;
             writeln!(out, "{}: ok; it sets:", file.display())?;
-            for pair in options.chunks(2) {
-                let shown: Vec<String> = pair.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            for setting in config::options_in(&file)? {
                 // A secret is never printed.
-                let shown = if shown[0] == "--http-token" { format!("{} ***", shown[0]) } else { shown.join(" ") };
-                writeln!(out, "  {shown}")?;
+                let value = match setting.value {
+                    Some(_) if setting.flag == "--http-token" => " ***".to_string(),
+                    Some(v) => format!(" {v}"),
+                    None => String::new(),
+                };
+                writeln!(out, "  {}{value}", setting.flag)?;
             }
         }
         Command::Config { .. } => write!(out, "{}", config::default_file())?,

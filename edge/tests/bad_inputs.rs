@@ -1,10 +1,12 @@
 //! Hostile and unlucky inputs to `edge` (issue 12): each gets a clear error naming what is wrong,
 //! a bad option value exits 2 naming the option, and nothing panics (exit 101) or aborts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use image::{Rgb, RgbImage};
+
+mod common;
 
 fn edge(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_edge")).args(args).env("RUST_LOG", "warn").output().unwrap()
@@ -12,10 +14,6 @@ fn edge(args: &[&str]) -> Output {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn bundle(dir: &Path) -> PathBuf {
-    trainer::fixtures::write_random_bundle(&dir.join("tiny"), 64, 1.0 / 16.0, &["daffodil", "coltsfoot"], shared::Precision::F32).unwrap()
 }
 
 fn jpeg(path: &Path) -> Vec<u8> {
@@ -26,7 +24,7 @@ fn jpeg(path: &Path) -> Vec<u8> {
 #[test]
 fn out_of_range_numbers_exit_2_naming_the_option() {
     let dir = tempfile::tempdir().unwrap();
-    let model = bundle(dir.path());
+    let model = common::tiny_bundle(dir.path());
     let model = model.to_str().unwrap();
     let run = ["run", "--model", model, "--source", "synthetic", "--max-frames", "1"];
     for (flag, value) in [
@@ -63,7 +61,7 @@ fn a_device_or_a_folder_is_not_a_bundle() {
 #[test]
 fn cut_and_oversized_images_are_errors_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let model = bundle(dir.path());
+    let model = common::tiny_bundle(dir.path());
     let whole = jpeg(&dir.path().join("whole.jpg"));
     let cut = dir.path().join("cut.jpg");
     std::fs::write(&cut, &whole[..whole.len() * 2 / 3]).unwrap();
@@ -83,7 +81,7 @@ fn cut_and_oversized_images_are_errors_naming_the_file() {
 #[test]
 fn a_graph_that_does_not_answer_the_manifest_labels_is_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
-    let mut b = shared::Bundle::read(&bundle(dir.path())).unwrap();
+    let mut b = shared::Bundle::read(&common::tiny_bundle(dir.path())).unwrap();
     // Three labels for a graph that answers two, made with consistent hashes (as a buggy exporter
     // would): the load checks the graph against the labels.
     b.manifest.labels.push("tulip".into());

@@ -6,6 +6,8 @@ use std::process::{Command, Output, Stdio};
 
 use image::{Rgb, RgbImage};
 
+mod common;
+
 struct Setup {
     dir: tempfile::TempDir,
     bundle: PathBuf,
@@ -13,14 +15,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let bundle = trainer::fixtures::write_random_bundle(
-        &dir.path().join("tiny"),
-        64,
-        1.0 / 16.0,
-        &["daffodil", "coltsfoot"],
-        shared::Precision::F32,
-    )
-    .unwrap();
+    let bundle = common::tiny_bundle(dir.path());
     Setup { dir, bundle }
 }
 

@@ -3,46 +3,32 @@
 //! and a frame rate that change over time. It saves a screenshot beside the test binaries.
 //! chromium is required (`scripts/setup.sh --tests` installs it): without it this test fails.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::{Served, serve, tiny_bundle};
+
+mod common;
 
 const CHROMIUM: &str = "chromium";
 
-struct Edge(Child);
-
-impl Drop for Edge {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the edge on a free loopback port; returns it and its address once a frame is classified.
-fn start_edge(model: &Path) -> (Edge, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edge"))
-        .args(["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--fps", "8", "--quiet", "--http", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("edge ended before serving").unwrap();
-        if let Some(rest) = line.split("live page: http://").nth(1) {
-            break rest.trim_end_matches('/').to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+/// The edge on a free loopback port, once a frame is classified.
+fn start_edge(model: &Path) -> Served {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edge"));
+    command.env("RUST_LOG", "info");
+    let served = serve(
+        command,
+        &["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--fps", "8", "--quiet", "--http", "127.0.0.1:0"],
+    );
     let started = Instant::now();
-    while !healthy(&address) {
+    while !healthy(&served.address) {
         assert!(started.elapsed() < Duration::from_secs(30), "no frame classified");
         std::thread::sleep(Duration::from_millis(100));
     }
-    (Edge(child), address)
+    served
 }
 
 fn healthy(address: &str) -> bool {
@@ -77,16 +63,9 @@ fn text_of(dom: &str, id: &str) -> String {
 #[test]
 fn the_live_page_shows_the_answer_and_frame_rate_in_a_browser() {
     let dir = tempfile::tempdir().unwrap();
-    let model = trainer::fixtures::write_random_bundle(
-        &dir.path().join("tiny"),
-        64,
-        1.0 / 16.0,
-        &["daffodil", "coltsfoot"],
-        shared::Precision::F32,
-    )
-    .unwrap();
-    let (_edge, address) = start_edge(&model);
-    let url = format!("http://{address}/");
+    let model = tiny_bundle(dir.path());
+    let edge = start_edge(&model);
+    let url = format!("http://{}/", edge.address);
     // Virtual time lets the page's polling run for 3 s of page time before the DOM is dumped.
     let dump = |profile: &str| chromium(&dir.path().join(profile), &["--virtual-time-budget=3000", "--dump-dom", &url]);
 

@@ -6,14 +6,13 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{serve, tiny_bundle};
 use image::{Rgb, RgbImage};
 
-fn bundle(dir: &Path) -> PathBuf {
-    trainer::fixtures::write_random_bundle(&dir.join("tiny"), 64, 1.0 / 16.0, &["daffodil", "coltsfoot"], shared::Precision::F32).unwrap()
-}
+mod common;
 
 fn edge() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_edge"));
@@ -23,34 +22,6 @@ fn edge() -> Command {
 
 fn output(args: &[&str]) -> Output {
     edge().args(args).output().unwrap()
-}
-
-/// A running `edge run --http 127.0.0.1:0 ...`, killed when dropped.
-struct Served {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `edge run` with `args` and waits for the "live page: http://ADDR/" line on its standard error.
-fn serve(mut command: Command, args: &[&str]) -> Served {
-    let mut child = command.args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().expect("edge ended before serving").unwrap();
-        if let Some(rest) = line.split("live page: http://").nth(1) {
-            break rest.trim_end_matches('/').to_string();
-        }
-    };
-    // Keep draining standard error so the program never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Served { child, address }
 }
 
 struct Reply {
@@ -88,7 +59,7 @@ fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
 #[test]
 fn serves_status_latest_health_metrics_and_the_page() {
     let dir = tempfile::tempdir().unwrap();
-    let model = bundle(dir.path());
+    let model = tiny_bundle(dir.path());
     let s = serve(
         edge(),
         &["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--fps", "20", "--quiet", "--http", "127.0.0.1:0"],
@@ -173,7 +144,7 @@ fn open_stream(address: &str) -> TcpStream {
 #[test]
 fn the_stream_sends_jpegs_to_at_most_max_clients_and_a_stalled_one_never_stops_the_loop() {
     let dir = tempfile::tempdir().unwrap();
-    let model = bundle(dir.path());
+    let model = tiny_bundle(dir.path());
     let s = serve(
         edge(),
         &[
@@ -215,7 +186,7 @@ fn the_stream_sends_jpegs_to_at_most_max_clients_and_a_stalled_one_never_stops_t
 #[test]
 fn a_token_guards_every_endpoint_and_public_addresses_need_one() {
     let dir = tempfile::tempdir().unwrap();
-    let model = bundle(dir.path());
+    let model = tiny_bundle(dir.path());
     let model = model.to_str().unwrap();
     let refused = output(&["run", "--model", model, "--source", "synthetic", "--http", "0.0.0.0:0"]);
     assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
@@ -236,7 +207,7 @@ fn a_token_guards_every_endpoint_and_public_addresses_need_one() {
 #[test]
 fn a_port_in_use_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let model = bundle(dir.path());
+    let model = tiny_bundle(dir.path());
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
     let out = output(&["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--http", &address]);
@@ -265,7 +236,7 @@ fn drain(socket: &UnixDatagram) -> Vec<String> {
 #[test]
 fn a_stalled_source_turns_healthz_503_and_stops_the_watchdog_pings() {
     let dir = tempfile::tempdir().unwrap();
-    let model = bundle(dir.path());
+    let model = tiny_bundle(dir.path());
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket.set_nonblocking(true).unwrap();
@@ -309,7 +280,7 @@ fn a_stalled_source_turns_healthz_503_and_stops_the_watchdog_pings() {
 #[test]
 fn a_config_file_sets_run_options_and_typed_flags_win() {
     let dir = tempfile::tempdir().unwrap();
-    let model = bundle(dir.path());
+    let model = tiny_bundle(dir.path());
     let config = dir.path().join("edge.toml");
     std::fs::write(&config, format!("model = {:?}\nsource = \"synthetic\"\nmax-frames = 3\nsmoothing = 2\n", model.to_str().unwrap()))
         .unwrap();
@@ -325,10 +296,11 @@ fn a_config_file_sets_run_options_and_typed_flags_win() {
 
     let check = output(&["config", "--check", config.to_str().unwrap()]);
     assert_eq!(check.status.code(), Some(2));
-    std::fs::write(&config, "model = \"m.bundle\"\nhttp-token = \"s3cret\"\n").unwrap();
+    std::fs::write(&config, "model = \"m.bundle\"\nhttp-token = \"s3cret\"\nquiet = true\nsmoothing = 3\n").unwrap();
     let check = output(&["config", "--check", config.to_str().unwrap()]);
     let said = String::from_utf8_lossy(&check.stdout);
-    assert!(check.status.success() && said.contains("--http-token ***") && !said.contains("s3cret"), "{said}");
+    assert!(check.status.success() && said.contains("  --http-token ***\n") && !said.contains("s3cret"), "{said}");
+    assert!(said.contains("  --quiet\n") && said.contains("  --smoothing 3\n"), "one option a line, switches alone: {said}");
 
     let default = output(&["config", "--print-default"]);
     assert!(default.status.success());
@@ -339,7 +311,7 @@ fn a_config_file_sets_run_options_and_typed_flags_win() {
 #[test]
 fn logs_have_no_colour_codes_in_a_file_and_json_on_request() {
     let dir = tempfile::tempdir().unwrap();
-    let model = bundle(dir.path());
+    let model = tiny_bundle(dir.path());
     let model = model.to_str().unwrap();
     let text = output(&["run", "--model", model, "--source", "synthetic", "--max-frames", "2"]);
     let err = String::from_utf8_lossy(&text.stderr);
@@ -383,7 +355,7 @@ fn flaky_camera(frames: u32) -> String {
 #[test]
 fn an_http_camera_that_drops_the_connection_is_reconnected() {
     let dir = tempfile::tempdir().unwrap();
-    let model = bundle(dir.path());
+    let model = tiny_bundle(dir.path());
     let url = flaky_camera(4);
     let out = output(&["run", "--model", model.to_str().unwrap(), "--source", &url, "--max-frames", "10"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -402,7 +374,7 @@ fn an_http_camera_that_drops_the_connection_is_reconnected() {
 #[test]
 fn recordings_play_through_ffmpeg_and_its_absence_is_said() {
     let dir = tempfile::tempdir().unwrap();
-    let model = bundle(dir.path());
+    let model = tiny_bundle(dir.path());
     let clip = dir.path().join("clip.avi");
     let made = Command::new("ffmpeg")
         .args(["-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=20", "-t", "1", "-c:v", "mjpeg"])
@@ -438,7 +410,7 @@ fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
 #[test]
 fn saved_frames_land_in_answer_folders_within_the_cap() {
     let dir = tempfile::tempdir().unwrap();
-    let model = bundle(dir.path());
+    let model = tiny_bundle(dir.path());
     let saved = dir.path().join("saved");
     // Threshold 0: every frame is refused as unknown, so every frame is saved.
     let args = ["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--max-frames", "60", "--unknown-threshold", "0"];
@@ -475,7 +447,7 @@ fn saved_frames_land_in_answer_folders_within_the_cap() {
 #[test]
 fn edge_status_reads_a_box_and_its_exit_code_says_healthy_or_not() {
     let dir = tempfile::tempdir().unwrap();
-    let model = bundle(dir.path());
+    let model = tiny_bundle(dir.path());
     let mut command = edge();
     command.stdin(Stdio::piped());
     let mut s = serve(

@@ -28,6 +28,12 @@ pub fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A random 2-class bundle (daffodil, coltsfoot) at 64 px in `dir`: fast, and a real tract graph.
+pub fn tiny_bundle(dir: &Path) -> PathBuf {
+    trainer::fixtures::write_random_bundle(&dir.join("tiny"), 64, 1.0 / 16.0, &["daffodil", "coltsfoot"], shared::Precision::F32)
+        .expect("a random bundle")
+}
+
 /// A path from the environment for tests on real data and weights. Unset: `None` locally, but
 /// a failure under CI (`CI` set), so a CI run never passes while skipping them. Set but
 /// missing on disk: always a failure.

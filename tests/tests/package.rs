@@ -22,15 +22,7 @@ fn asked() -> bool {
 }
 
 fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed ({:?}):\n{}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    e2e::ok(&Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}")))
 }
 
 #[test]
@@ -61,14 +53,7 @@ fn the_deb_installs_runs_a_selftest_and_purges_clean() {
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&config.permissions()) & 0o777, 0o640);
     sh("/usr/bin/edge", &["config", "--check", "/etc/flowercam/edge.toml"]);
 
-    let bundle = trainer::fixtures::write_random_bundle(
-        &dir.path().join("tiny"),
-        64,
-        1.0 / 16.0,
-        &["daffodil", "coltsfoot"],
-        shared::Precision::F32,
-    )
-    .unwrap();
+    let bundle = e2e::tiny_bundle(dir.path());
     let selftest = sh("/usr/bin/edge", &["selftest", "--model", bundle.to_str().unwrap()]);
     assert!(selftest.contains("selftest passed"), "{selftest}");
 

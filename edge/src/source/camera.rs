@@ -2,14 +2,14 @@
 //! reopened with backoff while the program keeps running.
 
 use std::sync::mpsc::{Receiver, sync_channel};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use image::DynamicImage;
 use nokhwa::Camera;
 use nokhwa::pixel_format::RgbFormat;
 use nokhwa::utils::{ApiBackend, CameraFormat, CameraIndex, RequestedFormat, RequestedFormatType, Resolution};
 
-use super::{Event, Frame, FrameSource, SourceOptions, decode};
+use super::{Backoff, Event, Frame, FrameSource, SourceOptions, decode};
 
 /// nokhwa's `Camera` must stay on the thread that opened it, so a camera thread owns it and
 /// hands frames over a one-slot channel.
@@ -71,20 +71,16 @@ impl FrameSource for CameraSource {
 }
 
 impl CameraWorker {
-    /// Reopens the camera, waiting 0.5 s, 1 s, 2 s ... (at most 10 s) between tries.
+    /// Reopens the camera, with [`Backoff`] between tries.
     fn reconnect(&mut self) -> Camera {
-        let mut wait = Duration::from_millis(500);
+        let mut backoff = Backoff::new();
         loop {
             match open_camera(self.index, self.format) {
                 Ok(camera) => {
                     tracing::warn!("camera:{}: reconnected", self.index);
                     return camera;
                 }
-                Err(e) => {
-                    tracing::warn!("{e}; retrying in {:.1}s", wait.as_secs_f32());
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                }
+                Err(e) => backoff.pause(&e),
             }
         }
     }

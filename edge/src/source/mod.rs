@@ -109,6 +109,39 @@ fn open_camera(_index: u32, _options: &SourceOptions) -> anyhow::Result<Box<dyn 
     anyhow::bail!("this edge build has no camera support (built without the `camera` feature)")
 }
 
+/// The waits between tries to reopen a lost source (a camera, a stream): 0.5 s, doubling, at most
+/// 10 s, so a source that is gone for long is not hammered and one that blinks is back at once.
+pub struct Backoff {
+    wait: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(500);
+    const LONGEST: Duration = Duration::from_secs(10);
+
+    pub fn new() -> Self {
+        Self { wait: Self::FIRST }
+    }
+
+    /// After a success: the next failure waits the shortest time again.
+    pub fn reset(&mut self) {
+        self.wait = Self::FIRST;
+    }
+
+    /// After a failed try: says why, sleeps, and doubles the next wait.
+    pub fn pause(&mut self, why: &anyhow::Error) {
+        tracing::warn!("{why:#}; retrying in {:.1}s", self.wait.as_secs_f32());
+        std::thread::sleep(self.wait);
+        self.wait = (self.wait * 2).min(Self::LONGEST);
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Sleeps so that successive frames are `1/fps` apart.
 pub struct Pacer {
     pub interval: Option<Duration>,

@@ -4,13 +4,9 @@
 //! lasts); the first connection is tried the same way, so a box may start before its camera.
 
 use std::io::Read;
-use std::time::Duration;
 
 use super::mjpeg::MjpegStream;
-use super::{Event, FrameSource};
-
-const FIRST_WAIT: Duration = Duration::from_millis(500);
-const LONGEST_WAIT: Duration = Duration::from_secs(10);
+use super::{Backoff, Event, FrameSource};
 
 pub type Opener = Box<dyn FnMut() -> anyhow::Result<Box<dyn Read + Send>> + Send>;
 
@@ -18,7 +14,10 @@ pub struct Reconnecting {
     name: String,
     open: Opener,
     stream: Option<MjpegStream>,
-    wait: Duration,
+    backoff: Backoff,
+    /// The last connection ended before giving a frame: wait before the next (a server that
+    /// accepts and hangs up at once is not hammered).
+    fruitless: bool,
     /// Frames delivered over every connection: numbers keep rising across reconnects.
     delivered: u64,
 }
@@ -26,22 +25,21 @@ pub struct Reconnecting {
 impl Reconnecting {
     /// `name` is what messages call the source (without secrets); `open` connects once.
     pub fn new(name: String, open: Opener) -> Self {
-        Self { name, open, stream: None, wait: FIRST_WAIT, delivered: 0 }
+        Self { name, open, stream: None, backoff: Backoff::new(), fruitless: false, delivered: 0 }
     }
 
-    /// Connects, retrying with waits of 0.5 s, 1 s, 2 s ... (at most 10 s) until it succeeds.
+    /// Connects, with [`Backoff`] between failed tries, until it succeeds.
     fn connect(&mut self) -> MjpegStream {
+        if self.fruitless {
+            self.backoff.pause(&anyhow::anyhow!("{}: the last connection gave no frame", self.name));
+        }
         loop {
             match (self.open)() {
                 Ok(reader) => {
                     tracing::info!("{}: connected", self.name);
                     return MjpegStream::new(reader, self.name.clone());
                 }
-                Err(e) => {
-                    tracing::warn!("{e:#}; retrying in {:.1}s", self.wait.as_secs_f32());
-                    std::thread::sleep(self.wait);
-                    self.wait = (self.wait * 2).min(LONGEST_WAIT);
-                }
+                Err(e) => self.backoff.pause(&e),
             }
         }
     }
@@ -53,12 +51,14 @@ impl FrameSource for Reconnecting {
             Some(stream) => stream,
             None => {
                 let stream = self.connect();
+                self.fruitless = true;
                 self.stream.insert(stream)
             }
         };
         let lost = match stream.next() {
             Ok(Event::Frame(mut frame)) => {
-                self.wait = FIRST_WAIT;
+                self.backoff.reset();
+                self.fruitless = false;
                 self.delivered += 1;
                 frame.number = self.delivered;
                 return Ok(Event::Frame(frame));
