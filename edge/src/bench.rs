@@ -42,7 +42,7 @@ pub fn run(model: &EdgeModel, threads: usize, warmup: usize, runs: usize) -> any
     let mut encode = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
         let t = Instant::now();
-        crate::http::stream::encode(&frame)?;
+        crate::jpeg::encode(&frame)?;
         encode.push(t.elapsed().as_secs_f32() * 1000.0);
         let t = Instant::now();
         let prepared = model.prepare(&frame);

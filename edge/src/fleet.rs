@@ -42,7 +42,7 @@ pub fn summary(url: &str, s: &BoxStatus) -> String {
         crate::source::http::redact(url),
         if s.healthy { "healthy" } else { "UNHEALTHY" },
         j["model"]["name"].as_str().unwrap_or("?"),
-        &j["model"]["hash"].as_str().unwrap_or("?")[..12.min(j["model"]["hash"].as_str().unwrap_or("?").len())],
+        j["model"]["hash"].as_str().unwrap_or("?").chars().take(12).collect::<String>(),
         j["fps"].as_f64().unwrap_or(0.0),
         j["classified"],
         j["dropped"],

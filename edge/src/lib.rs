@@ -6,7 +6,7 @@
 //! - [`live`]: the capture / inference loop (newest frame wins) and smoothing;
 //! - [`frame_result`]: what the loop says about a classified frame;
 //! - [`consumers`]: where classified frames go (JSON lines, result log, status line, systemd);
-//! - [`http`]: the live page, stream, status, health and metrics (`run --http`);
+//! - [`http`]: the live page, stream, status, health and metrics (`run --http`); [`jpeg`]: frames to JPEG;
 //! - [`cli`], [`config`]: the command line, and the config file that holds `run`'s options;
 //! - [`resultlog`]: the append-only binary result log that survives power loss;
 //! - [`bench`], [`selftest`]: what a technician runs on a box; [`fleet`]: `edge status` of a box.
@@ -18,6 +18,7 @@ pub mod consumers;
 pub mod fleet;
 pub mod frame_result;
 pub mod http;
+pub mod jpeg;
 pub mod live;
 pub mod model;
 pub mod resultlog;

@@ -249,7 +249,7 @@ pub fn run(
         corrupt: status.corrupt,
         reconnects: status.reconnects,
         seconds,
-        fps: status.classified as f32 / seconds.max(1e-6),
+        fps: status.mean_fps(),
     };
     // A source blocked in a read (stdin, a camera) cannot be interrupted; don't wait for it.
     if capture.is_finished() {

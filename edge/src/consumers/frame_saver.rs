@@ -117,17 +117,11 @@ impl FrameSaver {
         let changed = self.last_smoothed.as_deref().is_some_and(|last| last != r.smoothed_label);
         self.when
             .iter()
-            .filter(|w| match w {
-                SaveWhen::Unknown => r.label == UNKNOWN,
-                SaveWhen::Unsure => r.label == UNSURE,
-                SaveWhen::Change => changed,
-                SaveWhen::Every(n) => classified.is_multiple_of(*n),
-            })
-            .map(|w| match w {
-                SaveWhen::Unknown => "unknown",
-                SaveWhen::Unsure => "unsure",
-                SaveWhen::Change => "change",
-                SaveWhen::Every(_) => "every",
+            .filter_map(|w| match w {
+                SaveWhen::Unknown => (r.label == UNKNOWN).then_some("unknown"),
+                SaveWhen::Unsure => (r.label == UNSURE).then_some("unsure"),
+                SaveWhen::Change => changed.then_some("change"),
+                SaveWhen::Every(n) => classified.is_multiple_of(*n).then_some("every"),
             })
             .collect()
     }
@@ -137,7 +131,7 @@ impl FrameSaver {
         let folder = self.dir.join(&r.label);
         std::fs::create_dir_all(&folder)?;
         let stem = format!("{}_{:08}", r.timestamp_ms, r.frame);
-        let jpeg = crate::http::stream::encode(frame.image)?;
+        let jpeg = crate::jpeg::encode(frame.image)?;
         let sidecar = Sidecar {
             result: r,
             probabilities: &frame.outputs.probabilities,

@@ -17,7 +17,7 @@
 
 pub mod metrics;
 pub mod state;
-pub mod stream;
+mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

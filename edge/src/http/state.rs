@@ -115,11 +115,11 @@ impl Shared {
     }
 
     pub fn status(&self) -> Status {
-        let (healthy, health) = match self.health() {
+        let view = self.view.lock().expect("view");
+        let (healthy, health) = match self.health_of(&view) {
             Health::Ok(why) => (true, why),
             Health::Stale(why) => (false, why),
         };
-        let view = self.view.lock().expect("view");
         let now = Instant::now();
         let fps = match (view.recent.front(), view.recent.back()) {
             (Some(first), Some(last)) if view.recent.len() > 1 && now - *last < FPS_WINDOW => {
@@ -144,7 +144,10 @@ impl Shared {
 
     /// Healthy while a frame was classified within `stale_after`.
     pub fn health(&self) -> Health {
-        let view = self.view.lock().expect("view");
+        self.health_of(&self.view.lock().expect("view"))
+    }
+
+    fn health_of(&self, view: &View) -> Health {
         let state = view.counters.as_ref().map_or("starting".to_string(), |c| c.source_state.to_string());
         match view.last_frame_at {
             Some(t) if t.elapsed() <= self.stale_after => {

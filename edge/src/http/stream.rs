@@ -10,19 +10,17 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use image::DynamicImage;
 
 use super::state::Shared;
 
 const BOUNDARY: &str = "flowercamframe";
-const JPEG_QUALITY: u8 = 80;
 
 /// Encodes each frame the loop hands over (it hands them only while a client watches).
 pub async fn encoder(shared: Arc<Shared>) {
     let mut frames = shared.frames.subscribe();
     while frames.changed().await.is_ok() {
         let Some(frame) = frames.borrow_and_update().clone() else { continue };
-        match tokio::task::spawn_blocking(move || encode(&frame)).await {
+        match tokio::task::spawn_blocking(move || crate::jpeg::encode(&frame).map(Bytes::from)).await {
             Ok(Ok(jpeg)) => {
                 shared.jpegs.send_replace(Some(jpeg));
             }
@@ -30,23 +28,6 @@ pub async fn encoder(shared: Arc<Shared>) {
             Err(e) => tracing::warn!("http: the encoder failed: {e}"),
         }
     }
-}
-
-/// jpeg-encoder (SIMD) rather than the image crate's encoder: several times faster, and every
-/// millisecond here is taken from inference on a board whose cores are all busy.
-pub fn encode(frame: &DynamicImage) -> anyhow::Result<Bytes> {
-    let converted;
-    let rgb = match frame.as_rgb8() {
-        Some(rgb) => rgb,
-        None => {
-            converted = frame.to_rgb8();
-            &converted
-        }
-    };
-    let (width, height) = (u16::try_from(rgb.width())?, u16::try_from(rgb.height())?);
-    let mut jpeg = Vec::with_capacity(rgb.as_raw().len() / 8);
-    jpeg_encoder::Encoder::new(&mut jpeg, JPEG_QUALITY).encode(rgb.as_raw(), width, height, jpeg_encoder::ColorType::Rgb)?;
-    Ok(Bytes::from(jpeg))
 }
 
 /// Counts a watcher while its response body lives.
