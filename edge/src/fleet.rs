@@ -11,7 +11,7 @@ pub struct BoxStatus {
 /// Fetches `URL/api/status` (with the token as a Bearer header, if given).
 pub fn fetch(url: &str, token: Option<&str>) -> anyhow::Result<BoxStatus> {
     let base = url.trim_end_matches('/');
-    let shown = crate::source::http::redact(base);
+    let shown = crate::redact::redact(base);
     let agent: ureq::Agent =
         ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).http_status_as_error(false).build().into();
     let mut request = agent.get(format!("{base}/api/status"));
@@ -39,7 +39,7 @@ pub fn summary(url: &str, s: &BoxStatus) -> String {
     };
     format!(
         "{}\t{}\tmodel {} ({})\t{answer}\t{:.1} fps\t{} classified, {} dropped, {} corrupt, {} reconnects\t{}",
-        crate::source::http::redact(url),
+        crate::redact::redact(url),
         if s.healthy { "healthy" } else { "UNHEALTHY" },
         j["model"]["name"].as_str().unwrap_or("?"),
         j["model"]["hash"].as_str().unwrap_or("?").chars().take(12).collect::<String>(),

@@ -9,7 +9,8 @@ use nokhwa::Camera;
 use nokhwa::pixel_format::RgbFormat;
 use nokhwa::utils::{ApiBackend, CameraFormat, CameraIndex, RequestedFormat, RequestedFormatType, Resolution};
 
-use super::{Backoff, Event, Frame, FrameSource, SourceOptions, decode};
+use super::{Event, Frame, FrameSource, SourceOptions, decode};
+use crate::backoff::Backoff;
 
 /// nokhwa's `Camera` must stay on the thread that opened it, so a camera thread owns it and
 /// hands frames over a one-slot channel.

@@ -55,7 +55,7 @@ fn spawn(input_options: &[&str], input: &str) -> anyhow::Result<Box<dyn Read + S
 
 pub fn rtsp(url: &str) -> anyhow::Result<Reconnecting> {
     check_installed("rtsp://")?;
-    let name = super::http::redact(url);
+    let name = crate::redact::redact(url);
     let url = url.to_string();
     // TCP: UDP loses packets (and frames) on the Wi-Fi boxes in the field often use.
     Ok(Reconnecting::new(name, Box::new(move || spawn(&["-rtsp_transport", "tcp"], &url))))

@@ -86,7 +86,7 @@ pub fn open(spec: &str, options: &SourceOptions) -> anyhow::Result<Box<dyn Frame
     if spec.starts_with("https://") {
         anyhow::bail!(
             "--source {}: https is not supported (cameras on a local network serve plain http; put a proxy in front otherwise)",
-            http::redact(spec)
+            crate::redact::redact(spec)
         );
     }
     if let Some(index) = spec.strip_prefix("camera:") {
@@ -95,7 +95,7 @@ pub fn open(spec: &str, options: &SourceOptions) -> anyhow::Result<Box<dyn Frame
     }
     anyhow::bail!(
         "unknown --source '{}' (expected camera:N, http://..., rtsp://..., file:PATH, stdin:mjpeg, dir:PATH or synthetic)",
-        http::redact(spec)
+        crate::redact::redact(spec)
     )
 }
 
@@ -107,39 +107,6 @@ fn open_camera(index: u32, options: &SourceOptions) -> anyhow::Result<Box<dyn Fr
 #[cfg(not(feature = "camera"))]
 fn open_camera(_index: u32, _options: &SourceOptions) -> anyhow::Result<Box<dyn FrameSource>> {
     anyhow::bail!("this edge build has no camera support (built without the `camera` feature)")
-}
-
-/// The waits between tries to reopen a lost source (a camera, a stream): 0.5 s, doubling, at most
-/// 10 s, so a source that is gone for long is not hammered and one that blinks is back at once.
-pub struct Backoff {
-    wait: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(500);
-    const LONGEST: Duration = Duration::from_secs(10);
-
-    pub fn new() -> Self {
-        Self { wait: Self::FIRST }
-    }
-
-    /// After a success: the next failure waits the shortest time again.
-    pub fn reset(&mut self) {
-        self.wait = Self::FIRST;
-    }
-
-    /// After a failed try: says why, sleeps, and doubles the next wait.
-    pub fn pause(&mut self, why: &anyhow::Error) {
-        tracing::warn!("{why:#}; retrying in {:.1}s", self.wait.as_secs_f32());
-        std::thread::sleep(self.wait);
-        self.wait = (self.wait * 2).min(Self::LONGEST);
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 /// Sleeps so that successive frames are `1/fps` apart.

@@ -6,7 +6,8 @@
 use std::io::Read;
 
 use super::mjpeg::MjpegStream;
-use super::{Backoff, Event, FrameSource};
+use super::{Event, FrameSource};
+use crate::backoff::Backoff;
 
 pub type Opener = Box<dyn FnMut() -> anyhow::Result<Box<dyn Read + Send>> + Send>;
 
