@@ -12,11 +12,12 @@ use shared::answer::{Answer, Thresholds};
 use shared::compare::argmax;
 use shared::runtime::Outputs;
 
-use crate::consumers::{Classified, Consumer, LoopStatus, SourceState};
+use crate::consumers::{Classified, Consumer, LoopStatus, ModelNote, SourceState};
 use crate::frame_result::FrameResult;
 use crate::model::EdgeModel;
 use crate::smoothing::Smoother;
 use crate::source::{Event, Frame, FrameSource};
+use crate::swap::Swap;
 
 /// How often the loop wakes while no frame comes, to tell the consumers (status, health).
 const IDLE_TICK: Duration = Duration::from_millis(200);
@@ -26,6 +27,8 @@ pub struct LiveOptions {
     pub smoothing: usize,
     /// When to answer `unknown` or `unsure` instead of a class.
     pub thresholds: Thresholds,
+    /// New models, checked and ready (see [`crate::swap`]); taken between two frames.
+    pub swaps: Option<std::sync::mpsc::Receiver<Swap>>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -164,12 +167,36 @@ pub fn run(
     let capture = spawn_capture(source, Arc::clone(&shared), Arc::clone(&stop))?;
     let mut status = LoopStatus::new(Instant::now());
     let mut smoother = Smoother::new(options.smoothing);
+    let mut thresholds = options.thresholds;
+    // A model swapped in replaces the one we were given.
+    let mut swapped: Option<Box<dyn Classify>> = None;
     let (lock, ready) = &*shared;
     let result = (|| -> anyhow::Result<()> {
         loop {
             if options.max_frames.is_some_and(|m| status.classified >= m) || stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
+            while let Some(swap) = options.swaps.as_ref().and_then(|s| s.try_recv().ok()) {
+                match swap {
+                    Swap::Ready(candidate) => {
+                        let candidate = *candidate;
+                        thresholds = candidate.thresholds;
+                        // Another model's probabilities are not averaged with this one's.
+                        smoother = Smoother::new(options.smoothing);
+                        swapped = Some(Box::new(candidate.model));
+                        tracing::info!("now running '{}' ({})", candidate.info.name, candidate.info.hash);
+                        for consumer in consumers.iter_mut() {
+                            consumer.model(&ModelNote::Swapped(&candidate.info))?;
+                        }
+                    }
+                    Swap::Rejected { from, why } => {
+                        for consumer in consumers.iter_mut() {
+                            consumer.model(&ModelNote::Rejected { from: &from, why: &why })?;
+                        }
+                    }
+                }
+            }
+            let model: &dyn Classify = swapped.as_deref().unwrap_or(model);
             let next = {
                 let mut mailbox = lock.lock().expect("mailbox");
                 let next = match mailbox.frame.take() {
@@ -215,8 +242,8 @@ pub fn run(
             let t2 = Instant::now();
             let smoothed = smoother.push(&outputs);
             let labels = model.labels();
-            let (label, probability) = answer(labels, &outputs, &options.thresholds);
-            let (smoothed_label, smoothed_probability) = answer(labels, &smoothed, &options.thresholds);
+            let (label, probability) = answer(labels, &outputs, &thresholds);
+            let (smoothed_label, smoothed_probability) = answer(labels, &smoothed, &thresholds);
             let result = FrameResult {
                 timestamp_ms: frame.timestamp_ms,
                 frame: frame.number,
@@ -283,7 +310,7 @@ mod tests {
 
     fn options(max_frames: Option<u64>, smoothing: usize, unknown: Option<f32>) -> LiveOptions {
         let thresholds = Thresholds { unknown, min_confidence: 0.0 };
-        LiveOptions { max_frames, smoothing, thresholds }
+        LiveOptions { max_frames, smoothing, thresholds, swaps: None }
     }
 
     /// Runs the loop with a JSON-lines consumer; returns the stats and the lines it printed.

@@ -22,6 +22,20 @@ pub struct EdgeModel {
     graph: Graph,
 }
 
+/// Which model runs, as `/api/status`, `/metrics` and the events say it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub labels: Vec<String>,
+    /// The SHA-256 of the bundle's ONNX, as in its manifest.
+    pub hash: String,
+    pub precision: String,
+    /// Who signed the bundle, if anyone, and whether the edge checked that signer against its
+    /// trusted keys (`--trusted-keys`).
+    pub signed_by: Option<String>,
+    pub trusted: bool,
+}
+
 /// One image's answer, as `edge classify` prints it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Prediction {
@@ -65,6 +79,18 @@ impl EdgeModel {
             }
         }
         Self::from_bundle(bundle).with_context(|| format!("{}: cannot load the model", path.display()))
+    }
+
+    /// What the status and events say of this model; `trusted`: its signer was checked.
+    pub fn info(&self, trusted: bool) -> ModelInfo {
+        ModelInfo {
+            name: self.manifest.name.clone(),
+            labels: self.manifest.labels.clone(),
+            hash: self.onnx_sha256.clone(),
+            signed_by: self.signed_by.clone(),
+            trusted,
+            precision: self.manifest.precision.to_string(),
+        }
     }
 
     pub fn from_bundle(bundle: Bundle) -> anyhow::Result<Self> {

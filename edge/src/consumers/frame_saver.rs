@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use shared::answer::{UNKNOWN, UNSURE};
 
-use super::{Classified, Consumer};
+use super::{Classified, Consumer, ModelNote};
 use crate::frame_result::FrameResult;
 
 /// When a frame is saved (`--save-when`, comma-separated).
@@ -176,6 +176,15 @@ impl Consumer for FrameSaver {
             // A full disk or a removed folder: keep classifying, stop saving, say so once.
             self.stopped = true;
             tracing::error!("--save-frames {}: cannot save a frame ({e:#}); saving stopped, classifying goes on", self.dir.display());
+        }
+        Ok(())
+    }
+
+    /// Sidecars name the model that answered.
+    fn model(&mut self, note: &ModelNote<'_>) -> anyhow::Result<()> {
+        if let ModelNote::Swapped(info) = note {
+            self.labels = info.labels.clone();
+            self.model_sha256 = info.hash.clone();
         }
         Ok(())
     }

@@ -1,8 +1,10 @@
 //! Where classified frames go. The live loop hands each frame, and while it waits a periodic
 //! status, to every consumer in turn; each consumer is a small module with one job (JSON lines,
-//! the result log, the status line, systemd's watchdog, the HTTP server's view), so adding one
+//! the result log, the status line, systemd's watchdog, the HTTP server's view, events for MQTT
+//! and web hooks), so adding one
 //! touches no other.
 
+pub mod events;
 pub mod frame_saver;
 pub mod json_lines;
 pub mod result_log;
@@ -16,6 +18,7 @@ use serde::Serialize;
 use shared::runtime::Outputs;
 
 use crate::frame_result::FrameResult;
+use crate::model::ModelInfo;
 
 /// The state of the frame source, as the loop last heard of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -81,6 +84,12 @@ pub struct Classified<'a> {
     pub status: &'a LoopStatus,
 }
 
+/// The model changed, or a new one was refused (see [`crate::swap`]).
+pub enum ModelNote<'a> {
+    Swapped(&'a ModelInfo),
+    Rejected { from: &'a str, why: &'a str },
+}
+
 pub trait Consumer: Send {
     /// A classified frame. An error ends the loop (standard output closed, the log's disk gone):
     /// a consumer that must never stop the loop returns `Ok` and says what went wrong itself.
@@ -88,6 +97,11 @@ pub trait Consumer: Send {
 
     /// The loop's status, a few times a second while it waits for a frame.
     fn idle(&mut self, _status: &LoopStatus) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// A new model took over between two frames, or one was refused.
+    fn model(&mut self, _note: &ModelNote<'_>) -> anyhow::Result<()> {
         Ok(())
     }
 

@@ -3,8 +3,8 @@
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use super::ModelInfo;
@@ -22,6 +22,9 @@ pub struct Metrics {
     inference_seconds: Histogram,
     latency_seconds: Histogram,
     answers: Family<Labels, Counter>,
+    /// 1 for the model running now, 0 for one a swap replaced.
+    model_info: Family<Labels, Gauge>,
+    current_model: Labels,
     /// The loop's totals at the last update: its counters are absolute, ours count up by the
     /// difference.
     seen: Totals,
@@ -33,6 +36,15 @@ struct Totals {
     dropped: u64,
     corrupt: u64,
     reconnects: u64,
+}
+
+fn model_labels(model: &ModelInfo) -> Labels {
+    vec![
+        ("name".into(), model.name.clone()),
+        ("hash".into(), model.hash.clone()),
+        ("precision".into(), model.precision.clone()),
+        ("labels".into(), model.labels.join(",")),
+    ]
 }
 
 impl Metrics {
@@ -55,13 +67,10 @@ impl Metrics {
         registry.register("inference_seconds", "Inference time per frame", inference_seconds.clone());
         registry.register("latency_seconds", "From capture to answer, per frame", latency_seconds.clone());
         registry.register("answers", "Frames by smoothed answer (a class, unknown or unsure)", answers.clone());
-        let info: Labels = vec![
-            ("name".into(), model.name.clone()),
-            ("hash".into(), model.hash.clone()),
-            ("precision".into(), model.precision.clone()),
-            ("labels".into(), model.labels.join(",")),
-        ];
-        registry.register("model", "The model being run", Info::new(info));
+        let model_info = Family::<Labels, Gauge>::default();
+        registry.register("model_info", "The model being run (1), and ones a swap replaced (0)", model_info.clone());
+        let current_model = model_labels(model);
+        model_info.get_or_create(&current_model).set(1);
         Self {
             registry,
             classified,
@@ -72,8 +81,17 @@ impl Metrics {
             inference_seconds,
             latency_seconds,
             answers,
+            model_info,
+            current_model,
             seen: Totals::default(),
         }
+    }
+
+    /// A swap: the new model is the one being run.
+    pub fn model(&mut self, model: &ModelInfo) {
+        self.model_info.get_or_create(&self.current_model).set(0);
+        self.current_model = model_labels(model);
+        self.model_info.get_or_create(&self.current_model).set(1);
     }
 
     pub fn frame(&mut self, frame: &Classified<'_>) {

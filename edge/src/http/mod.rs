@@ -3,14 +3,15 @@
 //!
 //! axum on a small tokio runtime of its own: a stream client that stops reading parks a task,
 //! not a thread, and holds at most one frame; the loop only updates [`state::Shared`]. (tiny_http
-//! would be smaller but is unmaintained and needs a thread per watcher; the events and model
-//! upload to come need the same async stack, MQTT clients included.)
+//! would be smaller but is unmaintained and needs a thread per watcher.)
 //!
 //! - `/`: the live page (`page.html`, in the binary: boards are often offline);
 //! - `/stream.mjpg`: the frames as classified, JPEG-encoded only while someone watches;
 //! - `/api/latest`, `/api/status`, `/api/history` (the last minute's probabilities): JSON;
 //! - `/healthz`: 200 while a frame was classified within `--stale-after`, else 503 and why;
-//! - `/metrics`: Prometheus text.
+//! - `/metrics`: Prometheus text;
+//! - `POST /api/model`: a new bundle, checked and swapped in (see [`crate::swap`]); only with a
+//!   token, since a model decides what the box reports.
 //!
 //! Loopback only unless a token is set: every request then needs `Authorization: Bearer TOKEN`
 //! or `?token=TOKEN` (what the page's own requests carry).
@@ -21,32 +22,24 @@ mod stream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde::Serialize;
+use axum::routing::{get, post};
 
+pub use crate::model::ModelInfo;
+use crate::swap;
 use crate::usage::UsageError;
 use state::{Feed, Health, Shared};
 
-/// What `/api/status` and `/metrics` say of the model.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelInfo {
-    pub name: String,
-    pub labels: Vec<String>,
-    /// The SHA-256 of the bundle's ONNX, as in its manifest.
-    pub hash: String,
-    pub precision: String,
-    /// Who signed the bundle, if anyone, and whether the edge checked that signer against its
-    /// trusted keys (`--trusted-keys`).
-    pub signed_by: Option<String>,
-    pub trusted: bool,
-}
+/// How long an upload waits for its check (loading and self-checking a VGG16 on a Pi takes seconds).
+const UPLOAD_CHECK_LIMIT: Duration = Duration::from_secs(300);
 
 pub struct HttpOptions {
     pub listen: SocketAddr,
@@ -79,13 +72,20 @@ impl HttpOptions {
 
 /// Binds (so a port in use is an error now, not later) and serves on a runtime of its own.
 /// Returns the server and the live loop's consumer that feeds it.
-pub fn start(options: HttpOptions, model: ModelInfo, source: String) -> anyhow::Result<(Server, Feed)> {
+/// `uploads`: where `POST /api/model` sends bundles (taken only when a token is set).
+pub fn start(
+    options: HttpOptions,
+    model: ModelInfo,
+    source: String,
+    uploads: Option<Sender<swap::Request>>,
+) -> anyhow::Result<(Server, Feed)> {
     options.check()?;
     let listener =
         std::net::TcpListener::bind(options.listen).map_err(|e| anyhow::anyhow!("--http {}: cannot listen: {e}", options.listen))?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
-    let shared = Arc::new(Shared::new(model, source, options.stale_after, options.max_clients));
+    let uploads = uploads.filter(|_| options.token.is_some());
+    let shared = Arc::new(Shared::new(model, source, options.stale_after, options.max_clients, uploads));
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).max_blocking_threads(2).thread_name("http").enable_all().build()?;
     let app = router(Arc::clone(&shared), options.token);
@@ -112,6 +112,7 @@ fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
         .route("/api/history", get(history))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/api/model", post(upload).layer(DefaultBodyLimit::max(swap::MAX_UPLOAD)))
         .layer(middleware::from_fn_with_state(Arc::new(token), authorize))
         .with_state(shared)
 }
@@ -145,6 +146,24 @@ async fn latest(State(shared): State<Arc<Shared>>) -> Response {
     match shared.latest() {
         Some(latest) => axum::Json(latest).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// A new bundle: 200 and the new model once it is checked and swapped in, 422 and why when it
+/// is refused (the running model stays), 403 without a token configured.
+async fn upload(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let Some(uploads) = shared.uploads.clone() else {
+        return (StatusCode::FORBIDDEN, "model uploads need --http-token: a model decides what this box reports\n").into_response();
+    };
+    let (reply, answer) = std::sync::mpsc::channel();
+    if uploads.send(swap::Request::Upload { bytes: body.to_vec(), reply }).is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the box is stopping\n").into_response();
+    }
+    let outcome = tokio::task::spawn_blocking(move || answer.recv_timeout(UPLOAD_CHECK_LIMIT)).await;
+    match outcome {
+        Ok(Ok(Ok(info))) => axum::Json(serde_json::json!({ "swapped": info })).into_response(),
+        Ok(Ok(Err(why))) => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(serde_json::json!({ "error": why }))).into_response(),
+        _ => (StatusCode::GATEWAY_TIMEOUT, "the check of the new model did not finish in time\n").into_response(),
     }
 }
 

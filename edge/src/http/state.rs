@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,9 @@ use tokio::sync::watch;
 
 use super::ModelInfo;
 use super::metrics::Metrics;
-use crate::consumers::{Classified, Consumer, LoopStatus};
+use crate::consumers::{Classified, Consumer, LoopStatus, ModelNote};
 use crate::frame_result::FrameResult;
+use crate::swap::Request;
 
 /// Frames per second are measured over this much recent time.
 const FPS_WINDOW: Duration = Duration::from_secs(3);
@@ -49,6 +51,18 @@ pub struct Status {
     pub health: String,
     pub stream_clients: usize,
     pub latest: Option<Latest>,
+    /// The last new model offered (swapped in, or refused), if any.
+    pub last_swap: Option<SwapRecord>,
+}
+
+/// A new model offered to the box, and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwapRecord {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub swapped: bool,
+    /// The new model's name and hash, or why it was refused.
+    pub detail: String,
 }
 
 /// One frame in `/api/history`: when (ms since the Unix epoch) and every class's probability.
@@ -67,6 +81,7 @@ pub enum Health {
 #[derive(Default)]
 struct View {
     latest: Option<Latest>,
+    last_swap: Option<SwapRecord>,
     counters: Option<LoopStatus>,
     last_frame_at: Option<Instant>,
     recent: VecDeque<Instant>,
@@ -74,7 +89,8 @@ struct View {
 }
 
 pub struct Shared {
-    pub model: ModelInfo,
+    /// The model running now (a swap replaces it).
+    pub model: Mutex<ModelInfo>,
     pub source: String,
     pub stale_after: Duration,
     pub max_clients: usize,
@@ -86,13 +102,15 @@ pub struct Shared {
     /// The newest frame as JPEG, shared by every stream client; `None` until the first one.
     pub jpegs: watch::Sender<Option<Bytes>>,
     pub stream_clients: AtomicUsize,
+    /// Where uploaded bundles go (`POST /api/model`); `None`: uploads refused.
+    pub uploads: Option<Sender<Request>>,
 }
 
 impl Shared {
-    pub fn new(model: ModelInfo, source: String, stale_after: Duration, max_clients: usize) -> Self {
+    pub fn new(model: ModelInfo, source: String, stale_after: Duration, max_clients: usize, uploads: Option<Sender<Request>>) -> Self {
         let metrics = Mutex::new(Metrics::new(&model));
         Self {
-            model,
+            model: Mutex::new(model),
             source,
             stale_after,
             max_clients,
@@ -102,6 +120,7 @@ impl Shared {
             frames: watch::Sender::new(None),
             jpegs: watch::Sender::new(None),
             stream_clients: AtomicUsize::new(0),
+            uploads,
         }
     }
 
@@ -129,7 +148,7 @@ impl Shared {
         };
         Status {
             version: env!("CARGO_PKG_VERSION"),
-            model: self.model.clone(),
+            model: self.model.lock().expect("model").clone(),
             source: self.source.clone(),
             uptime_s: self.started.elapsed().as_secs_f64(),
             fps,
@@ -139,6 +158,7 @@ impl Shared {
             health,
             stream_clients: self.stream_clients.load(Ordering::Relaxed),
             latest: view.latest.clone(),
+            last_swap: view.last_swap.clone(),
         }
     }
 
@@ -197,6 +217,24 @@ impl Consumer for Feed {
         if self.shared.stream_clients.load(Ordering::Relaxed) > 0 {
             // One copy of the frame for the encoder; nothing at all while nobody watches.
             self.shared.frames.send_replace(Some(Arc::new(frame.image.clone())));
+        }
+        Ok(())
+    }
+
+    fn model(&mut self, note: &ModelNote<'_>) -> anyhow::Result<()> {
+        let (swapped, detail) = match note {
+            ModelNote::Swapped(info) => {
+                *self.shared.model.lock().expect("model") = (*info).clone();
+                self.shared.metrics.lock().expect("metrics").model(info);
+                (true, format!("{} {}", info.name, info.hash))
+            }
+            ModelNote::Rejected { from, why } => (false, format!("{from}: {why}")),
+        };
+        let mut view = self.shared.view.lock().expect("view");
+        view.last_swap = Some(SwapRecord { at_ms: crate::unix_ms(), swapped, detail });
+        // The history's probabilities were the old model's classes.
+        if swapped {
+            view.history.clear();
         }
         Ok(())
     }

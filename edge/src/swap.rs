@@ -1,0 +1,190 @@
+//! Taking a new model without stopping. A new bundle comes from the model path (changed on disk,
+//! seen within `WATCH_EVERY`, or on SIGHUP) or from an upload (`POST /api/model`). A worker
+//! thread, never the loop, checks it: integrity, the signature when `--trusted-keys` is set, and
+//! the bundle's self-check images on this device. Only a model that passes goes to the loop,
+//! which takes it between two frames; anything else is refused, logged, and the running model
+//! stays. An accepted upload replaces the file at the model path (atomically), so a restart
+//! runs it too.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, SystemTime};
+
+use shared::answer::Thresholds;
+use shared::signing::TrustedKeys;
+
+use crate::model::{EdgeModel, ModelInfo};
+
+/// How often the model path is looked at.
+pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// The largest upload taken: a float32 VGG16 bundle is ~60 MB.
+pub const MAX_UPLOAD: usize = 256 << 20;
+
+/// A model that passed every check, ready to take over.
+pub struct Candidate {
+    pub model: EdgeModel,
+    pub thresholds: Thresholds,
+    pub info: ModelInfo,
+}
+
+/// What the loop hears from the worker.
+pub enum Swap {
+    Ready(Box<Candidate>),
+    Rejected { from: String, why: String },
+}
+
+/// Asks the worker for a check.
+pub enum Request {
+    /// The file at the model path changed, or SIGHUP.
+    Reload,
+    /// An uploaded bundle; the reply says whether it was taken.
+    Upload { bytes: Vec<u8>, reply: Sender<Result<ModelInfo, String>> },
+}
+
+pub struct SwapOptions {
+    pub model_path: PathBuf,
+    pub trusted: Option<TrustedKeys>,
+    /// `--unknown-threshold` and `--min-confidence`, applied to every new model as to the first.
+    pub unknown_threshold: Option<f32>,
+    pub min_confidence: f32,
+}
+
+/// The running worker and watcher: `requests` for uploads, `swaps` for the loop.
+pub struct Swapper {
+    pub requests: Sender<Request>,
+    pub swaps: Receiver<Swap>,
+}
+
+impl Swapper {
+    /// Starts the worker and the watcher of `options.model_path`; `running` is the bundle file's
+    /// SHA-256 of the model the loop starts with (the same bytes again are no new model).
+    pub fn start(options: SwapOptions, running: [u8; 32]) -> anyhow::Result<Self> {
+        let (requests, incoming) = mpsc::channel();
+        let (ready, swaps) = mpsc::channel();
+        let hangup = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))?;
+        let path = options.model_path.clone();
+        let reload = requests.clone();
+        std::thread::Builder::new().name("model-watch".into()).spawn(move || watch(&path, &hangup, &reload))?;
+        std::thread::Builder::new().name("model-swap".into()).spawn(move || work(&options, running, &incoming, &ready))?;
+        Ok(Swapper { requests, swaps })
+    }
+}
+
+/// What of a file tells that it changed without reading it.
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Asks for a reload when the file's stamp changed and then held still for one look (a copy in
+/// progress is not read half-written), or on SIGHUP.
+fn watch(path: &Path, hangup: &AtomicBool, requests: &Sender<Request>) {
+    let mut seen = stamp(path);
+    let mut changed: Option<(SystemTime, u64)> = None;
+    loop {
+        std::thread::sleep(WATCH_EVERY);
+        let now = stamp(path);
+        let mut reload = hangup.swap(false, Ordering::SeqCst);
+        if reload {
+            tracing::info!("SIGHUP: checking {} for a new model", path.display());
+        }
+        if now.is_some() && now != seen {
+            if changed == now {
+                reload = true;
+                seen = now;
+                changed = None;
+            } else {
+                changed = now;
+            }
+        }
+        if reload && requests.send(Request::Reload).is_err() {
+            return;
+        }
+    }
+}
+
+fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Request>, ready: &Sender<Swap>) {
+    let path = &options.model_path;
+    for request in requests {
+        let (outcome, from, reply) = match request {
+            Request::Reload => {
+                let Ok(bytes) = std::fs::read(path) else {
+                    tracing::warn!("{}: cannot read the new model; the running one stays", path.display());
+                    continue;
+                };
+                if shared::bundle::sha256(&bytes) == running {
+                    tracing::info!("{}: the model already running", path.display());
+                    continue;
+                }
+                let outcome = check(path, options).map(|c| (c, shared::bundle::sha256(&bytes)));
+                (outcome, path.display().to_string(), None)
+            }
+            Request::Upload { bytes, reply } => (take_upload(&bytes, options), "upload".to_string(), Some(reply)),
+        };
+        let message = match outcome {
+            Ok((candidate, sha)) => {
+                running = sha;
+                tracing::info!(
+                    "new model '{}' ({}) from {from} passed its checks; swapping it in",
+                    candidate.info.name,
+                    candidate.info.hash
+                );
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(candidate.info.clone()));
+                }
+                Swap::Ready(Box::new(candidate))
+            }
+            Err(why) => {
+                tracing::warn!("new model from {from} refused, the running one stays: {why}");
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(why.clone()));
+                }
+                Swap::Rejected { from, why }
+            }
+        };
+        if ready.send(message).is_err() {
+            return;
+        }
+    }
+}
+
+/// An upload is checked where it was written, next to the model path, and renamed over it once
+/// it passed: the model path always holds a model that passed.
+fn take_upload(bytes: &[u8], options: &SwapOptions) -> Result<(Candidate, [u8; 32]), String> {
+    if bytes.len() > MAX_UPLOAD {
+        return Err(format!("{} bytes is more than a bundle may be ({MAX_UPLOAD})", bytes.len()));
+    }
+    let path = &options.model_path;
+    let upload = path.with_file_name(format!(".{}.upload.tmp", path.file_name().map_or("model".into(), |n| n.to_string_lossy())));
+    std::fs::write(&upload, bytes).map_err(|e| format!("{}: cannot write the upload: {e}", upload.display()))?;
+    let checked = check(&upload, options);
+    let result = checked.and_then(|candidate| {
+        std::fs::rename(&upload, path).map_err(|e| format!("{}: cannot put the upload in place: {e}", path.display()))?;
+        Ok((candidate, shared::bundle::sha256(bytes)))
+    });
+    let _ = std::fs::remove_file(&upload);
+    result
+}
+
+/// Integrity, signature (with trusted keys), then the self-check images run here.
+fn check(path: &Path, options: &SwapOptions) -> Result<Candidate, String> {
+    let model = EdgeModel::load(path, options.trusted.as_ref()).map_err(|e| format!("{e:#}"))?;
+    let report = crate::selftest::run(&model).map_err(|e| format!("self-check: {e:#}"))?;
+    if !report.passed {
+        let failed: Vec<&str> = report.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
+        return Err(format!(
+            "self-check failed on this device: {} of {} images (max |diff| {:.2e}, tolerance {}): {}",
+            failed.len(),
+            report.checks.len(),
+            report.max_abs_diff,
+            report.tolerance,
+            failed.join(", ")
+        ));
+    }
+    let thresholds = Thresholds::for_model(&model.manifest, options.unknown_threshold, options.min_confidence);
+    let info = model.info(options.trusted.is_some());
+    Ok(Candidate { model, thresholds, info })
+}

@@ -1,0 +1,136 @@
+//! A new model while `edge run` keeps classifying: uploaded (`POST /api/model`), written over
+//! the model path, or refused (not a bundle, tampered, no token), and SIGHUP.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const TOKEN: &str = "t0ken";
+
+fn edge() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edge"));
+    command.env("RUST_LOG", "info").env("NO_COLOR", "1");
+    command
+}
+
+/// One HTTP request; (status, body).
+fn request(address: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n", body.len())
+        .unwrap();
+    stream.write_all(body).unwrap();
+    let mut text = Vec::new();
+    stream.read_to_end(&mut text).unwrap();
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status: {text}"));
+    (status, text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string()))
+}
+
+fn status(address: &str) -> Value {
+    serde_json::from_str(&request(address, "GET", "/api/status", Some(TOKEN), b"").1).unwrap()
+}
+
+fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn other_bundle(dir: &Path) -> std::path::PathBuf {
+    trainer::fixtures::write_random_bundle(
+        &dir.join("other"),
+        64,
+        1.0 / 8.0,
+        &["daffodil", "coltsfoot", "dandelion"],
+        shared::Precision::F32,
+    )
+    .unwrap()
+}
+
+#[test]
+fn uploads_and_new_files_are_checked_then_swapped_in_and_bad_ones_never_replace_a_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = common::tiny_bundle(dir.path());
+    let second = other_bundle(dir.path());
+    let model = dir.path().join("model.bundle");
+    std::fs::copy(&first, &model).unwrap();
+    let mut command = edge();
+    command
+        .args(["run", "--source", "synthetic", "--fps", "30", "--quiet", "--http", "127.0.0.1:0", "--http-token", TOKEN, "--model"])
+        .arg(&model);
+    let served = common::serve(command, &[]);
+    let address = served.address.clone();
+    wait_for(Duration::from_secs(20), "frames", || status(&address)["classified"].as_u64() > Some(3));
+    let first_hash = status(&address)["model"]["hash"].as_str().unwrap().to_string();
+
+    // Not a bundle, and a tampered one: refused with the reason, the first model stays.
+    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), b"not a bundle");
+    assert_eq!(code, 422, "{body}");
+    let mut tampered = std::fs::read(&second).unwrap();
+    let n = tampered.len();
+    tampered[n / 2] ^= 0x5a;
+    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &tampered);
+    assert_eq!(code, 422, "{body}");
+    let why: Value = serde_json::from_str(&body).unwrap();
+    assert!(why["error"].as_str().unwrap().contains("model.bundle"), "{why}");
+    // The loop hears of the refusal between two frames.
+    wait_for(Duration::from_secs(10), "the refusal in the status", || status(&address)["last_swap"]["swapped"] == false);
+    assert_eq!(status(&address)["model"]["hash"], first_hash.as_str());
+    assert_eq!(std::fs::read(&model).unwrap(), std::fs::read(&first).unwrap(), "the model path still holds the good model");
+    // Without the token: refused before anything is read.
+    assert_eq!(request(&address, "POST", "/api/model", None, b"x").0, 401);
+
+    // A good upload: swapped in while frames go on, and written to the model path.
+    let before = status(&address)["classified"].as_u64().unwrap();
+    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&second).unwrap());
+    assert_eq!(code, 200, "{body}");
+    let swapped: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(swapped["swapped"]["labels"].as_array().unwrap().len(), 3);
+    wait_for(Duration::from_secs(10), "the new model's frames", || {
+        let now = status(&address);
+        now["model"]["labels"].as_array().map(Vec::len) == Some(3) && now["latest"]["probabilities"].as_array().map(Vec::len) == Some(3)
+    });
+    let now = status(&address);
+    assert_eq!(now["last_swap"]["swapped"], true, "{now}");
+    assert!(now["classified"].as_u64().unwrap() > before, "the loop went on");
+    assert_eq!(std::fs::read(&model).unwrap(), std::fs::read(&second).unwrap(), "the upload is the model a restart runs");
+    let metrics = request(&address, "GET", "/metrics", Some(TOKEN), b"").1;
+    assert!(
+        metrics.contains(&format!("hash=\"{first_hash}\"")) && metrics.contains("labels=\"daffodil,coltsfoot,dandelion\"} 1"),
+        "{metrics}"
+    );
+
+    // The first model written over the model path (a copy, then a rename): picked up.
+    let staged = dir.path().join("staged.bundle");
+    std::fs::copy(&first, &staged).unwrap();
+    std::fs::rename(&staged, &model).unwrap();
+    wait_for(Duration::from_secs(15), "the file's model", || status(&address)["model"]["hash"] == first_hash.as_str());
+
+    // SIGHUP asks for a look at the file; it does not stop the box.
+    let pid = served.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let classified = status(&address)["classified"].as_u64().unwrap();
+    wait_for(Duration::from_secs(10), "frames after SIGHUP", || status(&address)["classified"].as_u64() > Some(classified + 5));
+}
+
+#[test]
+fn uploads_need_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = common::tiny_bundle(dir.path());
+    let mut command = edge();
+    command.args(["run", "--source", "synthetic", "--fps", "10", "--quiet", "--http", "127.0.0.1:0", "--model"]).arg(&bundle);
+    let served = common::serve(command, &[]);
+    let (code, body) = request(&served.address, "POST", "/api/model", None, &std::fs::read(&bundle).unwrap());
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("--http-token"), "{body}");
+}
