@@ -161,9 +161,32 @@ pub struct RunArgs {
     /// The most clients watching /stream.mjpg at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub http_max_clients: u16,
-    /// /healthz answers 503 when no frame was classified for this many seconds.
+    /// /healthz answers 503, and a source_stale event goes out, when no frame was classified
+    /// for this many seconds.
     #[arg(long, default_value_t = 10.0, value_parser = shared::args::seconds)]
     pub stale_after: f32,
+    /// Publish events (the answer changed, unknown/unsure began or ended, the source went stale
+    /// or came back, the model was swapped) to this MQTT broker: mqtt://[user[:password]@]host[:port].
+    /// Retained availability with a last will, and Home Assistant discovery.
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// This box's name in the MQTT topics and in Home Assistant (default: the host name).
+    #[arg(long, value_name = "ID", value_parser = crate::events::mqtt::parse_box_id)]
+    pub mqtt_id: Option<String>,
+    /// The first level of the MQTT topics: <ROOT>/<ID>/{events,state,availability}.
+    #[arg(long, value_name = "ROOT", default_value = "flowercam")]
+    pub mqtt_topic: String,
+    /// POST each event's JSON to this URL (http://).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    /// Sign web hook posts: X-Flowercam-Signature: sha256=HMAC-SHA256(SECRET, body). Better in
+    /// the config file (mode 0600) than on a command line that `ps` shows.
+    #[arg(long, value_name = "SECRET")]
+    pub webhook_secret: Option<String>,
+    /// Events each receiver (MQTT, web hook) holds while it is away; beyond it the oldest are
+    /// dropped and counted.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub outbox: u32,
 }
 
 /// When the answer is `unknown` or `unsure` instead of a class.

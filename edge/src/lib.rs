@@ -8,23 +8,29 @@
 //! - [`consumers`]: where classified frames go (JSON lines, result log, status line, systemd);
 //! - [`http`]: the live page, stream, status, health and metrics (`run --http`); [`jpeg`]: frames to JPEG;
 //! - [`cli`], [`config`]: the command line, and the config file that holds `run`'s options;
+//! - [`events`]: what changed, to an MQTT broker or a web hook; [`backoff`]: waits between retries;
 //! - [`resultlog`]: the append-only binary result log that survives power loss;
+//! - [`swap`]: a new model checked off the loop and taken between two frames;
 //! - [`bench`], [`selftest`]: what a technician runs on a box; [`fleet`]: `edge status` of a box.
 
+pub mod backoff;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod consumers;
+pub mod events;
 pub mod fleet;
 pub mod frame_result;
 pub mod http;
 pub mod jpeg;
 pub mod live;
 pub mod model;
+pub mod redact;
 pub mod resultlog;
 pub mod selftest;
 pub mod smoothing;
 pub mod source;
+pub mod swap;
 pub mod usage;
 
 /// Milliseconds since the Unix epoch.

@@ -11,14 +11,19 @@ use std::time::Duration;
 use clap::Parser;
 use edge::cli::{Cli, Command, RunArgs};
 use edge::consumers::Consumer;
+use edge::consumers::events::Events;
 use edge::consumers::frame_saver::FrameSaver;
 use edge::consumers::json_lines::JsonLines;
 use edge::consumers::result_log::LogWriter;
 use edge::consumers::status_line::StatusLine;
 use edge::consumers::systemd::Systemd;
-use edge::http::{HttpOptions, ModelInfo};
+use edge::events::EventSink;
+use edge::events::mqtt::{Mqtt, MqttOptions};
+use edge::events::webhook::Webhook;
+use edge::http::HttpOptions;
 use edge::model::{self, EdgeModel};
 use edge::source::{self, SourceOptions};
+use edge::swap::{SwapOptions, Swapper};
 use edge::usage::UsageError;
 use edge::{bench, config, live, resultlog, selftest};
 use shared::answer::Thresholds;
@@ -111,10 +116,10 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
         Command::Config { print_default: _, check: Some(file) } => {
             writeln!(out, "{}: ok; it sets:", file.display())?;
             for setting in config::options_in(&file)? {
-                // A secret is never printed.
+                // A secret is never printed, nor a password in a URL.
                 let value = match setting.value {
-                    Some(_) if setting.flag == "--http-token" => " ***".to_string(),
-                    Some(v) => format!(" {v}"),
+                    Some(_) if ["--http-token", "--webhook-secret"].contains(&setting.flag.as_str()) => " ***".to_string(),
+                    Some(v) => format!(" {}", edge::redact::redact(&v)),
                     None => String::new(),
                 };
                 writeln!(out, "  {}{value}", setting.flag)?;
@@ -211,7 +216,8 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
 
 /// `edge run`: the live loop and the consumers its flags ask for.
 fn run_live(args: RunArgs, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> {
-    let model_path = args.model.ok_or_else(|| UsageError("edge run needs --model (or `model = ...` in the --config file)".into()))?;
+    let model_path =
+        args.model.clone().ok_or_else(|| UsageError("edge run needs --model (or `model = ...` in the --config file)".into()))?;
     let http = args.http.map(|listen| HttpOptions {
         listen,
         token: args.http_token.clone(),
@@ -223,8 +229,19 @@ fn run_live(args: RunArgs, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> 
     }
     let model = EdgeModel::load(&model_path, trusted)?;
     let thresholds = Thresholds::for_model(&model.manifest, args.refusal.unknown_threshold, args.refusal.min_confidence);
+    // A new bundle at the model path, SIGHUP, or an upload: checked, then swapped in.
+    let running = shared::bundle::sha256(&std::fs::read(&model_path)?);
+    let swapper = Swapper::start(
+        SwapOptions {
+            model_path: model_path.clone(),
+            trusted: trusted.cloned(),
+            unknown_threshold: args.refusal.unknown_threshold,
+            min_confidence: args.refusal.min_confidence,
+        },
+        running,
+    )?;
     let (width, height) = args.resolution;
-    let options = SourceOptions { fps: args.fps, looping: args.looping, width, height, camera_format: args.camera_format };
+    let options = SourceOptions { fps: args.fps, looping: args.looping, width, height, camera_format: args.camera_format.clone() };
     let source = source::open(&args.source, &options)?;
 
     let mut consumers: Vec<Box<dyn Consumer>> = Vec::new();
@@ -242,17 +259,14 @@ fn run_live(args: RunArgs, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> 
     if let Some(systemd) = Systemd::from_env() {
         consumers.push(Box::new(systemd));
     }
+    let events = event_sinks(&args, &model.manifest.name)?;
+    if !events.is_empty() {
+        consumers.push(Box::new(Events::new(Duration::from_secs_f32(args.stale_after), events)));
+    }
     let _server = match http {
         Some(http) => {
-            let info = ModelInfo {
-                name: model.manifest.name.clone(),
-                labels: model.manifest.labels.clone(),
-                hash: model.onnx_sha256.clone(),
-                signed_by: model.signed_by.clone(),
-                trusted: trusted.is_some(),
-                precision: model.manifest.precision.to_string(),
-            };
-            let (server, feed) = edge::http::start(http, info, source.describe())?;
+            let uploads = Some(swapper.requests.clone());
+            let (server, feed) = edge::http::start(http, model.info(trusted.is_some()), source.describe(), uploads)?;
             consumers.push(Box::new(feed));
             Some(server)
         }
@@ -262,13 +276,33 @@ fn run_live(args: RunArgs, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
-    let live_options = live::LiveOptions { max_frames: args.max_frames, smoothing: args.smoothing, thresholds };
+    let live_options = live::LiveOptions { max_frames: args.max_frames, smoothing: args.smoothing, thresholds, swaps: Some(swapper.swaps) };
     let stats = live::run(&model, source, &live_options, &mut consumers, stop)?;
     eprintln!(
         "done: {} frames classified in {:.1}s ({:.1} fps), {} captured, {} dropped, {} corrupt, {} reconnects",
         stats.classified, stats.seconds, stats.fps, stats.captured, stats.dropped, stats.corrupt, stats.reconnects
     );
     Ok(())
+}
+
+/// The receivers of events that `--mqtt` and `--webhook` ask for.
+fn event_sinks(args: &RunArgs, model_name: &str) -> anyhow::Result<Vec<Box<dyn EventSink>>> {
+    let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
+    let outbox = args.outbox as usize;
+    if let Some(url) = &args.mqtt {
+        let options = MqttOptions {
+            url: url.clone(),
+            id: args.mqtt_id.clone().unwrap_or_else(edge::events::mqtt::default_box_id),
+            topic_root: args.mqtt_topic.clone(),
+            outbox,
+            model_name: model_name.to_string(),
+        };
+        sinks.push(Box::new(Mqtt::start(options)?));
+    }
+    if let Some(url) = &args.webhook {
+        sinks.push(Box::new(Webhook::start(url, args.webhook_secret.clone(), outbox)?));
+    }
+    Ok(sinks)
 }
 
 /// Files as given; folders expanded to their files, sorted.
