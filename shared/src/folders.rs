@@ -17,9 +17,11 @@ fn entries(dir: &Path, want_dir: bool) -> std::io::Result<Vec<(String, PathBuf)>
     Ok(found)
 }
 
-/// The non-hidden files of `dir`, sorted.
+/// The non-hidden files of `dir`, sorted, without the `.json` sidecars that `edge run
+/// --save-frames` writes beside each frame (a saved-frames folder is a dataset too).
 pub fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    Ok(entries(dir, false)?.into_iter().map(|(_, p)| p).collect())
+    let is_sidecar = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    Ok(entries(dir, false)?.into_iter().map(|(_, p)| p).filter(|p| !is_sidecar(p)).collect())
 }
 
 /// The non-hidden sub-folders of `dir` with their names, sorted by name.
@@ -32,13 +34,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lists_sorted_and_skips_hidden() {
+    fn lists_sorted_and_skips_hidden_files_and_sidecars() {
         let dir = std::env::temp_dir().join(format!("flowercam-folders-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for sub in ["b", "a", ".hidden"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        for file in ["z.jpg", "y.jpg", ".x.jpg"] {
+        for file in ["z.jpg", "y.jpg", ".x.jpg", "y.json"] {
             std::fs::write(dir.join("a").join(file), b"").unwrap();
         }
         let names: Vec<String> = subfolders(&dir).unwrap().into_iter().map(|(n, _)| n).collect();

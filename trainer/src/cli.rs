@@ -121,9 +121,11 @@ pub enum Finetune {
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// Dataset folder: one sub-folder per class, images inside.
-    #[arg(long)]
-    pub data: PathBuf,
+    /// Dataset folder: one sub-folder per class, images inside. Repeat it to train on several
+    /// (e.g. the collection and the frames a box saved with `edge run --save-frames`): their
+    /// class folders are merged by name.
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
     /// VGG16 ImageNet weights: an ONNX conv trunk (any ONNX whose first 13 Conv layers have
     /// VGG16's shapes), or torchvision-style `features.N.weight` tensors in `.safetensors` or `.pth`.
     #[arg(long)]

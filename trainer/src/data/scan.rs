@@ -1,5 +1,5 @@
-//! Reads a class-folder dataset (`DIR/<class>/<image>`), decoding and checking every file up
-//! front so that nothing fails halfway through training.
+//! Reads class-folder datasets (`DIR/<class>/<image>`, one or several merged by class name),
+//! decoding and checking every file up front so that nothing fails halfway through training.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,8 @@ impl Default for ScanOptions {
 /// One usable photo, decoded, checked and prepared.
 pub struct Sample {
     pub path: PathBuf,
-    /// Path relative to the dataset root, for reports (`daffodil/image_0001.jpg`).
+    /// For reports: the path relative to the dataset root (`daffodil/image_0001.jpg`), or the
+    /// path as given when several datasets are merged (it must tell them apart).
     pub name: String,
     pub class: usize,
     /// SHA-256 of the file's bytes: the feature cache's key.
@@ -59,7 +60,7 @@ pub struct Skipped {
 }
 
 pub struct Dataset {
-    pub root: PathBuf,
+    pub roots: Vec<PathBuf>,
     pub classes: Vec<String>,
     pub samples: Vec<Sample>,
     pub skipped: Vec<Skipped>,
@@ -91,14 +92,26 @@ fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
     move |cause| DataError::Read { path: path.into(), cause }
 }
 
-pub fn scan(root: &Path, options: &ScanOptions, preprocessing: &Preprocessing) -> Result<Dataset, DataError> {
-    let folders: BTreeMap<String, PathBuf> = shared::folders::subfolders(root).map_err(read_error(root))?.into_iter().collect();
+/// The dataset folders as one name for messages: `a`, or `a + b`.
+fn shown(roots: &[PathBuf]) -> PathBuf {
+    PathBuf::from(roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(" + "))
+}
+
+pub fn scan(roots: &[PathBuf], options: &ScanOptions, preprocessing: &Preprocessing) -> Result<Dataset, DataError> {
+    let root = shown(roots);
+    // Class name -> its folders, one per dataset that has it.
+    let mut folders: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    for dir in roots {
+        for (name, path) in shared::folders::subfolders(dir).map_err(read_error(dir))? {
+            folders.entry(name).or_default().push(path);
+        }
+    }
     let classes: Vec<String> = match &options.classes {
         Some(wanted) => {
             for class in wanted {
                 if !folders.contains_key(class) {
                     let available = folders.keys().cloned().collect::<Vec<_>>().join(", ");
-                    return Err(DataError::UnknownClass { path: root.into(), class: class.clone(), available });
+                    return Err(DataError::UnknownClass { path: root, class: class.clone(), available });
                 }
             }
             wanted.clone()
@@ -106,21 +119,25 @@ pub fn scan(root: &Path, options: &ScanOptions, preprocessing: &Preprocessing) -
         None => folders.keys().cloned().collect(),
     };
     if classes.len() < 2 {
-        return Err(DataError::TooFewClasses { path: root.into(), found: classes.len(), names: classes });
+        return Err(DataError::TooFewClasses { path: root, found: classes.len(), names: classes });
     }
 
     let mut files = Vec::new();
     for (class, name) in classes.iter().enumerate() {
-        let entries = shared::folders::files(&folders[name]).map_err(read_error(&folders[name]))?;
-        files.extend(entries.into_iter().map(|p| (p, class)));
+        for folder in &folders[name] {
+            let entries = shared::folders::files(folder).map_err(read_error(folder))?;
+            let dataset = folder.parent().unwrap_or(folder);
+            files.extend(entries.into_iter().map(|p| (p, dataset.to_path_buf(), class)));
+        }
     }
+    let merged = roots.len() > 1;
 
     let progress = crate::progress::bar(files.len() as u64, "checking images");
     let hasher = perceptual_hasher();
     let results: Vec<Result<Sample, Skipped>> = files
         .into_par_iter()
-        .map(|(path, class)| {
-            let result = load_sample(root, &path, class, preprocessing, &hasher);
+        .map(|(path, dataset, class)| {
+            let result = load_sample(if merged { Path::new("") } else { &dataset }, &path, class, preprocessing, &hasher);
             progress.inc(1);
             result
         })
@@ -139,10 +156,10 @@ pub fn scan(root: &Path, options: &ScanOptions, preprocessing: &Preprocessing) -
             }
         }
     }
-    let dataset = Dataset { root: root.into(), classes, samples, skipped };
+    let dataset = Dataset { roots: roots.to_vec(), classes, samples, skipped };
     for (class, count) in dataset.classes.iter().zip(dataset.count_per_class()) {
         if count < options.min_images_per_class {
-            return Err(DataError::TooFewImages { path: root.into(), class: class.clone(), count, min: options.min_images_per_class });
+            return Err(DataError::TooFewImages { path: root.clone(), class: class.clone(), count, min: options.min_images_per_class });
         }
     }
     if dataset.imbalance() > 3.0 {

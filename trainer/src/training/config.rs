@@ -33,7 +33,9 @@ impl OptimizerKind {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
-    pub data: PathBuf,
+    /// The dataset folders, merged by class name (runs made before repeatable `--data` hold one path).
+    #[serde(deserialize_with = "one_or_many")]
+    pub data: Vec<PathBuf>,
     pub backbone: PathBuf,
     pub classes: Option<Vec<String>>,
     pub convention: Option<Convention>,
@@ -130,4 +132,18 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// A path or a list of paths: `data` in run.json, before and after `--data` became repeatable.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(path) => vec![path],
+        OneOrMany::Many(paths) => paths,
+    })
 }
