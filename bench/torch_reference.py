@@ -121,8 +121,10 @@ def main():
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice, all cores)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
+    device = torch.device(args.device)
     started = time.perf_counter()
     torch.manual_seed(args.seed)
     if args.threads:
@@ -130,16 +132,16 @@ def main():
     classes = args.classes.split(",")
     size = args.input_size
 
-    trunk = load_trunk(args.backbone).eval()
+    trunk = load_trunk(args.backbone).eval().to(device)
     train, val = split_of(args, classes)
-    xt = torch.stack([load_image(f, size) for f, _ in train])
-    yt = torch.tensor([c for _, c in train])
-    xv = torch.stack([load_image(f, size) for f, _ in val])
-    yv = torch.tensor([c for _, c in val])
+    xt = torch.stack([load_image(f, size) for f, _ in train]).to(device)
+    yt = torch.tensor([c for _, c in train]).to(device)
+    xv = torch.stack([load_image(f, size) for f, _ in val]).to(device)
+    yv = torch.tensor([c for _, c in val]).to(device)
     loaded = time.perf_counter()
 
     if args.mode == "recipe":
-        model_head = head("flatten", 512, size, len(classes))
+        model_head = head("flatten", 512, size, len(classes)).to(device)
         for layer in [m for m in trunk if isinstance(m, nn.Conv2d)][:3]:
             layer.requires_grad_(False)
         params = [q for q in list(trunk.parameters()) + list(model_head.parameters()) if q.requires_grad]
@@ -147,7 +149,7 @@ def main():
         modules = [trunk, model_head]
 
         def train_forward(x):
-            flip = torch.rand(x.shape[0]) < 0.5
+            flip = torch.rand(x.shape[0], device=x.device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
             return model_head(trunk(x))
 
@@ -155,7 +157,7 @@ def main():
             return model_head(trunk(x))
     else:
         trunk.requires_grad_(False)
-        model_head = head("gap", 512, size, len(classes))
+        model_head = head("gap", 512, size, len(classes)).to(device)
         optimizer = torch.optim.Adam(model_head.parameters(), lr=1e-3)
         modules = [model_head]
         if args.mode == "cached":
@@ -184,7 +186,7 @@ def main():
             m.train()
         if args.mode != "recipe":
             trunk.eval()
-        order = torch.randperm(len(yt))
+        order = torch.randperm(len(yt), device=device)
         for i in range(0, len(yt), args.batch_size):
             idx = order[i : i + args.batch_size]
             optimizer.zero_grad()
@@ -210,6 +212,7 @@ def main():
         "mode": args.mode,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "device": str(device),
         "train_images": len(yt),
         "val_images": len(yv),
         "epochs_run": len(history),

@@ -94,7 +94,35 @@ pub fn burn_device(backend: Backend, device: DeviceSpec) -> anyhow::Result<Devic
 fn libtorch_device(device: DeviceSpec) -> anyhow::Result<Device> {
     Ok(match device {
         DeviceSpec::Cpu => Device::libtorch(),
-        DeviceSpec::Cuda(i) => Device::libtorch_cuda(i),
+        DeviceSpec::Cuda(i) => {
+            let cuda = Device::libtorch_cuda(i);
+            usable(&cuda).map_err(|why| {
+                anyhow::anyhow!(
+                    "--device {device}: libtorch cannot use it ({why}). A CUDA device needs an NVIDIA driver, a visible GPU, \
+                     and a trainer built against a libtorch with CUDA (LIBTORCH_USE_PYTORCH=1 with the CUDA PyTorch wheel; \
+                     see README, Trainer)"
+                )
+            })?;
+            cuda
+        }
+    })
+}
+
+/// Whether a tensor can be made on `device`. Burn and libtorch fail there with a panic (a CPU-only
+/// libtorch, no driver, no GPU): caught here, at start, and said plainly, instead of mid-training.
+#[cfg(feature = "tch")]
+fn usable(device: &Device) -> Result<(), String> {
+    use burn::tensor::Tensor;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let tried = std::panic::catch_unwind(|| Tensor::<1>::zeros([1], device).into_data());
+    std::panic::set_hook(hook);
+    tried.map(drop).map_err(|panic| {
+        let text = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+        // libtorch's messages run to pages (every backend, a C++ stack): the first sentence says it.
+        let text = text.unwrap_or_else(|| "it failed".into());
+        let first = text.split("\\n").next().unwrap_or("").lines().next().unwrap_or("");
+        first.split(". ").next().unwrap_or(first).chars().take(300).collect()
     })
 }
 
@@ -118,6 +146,15 @@ mod tests {
         assert_eq!(default_backend(DeviceSpec::Cuda(0)), Backend::Libtorch);
         let cpu = if cfg!(feature = "tch") { Backend::Libtorch } else { Backend::Flex };
         assert_eq!(default_backend(DeviceSpec::Cpu), cpu);
+    }
+
+    /// Here (no GPU, or no CUDA in the build) asking for CUDA is a plain error, not a panic.
+    #[test]
+    #[cfg(feature = "tch")]
+    fn an_unusable_cuda_device_is_an_error_at_start() {
+        if let Err(e) = burn_device(Backend::Libtorch, DeviceSpec::Cuda(0)) {
+            assert!(e.to_string().contains("--device cuda:0: libtorch cannot use it"), "{e}");
+        }
     }
 
     #[test]
