@@ -62,6 +62,19 @@ fn trainer_to_edge_agree_on_every_validation_image() {
         assert!(ok(&run("edge", &["selftest", "--model", &bundle])).contains("selftest passed"));
     }
 
+    // One export per model name at a time: while another holds it, a second fails at once naming
+    // the holder, and leaves the pair alone.
+    let target = p("models/gap");
+    let before = std::fs::read(format!("{target}.bundle")).unwrap();
+    let held = trainer::lock::FileLock::acquire(&dir.path().join("models/.gap.lock"), |_| unreachable!()).unwrap();
+    let out = run("trainer", &["export", "--run", &p("gap"), "--out", &target]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("another export (pid {})", std::process::id())), "{err}");
+    assert_eq!(std::fs::read(format!("{target}.bundle")).unwrap(), before);
+    drop(held);
+    ok(&run("trainer", &["export", "--run", &p("gap"), "--out", &target]));
+
     // The same run exported in int8: the gate held it to its own tolerance and the same class on
     // every validation image, and the edge runs and self-checks it like any bundle.
     let int8 = p("models/gap_int8");

@@ -8,6 +8,7 @@
 //! - [`openset`]: the "none of these" score and its threshold;
 //! - [`training`]: the epoch loop, checkpoints, the whole train job;
 //! - [`export`]: ONNX graph, tract parity gate, bundle;
+//! - [`lock`]: one writer per run folder and per exported model;
 //! - [`evaluate`]: a bundle scored through tract on any class folder (field photos, unknowns);
 //! - [`report`]: metrics, CSVs, plots;
 //! - [`commands`]: what each CLI subcommand does.
@@ -21,6 +22,7 @@ pub mod evaluate;
 pub mod export;
 pub mod features;
 pub mod fixtures;
+pub mod lock;
 pub mod model;
 pub mod openset;
 pub mod progress;

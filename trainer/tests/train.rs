@@ -146,6 +146,15 @@ fn resumes_after_kill_9_from_the_last_completed_epoch() {
         assert_eq!(history[i]["epoch"].as_u64().unwrap(), record.epoch as u64);
         assert_eq!(history[i]["val_loss"].as_f64().unwrap() as f32, record.val_loss, "epoch {} changed", record.epoch);
     }
+
+    // Every random state is restored (shuffling, dropout): the resumed run ends bit for bit where
+    // an uninterrupted one of the same length ends.
+    let whole =
+        json(&trainer(&f.train_args("whole", &["--head", "gap", "--json", "--no-export", "--epochs", &target, "--patience", "100000"])));
+    let key = |r: &serde_json::Value| (r["epoch"].as_u64(), r["train_loss"].as_f64(), r["val_loss"].as_f64(), r["val_accuracy"].as_f64());
+    let resumed: Vec<_> = history.iter().map(key).collect();
+    let uninterrupted: Vec<_> = whole["history"].as_array().unwrap().iter().map(key).collect();
+    assert_eq!(resumed, uninterrupted, "the resumed run diverged from the uninterrupted one");
 }
 
 /// The pure-Rust backend, explicitly (with libtorch built in it is not the default).

@@ -125,6 +125,12 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
     if let Some(key) = input.signing_key {
         bundle.sign(key);
     }
+    // One export per model name at a time: a second would mix the pair, and take the first's
+    // temporaries for a killed export's.
+    let lock_path = with_suffix(&dir.join(format!(".{}", out.file_name().map_or("model".into(), |n| n.to_string_lossy()))), "lock");
+    let _lock = crate::lock::FileLock::acquire(&lock_path, |pid| {
+        format!("{}: another export (pid {pid}) is writing this model; wait for it or choose another name", out.display())
+    })?;
     for path in [&onnx_path, &bundle_path] {
         let removed = shared::atomic::remove_stale_temporaries(path);
         if removed > 0 {

@@ -365,7 +365,7 @@ pub struct TrainOutcome {
     pub test: Option<Evaluation>,
     pub phases: Phases,
     /// The run folder's lock, held until the caller has written its reports and the export.
-    pub lock: super::lock::RunLock,
+    pub lock: crate::lock::RunLock,
 }
 
 pub fn run_config_path(run: &Path) -> PathBuf {
@@ -405,7 +405,7 @@ pub fn train(config: TrainConfig, run: &Path, resume: bool) -> anyhow::Result<Tr
     // here (a missing folder, --strict on a bad photo) leaves nothing that looks like a run.
     let p = prepare(&config, &mut phases)?;
     std::fs::create_dir_all(run).with_context(|| format!("{}: cannot create the run folder", run.display()))?;
-    let lock = super::lock::RunLock::acquire(run)?;
+    let lock = crate::lock::RunLock::acquire(run)?;
     if !resume {
         if checkpoint::checkpoint_path(run).exists() {
             bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", run.display());

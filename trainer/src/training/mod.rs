@@ -7,7 +7,6 @@ pub mod config;
 pub mod fit;
 pub mod inputs;
 pub mod job;
-pub mod lock;
 pub mod logistic;
 
 pub use config::{OptimizerKind, TrainConfig};

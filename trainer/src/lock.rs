@@ -1,7 +1,9 @@
-//! One trainer per run folder. Two `trainer train` runs on one `--out` would write each other's
-//! checkpoints and leave a bundle of mixed weights; the second now fails at once, naming the
-//! holder. The lock is the operating system's (released when the process ends, even by
-//! `kill -9`), on a file that holds the holder's pid for the message.
+//! One writer per run folder, and one per exported model. Two `trainer train` runs on one `--out`
+//! would write each other's checkpoints and leave a bundle of mixed weights; two exports to one
+//! model name would mix their pairs (and each would take the other's temporaries for a killed
+//! run's). The second fails at once, naming the holder. The lock is the operating system's
+//! (released when the process ends, even by `kill -9`), on a file that holds the holder's pid for
+//! the message.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
@@ -12,40 +14,55 @@ use anyhow::Context;
 /// The lock file inside a run folder.
 pub const LOCK_FILE: &str = ".lock";
 
+/// An OS lock on a file, held while the value lives.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    /// Locks `path` (created if missing). When another process holds it, the error is
+    /// `busy(pid of the holder)`.
+    pub fn acquire(path: &Path, busy: impl FnOnce(&str) -> String) -> anyhow::Result<Self> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("{}: cannot open the lock file", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(path).unwrap_or_default();
+                anyhow::bail!(busy(if holder.trim().is_empty() { "unknown" } else { holder.trim() }));
+            }
+            Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("{}: cannot lock", path.display())),
+        }
+        file.set_len(0)?;
+        write!(file, "{}", std::process::id())?;
+        Ok(Self { _file: file })
+    }
+}
+
 /// Held for as long as the run's process works in the folder.
 #[derive(Debug)]
 pub struct RunLock {
-    _file: File,
+    _lock: FileLock,
 }
 
 impl RunLock {
     /// Locks `run` (which must exist), then removes temporaries that a killed run left behind:
     /// with the lock held, no other writer can own them.
     pub fn acquire(run: &Path) -> anyhow::Result<Self> {
-        let path = run.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("{}: cannot open the run folder's lock", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                anyhow::bail!(
-                    "{}: another trainer (pid {}) is working in this run folder; wait for it to finish or choose another --out",
-                    run.display(),
-                    if holder.trim().is_empty() { "unknown" } else { holder.trim() }
-                );
-            }
-            Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("{}: cannot lock", path.display())),
-        }
-        file.set_len(0)?;
-        write!(file, "{}", std::process::id())?;
+        let lock = FileLock::acquire(&run.join(LOCK_FILE), |pid| {
+            format!(
+                "{}: another trainer (pid {pid}) is working in this run folder; wait for it to finish or choose another --out",
+                run.display()
+            )
+        })?;
         remove_stale_temporaries(run);
-        Ok(Self { _file: file })
+        Ok(Self { _lock: lock })
     }
 }
 
