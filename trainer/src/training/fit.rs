@@ -96,7 +96,7 @@ pub fn fit<M: Network>(
         // Dropout draws from the backend's generator, whose state no checkpoint can hold: seeded
         // afresh from (seed, stage, epoch) at each epoch, a resumed run draws what an
         // uninterrupted one draws, and ends identical to it.
-        device.seed(options.seed ^ ((epoch as u64) << 20) ^ ((options.stage as u64) << 40) ^ 0xd50f_0u64);
+        device.seed(options.seed ^ ((epoch as u64) << 20) ^ ((options.stage as u64) << 40) ^ 0xd50f0);
         let mut order: Vec<usize> = (0..labels.train.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(options.seed ^ (epoch as u64) << 20 ^ options.stage as u64));
         let (mut loss_sum, mut correct) = (0f64, 0usize);
