@@ -201,4 +201,63 @@ mod tests {
         std::fs::write(&other, "hello, this is not a log").unwrap();
         assert!(ResultLog::open(&other).is_err());
     }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig::with_cases(std::env::var("FLOWERCAM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000))
+        }
+
+        /// The records of a four-record log, and its bytes after the header.
+        fn body() -> &'static (Vec<LogRecord>, Vec<u8>) {
+            static BODY: std::sync::OnceLock<(Vec<LogRecord>, Vec<u8>)> = std::sync::OnceLock::new();
+            BODY.get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("results.log");
+                let mut log = ResultLog::open(&path).unwrap();
+                let records: Vec<LogRecord> = (0..4).map(record).collect();
+                records.iter().for_each(|r| log.append(r).unwrap());
+                drop(log);
+                (records, std::fs::read(&path).unwrap()[8..].to_vec())
+            })
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Whatever happened to the file (bytes flipped, cut, garbage appended), the reader
+            /// returns the records before the first damage, unchanged, and never panics.
+            #[test]
+            fn a_damaged_log_reads_as_its_undamaged_records(flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..3),
+                                                            cut in proptest::option::of(any::<prop::sample::Index>()),
+                                                            tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let (records, good) = body();
+                let mut bytes = good.clone();
+                let mut first_damage = bytes.len();
+                for (at, xor) in &flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= xor;
+                    first_damage = first_damage.min(i);
+                }
+                if let Some(cut) = cut {
+                    let cut = cut.index(good.len());
+                    bytes.truncate(cut);
+                    first_damage = first_damage.min(cut);
+                }
+                bytes.extend(&tail);
+                let got = parse(&bytes);
+                prop_assert!(got.records.len() <= records.len() || (first_damage == good.len() && tail.is_empty()));
+                prop_assert_eq!(&got.records[..got.records.len().min(records.len())], &records[..got.records.len().min(records.len())]);
+                // Every record that ends before the first damage is read.
+                let whole_before = (0..=records.len()).rev().find(|&n| {
+                    let end: usize = records[..n].iter().map(|r| 8 + postcard::to_stdvec(r).unwrap().len()).sum();
+                    end <= first_damage
+                }).unwrap_or(0);
+                prop_assert!(got.records.len() >= whole_before, "{} < {whole_before}", got.records.len());
+            }
+        }
+    }
 }

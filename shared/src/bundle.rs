@@ -316,4 +316,41 @@ pub(crate) mod tests {
         let err = Bundle::from_bytes(&bundle.to_bytes(), Path::new("m.bundle")).unwrap_err();
         assert!(matches!(err, BundleError::Invalid { .. }), "{err}");
     }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig::with_cases(std::env::var("FLOWERCAM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000))
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Any change to a bundle's bytes (a flipped byte anywhere, a cut) is refused, and no
+            /// input makes the reader panic.
+            #[test]
+            fn every_altered_bundle_is_refused(flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..4),
+                                               cut in proptest::option::of(any::<prop::sample::Index>())) {
+                let good = sample().to_bytes();
+                let mut bytes = good.clone();
+                for (at, xor) in &flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= xor;
+                }
+                if let Some(cut) = cut {
+                    bytes.truncate(cut.index(good.len()));
+                }
+                let read = Bundle::from_bytes(&bytes, Path::new("m.bundle"));
+                prop_assert_eq!(read.is_ok(), bytes == good);
+            }
+
+            #[test]
+            fn random_bytes_are_no_bundle(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                prop_assert!(Bundle::from_bytes(&bytes, Path::new("m.bundle")).is_err());
+            }
+        }
+    }
 }

@@ -20,6 +20,29 @@ use crate::model::{Vgg16Trunk, from_vec, to_vec};
 /// Images per trunk forward pass: large enough to keep the GEMMs busy, small enough for memory.
 pub const EXTRACT_BATCH: usize = 8;
 
+/// What a cache file holds.
+#[derive(Debug, PartialEq)]
+enum Entry {
+    Whole(Vec<f32>),
+    /// Another layout: a foreign or older entry.
+    Foreign,
+    /// The right layout, the wrong checksum: a disk error, a copy cut short, bytes overwritten.
+    Damaged,
+}
+
+/// An entry is `len` little-endian f32 followed by the SHA-256 of those bytes; anything else is
+/// recomputed, never trusted.
+fn decode_entry(bytes: &[u8], len: usize) -> Entry {
+    let Some((values, checksum)) = bytes.split_at_checked(len * 4) else { return Entry::Foreign };
+    if checksum.len() != 32 {
+        return Entry::Foreign;
+    }
+    if checksum != Sha256::digest(values).as_slice() {
+        return Entry::Damaged;
+    }
+    Entry::Whole(values.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
 pub struct FeatureCache {
     dir: Option<PathBuf>,
 }
@@ -37,21 +60,18 @@ impl FeatureCache {
         self.dir.as_ref().map(|d| d.join(format!("{key}.f32")))
     }
 
-    /// The entry for `key`, if it is whole: its values (`len` little-endian f32) followed by the
-    /// SHA-256 of those bytes. A wrong length or checksum means a damaged or foreign entry
-    /// (a disk error, a copy cut short, bytes overwritten): it is recomputed, never trusted.
+    /// The entry for `key`, if it is whole (see [`decode_entry`]).
     fn get(&self, key: &str, len: usize) -> Option<Vec<f32>> {
         let path = self.path(key)?;
         let bytes = std::fs::read(&path).ok()?;
-        let (values, checksum) = bytes.split_at_checked(len * 4)?;
-        if checksum.len() != 32 {
-            return None; // another layout: a foreign or older entry
+        match decode_entry(&bytes, len) {
+            Entry::Whole(values) => Some(values),
+            Entry::Foreign => None,
+            Entry::Damaged => {
+                tracing::warn!("{}: damaged feature cache entry (checksum), recomputing it", path.display());
+                None
+            }
         }
-        if checksum != Sha256::digest(values).as_slice() {
-            tracing::warn!("{}: damaged feature cache entry (checksum), recomputing it", path.display());
-            return None;
-        }
-        Some(values.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     }
 
     fn put(&self, key: &str, values: &[f32]) {
@@ -240,5 +260,46 @@ mod tests {
         assert_eq!(cache.get("k", 64), None);
         std::fs::write(&path, &whole[..whole.len() - 8]).unwrap();
         assert_eq!(cache.get("k", 64), None);
+    }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig::with_cases(std::env::var("FLOWERCAM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000))
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// A cache entry with any byte changed, cut or grown is never taken for features.
+            #[test]
+            fn every_altered_entry_is_recomputed(flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..4),
+                                                 cut in proptest::option::of(any::<prop::sample::Index>()),
+                                                 extra in proptest::collection::vec(any::<u8>(), 0..8)) {
+                let values: Vec<f32> = (0..48).map(|i| (i as f32).sin()).collect();
+                let mut good: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let checksum = Sha256::digest(&good);
+                good.extend_from_slice(&checksum);
+                let mut bytes = good.clone();
+                for (at, xor) in &flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= xor;
+                }
+                if let Some(cut) = cut {
+                    bytes.truncate(cut.index(good.len()));
+                }
+                bytes.extend(&extra);
+                match decode_entry(&bytes, values.len()) {
+                    Entry::Whole(back) => {
+                        prop_assert_eq!(&bytes, &good);
+                        prop_assert_eq!(back, values);
+                    }
+                    _ => prop_assert_ne!(&bytes, &good),
+                }
+            }
+        }
     }
 }

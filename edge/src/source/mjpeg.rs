@@ -226,4 +226,84 @@ mod tests {
         assert!(got[0].starts_with("corrupt") && got[0].contains("truncated"), "{got:?}");
         assert_eq!(got[1], "frame1 4", "the frame after the cut one is whole");
     }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig::with_cases(std::env::var("FLOWERCAM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000))
+        }
+
+        /// A piece of a stream: a whole JPEG, one with an EXIF thumbnail, a JPEG cut short,
+        /// random bytes, or a lone marker.
+        #[derive(Debug, Clone)]
+        enum Piece {
+            Jpeg(u8),
+            WithThumbnail(u8),
+            Cut(u8, prop::sample::Index),
+            Noise(Vec<u8>),
+            Marker(u8),
+        }
+
+        fn piece() -> impl Strategy<Value = Piece> {
+            prop_oneof![
+                any::<u8>().prop_map(Piece::Jpeg),
+                any::<u8>().prop_map(Piece::WithThumbnail),
+                (any::<u8>(), any::<prop::sample::Index>()).prop_map(|(s, i)| Piece::Cut(s, i)),
+                proptest::collection::vec(any::<u8>(), 0..64).prop_map(Piece::Noise),
+                prop::sample::select(vec![0xD8u8, 0xD9, 0xE1, 0xDA, 0x00, 0xFF]).prop_map(Piece::Marker),
+            ]
+        }
+
+        fn bytes(piece: &Piece) -> Vec<u8> {
+            match piece {
+                Piece::Jpeg(s) => jpeg(*s),
+                Piece::WithThumbnail(s) => jpeg_with_thumbnail(*s),
+                Piece::Cut(s, at) => {
+                    let j = jpeg(*s);
+                    j[..at.index(j.len())].to_vec()
+                }
+                Piece::Noise(n) => n.clone(),
+                Piece::Marker(m) => vec![0xFF, *m],
+            }
+        }
+
+        /// (frames, corrupt) until the end; at most `limit` events.
+        fn run(stream: Vec<u8>, limit: usize) -> (usize, usize) {
+            let mut source = MjpegStream::new(Box::new(std::io::Cursor::new(stream)), "fuzz".into());
+            let (mut frames, mut corrupt) = (0, 0);
+            for _ in 0..limit {
+                match source.next() {
+                    Ok(Event::Frame(_)) => frames += 1,
+                    Ok(Event::Corrupt(_)) => corrupt += 1,
+                    Ok(Event::End) | Err(_) => break,
+                    Ok(Event::Lost(_)) => panic!("a byte stream is never lost"),
+                }
+            }
+            (frames, corrupt)
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Any mix of frames, cut frames, noise and stray markers: the splitter never panics
+            /// and always reaches the end.
+            #[test]
+            fn any_stream_is_split_without_panic(pieces in proptest::collection::vec(piece(), 0..8)) {
+                let stream: Vec<u8> = pieces.iter().flat_map(bytes).collect();
+                let limit = stream.len() + 2;
+                let (frames, corrupt) = run(stream, limit);
+                prop_assert!(frames + corrupt < limit, "the stream did not end");
+            }
+
+            /// A stream of whole frames (thumbnails in some) gives every one of them, none corrupt.
+            #[test]
+            fn whole_frames_all_come_through(shades in proptest::collection::vec((any::<u8>(), any::<bool>()), 0..6)) {
+                let stream: Vec<u8> = shades.iter().flat_map(|&(s, t)| if t { jpeg_with_thumbnail(s) } else { jpeg(s) }).collect();
+                prop_assert_eq!(run(stream, 100), (shades.len(), 0));
+            }
+        }
+    }
 }

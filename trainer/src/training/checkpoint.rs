@@ -66,6 +66,11 @@ pub fn save<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
 
 pub fn load<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<T> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    decode(&bytes, path)
+}
+
+/// A checkpoint's bytes: the content, then its SHA-256; `path` names it in errors.
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], path: &Path) -> anyhow::Result<T> {
     let damaged = || anyhow::anyhow!("{}: damaged (its checksum does not match) or from another version; start a new run", path.display());
     let (content, checksum) = bytes.split_at_checked(bytes.len().saturating_sub(32)).ok_or_else(damaged)?;
     if checksum.len() != 32 || checksum != Sha256::digest(content).as_slice() {
@@ -97,5 +102,42 @@ mod tests {
         assert!(load::<(Vec<f32>, String)>(&path).is_err());
         std::fs::write(&path, b"").unwrap();
         assert!(load::<(Vec<f32>, String)>(&path).is_err());
+    }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig::with_cases(std::env::var("FLOWERCAM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000))
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// A checkpoint with any byte changed or cut short is refused, never half-read.
+            #[test]
+            fn every_altered_checkpoint_is_refused(flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..4),
+                                                   cut in proptest::option::of(any::<prop::sample::Index>())) {
+                let value: (Vec<f32>, String, u32) = ((0..64).map(|i| i as f32 * 0.5).collect(), "weights".into(), 7);
+                let mut good = postcard::to_stdvec(&value).unwrap();
+                let checksum = Sha256::digest(&good);
+                good.extend_from_slice(&checksum);
+                let mut bytes = good.clone();
+                for (at, xor) in &flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= xor;
+                }
+                if let Some(cut) = cut {
+                    bytes.truncate(cut.index(good.len()));
+                }
+                let read = decode::<(Vec<f32>, String, u32)>(&bytes, Path::new("checkpoint.bin"));
+                prop_assert_eq!(read.is_ok(), bytes == good);
+                if let Ok(back) = read {
+                    prop_assert_eq!(back, value);
+                }
+            }
+        }
     }
 }
