@@ -11,6 +11,9 @@ rm -rf "$FLOWERCAM_ONNX_CHECK_DIR"
 features="flowercam-trainer/tch"
 cargo build --release --workspace --features "$features"
 cargo test --release --workspace --features "$features" --no-fail-fast
+# The tallies issue 12 asks CI to show: the bad-input corpus (run again for its count, ~5 s) and the fuzzing.
+cargo test --release --workspace --features "$features" --test bad_inputs every_bad_input -- --nocapture 2>&1 | grep "bad-input corpus"
+echo "fuzzing: ${FLOWERCAM_FUZZ_CASES:-10000} generated cases per reader (bundle, result log, MJPEG splitter, checkpoint, feature cache)"
 # The exported ONNX files must also run in onnxruntime, the other runtime users pick.
 # In the project's virtual environment: a stock system python3 refuses pip installs (PEP 668).
 python=$(scripts/venv.sh)

@@ -1,0 +1,337 @@
+//! The bad-input corpus: every file, bundle, stream and log a hostile or unlucky user could hand
+//! the product, generated here (nothing large is committed), each run through the binary that
+//! reads it. Each must give a correct answer or a clear error naming the input: never a panic
+//! (exit 101), an abort or a signal, and never more than `RSS_BOUND` of memory (the child's peak
+//! resident set, from `wait4`). The test prints how many cases ran and passed.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use e2e::bin;
+use image::{ImageFormat, Rgb, RgbImage};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The most memory any single bad input may cost a binary (issue 12: a 1-4 GB board).
+const RSS_BOUND_MIB: u64 = 512;
+
+struct Ran {
+    code: Option<i32>,
+    signal: Option<i32>,
+    stdout: String,
+    stderr: String,
+    peak_mib: u64,
+}
+
+/// Runs a binary with `stdin` bytes; its exit, output and peak RSS. The child is reaped by
+/// `wait4` (which gives its peak memory), not by std's `wait`.
+#[allow(clippy::zombie_processes)]
+fn run(name: &str, args: &[&str], stdin: Option<Vec<u8>>) -> Ran {
+    let mut child = Command::new(bin(name))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let feeder = stdin.map(|bytes| {
+        let mut pipe = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&bytes);
+        })
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let mut stderr = String::new();
+    let _ = err.read_to_string(&mut stderr);
+    let stdout = reader.join().unwrap();
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    // SAFETY: wait4 on our own child's pid, with valid pointers; it reaps the child (std's
+    // `wait` is then never called).
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert!(pid > 0, "wait4 failed");
+    let (code, signal) = if libc::WIFEXITED(status) {
+        (Some(libc::WEXITSTATUS(status)), None)
+    } else {
+        (None, libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)))
+    };
+    Ran { code, signal, stdout, stderr, peak_mib: usage.ru_maxrss as u64 / 1024 }
+}
+
+/// One case: what it is, and a check of what the binary did (`Err` says what was wrong).
+struct Case {
+    name: String,
+    ran: Ran,
+    check: Result<(), String>,
+}
+
+fn judge(name: impl Into<String>, ran: Ran, named: &str, success_ok: bool) -> Case {
+    let check = if ran.signal.is_some() || ran.code == Some(101) || ran.code == Some(134) {
+        Err(format!("crashed (exit {:?}, signal {:?}): {}", ran.code, ran.signal, ran.stderr))
+    } else if ran.peak_mib > RSS_BOUND_MIB {
+        Err(format!("peak memory {} MiB over {RSS_BOUND_MIB}", ran.peak_mib))
+    } else if ran.code == Some(0) {
+        if success_ok { Ok(()) } else { Err(format!("accepted: {}", ran.stdout)) }
+    } else if !ran.stderr.contains(named) {
+        Err(format!("the error does not name '{named}': {}", ran.stderr))
+    } else if ran.stderr.lines().count() > 20 {
+        Err(format!("not a clear error: {} lines", ran.stderr.lines().count()))
+    } else {
+        Ok(())
+    };
+    Case { name: name.into(), ran, check }
+}
+
+fn encode(img: &image::DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), format).unwrap();
+    bytes
+}
+
+fn photo(seed: u64) -> RgbImage {
+    trainer::fixtures::photo(seed as usize % 2, &mut ChaCha8Rng::seed_from_u64(seed))
+}
+
+/// A baseline JPEG's header (SOI, SOF0) declaring `w` x `h`, and nothing after it.
+fn jpeg_declaring(w: u16, h: u16) -> Vec<u8> {
+    let mut b = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 0x08];
+    b.extend(h.to_be_bytes());
+    b.extend(w.to_be_bytes());
+    b.extend([0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01]);
+    b.extend([0xFF, 0xD9]);
+    b
+}
+
+/// A PNG whose header declares `w` x `h` (a valid IHDR with its CRC) and a tiny IDAT.
+fn png_declaring(w: u32, h: u32) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend(kind);
+        c.extend(data);
+        let mut crc_input = kind.to_vec();
+        crc_input.extend(data);
+        c.extend(crc32(&crc_input).to_be_bytes());
+        c
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut b = b"\x89PNG\r\n\x1a\n".to_vec();
+    b.extend(chunk(b"IHDR", &ihdr));
+    b.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+    b.extend(chunk(b"IEND", &[]));
+    b
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// The image files of the corpus: (file name, bytes).
+fn image_files() -> Vec<(String, Vec<u8>)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let real = encode(&photo(1).into(), ImageFormat::Jpeg);
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("empty.jpg".into(), Vec::new()),
+        ("text.jpg".into(), b"hello, I am not a photo\n".to_vec()),
+        ("random.jpg".into(), (0..4096).map(|_| rng.random()).collect()),
+        ("zeros.jpg".into(), vec![0; 5 << 20]),
+        ("soi_only.jpg".into(), vec![0xFF, 0xD8]),
+        ("declares_20000.jpg".into(), jpeg_declaring(20000, 20000)),
+        ("declares_65500.jpg".into(), jpeg_declaring(65500, 65500)),
+        ("declares_8000_then_nothing.jpg".into(), jpeg_declaring(7000, 7000)),
+        ("declares_40000.png".into(), png_declaring(40000, 40000)),
+        ("declares_1x0.png".into(), png_declaring(1, 0)),
+        ("gif.gif".into(), b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;".to_vec()),
+        ("webp.webp".into(), b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00/\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07\x00".to_vec()),
+        ("bmp.bmp".into(), b"BM\x3a\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x01\x00\x18\x00\x00\x00\x00\x00\x04\x00\x00\x00\x13\x0b\x00\x00\x13\x0b\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\x00\x00\x00".to_vec()),
+        ("whole.jpg".into(), real.clone()),
+        ("garbage_after_end.jpg".into(), [real.clone(), b"trailing garbage".to_vec()].concat()),
+        ("gray.jpg".into(), encode(&image::DynamicImage::ImageRgb8(photo(2)).grayscale(), ImageFormat::Jpeg)),
+        ("rgba.png".into(), encode(&image::DynamicImage::ImageRgb8(photo(3)).to_rgba8().into(), ImageFormat::Png)),
+        ("sixteen_bit.png".into(), encode(&image::DynamicImage::ImageRgb8(photo(4)).to_rgb16().into(), ImageFormat::Png)),
+        ("one_pixel.jpg".into(), encode(&RgbImage::from_pixel(1, 1, Rgb([9, 9, 9])).into(), ImageFormat::Jpeg)),
+        ("thin_1x4000.png".into(), encode(&RgbImage::from_pixel(1, 4000, Rgb([200, 30, 30])).into(), ImageFormat::Png)),
+        ("big_6000x6000.png".into(), encode(&RgbImage::from_pixel(6000, 6000, Rgb([30, 200, 30])).into(), ImageFormat::Png)),
+        ("cmyk.jpg".into(), {
+            let mut out = Vec::new();
+            let pixels: Vec<u8> = (0..64 * 48 * 4).map(|i| (i * 7 % 251) as u8).collect();
+            jpeg_encoder::Encoder::new(&mut out, 90).encode(&pixels, 64, 48, jpeg_encoder::ColorType::Cmyk).unwrap();
+            out
+        }),
+    ];
+    for (i, cut) in [10, 100, 600, real.len() / 3, real.len() * 2 / 3, real.len() - 2].into_iter().enumerate() {
+        files.push((format!("cut_{i}_at_{cut}.jpg"), real[..cut].to_vec()));
+    }
+    let png = encode(&photo(5).into(), ImageFormat::Png);
+    files.push(("cut.png".into(), png[..png.len() / 2].to_vec()));
+    let mut bad_crc = png.clone();
+    let mid = bad_crc.len() / 2;
+    bad_crc[mid] ^= 0xFF;
+    files.push(("flipped_byte.png".into(), bad_crc));
+    files
+}
+
+/// Files that are no regular files: a symlink loop, a dangling link, a folder named like a photo.
+fn odd_entries(dir: &Path) -> Vec<PathBuf> {
+    let odd = dir.join("odd");
+    std::fs::create_dir_all(&odd).unwrap();
+    std::os::unix::fs::symlink(odd.join("loop.jpg"), odd.join("loop.jpg")).unwrap();
+    std::os::unix::fs::symlink(odd.join("nowhere.jpg"), odd.join("dangling.jpg")).unwrap();
+    vec![odd.join("loop.jpg"), odd.join("dangling.jpg")]
+}
+
+#[test]
+fn every_bad_input_gets_an_answer_or_a_clear_error_within_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = e2e::tiny_bundle(dir.path());
+    let model_s = model.to_str().unwrap().to_string();
+    let mut cases = Vec::new();
+
+    // Images, to `edge classify`: an answer or an error naming the file.
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let files = image_files();
+    for (name, bytes) in &files {
+        let path = images.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let ran = run("edge", &["classify", "--json", "--model", &model_s, path.to_str().unwrap()], None);
+        cases.push(judge(format!("image {name}"), ran, name, true));
+    }
+    for path in odd_entries(dir.path()) {
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let ran = run("edge", &["classify", "--model", &model_s, path.to_str().unwrap()], None);
+        cases.push(judge(format!("image {name}"), ran, &name, false));
+    }
+
+    // Bundles, to `edge classify`: refused, naming the bundle, before any image is read.
+    let good = std::fs::read(&model).unwrap();
+    let image = images.join("whole.jpg");
+    let mut bundles: Vec<(String, Vec<u8>)> = vec![
+        ("empty.bundle".into(), Vec::new()),
+        ("text.bundle".into(), b"not a bundle".to_vec()),
+        ("random.bundle".into(), (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()),
+        ("onnx.bundle".into(), shared::Bundle::read(&model).unwrap().onnx),
+    ];
+    for cut in [1, 8, 11, 12, 13, 100, 1000, good.len() / 2, good.len() - 100, good.len() - 1] {
+        bundles.push((format!("cut_{cut}.bundle"), good[..cut].to_vec()));
+    }
+    for at in [9, 20, good.len() / 3, good.len() / 2, good.len() - 50, good.len() - 1] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x01;
+        bundles.push((format!("flipped_{at}.bundle"), bad));
+    }
+    for (name, bytes) in &bundles {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let ran = run("edge", &["classify", "--model", path.to_str().unwrap(), image.to_str().unwrap()], None);
+        cases.push(judge(format!("bundle {name}"), ran, name, false));
+    }
+    for special in ["/dev/zero", "/dev/null"] {
+        let ran = run("edge", &["selftest", "--model", special], None);
+        cases.push(judge(format!("bundle {special}"), ran, special, false));
+    }
+
+    // Streams, to `edge run --source stdin:mjpeg`: bad frames counted, the stream ends cleanly.
+    let whole = std::fs::read(&image).unwrap();
+    let streams: Vec<(&str, Vec<u8>)> = vec![
+        ("an empty stream", Vec::new()),
+        ("noise", (0..20_000u32).map(|i| (i.wrapping_mul(40_503) >> 7) as u8).collect()),
+        ("a frame declaring 20000x20000", [whole.clone(), jpeg_declaring(20000, 20000), whole.clone()].concat()),
+        ("a frame declaring 65500x65500", [jpeg_declaring(65500, 65500), whole.clone()].concat()),
+        ("cut frames", [whole[..whole.len() / 2].to_vec(), whole.clone(), whole[..40].to_vec()].concat()),
+        ("forty whole frames", whole.repeat(40)),
+    ];
+    for (name, bytes) in streams {
+        let ran = run("edge", &["run", "--source", "stdin:mjpeg", "--quiet", "--model", &model_s], Some(bytes));
+        cases.push(judge(format!("stream: {name}"), ran, "", true));
+    }
+
+    // Result logs, to `edge log`.
+    let logs: Vec<(&str, Vec<u8>)> = vec![
+        ("empty.log", Vec::new()),
+        ("text.log", b"2026-11-30 a text log\n".to_vec()),
+        ("header_only.log", b"FCRESLOG".to_vec()),
+        ("random.log", (0..3000u32).map(|i| (i.wrapping_mul(97) >> 3) as u8).collect()),
+    ];
+    for (name, bytes) in logs {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let ran = run("edge", &["log", path.to_str().unwrap()], None);
+        cases.push(judge(format!("log {name}"), ran, name, true));
+    }
+
+    // The whole image corpus in a training folder: the trainer trains on the good photos and
+    // names every file it skipped.
+    let data = dir.path().join("data");
+    trainer::fixtures::write_dataset(&data, &["stripes", "columns"], 8, 3).unwrap();
+    for (name, bytes) in &files {
+        std::fs::write(data.join("stripes").join(format!("bad_{name}")), bytes).unwrap();
+    }
+    let trunk = dir.path().join("trunk.onnx");
+    trainer::fixtures::write_trunk_onnx(&trunk, 1.0 / 16.0, 9).unwrap();
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    let args = [
+        "train",
+        "--data",
+        &p(&data),
+        "--backbone",
+        &p(&trunk),
+        "--out",
+        &p(&dir.path().join("run")),
+        "--input-size",
+        "32",
+        "--no-export",
+        "--json",
+    ];
+    let ran = run("trainer", &args, None);
+    let mut case = judge("trainer on the image corpus", ran, "", true);
+    if case.check.is_ok() {
+        let summary: serde_json::Value = serde_json::from_str(&case.ran.stdout).unwrap();
+        let skipped: Vec<String> =
+            summary["skipped_files"].as_array().unwrap().iter().map(|s| s["path"].as_str().unwrap().to_string()).collect();
+        let accepted: Vec<&str> =
+            files.iter().map(|(n, _)| n.as_str()).filter(|n| !skipped.iter().any(|s| s.ends_with(&format!("bad_{n}")))).collect();
+        // What it may train on: the photos that decode whole.
+        let fine = [
+            "whole.jpg",
+            "garbage_after_end.jpg",
+            "gray.jpg",
+            "rgba.png",
+            "sixteen_bit.png",
+            "one_pixel.jpg",
+            "thin_1x4000.png",
+            "big_6000x6000.png",
+            "cmyk.jpg",
+        ];
+        if let Some(bad) = accepted.iter().find(|n| !fine.contains(n)) {
+            case.check = Err(format!("trained on {bad}"));
+        }
+    }
+    cases.push(case);
+
+    let failed: Vec<String> = cases.iter().filter_map(|c| c.check.as_ref().err().map(|e| format!("{}: {e}", c.name))).collect();
+    let peak = cases.iter().map(|c| c.ran.peak_mib).max().unwrap_or(0);
+    let worst = cases.iter().max_by_key(|c| c.ran.peak_mib).map_or("", |c| c.name.as_str());
+    eprintln!("bad-input corpus: {} cases ran, {} passed; peak memory {peak} MiB ({worst})", cases.len(), cases.len() - failed.len());
+    assert!(cases.len() >= 60, "the corpus has {} cases", cases.len());
+    assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), cases.len(), failed.join("\n"));
+}
