@@ -207,10 +207,6 @@ mod tests {
 
         use super::*;
 
-        fn config() -> ProptestConfig {
-            ProptestConfig::with_cases(std::env::var("FLOWERCAM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000))
-        }
-
         /// The records of a four-record log, and its bytes after the header.
         fn body() -> &'static (Vec<LogRecord>, Vec<u8>) {
             static BODY: std::sync::OnceLock<(Vec<LogRecord>, Vec<u8>)> = std::sync::OnceLock::new();
@@ -226,27 +222,14 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(testkit::fuzz_config())]
 
             /// Whatever happened to the file (bytes flipped, cut, garbage appended), the reader
             /// returns the records before the first damage, unchanged, and never panics.
             #[test]
-            fn a_damaged_log_reads_as_its_undamaged_records(flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..3),
-                                                            cut in proptest::option::of(any::<prop::sample::Index>()),
-                                                            tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+            fn a_damaged_log_reads_as_its_undamaged_records(damage in testkit::damage(), tail in proptest::collection::vec(any::<u8>(), 0..64)) {
                 let (records, good) = body();
-                let mut bytes = good.clone();
-                let mut first_damage = bytes.len();
-                for (at, xor) in &flips {
-                    let i = at.index(bytes.len());
-                    bytes[i] ^= xor;
-                    first_damage = first_damage.min(i);
-                }
-                if let Some(cut) = cut {
-                    let cut = cut.index(good.len());
-                    bytes.truncate(cut);
-                    first_damage = first_damage.min(cut);
-                }
+                let (mut bytes, first_damage) = damage.apply(good);
                 bytes.extend(&tail);
                 let got = parse(&bytes);
                 prop_assert!(got.records.len() <= records.len() || (first_damage == good.len() && tail.is_empty()));

@@ -205,6 +205,24 @@ fn class_and_unknown_frames(dir: &Path, bundle: &Path) -> (Vec<u8>, Vec<u8>, Str
     (jpeg(colours[low]), jpeg(colours[high]), format!("{threshold}"))
 }
 
+/// `edge run` on MJPEG fed through its standard input, answering each frame alone
+/// (`--smoothing 1`), with `args` and the model: the child, its logged events, its input.
+fn start_box(bundle: &Path, args: &[&str]) -> (Child, Logged, ChildStdin) {
+    let mut child = edge()
+        .args(["run", "--source", "stdin:mjpeg", "--smoothing", "1", "--quiet"])
+        .args(args)
+        .arg("--model")
+        .arg(bundle)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logged = Logged::collect(&mut child);
+    let stdin = child.stdin.take().unwrap();
+    (child, logged, stdin)
+}
+
 fn send(stdin: &mut ChildStdin, frame: &[u8], pause_ms: u64) {
     stdin.write_all(frame).unwrap();
     stdin.flush().unwrap();
@@ -216,8 +234,18 @@ fn key(e: &Value) -> (String, u64, Option<u64>) {
     (e["event"].as_str().unwrap().to_string(), e["timestamp_ms"].as_u64().unwrap(), e["frame"].as_u64())
 }
 
-#[test]
-fn every_event_reaches_the_broker_across_a_restart_with_availability_and_discovery() {
+/// A tiny model with its class and unknown frames, a running broker, and a subscriber on it.
+struct Setup {
+    dir: tempfile::TempDir,
+    bundle: PathBuf,
+    class_frame: Vec<u8>,
+    unknown_frame: Vec<u8>,
+    threshold: String,
+    broker: Broker,
+    received: Received,
+}
+
+fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let bundle = common::tiny_bundle(dir.path());
     let (class_frame, unknown_frame, threshold) = class_and_unknown_frames(dir.path(), &bundle);
@@ -225,18 +253,16 @@ fn every_event_reaches_the_broker_across_a_restart_with_availability_and_discove
     broker.start();
     let received = Received::subscribe(broker.port);
     received.wait_subscribed(broker.port);
+    Setup { dir, bundle, class_frame, unknown_frame, threshold, broker, received }
+}
 
-    let mut child = edge()
-        .args(["run", "--source", "stdin:mjpeg", "--smoothing", "1", "--stale-after", "0.6", "--quiet"])
-        .args(["--unknown-threshold", &threshold, "--mqtt", &broker.url(), "--mqtt-id", "box1", "--model"])
-        .arg(&bundle)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let logged = Logged::collect(&mut child);
-    let mut stdin = child.stdin.take().unwrap();
+#[test]
+fn every_event_reaches_the_broker_across_a_restart_with_availability_and_discovery() {
+    let Setup { dir: _dir, bundle, class_frame, unknown_frame, threshold, mut broker, received } = setup();
+
+    let url = broker.url();
+    let (mut child, logged, mut stdin) =
+        start_box(&bundle, &["--stale-after", "0.6", "--unknown-threshold", &threshold, "--mqtt", &url, "--mqtt-id", "box1"]);
     wait_for(Duration::from_secs(10), "online", || received.on("flowercam/box1/availability").contains(&"online".to_string()));
 
     // Broker up: a class, unknown, the class again, then a quiet spell.
@@ -298,26 +324,12 @@ fn every_event_reaches_the_broker_across_a_restart_with_availability_and_discove
 
 #[test]
 fn a_broker_down_at_the_start_gets_the_newest_events_within_the_outbox_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = common::tiny_bundle(dir.path());
-    let (class_frame, unknown_frame, threshold) = class_and_unknown_frames(dir.path(), &bundle);
-    let mut broker = Broker::new(dir.path());
     // The subscriber's session is made, then the broker goes down before the box starts.
-    broker.start();
-    let received = Received::subscribe(broker.port);
-    received.wait_subscribed(broker.port);
+    let Setup { dir: _dir, bundle, class_frame, unknown_frame, threshold, mut broker, received } = setup();
     broker.stop();
-    let mut child = edge()
-        .args(["run", "--source", "stdin:mjpeg", "--smoothing", "1", "--quiet", "--outbox", "3"])
-        .args(["--unknown-threshold", &threshold, "--mqtt", &broker.url(), "--mqtt-id", "box1", "--model"])
-        .arg(&bundle)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let logged = Logged::collect(&mut child);
-    let mut stdin = child.stdin.take().unwrap();
+    let url = broker.url();
+    let (mut child, logged, mut stdin) =
+        start_box(&bundle, &["--outbox", "3", "--unknown-threshold", &threshold, "--mqtt", &url, "--mqtt-id", "box1"]);
     // Seven changes while no broker runs; the box keeps classifying.
     for i in 0..7 {
         send(&mut stdin, if i % 2 == 0 { &class_frame } else { &unknown_frame }, 80);
@@ -381,17 +393,8 @@ fn web_hook_posts_are_signed_and_retried_after_a_server_error() {
     let bundle = common::tiny_bundle(dir.path());
     let (class_frame, unknown_frame, threshold) = class_and_unknown_frames(dir.path(), &bundle);
     let (url, requests) = receiver(vec![503], false);
-    let mut child = edge()
-        .args(["run", "--source", "stdin:mjpeg", "--smoothing", "1", "--quiet", "--webhook", &url, "--webhook-secret", "s3cret"])
-        .args(["--unknown-threshold", &threshold, "--model"])
-        .arg(&bundle)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let logged = Logged::collect(&mut child);
-    let mut stdin = child.stdin.take().unwrap();
+    let (mut child, logged, mut stdin) =
+        start_box(&bundle, &["--webhook", &url, "--webhook-secret", "s3cret", "--unknown-threshold", &threshold]);
     for frame in [&class_frame, &unknown_frame, &class_frame] {
         send(&mut stdin, frame, 80);
     }

@@ -322,27 +322,15 @@ pub(crate) mod tests {
 
         use super::*;
 
-        fn config() -> ProptestConfig {
-            ProptestConfig::with_cases(std::env::var("FLOWERCAM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000))
-        }
-
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(testkit::fuzz_config())]
 
             /// Any change to a bundle's bytes (a flipped byte anywhere, a cut) is refused, and no
             /// input makes the reader panic.
             #[test]
-            fn every_altered_bundle_is_refused(flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..4),
-                                               cut in proptest::option::of(any::<prop::sample::Index>())) {
+            fn every_altered_bundle_is_refused(damage in testkit::damage()) {
                 let good = sample().to_bytes();
-                let mut bytes = good.clone();
-                for (at, xor) in &flips {
-                    let i = at.index(bytes.len());
-                    bytes[i] ^= xor;
-                }
-                if let Some(cut) = cut {
-                    bytes.truncate(cut.index(good.len()));
-                }
+                let (bytes, _) = damage.apply(&good);
                 let read = Bundle::from_bytes(&bytes, Path::new("m.bundle"));
                 prop_assert_eq!(read.is_ok(), bytes == good);
             }

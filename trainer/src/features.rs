@@ -267,30 +267,17 @@ mod tests {
 
         use super::*;
 
-        fn config() -> ProptestConfig {
-            ProptestConfig::with_cases(std::env::var("FLOWERCAM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000))
-        }
-
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(testkit::fuzz_config())]
 
             /// A cache entry with any byte changed, cut or grown is never taken for features.
             #[test]
-            fn every_altered_entry_is_recomputed(flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..4),
-                                                 cut in proptest::option::of(any::<prop::sample::Index>()),
-                                                 extra in proptest::collection::vec(any::<u8>(), 0..8)) {
+            fn every_altered_entry_is_recomputed(damage in testkit::damage(), extra in proptest::collection::vec(any::<u8>(), 0..8)) {
                 let values: Vec<f32> = (0..48).map(|i| (i as f32).sin()).collect();
                 let mut good: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
                 let checksum = Sha256::digest(&good);
                 good.extend_from_slice(&checksum);
-                let mut bytes = good.clone();
-                for (at, xor) in &flips {
-                    let i = at.index(bytes.len());
-                    bytes[i] ^= xor;
-                }
-                if let Some(cut) = cut {
-                    bytes.truncate(cut.index(good.len()));
-                }
+                let (mut bytes, _) = damage.apply(&good);
                 bytes.extend(&extra);
                 match decode_entry(&bytes, values.len()) {
                     Entry::Whole(back) => {

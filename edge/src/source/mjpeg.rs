@@ -232,10 +232,6 @@ mod tests {
 
         use super::*;
 
-        fn config() -> ProptestConfig {
-            ProptestConfig::with_cases(std::env::var("FLOWERCAM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000))
-        }
-
         /// A piece of a stream: a whole JPEG, one with an EXIF thumbnail, a JPEG cut short,
         /// random bytes, or a lone marker.
         #[derive(Debug, Clone)]
@@ -286,7 +282,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(testkit::fuzz_config())]
 
             /// Any mix of frames, cut frames, noise and stray markers: the splitter never panics
             /// and always reaches the end.

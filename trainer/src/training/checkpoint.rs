@@ -109,29 +109,17 @@ mod tests {
 
         use super::*;
 
-        fn config() -> ProptestConfig {
-            ProptestConfig::with_cases(std::env::var("FLOWERCAM_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000))
-        }
-
         proptest! {
-            #![proptest_config(config())]
+            #![proptest_config(testkit::fuzz_config())]
 
             /// A checkpoint with any byte changed or cut short is refused, never half-read.
             #[test]
-            fn every_altered_checkpoint_is_refused(flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..), 0..4),
-                                                   cut in proptest::option::of(any::<prop::sample::Index>())) {
+            fn every_altered_checkpoint_is_refused(damage in testkit::damage()) {
                 let value: (Vec<f32>, String, u32) = ((0..64).map(|i| i as f32 * 0.5).collect(), "weights".into(), 7);
                 let mut good = postcard::to_stdvec(&value).unwrap();
                 let checksum = Sha256::digest(&good);
                 good.extend_from_slice(&checksum);
-                let mut bytes = good.clone();
-                for (at, xor) in &flips {
-                    let i = at.index(bytes.len());
-                    bytes[i] ^= xor;
-                }
-                if let Some(cut) = cut {
-                    bytes.truncate(cut.index(good.len()));
-                }
+                let (bytes, _) = damage.apply(&good);
                 let read = decode::<(Vec<f32>, String, u32)>(&bytes, Path::new("checkpoint.bin"));
                 prop_assert_eq!(read.is_ok(), bytes == good);
                 if let Ok(back) = read {
