@@ -13,7 +13,7 @@
 use shared::{HeadKind, Normalization, ONNX_INPUT, ONNX_OUTPUT, ONNX_UNKNOWN_OUTPUT};
 use tract_onnx::pb::{self, attribute_proto::AttributeType, tensor_proto::DataType};
 
-use super::quantize::{QuantParams, QuantizedConv, QuantizedTrunk};
+use super::int8::{QuantParams, QuantizedConv, QuantizedTrunk};
 use crate::backbone::{ConvWeights, VGG16_BLOCKS};
 use crate::model::weights::DenseWeights;
 

@@ -2,6 +2,7 @@
 //! proven equal to the trainer's own predictions in tract before anything is written.
 
 pub mod graph;
+pub mod int8;
 pub mod parity;
 pub mod quantize;
 pub mod write;
