@@ -10,11 +10,15 @@
 #   .gpu/trunk            the VGG16 trunk, alone: the device tool carries at most 64 MiB a call,
 #                         so it travels in a first call and .gpu/run in a second (bench/gpu/README.md)
 #
-#   bench/gpu/prepare.sh [SHARED_DIR]     (default ../shared; needs python3 with pip, patchelf, xz)
+#   bench/gpu/prepare.sh [SHARED_DIR]     (default ../shared; needs pip, patchelf, xz, and a Python
+#                                          with Pillow: PYTHON, default python3; bench/setup.sh's
+#                                          .deps/bench-venv/bin/python has it)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 shared=$(cd "${1:-$root/../shared}" && pwd)
 version=${TORCH_VERSION:-2.11.0}
+python=${PYTHON:-python3}
+"$python" -c 'import PIL' 2>/dev/null || { echo "prepare.sh: $python has no Pillow (PYTHON=.deps/bench-venv/bin/python after bench/setup.sh, or pip install pillow)" >&2; exit 2; }
 deps="$root/.deps/gpu-torch-$version"
 cd "$root"
 
@@ -51,7 +55,7 @@ cp "$shared/weights/vgg16_imagenet_trunk.onnx" .gpu/trunk/
 strip -o .gpu/run/trainer "target/gpu-torch-$version/release/trainer"
 xz -T2 -6 .gpu/run/trainer
 cp -r "$shared/data/flowers17/daffodil" "$shared/data/flowers17/coltsfoot" .gpu/run/data2/
-python3 - "$shared/data/flowers17" .gpu/run/data17 <<'PY'
+"$python" - "$shared/data/flowers17" .gpu/run/data17 <<'PY'
 import os, sys
 from PIL import Image
 src, dst = sys.argv[1:]

@@ -11,6 +11,7 @@ Runs, in this order, each with its own time limit, until the overall deadline:
   ours-2-as-torch     trainer train with the reference's recipe (stretch, gap head, no CV)
   ours-recipe-2       one epoch through the trunk (flatten head, first 3 convs frozen, SGD)
   torch-recipe-2      the same in the reference
+  ours-17-tf32        ours-17 with TF32 allowed in cuDNN (NVIDIA_TF32_OVERRIDE=1)
 
 Wall time and peak memory (max RSS, from wait4) are measured from the outside. Every run's
 figures go to --out as JSON (with the machine's CPU and GPU), and each run's output to a log
@@ -113,15 +114,19 @@ def main():
         ("ours-recipe-2", *ours("ours-recipe-2", common2, recipe, 120)),
         ("torch-recipe-2", *torch_ref("torch-recipe-2", "recipe", ["--epochs", "1"], 60)),
     ]
+    if args.data17:
+        # The trainer keeps cuDNN in full fp32 (NVIDIA_TF32_OVERRIDE=0) unless told otherwise: this
+        # run allows TF32, to show what the parity gate says of it (it failed 17 classes on an H200).
+        plan.append(("ours-17-tf32", *ours("ours-17-tf32", data17, [], 120), {**os.environ, "NVIDIA_TF32_OVERRIDE": "1"}))
 
-    for name, cmd, limit, metrics_path in plan:
+    for name, cmd, limit, metrics_path, *env in plan:
         elapsed = time.perf_counter() - started
         if elapsed + min(limit, 60) > args.deadline:
             results["runs"].append({"name": name, "skipped": f"deadline ({elapsed:.0f} s used)"})
             continue
         limit = min(limit, args.deadline - elapsed)
         log = os.path.join(args.out, name + ".log")
-        code, wall, rss = run(cmd, log, limit)
+        code, wall, rss = run(cmd, log, limit, env[0] if env else None)
         record = {"name": name, "cmd": " ".join(cmd), "exit": code, "wall_s": round(wall, 2), "peak_mib": round(rss)}
         if code != 0:
             record["tail"] = tail(log)
