@@ -119,7 +119,7 @@ pub fn write_random_bundle(
     let probs = to_vec(classifier.probabilities(crate::features::images_to_tensor(&images, &normalization, &device)));
     // The open-set references: the first image of each class; the threshold accepts all of them.
     let dims = crate::features::feature_dims(trunk.out_channels(), size);
-    let pooled: Vec<Vec<f32>> = crate::features::forward_images(&classifier.trunk, &device, &normalization, &images)
+    let pooled: Vec<Vec<f32>> = crate::features::burn_forward(&classifier.trunk, &device, &normalization, &images)
         .iter()
         .map(|f| crate::openset::descriptor(&f.block4_pooled, &f.map, dims))
         .collect();

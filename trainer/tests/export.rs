@@ -71,7 +71,7 @@ fn open_set(m: &Model, images: &[RgbImage]) -> trainer::export::OpenSetExport {
     let device = Device::flex();
     let trunk = Vgg16Trunk::from_weights(&m.trunk.convs, &device);
     let dims = trainer::features::feature_dims(m.trunk.out_channels(), SIZE);
-    let pooled: Vec<Vec<f32>> = trainer::features::forward_images(&trunk, &device, &m.trunk.convention.normalization(), images)
+    let pooled: Vec<Vec<f32>> = trainer::features::burn_forward(&trunk, &device, &m.trunk.convention.normalization(), images)
         .iter()
         .map(|f| trainer::openset::descriptor(&f.block4_pooled, &f.map, dims))
         .collect();

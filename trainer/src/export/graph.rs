@@ -342,6 +342,22 @@ pub fn trunk_int8(g: &mut GraphBuilder, x: String, q: &QuantizedTrunk) -> TrunkO
     }
 }
 
+/// The graph the trainer's default build computes frozen-trunk features with
+/// ([`crate::features::TrunkEngine`]): the export's preprocessing and float32 trunk, answering
+/// block 5's feature map `[N, C, s, s]`, then block 4 averaged `[N, C4]` and max-pooled `[N, C4]`.
+pub fn trunk_features(convs: &[ConvWeights], normalization: &Normalization, input_size: usize) -> pb::ModelProto {
+    let mut g = GraphBuilder::default();
+    let x = preprocessing(&mut g, ONNX_INPUT, normalization);
+    let (trunk, _) = trunk_f32(&mut g, x, convs);
+    let average4 = g.global_average_pool(&trunk.block4);
+    let average4 = g.flatten(&average4);
+    let max4 = g.global_max_pool(&trunk.block4);
+    let max4 = g.flatten(&max4);
+    let outputs: Vec<_> = [&trunk.features, &average4, &max4].into_iter().map(|t| (t.as_str(), DataType::Float, &[][..])).collect();
+    let s = Some(input_size);
+    g.finish((ONNX_INPUT, DataType::Uint8, &[None, s, s, Some(3)]), &outputs, vec![], "VGG16 trunk features (training only)")
+}
+
 /// The exported trunk's weights, in the precision they are written in.
 pub enum Trunk<'a> {
     F32(&'a [ConvWeights]),

@@ -21,7 +21,7 @@ use super::fit::{self, Evaluation, FitOptions, Labels, Network};
 use super::inputs::{FeatureInputs, ImageInputs};
 use crate::backbone::Vgg16Weights;
 use crate::data::{self, Dataset, ScanOptions, Split, SplitOptions};
-use crate::features::{self, FeatureCache, TrunkFeatures, ViewKey};
+use crate::features::{self, FeatureCache, TrunkEngine, TrunkFeatures, ViewKey};
 use crate::model::weights::ModelWeights;
 use crate::model::{Classifier, Head, Vgg16Trunk};
 
@@ -55,8 +55,9 @@ pub struct Prepared {
     pub backbone_sha256: String,
     pub device: Device,
     pub cache: FeatureCache,
-    /// The frozen backbone as a Burn module, built on first need (it holds 58 MB of weights).
-    trunk: std::cell::OnceCell<Vgg16Trunk>,
+    /// The frozen backbone in the engine that computes features, built on first need (it holds
+    /// 58 MB of weights).
+    trunk: std::cell::OnceCell<TrunkEngine>,
 }
 
 impl Prepared {
@@ -73,8 +74,18 @@ impl Prepared {
         self.groups.iter().enumerate().filter(|&(i, &g)| g != i).count()
     }
 
-    fn trunk(&self) -> &Vgg16Trunk {
-        self.trunk.get_or_init(|| Vgg16Trunk::from_weights(&self.backbone.convs, &self.device))
+    fn trunk(&self) -> anyhow::Result<&TrunkEngine> {
+        if let Some(engine) = self.trunk.get() {
+            return Ok(engine);
+        }
+        let engine = TrunkEngine::for_run(
+            self.config.backend,
+            &self.backbone.convs,
+            &self.normalization,
+            self.preprocessing.input_size,
+            &self.device,
+        )?;
+        Ok(self.trunk.get_or_init(|| engine))
     }
 
     pub fn feature_dims(&self) -> [usize; 3] {
@@ -98,7 +109,7 @@ impl Prepared {
         label: &'static str,
     ) -> anyhow::Result<Vec<TrunkFeatures>> {
         let shape = features::FeatureShape { map: self.feature_dims(), block4_channels: self.backbone.block4_channels() };
-        features::extract(|| self.trunk(), &self.device, &self.normalization, &self.cache, shape, jobs, label)
+        features::extract(|| self.trunk(), &self.cache, shape, jobs, label)
     }
 
     /// Feature maps of the clean view of each item, from the cache where possible.

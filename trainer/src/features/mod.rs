@@ -1,4 +1,5 @@
-//! Trunk features, computed once per image view and cached on disk.
+//! Trunk features, computed once per image view (by the fastest engine the build has,
+//! [`engine`]) and cached on disk.
 //!
 //! With a frozen trunk the expensive part of training is one forward pass per image; the head
 //! then trains in seconds on the stored features. A cache entry is keyed by everything that
@@ -7,15 +8,16 @@
 //! holds the block-5 feature map (what the heads see) followed by the block-4 output pooled by
 //! average and by max (what the open-set descriptor adds): one trunk pass gives both.
 
+pub mod engine;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use burn::prelude::*;
 use image::RgbImage;
 use sha2::{Digest, Sha256};
 use shared::Normalization;
 
-use crate::model::{Vgg16Trunk, from_vec, to_vec};
+pub use engine::{TrunkEngine, burn_forward, images_to_tensor};
 
 /// Images per trunk forward pass: large enough to keep the GEMMs busy, small enough for memory.
 pub const EXTRACT_BATCH: usize = 8;
@@ -161,12 +163,10 @@ pub fn pool_max(feature_map: &[f32], dims: [usize; 3]) -> Vec<f32> {
     feature_map.chunks_exact(h * w).map(|plane| plane.iter().copied().fold(f32::NEG_INFINITY, f32::max)).collect()
 }
 
-/// Computes (or loads) the features of each job: (cache key, lazily produced image). `trunk`
+/// Computes (or loads) the features of each job: (cache key, lazily produced image). `engine`
 /// is asked for only when some feature map is not cached.
 pub fn extract<'a, 't>(
-    trunk: impl FnOnce() -> &'t Vgg16Trunk,
-    device: &Device,
-    normalization: &Normalization,
+    engine: impl FnOnce() -> anyhow::Result<&'t TrunkEngine>,
     cache: &FeatureCache,
     shape: FeatureShape,
     jobs: Vec<(String, Box<dyn Fn() -> RgbImage + Send + Sync + 'a>)>,
@@ -177,19 +177,30 @@ pub fn extract<'a, 't>(
     let mut out: Vec<Option<TrunkFeatures>> =
         jobs.iter().map(|(key, _)| cache.get(key, len).map(|e| TrunkFeatures::from_entry(e, map_len))).collect();
     let missing: Vec<usize> = (0..jobs.len()).filter(|&i| out[i].is_none()).collect();
-    tracing::info!("{label}: {} of {} feature maps cached, computing {}", jobs.len() - missing.len(), jobs.len(), missing.len());
     if missing.is_empty() {
+        tracing::info!("{label}: all {} feature maps cached", jobs.len());
         return Ok(out.into_iter().map(|f| f.expect("every job cached")).collect());
     }
-    let trunk = trunk();
+    let engine = engine()?;
+    tracing::info!(
+        "{label}: {} of {} feature maps cached, computing {} in {}",
+        jobs.len() - missing.len(),
+        jobs.len(),
+        missing.len(),
+        engine.name()
+    );
     let bar = crate::progress::bar(missing.len() as u64, label);
     for chunk in missing.chunks(EXTRACT_BATCH) {
         let images: Vec<RgbImage> = {
             use rayon::prelude::*;
             chunk.par_iter().map(|&i| (jobs[i].1)()).collect()
         };
-        let features = forward_images(trunk, device, normalization, &images);
+        let features = engine.forward(&images)?;
         for (&i, f) in chunk.iter().zip(features) {
+            anyhow::ensure!(
+                f.map.len() == map_len && f.block4_pooled.len() == 2 * shape.block4_channels,
+                "the trunk answered features of another shape"
+            );
             cache.put(&jobs[i].0, &f.to_entry());
             out[i] = Some(f);
         }
@@ -197,33 +208,6 @@ pub fn extract<'a, 't>(
     }
     bar.finish_and_clear();
     Ok(out.into_iter().map(|f| f.expect("every job computed")).collect())
-}
-
-/// One trunk forward pass over prepared images; returns each image's features.
-pub fn forward_images(trunk: &Vgg16Trunk, device: &Device, normalization: &Normalization, images: &[RgbImage]) -> Vec<TrunkFeatures> {
-    let input = images_to_tensor(images, normalization, device);
-    let (block4, block5) = trunk.forward_keeping_block4(input);
-    let per_image = |t: &Tensor<4>| t.dims()[1..].iter().product::<usize>();
-    let [_, c4, h4, w4] = block4.dims();
-    let (maps_len, block4_len) = (per_image(&block5), per_image(&block4));
-    let (maps, block4) = (to_vec(block5), to_vec(block4));
-    maps.chunks_exact(maps_len)
-        .zip(block4.chunks_exact(block4_len))
-        .map(|(map, b4)| {
-            let b4_dims = [c4, h4, w4];
-            TrunkFeatures { map: map.to_vec(), block4_pooled: [pool(b4, b4_dims), pool_max(b4, b4_dims)].concat() }
-        })
-        .collect()
-}
-
-/// Prepared images -> the `[N, 3, S, S]` tensor the network sees, through `shared`.
-pub fn images_to_tensor(images: &[RgbImage], normalization: &Normalization, device: &Device) -> Tensor<4> {
-    let (w, h) = images[0].dimensions();
-    let mut values = Vec::with_capacity(images.len() * 3 * (w * h) as usize);
-    for image in images {
-        values.extend(normalization.to_chw(image));
-    }
-    from_vec(values, [images.len(), 3, h as usize, w as usize], device)
 }
 
 pub fn default_cache_dir() -> PathBuf {
