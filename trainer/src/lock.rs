@@ -11,8 +11,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-/// The lock file inside a run folder.
-pub const LOCK_FILE: &str = ".lock";
+use crate::run_folder::RunFolder;
 
 /// An OS lock on a file, held while the value lives.
 #[derive(Debug)]
@@ -54,14 +53,14 @@ pub struct RunLock {
 impl RunLock {
     /// Locks `run` (which must exist), then removes temporaries that a killed run left behind:
     /// with the lock held, no other writer can own them.
-    pub fn acquire(run: &Path) -> anyhow::Result<Self> {
-        let lock = FileLock::acquire(&run.join(LOCK_FILE), |pid| {
+    pub fn acquire(run: &RunFolder) -> anyhow::Result<Self> {
+        let lock = FileLock::acquire(&run.lock(), |pid| {
             format!(
                 "{}: another trainer (pid {pid}) is working in this run folder; wait for it to finish or choose another --out",
-                run.display()
+                run.root().display()
             )
         })?;
-        remove_stale_temporaries(run);
+        remove_stale_temporaries(run.root());
         Ok(Self { _lock: lock })
     }
 }
@@ -89,11 +88,11 @@ mod tests {
     fn a_second_holder_is_refused_with_the_first_ones_pid_until_it_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".checkpoint.bin.4242.tmp"), b"half").unwrap();
-        let first = RunLock::acquire(dir.path()).unwrap();
+        let first = RunLock::acquire(&RunFolder::new(dir.path())).unwrap();
         assert!(!dir.path().join(".checkpoint.bin.4242.tmp").exists(), "the stale temporary is removed");
-        let err = RunLock::acquire(dir.path()).unwrap_err().to_string();
+        let err = RunLock::acquire(&RunFolder::new(dir.path())).unwrap_err().to_string();
         assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
         drop(first);
-        RunLock::acquire(dir.path()).unwrap();
+        RunLock::acquire(&RunFolder::new(dir.path())).unwrap();
     }
 }

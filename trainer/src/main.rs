@@ -63,7 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { run, out, precision, sign, json } => {
             let signing_key = sign.as_deref().map(shared::signing::SecretKey::read).transpose()?;
             let to = commands::train::ExportTo { out: &out, precision: precision.precision, signing_key: signing_key.as_ref() };
-            let summary = commands::export::run(&run, &to)?;
+            let summary = commands::export::run(&trainer::run_folder::RunFolder::new(run), &to)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
@@ -135,7 +135,7 @@ fn human_summary(s: &trainer::report::summary::RunSummary, out: &std::path::Path
     }
     let phases: Vec<String> = s.seconds.iter().map(|(n, t)| format!("{n} {t:.1}s")).collect();
     text += &format!("time: {:.1}s ({}) on {} {}\n", s.total_seconds, phases.join(", "), s.backend, s.device);
-    text += &format!("run folder: {} (metrics.json, curves.png, confusion.png, predictions.csv)", out.display());
+    text += &format!("run folder: {} ({})", out.display(), trainer::run_folder::RunFolder::reports());
     if let Some(e) = &s.export {
         text += &format!(
             "\nexported: {} ({} bytes); parity on {} images: max |diff| {:.2e}, tract val accuracy {:.4}; unknown above {}",

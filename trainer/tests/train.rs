@@ -61,6 +61,41 @@ fn trains_reports_and_exports_with_defaults() {
 }
 
 #[test]
+fn export_checks_the_validation_photos_the_run_was_judged_on() {
+    let f = fixture(&["stripes", "columns"], 14);
+    let summary = json(&trainer(&f.train_args("run", &["--json", "--no-export"])));
+    let val_images = summary["val"]["images"].as_u64().unwrap();
+    // Photos added to the folders after training would change a fresh split (more validation
+    // photos): the export reads the run's split.csv instead, and leaves them out.
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(99);
+    for i in 0..8 {
+        trainer::fixtures::photo(i % 2, &mut rng).save(f.data.join(["stripes", "columns"][i % 2]).join(format!("late_{i}.jpg"))).unwrap();
+    }
+    let export = |name: &str| {
+        let to = f.path("models").join(name);
+        trainer(&[
+            "export".into(),
+            "--run".into(),
+            f.path("run").to_str().unwrap().into(),
+            "--out".into(),
+            to.to_str().unwrap().into(),
+            "--json".into(),
+        ])
+    };
+    let out = export("later");
+    assert_eq!(json(&out)["parity_images"].as_u64().unwrap(), val_images, "the run's validation photos, not a new split's");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("came after this run's split"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A photo of the split that is gone is an error naming it, not a silently different split.
+    let split = std::fs::read_to_string(f.path("run").join("split.csv")).unwrap();
+    let gone = split.lines().find(|l| l.contains(",val,")).unwrap().split(',').next().unwrap().to_string();
+    std::fs::remove_file(f.data.join(&gone)).unwrap();
+    let out = export("gone");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&gone) && err.contains("no longer in the data folders"), "{err}");
+}
+
+#[test]
 fn near_duplicates_stay_in_one_split() {
     let f = fixture(&["stripes", "columns"], 10);
     json(&trainer(&f.train_args("run", &["--json", "--no-export", "--epochs", "1"])));

@@ -1,22 +1,22 @@
 //! `trainer export --run DIR --out models/NAME [--precision int8]`: re-export a finished run's
 //! best weights.
 
-use std::path::Path;
-
 use crate::report::summary::ExportSummary;
+use crate::run_folder::RunFolder;
 use crate::training::checkpoint;
 use crate::training::job::{self, Phases};
 
-pub fn run(run: &Path, to: &super::train::ExportTo) -> anyhow::Result<ExportSummary> {
+pub fn run(run: &RunFolder, to: &super::train::ExportTo) -> anyhow::Result<ExportSummary> {
     let config = job::load_run_config(run)?;
-    let best = checkpoint::load(&checkpoint::best_path(run))?;
-    let metrics = run.join("metrics.json");
+    let best = checkpoint::load(&run.best())?;
+    let metrics = run.metrics();
     let summary: serde_json::Value = std::fs::read(&metrics)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| anyhow::anyhow!("{}: missing or unreadable; did `trainer train` finish for this run?", metrics.display()))?;
-    // Re-check the data and backbone: the export's parity gate runs on the validation split.
-    let p = job::prepare(&config, &mut Phases::default())?;
+    // Re-check the data and backbone, with the split the run trained on (its split.csv): the
+    // export's parity gate runs on those validation photos.
+    let p = job::prepare(&config, Some(run), &mut Phases::default())?;
     let val = p.probabilities(&best, &p.split.val)?;
     let get = |k: &str| summary.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
     let training = super::train::training_summary(
@@ -28,6 +28,6 @@ pub fn run(run: &Path, to: &super::train::ExportTo) -> anyhow::Result<ExportSumm
         get("train_loss") as f32,
     );
     // The cross-validation ran with the head's fit; it travels in the last checkpoint.
-    let state: checkpoint::Checkpoint = checkpoint::load(&checkpoint::checkpoint_path(run))?;
+    let state: checkpoint::Checkpoint = checkpoint::load(&run.checkpoint())?;
     super::train::export_outcome(&p, &best, &val, training, state.cross_validation, to)
 }

@@ -9,6 +9,7 @@ use shared::{Precision, TrainingSummary};
 use crate::openset;
 use crate::report::summary::{EvalSummary, ExportSummary, RunSummary, SplitCounts};
 use crate::report::{self, plots};
+use crate::run_folder::RunFolder;
 use crate::training::checkpoint::Stage;
 use crate::training::fit::Evaluation;
 use crate::training::job::{Prepared, TrainOutcome};
@@ -29,27 +30,22 @@ pub struct TrainRequest {
 
 pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
-    let outcome = training::train(request.config, &request.out, request.resume)?;
+    let run = RunFolder::new(&request.out);
+    let outcome = training::train(request.config, &run, request.resume)?;
     let mut summary = summarize(&outcome);
     let t = Instant::now();
     summary.conditions = training::conditions::run(&outcome.prepared, &outcome.best, request.condition_photos)?;
     if !summary.conditions.is_empty() {
         summary.seconds.push(("field conditions".into(), t.elapsed().as_secs_f32()));
     }
-    let run = &request.out;
-    report::write_predictions_csv(
-        &outcome.prepared,
-        &outcome.prepared.split.val,
-        &outcome.val.probabilities,
-        &run.join("predictions.csv"),
-    )?;
-    plots::curves(&outcome.state.history, &run.join("curves.png"))?;
+    report::write_predictions_csv(&outcome.prepared, &outcome.prepared.split.val, &outcome.val.probabilities, &run.predictions_csv())?;
+    plots::curves(&outcome.state.history, &run.curves_png())?;
     plots::confusion(
         &outcome.prepared.dataset.classes,
         &outcome.prepared.dataset.classes,
         &summary.val.confusion,
         &|t, p| t == p,
-        &run.join("confusion.png"),
+        &run.confusion_png(),
     )?;
     if let Some(out) = &request.export_to {
         let t = Instant::now();
@@ -67,12 +63,12 @@ pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
         summary.seconds.push(("export".into(), t.elapsed().as_secs_f32()));
     }
     summary.total_seconds = started.elapsed().as_secs_f32();
-    write_metrics(&summary, run)?;
+    write_metrics(&summary, &run)?;
     Ok(summary)
 }
 
-pub fn write_metrics(summary: &RunSummary, run: &Path) -> anyhow::Result<()> {
-    let path = run.join("metrics.json");
+pub fn write_metrics(summary: &RunSummary, run: &RunFolder) -> anyhow::Result<()> {
+    let path = run.metrics();
     shared::atomic::write_atomic(&path, &serde_json::to_vec_pretty(summary)?).with_context(|| format!("{}: cannot write", path.display()))
 }
 

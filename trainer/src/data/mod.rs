@@ -5,6 +5,7 @@ pub mod conditions;
 pub mod dedup;
 pub mod scan;
 pub mod split;
+pub mod split_file;
 
 pub use scan::{Dataset, Sample, ScanOptions, Skipped};
 pub use split::{Split, SplitOptions};

@@ -9,7 +9,7 @@ use serde::Serialize;
 use shared::compare::argmax;
 
 use super::Report;
-use crate::report::plots;
+use crate::report::{csv_field, plots};
 
 pub const REPORT_JSON: &str = "report.json";
 pub const PREDICTIONS_CSV: &str = "predictions.csv";
@@ -42,10 +42,6 @@ pub fn json(report: &Report) -> anyhow::Result<String> {
         conditions: report.conditions.as_deref(),
     };
     Ok(serde_json::to_string_pretty(&value)?)
-}
-
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
 }
 
 /// One row per image: where it came from, what the box would answer, and every output.

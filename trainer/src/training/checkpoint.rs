@@ -4,7 +4,7 @@
 //! the SHA-256 of its content: a damaged file (a flipped byte, a copy cut short) is refused with
 //! its name, never trained on.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -47,14 +47,6 @@ pub struct Checkpoint {
     pub stage_finished: bool,
     /// The `linear` head's cross-validation, when it ran.
     pub cross_validation: Option<shared::CrossValidation>,
-}
-
-pub fn checkpoint_path(run: &Path) -> PathBuf {
-    run.join("checkpoint.bin")
-}
-
-pub fn best_path(run: &Path) -> PathBuf {
-    run.join("best.bin")
 }
 
 pub fn save<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {

@@ -1,7 +1,6 @@
 //! The epoch loop shared by both stages: shuffle, step, validate, keep the best, checkpoint,
 //! stop early.
 
-use std::path::Path;
 use std::time::Instant;
 
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -15,6 +14,7 @@ pub use shared::compare::argmax;
 use super::checkpoint::{self, Checkpoint, EpochRecord, Stage};
 use crate::model::weights::ModelWeights;
 use crate::model::{Classifier, Head, to_vec};
+use crate::run_folder::RunFolder;
 
 /// A network the loop can train: inputs `[N, ...]` as a 4-D tensor, logits out.
 pub trait Network: burn::module::Module + Clone {
@@ -50,7 +50,7 @@ pub trait Inputs {
 
 pub struct FitOptions<'a> {
     /// The run folder, where checkpoints go.
-    pub run: &'a Path,
+    pub run: &'a RunFolder,
     pub stage: Stage,
     pub epochs: u32,
     pub patience: u32,
@@ -137,17 +137,17 @@ pub fn fit<M: Network>(
         if improved {
             state.best = Some(state.history.len() - 1);
             state.epochs_since_best = 0;
-            checkpoint::save(&checkpoint::best_path(options.run), &state.weights)?;
+            checkpoint::save(&options.run.best(), &state.weights)?;
         } else {
             state.epochs_since_best += 1;
         }
         state.optimizer = optim.into_bytes().map_err(|e| anyhow::anyhow!("saving optimizer state: {e:?}"))?.to_vec();
-        checkpoint::save(&checkpoint::checkpoint_path(options.run), &state)?;
+        checkpoint::save(&options.run.checkpoint(), &state)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
     state.stage_finished = true;
-    checkpoint::save(&checkpoint::checkpoint_path(options.run), &state)?;
+    checkpoint::save(&options.run.checkpoint(), &state)?;
     Ok(state)
 }
 

@@ -1,7 +1,7 @@
 //! The whole `trainer train` job: check data, split, load the backbone, train the head on
 //! cached features (and optionally through the trunk), evaluate, report. Resumable.
 
-use std::path::{Path, PathBuf};
+use std::fmt::Write as _;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -24,6 +24,7 @@ use crate::data::{self, Dataset, ScanOptions, Split, SplitOptions};
 use crate::features::{self, FeatureCache, TrunkEngine, TrunkFeatures, ViewKey};
 use crate::model::weights::ModelWeights;
 use crate::model::{Classifier, Head, Vgg16Trunk};
+use crate::run_folder::RunFolder;
 
 /// Wall-clock seconds per phase, in order of first use; a phase timed twice adds up.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -67,6 +68,28 @@ impl Prepared {
 
     pub fn images_of(&self, items: &[usize]) -> Vec<&RgbImage> {
         items.iter().map(|&i| &self.dataset.samples[i].image).collect()
+    }
+
+    /// The split per class, and how many near-duplicates were kept with their group: a table.
+    pub fn split_table(&self) -> String {
+        let mut table = String::new();
+        let _ = writeln!(table, "{:<20} {:>6} {:>6} {:>6}", "class", "train", "val", "test");
+        let count = |items: &[usize], class: usize| items.iter().filter(|&&i| self.dataset.samples[i].class == class).count();
+        for (c, name) in self.dataset.classes.iter().enumerate() {
+            let (train, val, test) = (count(&self.split.train, c), count(&self.split.val, c), count(&self.split.test, c));
+            let _ = writeln!(table, "{name:<20} {train:>6} {val:>6} {test:>6}");
+        }
+        let _ = write!(
+            table,
+            "{:<20} {:>6} {:>6} {:>6}   ({} skipped file(s), {} near-duplicate photo(s) kept with their group)",
+            "total",
+            self.split.train.len(),
+            self.split.val.len(),
+            self.split.test.len(),
+            self.dataset.skipped.len(),
+            self.near_duplicates_grouped()
+        );
+        table
     }
 
     /// Photos grouped with an earlier near-duplicate.
@@ -205,21 +228,26 @@ impl Prepared {
     }
 }
 
-/// Scans and checks the data, splits it and loads the backbone.
-pub fn prepare(config: &TrainConfig, phases: &mut Phases) -> anyhow::Result<Prepared> {
+/// Scans and checks the data, splits it (or reads the split `from` a run folder) and loads the
+/// backbone.
+pub fn prepare(config: &TrainConfig, from: Option<&RunFolder>, phases: &mut Phases) -> anyhow::Result<Prepared> {
     config.validate().map_err(anyhow::Error::msg)?;
     let preprocessing = Preprocessing::new(config.input_size, config.resize).map_err(anyhow::Error::msg)?;
     let scan_options =
         ScanOptions { classes: config.classes.clone(), strict: config.strict, min_images_per_class: config.min_images_per_class };
     let dataset = phases.time("scan", || data::scan::scan(&config.data, &scan_options, &preprocessing))?;
-    let (groups, split) = phases.time("split", || {
+    let (groups, split) = phases.time("split", || -> anyhow::Result<_> {
+        if let Some(run) = from {
+            let (split, groups) = data::split_file::read(&dataset, &run.split_csv())?;
+            return Ok((groups, split));
+        }
         let hashes: Vec<_> = dataset.samples.iter().map(|s| &s.phash).collect();
         let groups = data::dedup::group(&hashes, config.dedup_distance);
         let classes: Vec<usize> = dataset.samples.iter().map(|s| s.class).collect();
         let options = SplitOptions { val_fraction: config.val_fraction, test_fraction: config.test_fraction, seed: config.seed };
         let split = data::split::split(&classes, &groups, &options);
-        (groups, split)
-    });
+        Ok((groups, split))
+    })?;
     let backbone = phases.time("backbone", || Vgg16Weights::load(&config.backbone, config.convention))?;
     let backbone_sha256 = backbone.sha256();
     tracing::info!("backbone {} ({} convention, weights sha256 {}...)", backbone.source, backbone.convention, &backbone_sha256[..12]);
@@ -278,7 +306,7 @@ fn fresh_state(stage: Stage, weights: ModelWeights, carried: Option<&Checkpoint>
 /// Fits the `linear` head on every cached view of the training images (the clean one and any
 /// `--aug-views`), cross-validates it on training + validation photos and divides its logits by
 /// the temperature fitted there; records it as one finished head stage, saved as the best weights.
-fn fit_linear_head(p: &Prepared, train_views: &[Vec<Vec<f32>>], run: &Path) -> anyhow::Result<Checkpoint> {
+fn fit_linear_head(p: &Prepared, train_views: &[Vec<Vec<f32>>], run: &RunFolder) -> anyhow::Result<Checkpoint> {
     use super::calibration::{self, Sample};
     let started = Instant::now();
     let dims = p.feature_dims();
@@ -362,8 +390,8 @@ fn fit_linear_head(p: &Prepared, train_views: &[Vec<Vec<f32>>], run: &Path) -> a
     state.epochs_done = 1;
     state.stage_finished = true;
     state.cross_validation = cross_validation;
-    checkpoint::save(&checkpoint::best_path(run), &state.weights)?;
-    checkpoint::save(&checkpoint::checkpoint_path(run), &state)?;
+    checkpoint::save(&run.best(), &state.weights)?;
+    checkpoint::save(&run.checkpoint(), &state)?;
     Ok(state)
 }
 
@@ -379,19 +407,15 @@ pub struct TrainOutcome {
     pub lock: crate::lock::RunLock,
 }
 
-pub fn run_config_path(run: &Path) -> PathBuf {
-    run.join("run.json")
-}
-
 /// Reads the configuration a run folder was created with (for `--resume` and `export`).
-pub fn load_run_config(run: &Path) -> anyhow::Result<TrainConfig> {
-    let path = run_config_path(run);
+pub fn load_run_config(run: &RunFolder) -> anyhow::Result<TrainConfig> {
+    let path = run.config();
     let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read; is {} a trainer run folder?", path.display(), run.display()))?;
+        .with_context(|| format!("{}: cannot read; is {} a trainer run folder?", path.display(), run.root().display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not a run configuration", path.display()))
 }
 
-pub fn train(config: TrainConfig, run: &Path, resume: bool) -> anyhow::Result<TrainOutcome> {
+pub fn train(config: TrainConfig, run: &RunFolder, resume: bool) -> anyhow::Result<TrainOutcome> {
     let config = if resume {
         let mut saved = load_run_config(run)?;
         // How long to go on is the one thing a resumed run may change.
@@ -401,34 +425,34 @@ pub fn train(config: TrainConfig, run: &Path, resume: bool) -> anyhow::Result<Tr
         if saved != config {
             tracing::warn!(
                 "--resume: continuing with the settings saved in {} (the command line's differ; only --epochs, --patience and --finetune-epochs may change)",
-                run_config_path(run).display()
+                run.config().display()
             );
         }
         saved
     } else {
-        if checkpoint::checkpoint_path(run).exists() {
-            bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", run.display());
+        if run.checkpoint().exists() {
+            bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", run.root().display());
         }
         config
     };
     let mut phases = Phases::default();
     // The data and backbone are checked before the run folder gets a file: a run that fails
     // here (a missing folder, --strict on a bad photo) leaves nothing that looks like a run.
-    let p = prepare(&config, &mut phases)?;
-    std::fs::create_dir_all(run).with_context(|| format!("{}: cannot create the run folder", run.display()))?;
+    let p = prepare(&config, None, &mut phases)?;
+    std::fs::create_dir_all(run.root()).with_context(|| format!("{}: cannot create the run folder", run.root().display()))?;
     let lock = crate::lock::RunLock::acquire(run)?;
     if !resume {
-        if checkpoint::checkpoint_path(run).exists() {
-            bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", run.display());
+        if run.checkpoint().exists() {
+            bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", run.root().display());
         }
         let json = serde_json::to_vec_pretty(&config)?;
-        shared::atomic::write_atomic(&run_config_path(run), &json).with_context(|| format!("{}: cannot write", run.display()))?;
+        shared::atomic::write_atomic(&run.config(), &json).with_context(|| format!("{}: cannot write", run.root().display()))?;
     }
-    crate::report::print_split(&p);
-    crate::report::write_split_csv(&p, &run.join("split.csv"))?;
+    eprintln!("{}", p.split_table());
+    data::split_file::write(&p.dataset, &p.split, &p.groups, &run.split_csv())?;
 
-    let mut state: Option<Checkpoint> = if resume && checkpoint::checkpoint_path(run).exists() {
-        let state: Checkpoint = checkpoint::load(&checkpoint::checkpoint_path(run))?;
+    let mut state: Option<Checkpoint> = if resume && run.checkpoint().exists() {
+        let state: Checkpoint = checkpoint::load(&run.checkpoint())?;
         tracing::info!("resuming: {:?} stage, {} epochs done", state.stage, state.epochs_done);
         Some(state)
     } else {
@@ -504,7 +528,7 @@ pub fn train(config: TrainConfig, run: &Path, resume: bool) -> anyhow::Result<Tr
             carried => {
                 let mut head = Head::new(config.head, channels, spatial, n_classes, config.dropout, &autodiff);
                 if carried.is_some() {
-                    let best: ModelWeights = checkpoint::load(&checkpoint::best_path(run))?;
+                    let best: ModelWeights = checkpoint::load(&run.best())?;
                     head = head.load_weights(&best.head, &autodiff);
                 }
                 let model = Classifier { trunk: Vgg16Trunk::from_weights(&p.backbone.convs, &autodiff), head };
@@ -528,7 +552,7 @@ pub fn train(config: TrainConfig, run: &Path, resume: bool) -> anyhow::Result<Tr
     }
 
     let state = state.context("nothing to train: the run is already complete")?;
-    let best: ModelWeights = checkpoint::load(&checkpoint::best_path(run))?;
+    let best: ModelWeights = checkpoint::load(&run.best())?;
     let val = phases.time("evaluate", || p.probabilities(&best, &p.split.val))?;
     let test = if p.split.test.is_empty() { None } else { Some(phases.time("evaluate", || p.probabilities(&best, &p.split.test))?) };
     Ok(TrainOutcome { prepared: p, best, state, val, test, phases, lock })
