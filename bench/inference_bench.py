@@ -5,9 +5,12 @@ alternating runs, same thread count, for every bundle given; then the accuracy-v
 For each round, each bundle and each thread count: tract, then onnxruntime (bench/ort_bench.py),
 each a fresh process with its warm-up. Medians over rounds of each run's median latency.
 Accuracy is the validation accuracy of the exported graph in tract, measured by the export's
-parity gate and stored in the bundle: the accuracy the device delivers, int8 included.
+parity gate and stored in the bundle: the accuracy the device delivers, int8 included. With
+--field DIR, each bundle whose labels are all folders of DIR is also scored there by
+`trainer evaluate` (photos from other sources: top class right, answered right, refusals), and
+the plot shows that instead: validation photos from the training collection flatter every point.
 
-usage: inference_bench.py models/*.bundle [--threads 1,2] [--rounds 3] [--out bench/results]
+usage: inference_bench.py models/*.bundle [--threads 1,2] [--rounds 3] [--out bench/results] [--field DIR]
 """
 
 import argparse
@@ -38,6 +41,7 @@ def main():
     p.add_argument("--edge", default="target/release/edge")
     p.add_argument("--trainer", default="target/release/trainer")
     p.add_argument("--out", default="bench/results")
+    p.add_argument("--field", help="class folders from other sources (e.g. ../shared/data/field) to score each bundle on")
     p.add_argument("--plot-only", action="store_true", help="no timing: re-read the bundles' accuracy, reprint and replot OUT/inference.json")
     args = p.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
@@ -54,6 +58,21 @@ def main():
             "val_accuracy": m["parity"]["accuracy"],
             "val_images": m["training"]["val_images"],
         }
+    if args.field:
+        folders = {d for d in os.listdir(args.field) if os.path.isdir(os.path.join(args.field, d))}
+        for b in args.bundles:
+            labels = run_json([args.trainer, "inspect", "--json", b])["manifest"]["labels"]
+            if set(labels) <= folders:
+                r = run_json([args.trainer, "evaluate", "--model", b, "--data", args.field, "--json"])
+                models[b].update(
+                    field_targets=r["target_images"],
+                    field_accuracy=r["accuracy"],
+                    field_answered=r["answered_correctly"],
+                    field_target_refused=r["target_refused"],
+                    field_other_refused=r["other_refused"],
+                )
+                print(f"field {models[b]['name']}: top {r['accuracy']:.3f}, answered {r['answered_correctly']:.3f}, "
+                      f"targets refused {r['target_refused']:.3f}, other refused {r['other_refused']:.3f}", file=sys.stderr)
     path = os.path.join(args.out, "inference.json")
     if args.plot_only:
         with open(path) as f:
@@ -85,11 +104,16 @@ def summarize(args, rows, models, threads, path):
             med = {e: statistics.median(x["median_ms"] for x in rows if x["bundle"] == b and x["threads"] == t and x["engine"] == e) for e in ["tract", "onnxruntime"]}
             table.append({**info, "bundle": b, "threads": t, "tract_ms": med["tract"], "ort_ms": med["onnxruntime"]})
     print(f"median of {args.rounds} alternating rounds x {args.runs} runs; {platform.machine()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-    print("| model | classes | input | precision | val acc | threads | tract ms | tract fps | onnxruntime ms | tract/ort |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | classes | input | precision | val acc | field top / answered / targets refused / other refused | threads | tract ms | tract fps | onnxruntime ms | tract/ort |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for x in table:
+        field = (
+            f"{x['field_accuracy']:.3f} / {x['field_answered']:.3f} / {x['field_target_refused']:.3f} / {x['field_other_refused']:.3f}"
+            if "field_accuracy" in x
+            else "-"
+        )
         print(
-            f"| {x['name']} | {x['classes']} | {x['input_size']} | {x['precision']} | {x['val_accuracy']:.3f} | {x['threads']} | "
+            f"| {x['name']} | {x['classes']} | {x['input_size']} | {x['precision']} | {x['val_accuracy']:.3f} | {field} | {x['threads']} | "
             f"{x['tract_ms']:.0f} | {1000 / x['tract_ms']:.1f} | {x['ort_ms']:.0f} | {x['tract_ms'] / x['ort_ms']:.2f} |"
         )
     os.makedirs(args.out, exist_ok=True)
@@ -99,9 +123,15 @@ def summarize(args, rows, models, threads, path):
     plot(table, max(threads), os.path.join(args.out, "accuracy_vs_latency.png"))
 
 
+def accuracy(x):
+    """The field set's answered-right share where the bundle was scored there, else validation."""
+    return x.get("field_answered", x["val_accuracy"])
+
+
 def plot(table, threads, path):
-    """Validation accuracy against tract latency, one line per (task, precision), sizes labelled;
-    GAP-head models only (the flatten head is a different model, in the table)."""
+    """Accuracy against tract latency, one line per (task, precision), sizes labelled: the field
+    set's answered-right share where the bundle was scored there, else validation accuracy;
+    GAP and linear heads (the flatten head is a different model, in the table)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,20 +140,21 @@ def plot(table, threads, path):
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     series = {}
     for x in table:
-        if x["threads"] == threads and x["head"] == "gap":
+        if x["threads"] == threads and x["head"] in ("gap", "linear"):
             series.setdefault((x["classes"], x["precision"]), []).append(x)
     for (classes, precision), points in sorted(series.items()):
         points.sort(key=lambda x: x["tract_ms"])
         style = "-o" if precision == "f32" else "--s"
-        ax.plot([x["tract_ms"] for x in points], [x["val_accuracy"] for x in points], style, label=f"{classes} classes, {precision}")
+        where = "field, answered right" if "field_answered" in points[0] else "validation"
+        ax.plot([x["tract_ms"] for x in points], [accuracy(x) for x in points], style, label=f"{classes} classes, {precision} ({where})")
         for x in points:
-            ax.annotate(f"{x['input_size']}", (x["tract_ms"], x["val_accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ort = [x for x in table if x["threads"] == threads and x["precision"] == "f32" and x["head"] == "gap"]
+            ax.annotate(f"{x['input_size']}", (x["tract_ms"], accuracy(x)), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ort = [x for x in table if x["threads"] == threads and x["precision"] == "f32" and x["head"] in ("gap", "linear")]
     if ort:
-        ax.scatter([x["ort_ms"] for x in ort], [x["val_accuracy"] for x in ort], marker="x", color="gray", label="onnxruntime, same f32 graphs")
+        ax.scatter([x["ort_ms"] for x in ort], [accuracy(x) for x in ort], marker="x", color="gray", label="onnxruntime, same f32 graphs")
     ax.set_xlabel(f"latency per frame, ms (median, {threads} threads, this machine)")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title("VGG16 + GAP head: accuracy against latency by input size (labels)")
+    ax.set_ylabel("accuracy (field photos where scored, else validation)")
+    ax.set_title("VGG16 + head: accuracy against latency by input size (labels)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -29,8 +29,8 @@ pub struct Outputs {
 /// tract's knobs as this product sets them, per architecture, measured on our graph. They are
 /// defaults: the same name in the environment still wins (tract reads it first).
 ///
-/// - `TRACT_DISABLE_DIRECT_SPATIAL` on x86-64: the VGG16 graph at 224 on an AMD EPYC (Zen 4,
-///   AVX-512), 3 alternating rounds of `edge bench`: 1.10x faster on one thread (1 032-1 082 ms
+/// - `TRACT_DISABLE_DIRECT_SPATIAL` on x86-64: the VGG16 graph at 224 on an AMD EPYC VM (AVX2
+///   and FMA, no AVX-512), 3 alternating rounds of `edge bench`: 1.10x faster on one thread (1 032-1 082 ms
 ///   against 1 126-1 293), 1.02-1.04x on two; the issue that asked for it measured 1.22x / 1.13x
 ///   on its machine. Not measured on aarch64, so tract's own choice stays there.
 const TRACT_KNOBS: &[(&str, &str)] = if cfg!(target_arch = "x86_64") { &[("TRACT_DISABLE_DIRECT_SPATIAL", "true")] } else { &[] };

@@ -95,7 +95,6 @@ fn libtorch_device(device: DeviceSpec) -> anyhow::Result<Device> {
     Ok(match device {
         DeviceSpec::Cpu => Device::libtorch(),
         DeviceSpec::Cuda(i) => {
-            full_fp32_on_gpu();
             let cuda = Device::libtorch_cuda(i);
             usable(&cuda).map_err(|why| {
                 anyhow::anyhow!(
@@ -112,17 +111,19 @@ fn libtorch_device(device: DeviceSpec) -> anyhow::Result<Device> {
 /// Keeps cuBLAS and cuDNN in full fp32 (NVIDIA_TF32_OVERRIDE=0) unless the caller's environment
 /// says otherwise. PyTorch lets cuDNN convolutions use TF32 (a 10-bit mantissa) on Ampere and later
 /// GPUs: measured on an H200, the 17-class export's parity gate then failed at 2.1e-4 against the
-/// board's fp32 (tolerance 1e-4) with the model itself unchanged. The trunk pass this product runs
-/// on the GPU costs well under a second, so exactness wins; `NVIDIA_TF32_OVERRIDE=1` trades it back.
-/// Read by those libraries when their first handle is made, so it is set before any CUDA call.
-#[cfg(feature = "tch")]
-fn full_fp32_on_gpu() {
+/// board's fp32 (tolerance 1e-4) with the model itself unchanged. The frozen trunk's pass took
+/// 2.6 s for 1 360 photos there, so exactness wins; `NVIDIA_TF32_OVERRIDE=1` trades it back.
+/// Those libraries read it when their first handle is made; the `trainer` binary calls this first
+/// thing in `main`, before any thread exists (the environment is not safe to change later). It
+/// does nothing without an NVIDIA library.
+///
+/// # Safety
+/// No other thread may read or write the environment meanwhile: call it before starting any.
+pub unsafe fn keep_gpu_in_full_fp32() {
     const KNOB: &str = "NVIDIA_TF32_OVERRIDE";
     if std::env::var_os(KNOB).is_none() {
-        // SAFETY: set once, before libtorch's first CUDA call; no other thread of the trainer reads
-        // or writes the environment then (the scan's workers have finished).
+        // SAFETY: the caller guarantees no other thread is running.
         unsafe { std::env::set_var(KNOB, "0") };
-        tracing::debug!("{KNOB}=0: cuDNN and cuBLAS in full fp32");
     }
 }
 

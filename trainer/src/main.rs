@@ -9,6 +9,8 @@ use trainer::cli::{Cli, Command};
 use trainer::commands;
 
 fn main() -> ExitCode {
+    // SAFETY: the first thing the process does; no other thread exists yet.
+    unsafe { trainer::device::keep_gpu_in_full_fp32() };
     let cli = Cli::parse();
     shared::logging::init(cli.log_format);
     shared::preprocess::set_max_pixels(cli.max_pixels);

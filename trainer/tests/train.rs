@@ -38,15 +38,7 @@ fn trains_reports_and_exports_with_defaults() {
     assert!(exists(&f.path("models").join("run.onnx")));
     // `trainer export` re-exports the finished run; `inspect` reads the bundle back.
     let again = f.path("models").join("again");
-    let out = trainer(&[
-        "export".into(),
-        "--run".into(),
-        f.path("run").to_str().unwrap().into(),
-        "--out".into(),
-        again.to_str().unwrap().into(),
-        "--json".into(),
-    ]);
-    let export = json(&out);
+    let export = json(&f.export("run", "again"));
     assert!(export["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
     let again_bundle = Bundle::read(&again.with_extension("bundle")).unwrap();
     use prost::Message;
@@ -71,28 +63,24 @@ fn export_checks_the_validation_photos_the_run_was_judged_on() {
     for i in 0..8 {
         trainer::fixtures::photo(i % 2, &mut rng).save(f.data.join(["stripes", "columns"][i % 2]).join(format!("late_{i}.jpg"))).unwrap();
     }
-    let export = |name: &str| {
-        let to = f.path("models").join(name);
-        trainer(&[
-            "export".into(),
-            "--run".into(),
-            f.path("run").to_str().unwrap().into(),
-            "--out".into(),
-            to.to_str().unwrap().into(),
-            "--json".into(),
-        ])
-    };
-    let out = export("later");
+    // And a class folder the weights never saw, sorting before the others: not taken either.
+    std::fs::create_dir_all(f.data.join("checks")).unwrap();
+    for i in 0..6 {
+        trainer::fixtures::photo(2, &mut rng).save(f.data.join("checks").join(format!("c_{i}.jpg"))).unwrap();
+    }
+    let out = f.export("run", "later");
     assert_eq!(json(&out)["parity_images"].as_u64().unwrap(), val_images, "the run's validation photos, not a new split's");
     assert!(String::from_utf8_lossy(&out.stderr).contains("came after this run's split"), "{}", String::from_utf8_lossy(&out.stderr));
+    let bundle = Bundle::read(&f.path("models").join("later.bundle")).unwrap();
+    assert_eq!(bundle.manifest.labels, vec!["columns", "stripes"], "the run's classes, in its order");
     // A photo of the split that is gone is an error naming it, not a silently different split.
     let split = std::fs::read_to_string(f.path("run").join("split.csv")).unwrap();
     let gone = split.lines().find(|l| l.contains(",val,")).unwrap().split(',').next().unwrap().to_string();
     std::fs::remove_file(f.data.join(&gone)).unwrap();
-    let out = export("gone");
+    let out = f.export("run", "gone");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&gone) && err.contains("no longer in the data folders"), "{err}");
+    assert!(err.contains(&gone) && err.contains("no longer usable in the data folders"), "{err}");
 }
 
 #[test]
@@ -171,12 +159,19 @@ fn resumes_after_kill_9_from_the_last_completed_epoch() {
     let out = trainer(&f.train_args("run", &["--head", "gap", "--no-export"]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--resume"));
 
+    // A photo added before the resume joins no split: the resumed run keeps the one it had.
+    let split_before = std::fs::read_to_string(f.path("run").join("split.csv")).unwrap();
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);
+    trainer::fixtures::photo(0, &mut rng).save(f.data.join("stripes").join("late.jpg")).unwrap();
+
     let target = (done + 3).to_string();
     let summary = json(&trainer(
         &f.train_args("run", &["--head", "gap", "--resume", "--json", "--no-export", "--epochs", &target, "--patience", "100000"]),
     ));
     let history = summary["history"].as_array().unwrap();
     assert_eq!(history.len(), done as usize + 3, "resumed run did not continue from epoch {done}");
+    assert_eq!(std::fs::read_to_string(f.path("run").join("split.csv")).unwrap(), split_before, "the resumed run kept its split");
+    std::fs::remove_file(f.data.join("stripes").join("late.jpg")).unwrap();
     for (i, record) in killed.history.iter().enumerate() {
         assert_eq!(history[i]["epoch"].as_u64().unwrap(), record.epoch as u64);
         assert_eq!(history[i]["val_loss"].as_f64().unwrap() as f32, record.val_loss, "epoch {} changed", record.epoch);

@@ -7,13 +7,17 @@ use crate::training::checkpoint;
 use crate::training::job::{self, Phases};
 
 pub fn run(run: &RunFolder, to: &super::train::ExportTo) -> anyhow::Result<ExportSummary> {
-    let config = job::load_run_config(run)?;
+    let mut config = job::load_run_config(run)?;
     let best = checkpoint::load(&run.best())?;
     let metrics = run.metrics();
     let summary: serde_json::Value = std::fs::read(&metrics)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| anyhow::anyhow!("{}: missing or unreadable; did `trainer train` finish for this run?", metrics.display()))?;
+    // The run's classes, in its order: a class folder added since is not one the weights know.
+    if let Some(classes) = summary.get("classes").and_then(|c| serde_json::from_value::<Vec<String>>(c.clone()).ok()) {
+        config.classes = Some(classes);
+    }
     // Re-check the data and backbone, with the split the run trained on (its split.csv): the
     // export's parity gate runs on those validation photos.
     let p = job::prepare(&config, Some(run), &mut Phases::default())?;

@@ -84,7 +84,7 @@ fn eval_summary(p: &Prepared, items: &[usize], e: &Evaluation) -> EvalSummary {
 fn summarize(o: &TrainOutcome) -> RunSummary {
     let p = &o.prepared;
     let best = o.state.best.map(|b| o.state.history[b].clone());
-    let count = |items: &[usize], c: usize| items.iter().filter(|&&i| p.dataset.samples[i].class == c).count();
+    let count = |items: &[usize], c: usize| p.count_of_class(items, c);
     RunSummary {
         classes: p.dataset.classes.clone(),
         counts: p
@@ -191,6 +191,9 @@ pub fn export_outcome(
     cross_validation: Option<shared::CrossValidation>,
     to: &ExportTo,
 ) -> anyhow::Result<ExportSummary> {
+    if let Some(diff) = p.cross_check_trunk(&p.split.val)? {
+        tracing::info!("trunk cross-check: tract's features against Burn's, largest difference {diff:.1e} of their scale");
+    }
     let trunk = match &best.trunk {
         Some(records) => records.iter().map(Into::into).collect(),
         None => p.backbone.convs.clone(),

@@ -349,13 +349,19 @@ pub fn trunk_features(convs: &[ConvWeights], normalization: &Normalization, inpu
     let mut g = GraphBuilder::default();
     let x = preprocessing(&mut g, ONNX_INPUT, normalization);
     let (trunk, _) = trunk_f32(&mut g, x, convs);
-    let average4 = g.global_average_pool(&trunk.block4);
-    let average4 = g.flatten(&average4);
-    let max4 = g.global_max_pool(&trunk.block4);
-    let max4 = g.flatten(&max4);
+    let (average4, max4) = pooled_block4(&mut g, &trunk);
     let outputs: Vec<_> = [&trunk.features, &average4, &max4].into_iter().map(|t| (t.as_str(), DataType::Float, &[][..])).collect();
     let s = Some(input_size);
     g.finish((ONNX_INPUT, DataType::Uint8, &[None, s, s, Some(3)]), &outputs, vec![], "VGG16 trunk features (training only)")
+}
+
+/// Block 4's output pooled by average and by max, each `[N, C4]`: what the feature cache keeps of
+/// it, and the open-set descriptor's first half.
+fn pooled_block4(g: &mut GraphBuilder, trunk: &TrunkOutputs) -> (String, String) {
+    let average = g.global_average_pool(&trunk.block4);
+    let average = g.flatten(&average);
+    let max = g.global_max_pool(&trunk.block4);
+    (average, g.flatten(&max))
 }
 
 /// The exported trunk's weights, in the precision they are written in.
@@ -368,10 +374,7 @@ pub enum Trunk<'a> {
 /// and max-pooled, then block 5 the same. `pooled5` is block 5's average pool, `[N, C]`, which the
 /// head may share.
 pub fn open_set_descriptor(g: &mut GraphBuilder, trunk: &TrunkOutputs, pooled5: &str) -> String {
-    let average4 = g.global_average_pool(&trunk.block4);
-    let average4 = g.flatten(&average4);
-    let max4 = g.global_max_pool(&trunk.block4);
-    let max4 = g.flatten(&max4);
+    let (average4, max4) = pooled_block4(g, trunk);
     let max5 = g.global_max_pool(&trunk.features);
     let max5 = g.flatten(&max5);
     g.concat_axis1(&[&average4, &max4, pooled5, &max5])

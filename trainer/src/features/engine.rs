@@ -2,11 +2,13 @@
 //! empty cache (one VGG16 pass per photo view).
 //!
 //! - libtorch (the `tch` build, CPU or CUDA) runs Burn's trunk module, batched;
-//! - on the pure-Rust build, tract runs the export's own preprocessing and trunk graph, one image
-//!   per core. Measured on the development machine (2-core AMD EPYC, 224 px, cold cache): Burn's
-//!   flex backend 0.49 s per photo, tract about half that (BENCHMARKS.md, "Features on the default
-//!   build"). It is also the edge's engine, so the head trains on the very numbers the board's
-//!   graph computes, and the parity gate has less to forgive.
+//! - with the flex backend (the pure-Rust build's), tract runs the export's own preprocessing and
+//!   trunk graph, one photo per core. Measured on the development machine (2-core AMD EPYC,
+//!   224 px, cold cache): 0.54 s per photo against 1.22 s in Burn's flex backend, which kept one
+//!   core busy (BENCHMARKS.md, "Features on the default build"). It is also the edge's engine, so
+//!   the head trains on the numbers the board's graph computes; the export then cross-checks a
+//!   few photos in Burn's trunk, so that the parity gate does not compare tract with itself
+//!   ([`crate::training::job::Prepared::cross_check_trunk`]).
 
 use anyhow::Context;
 use burn::prelude::*;
@@ -45,6 +47,15 @@ impl TrunkEngine {
                 Self::Tract(graph)
             }
         })
+    }
+
+    /// Photos per [`TrunkEngine::forward`] call: a batch for Burn's GEMMs; for tract, one photo
+    /// per core (at least a Burn batch, so the progress bar moves in the same steps).
+    pub fn batch(&self) -> usize {
+        match self {
+            Self::Burn { .. } => super::EXTRACT_BATCH,
+            Self::Tract(_) => rayon::current_num_threads().max(super::EXTRACT_BATCH),
+        }
     }
 
     pub fn name(&self) -> &'static str {

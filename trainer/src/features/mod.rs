@@ -1,5 +1,5 @@
-//! Trunk features, computed once per image view (by the fastest engine the build has,
-//! [`engine`]) and cached on disk.
+//! Trunk features, computed once per image view (in libtorch where it is the backend, else in
+//! tract: [`engine`]) and cached on disk.
 //!
 //! With a frozen trunk the expensive part of training is one forward pass per image; the head
 //! then trains in seconds on the stored features. A cache entry is keyed by everything that
@@ -19,7 +19,7 @@ use shared::Normalization;
 
 pub use engine::{TrunkEngine, burn_forward, images_to_tensor};
 
-/// Images per trunk forward pass: large enough to keep the GEMMs busy, small enough for memory.
+/// Images per Burn trunk forward pass: large enough to keep the GEMMs busy, small enough for memory.
 pub const EXTRACT_BATCH: usize = 8;
 
 /// What a cache file holds.
@@ -190,7 +190,7 @@ pub fn extract<'a, 't>(
         engine.name()
     );
     let bar = crate::progress::bar(missing.len() as u64, label);
-    for chunk in missing.chunks(EXTRACT_BATCH) {
+    for chunk in missing.chunks(engine.batch()) {
         let images: Vec<RgbImage> = {
             use rayon::prelude::*;
             chunk.par_iter().map(|&i| (jobs[i].1)()).collect()

@@ -1,4 +1,4 @@
-//! What a run tells its user: the split, metrics.json, per-image predictions, and plots.
+//! What a run tells its user: metrics.json's summary, per-image predictions, and plots.
 
 pub mod plots;
 pub mod summary;
@@ -47,5 +47,5 @@ pub fn confusion(classes: usize, truth: &[usize], probabilities: &[Vec<f32>]) ->
 
 /// One CSV field, quoted when it must be (RFC 4180).
 pub fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\n']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_string() }
+    if field.contains([',', '"', '\n', '\r']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_string() }
 }

@@ -43,6 +43,14 @@ impl Phases {
     }
 }
 
+/// Validation photos whose trunk features [`Prepared::cross_check_trunk`] recomputes in Burn: each
+/// costs one trunk pass in the slowest engine, and a wrong trunk graph shows on any photo.
+pub const TRUNK_CROSS_CHECK_PHOTOS: usize = 2;
+/// Largest difference allowed there, relative to the largest feature: float32 rounding through
+/// two engines' 13 convolutions (measured 2.3e-5 on the VGG16 trunk at 224), with room to spare; a
+/// wrong trunk graph (a channel order, a missing ReLU or pool) differs by the order of 1.
+pub const TRUNK_CROSS_CHECK_TOLERANCE: f32 = 1e-3;
+
 /// Data, split and backbone, checked and loaded: what training and export both start from.
 pub struct Prepared {
     pub config: TrainConfig,
@@ -70,13 +78,18 @@ impl Prepared {
         items.iter().map(|&i| &self.dataset.samples[i].image).collect()
     }
 
+    /// How many of `items` are of `class`.
+    pub fn count_of_class(&self, items: &[usize], class: usize) -> usize {
+        items.iter().filter(|&&i| self.dataset.samples[i].class == class).count()
+    }
+
     /// The split per class, and how many near-duplicates were kept with their group: a table.
     pub fn split_table(&self) -> String {
         let mut table = String::new();
         let _ = writeln!(table, "{:<20} {:>6} {:>6} {:>6}", "class", "train", "val", "test");
-        let count = |items: &[usize], class: usize| items.iter().filter(|&&i| self.dataset.samples[i].class == class).count();
         for (c, name) in self.dataset.classes.iter().enumerate() {
-            let (train, val, test) = (count(&self.split.train, c), count(&self.split.val, c), count(&self.split.test, c));
+            let count = |items: &[usize]| self.count_of_class(items, c);
+            let (train, val, test) = (count(&self.split.train), count(&self.split.val), count(&self.split.test));
             let _ = writeln!(table, "{name:<20} {train:>6} {val:>6} {test:>6}");
         }
         let _ = write!(
@@ -156,6 +169,40 @@ impl Prepared {
             })
             .collect();
         self.features_of(jobs, label)
+    }
+
+    /// Where tract computed the frozen trunk's features (the pure-Rust build), the parity gate
+    /// would compare the exported trunk with itself: so the first [`TRUNK_CROSS_CHECK_PHOTOS`] of
+    /// `items` also go through Burn's own trunk, whose features must agree with the cached ones.
+    /// Returns the largest difference relative to the features' scale (`None`: Burn computed them).
+    pub fn cross_check_trunk(&self, items: &[usize]) -> anyhow::Result<Option<f32>> {
+        if self.config.backend != crate::device::Backend::Flex || self.config.trains_trunk() {
+            return Ok(None);
+        }
+        let items = &items[..items.len().min(TRUNK_CROSS_CHECK_PHOTOS)];
+        let cached = self.clean_trunk_features(items, "trunk cross-check")?;
+        let trunk = Vgg16Trunk::from_weights(&self.backbone.convs, &self.device);
+        let images: Vec<RgbImage> = items.iter().map(|&i| self.dataset.samples[i].image.clone()).collect();
+        let burn = features::burn_forward(&trunk, &self.device, &self.normalization, &images);
+        let mut worst = 0f32;
+        for ((c, b), &i) in cached.iter().zip(&burn).zip(items) {
+            let scale = b.map.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+            let diff =
+                c.map.iter().chain(&c.block4_pooled).zip(b.map.iter().chain(&b.block4_pooled)).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            let relative = diff / scale;
+            // NaN (a broken trunk) fails too.
+            if relative.is_nan() || relative > TRUNK_CROSS_CHECK_TOLERANCE {
+                return Err(crate::export::parity::ParityFailure {
+                    details: format!(
+                        "{}: the trunk's features from tract differ from Burn's by {relative:.2e} of their scale (tolerance {TRUNK_CROSS_CHECK_TOLERANCE})",
+                        self.dataset.samples[i].name
+                    ),
+                }
+                .into());
+            }
+            worst = worst.max(relative);
+        }
+        Ok(Some(worst))
     }
 
     /// Clean view plus `aug_views` augmented views of each training item.
@@ -438,7 +485,9 @@ pub fn train(config: TrainConfig, run: &RunFolder, resume: bool) -> anyhow::Resu
     let mut phases = Phases::default();
     // The data and backbone are checked before the run folder gets a file: a run that fails
     // here (a missing folder, --strict on a bad photo) leaves nothing that looks like a run.
-    let p = prepare(&config, None, &mut phases)?;
+    // A resumed run keeps its split, whatever the folders gained meanwhile.
+    let split_from = (resume && run.split_csv().exists()).then_some(run);
+    let p = prepare(&config, split_from, &mut phases)?;
     std::fs::create_dir_all(run.root()).with_context(|| format!("{}: cannot create the run folder", run.root().display()))?;
     let lock = crate::lock::RunLock::acquire(run)?;
     if !resume {
@@ -449,7 +498,9 @@ pub fn train(config: TrainConfig, run: &RunFolder, resume: bool) -> anyhow::Resu
         shared::atomic::write_atomic(&run.config(), &json).with_context(|| format!("{}: cannot write", run.root().display()))?;
     }
     eprintln!("{}", p.split_table());
-    data::split_file::write(&p.dataset, &p.split, &p.groups, &run.split_csv())?;
+    if split_from.is_none() {
+        data::split_file::write(&p.dataset, &p.split, &p.groups, &run.split_csv())?;
+    }
 
     let mut state: Option<Checkpoint> = if resume && run.checkpoint().exists() {
         let state: Checkpoint = checkpoint::load(&run.checkpoint())?;

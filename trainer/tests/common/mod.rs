@@ -49,6 +49,19 @@ impl Fixture {
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
+
+    /// `trainer export --run RUN --out models/NAME --json` on a run of this fixture.
+    pub fn export(&self, run: &str, name: &str) -> Output {
+        let path = |p: PathBuf| p.to_str().unwrap().to_string();
+        trainer(&[
+            "export".into(),
+            "--run".into(),
+            path(self.path(run)),
+            "--out".into(),
+            path(self.path("models").join(name)),
+            "--json".into(),
+        ])
+    }
 }
 
 pub fn trainer(args: &[String]) -> Output {
