@@ -17,18 +17,25 @@ pub struct Sample<'a> {
 
 /// Fits one logistic regression per fold on the other folds' views; returns every sample's
 /// out-of-fold logits (clean view), in order, and the per-fold accuracies.
+/// The folds are independent fits and run side by side.
 pub fn out_of_fold_logits(samples: &[Sample], n_classes: usize, folds: usize, l2: f64) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)> {
+    use rayon::prelude::*;
+    let fits = (0..folds)
+        .into_par_iter()
+        .map(|fold| {
+            let (mut rows, mut classes) = (Vec::new(), Vec::new());
+            for s in samples.iter().filter(|s| s.fold != fold) {
+                for view in &s.views {
+                    rows.push(*view);
+                    classes.push(s.class);
+                }
+            }
+            LogisticProblem { features: &rows, classes: &classes, n_classes, l2 }.fit()
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut logits = vec![Vec::new(); samples.len()];
     let mut fold_accuracy = Vec::with_capacity(folds);
-    for fold in 0..folds {
-        let (mut rows, mut classes) = (Vec::new(), Vec::new());
-        for s in samples.iter().filter(|s| s.fold != fold) {
-            for view in &s.views {
-                rows.push(*view);
-                classes.push(s.class);
-            }
-        }
-        let fit = LogisticProblem { features: &rows, classes: &classes, n_classes, l2 }.fit()?;
+    for (fold, fit) in fits.iter().enumerate() {
         let held_out: Vec<usize> = (0..samples.len()).filter(|&i| samples[i].fold == fold).collect();
         let mut right = 0;
         for &i in &held_out {
