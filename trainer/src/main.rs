@@ -94,10 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!("{}", trainer::evaluate::report::human(&report));
                 if let Some(out) = &args.out {
-                    println!(
-                        "report folder: {} (report.json, predictions.csv, confusion.png, reliability.png, contact_sheet.png)",
-                        out.display()
-                    );
+                    println!("report folder: {} ({})", out.display(), trainer::evaluate::report::FILES.join(", "));
                 }
             }
         }

@@ -16,6 +16,8 @@ pub const PREDICTIONS_CSV: &str = "predictions.csv";
 pub const CONFUSION_PNG: &str = "confusion.png";
 pub const RELIABILITY_PNG: &str = "reliability.png";
 pub const CONTACT_SHEET_PNG: &str = "contact_sheet.png";
+/// Every file a report folder gets, for messages.
+pub const FILES: [&str; 5] = [REPORT_JSON, PREDICTIONS_CSV, CONFUSION_PNG, RELIABILITY_PNG, CONTACT_SHEET_PNG];
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
