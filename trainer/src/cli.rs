@@ -157,14 +157,17 @@ pub struct TrainArgs {
     /// L2 penalty on the linear head's weights (scikit-learn's 1/C): larger is smoother.
     #[arg(long, default_value_t = crate::training::config::DEFAULT_L2)]
     pub l2: f64,
-    /// K-fold cross-validation of the linear head on the training + validation photos
-    /// (near-duplicates kept in one fold): its accuracy is reported, and a temperature fitted on
-    /// its held-out predictions calibrates the exported probabilities. 0 turns both off.
+    /// K-fold cross-validation of the head on the training + validation photos (near-duplicates
+    /// kept in one fold; the gap and flatten heads train the epoch count chosen on validation in
+    /// each fold, in RUN/cv/fold-K/): its accuracy is reported, and a temperature fitted on its
+    /// held-out predictions calibrates the exported probabilities. 0 turns both off. Skipped when
+    /// the trunk is trained (--freeze-first, --finetune).
     #[arg(long = "cv", default_value_t = crate::training::config::DEFAULT_CV_FOLDS)]
     pub cv_folds: usize,
-    /// Fit the exported linear head on the training photos only. By default, after
-    /// cross-validation, it is refitted on training + validation photos (20% more photos; the
-    /// cross-validated accuracy is then the held-out figure, the validation accuracy is not).
+    /// Export the head chosen on the training photos. By default, after cross-validation, it is
+    /// refitted on training + validation photos (20% more photos; gap and flatten for the chosen
+    /// epoch count, in RUN/refit/; the cross-validated accuracy is then the held-out figure, the
+    /// validation accuracy is not).
     #[arg(long)]
     pub no_refit: bool,
     /// Train through the trunk with its first N convolutions frozen (0-13), images augmented
@@ -275,7 +278,8 @@ impl TrainArgs {
             dropout: self.dropout,
             l2: self.l2,
             cv_folds: self.cv_folds,
-            refit: self.head == HeadKind::Linear && self.cv_folds >= 2 && !self.no_refit,
+            // A refit repeats the head's fit on cached features: not for a trained trunk.
+            refit: self.cv_folds >= 2 && !self.no_refit && self.freeze_first.is_none() && matches!(self.finetune, Finetune::None),
             freeze_first: self.freeze_first,
             finetune_top_block: matches!(self.finetune, Finetune::TopBlock),
             finetune_epochs: self.finetune_epochs,

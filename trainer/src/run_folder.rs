@@ -11,6 +11,8 @@ const PREDICTIONS_CSV: &str = "predictions.csv";
 const CURVES_PNG: &str = "curves.png";
 const CONFUSION_PNG: &str = "confusion.png";
 const LOCK: &str = ".lock";
+const CV_FOLDS: &str = "cv";
+const REFIT: &str = "refit";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunFolder {
@@ -69,6 +71,17 @@ impl RunFolder {
     /// `.lock`: held by the one process writing the run ([`crate::lock::RunLock`]).
     pub fn lock(&self) -> PathBuf {
         self.root.join(LOCK)
+    }
+
+    /// `cv/fold-K/`: the run folder of cross-validation fold `k` (from 1): its own checkpoints,
+    /// so that a killed cross-validation resumes fold by fold.
+    pub fn fold(&self, k: usize) -> RunFolder {
+        RunFolder::new(self.root.join(CV_FOLDS).join(format!("fold-{k}")))
+    }
+
+    /// `refit/`: the run folder of the head's refit on training + validation photos.
+    pub fn refit(&self) -> RunFolder {
+        RunFolder::new(self.root.join(REFIT))
     }
 
     /// The reports a finished run leaves, for messages.

@@ -187,6 +187,42 @@ fn resumes_after_kill_9_from_the_last_completed_epoch() {
     assert_eq!(resumed, uninterrupted, "the resumed run diverged from the uninterrupted one");
 }
 
+/// `--cv` cross-validates the gradient heads too: each fold trains the epoch count chosen on
+/// validation in its own run folder, the refit trains it on every photo, and the temperature
+/// fitted on the folds' held-out logits is folded into the exported head (the parity gate,
+/// which compares the bundle with the trainer's own probabilities, would catch a mismatch).
+#[test]
+fn gap_head_is_cross_validated_refitted_and_calibrated() {
+    let f = fixture(&["stripes", "columns"], 10);
+    let summary = json(&trainer(&f.train_args("gap", &["--json", "--head", "gap", "--cv", "3", "--epochs", "12", "--lr", "0.01"])));
+    let cv = &summary["cross_validation"];
+    assert_eq!(cv["folds"], 3, "{cv}");
+    assert_eq!(cv["fold_accuracy"].as_array().unwrap().len(), 3);
+    let mean = cv["mean_accuracy"].as_f64().unwrap();
+    // An easy task: the folds learn it too (they train as long as the chosen head did).
+    assert!(mean >= 0.75, "{cv} {}", summary["history"]);
+    let temperature = cv["temperature"].as_f64().unwrap();
+    assert!(temperature.is_finite() && temperature > 0.0, "{cv}");
+    let run = f.path("gap");
+    for fold in 1..=3 {
+        let folder = run.join("cv").join(format!("fold-{fold}"));
+        let state: trainer::training::checkpoint::Checkpoint = trainer::training::checkpoint::load(&folder.join("checkpoint.bin")).unwrap();
+        assert!(state.stage_finished && state.best_epoch() >= 1, "fold {fold}");
+        assert_eq!(state.history.len() as u64, summary["best_epoch"].as_u64().unwrap(), "fold {fold} trains the chosen epoch count");
+    }
+    assert_eq!(summary["refit"], true);
+    assert!(exists(&run.join("refit").join("checkpoint.bin")));
+    assert!(summary["export"]["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4, "{}", summary["export"]);
+    let bundle = Bundle::read(&f.path("models").join("gap.bundle")).unwrap();
+    assert_eq!(bundle.manifest.cross_validation.as_ref().map(|c| c.folds), Some(3));
+
+    // Without refit and cross-validation the chosen head is exported as it is.
+    let plain =
+        json(&trainer(&f.train_args("plain", &["--json", "--head", "gap", "--cv", "0", "--no-refit", "--epochs", "4", "--no-export"])));
+    assert!(plain["cross_validation"].is_null());
+    assert!(!exists(&f.path("plain").join("refit")) && !exists(&f.path("plain").join("cv")));
+}
+
 /// The pure-Rust backend, explicitly (with libtorch built in it is not the default).
 #[test]
 fn trains_on_flex() {

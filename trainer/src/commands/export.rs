@@ -4,7 +4,8 @@
 use crate::report::summary::ExportSummary;
 use crate::run_folder::RunFolder;
 use crate::training::checkpoint;
-use crate::training::job::{self, Phases};
+use crate::training::job;
+use crate::training::prepare::{self, Phases};
 
 pub fn run(run: &RunFolder, to: &super::train::ExportTo) -> anyhow::Result<ExportSummary> {
     let mut config = job::load_run_config(run)?;
@@ -20,7 +21,7 @@ pub fn run(run: &RunFolder, to: &super::train::ExportTo) -> anyhow::Result<Expor
     }
     // Re-check the data and backbone, with the split the run trained on (its split.csv): the
     // export's parity gate runs on those validation photos.
-    let p = job::prepare(&config, Some(run), &mut Phases::default())?;
+    let p = prepare::prepare(&config, Some(run), &mut Phases::default())?;
     let val = p.probabilities(&best, &p.split.val)?;
     let get = |k: &str| summary.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
     let training = super::train::training_summary(

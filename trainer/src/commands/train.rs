@@ -10,9 +10,10 @@ use crate::openset;
 use crate::report::summary::{EvalSummary, ExportSummary, RunSummary, SplitCounts};
 use crate::report::{self, plots};
 use crate::run_folder::RunFolder;
+use crate::training::TrainOutcome;
 use crate::training::checkpoint::Stage;
 use crate::training::fit::Evaluation;
-use crate::training::job::{Prepared, TrainOutcome};
+use crate::training::prepare::Prepared;
 use crate::training::{self, TrainConfig};
 
 pub struct TrainRequest {

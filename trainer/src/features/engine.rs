@@ -8,7 +8,7 @@
 //!   core busy (BENCHMARKS.md, "Features on the default build"). It is also the edge's engine, so
 //!   the head trains on the numbers the board's graph computes; the export then cross-checks a
 //!   few photos in Burn's trunk, so that the parity gate does not compare tract with itself
-//!   ([`crate::training::job::Prepared::cross_check_trunk`]).
+//!   ([`crate::training::prepare::Prepared::cross_check_trunk`]).
 
 use anyhow::Context;
 use burn::prelude::*;

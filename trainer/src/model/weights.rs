@@ -40,3 +40,30 @@ pub struct ModelWeights {
     pub trunk: Option<Vec<ConvRecord>>,
     pub head: Vec<DenseWeights>,
 }
+
+impl ModelWeights {
+    /// The same model with its logits divided by `temperature` (temperature scaling): the last
+    /// layer gives logits, so `x W / t + b / t` is folded into its weight and bias.
+    pub fn with_temperature(mut self, temperature: f32) -> Self {
+        if let Some(last) = self.head.last_mut() {
+            last.weight.iter_mut().for_each(|w| *w /= temperature);
+            last.bias.iter_mut().for_each(|b| *b /= temperature);
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temperature_divides_the_last_layer_only() {
+        let dense = |v: f32| DenseWeights { ids: [0, 0], inputs: 1, outputs: 2, weight: vec![v, 2.0 * v], bias: vec![v, -v] };
+        let weights = ModelWeights { head_kind: HeadKind::Gap, trunk: None, head: vec![dense(4.0), dense(4.0)] };
+        let scaled = weights.clone().with_temperature(2.0);
+        assert_eq!(scaled.head[0], weights.head[0], "hidden layers are untouched");
+        assert_eq!(scaled.head[1].weight, vec![2.0, 4.0]);
+        assert_eq!(scaled.head[1].bias, vec![2.0, -2.0]);
+    }
+}

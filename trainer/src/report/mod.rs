@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::training::job::Prepared;
+use crate::training::prepare::Prepared;
 
 /// `predictions.csv`: per validation image, the true class, the predicted one, probabilities.
 pub fn write_predictions_csv(p: &Prepared, items: &[usize], probabilities: &[Vec<f32>], path: &Path) -> anyhow::Result<()> {

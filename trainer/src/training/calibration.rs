@@ -1,4 +1,4 @@
-//! Cross-validation of the `linear` head and temperature scaling (Guo et al. 2017) fitted on its
+//! Cross-validation figures and temperature scaling (Guo et al. 2017) fitted on its
 //! out-of-fold predictions: every photo is scored by a model that never saw it (nor its
 //! near-duplicates), which is what 32 validation photos cannot give.
 
@@ -16,9 +16,9 @@ pub struct Sample<'a> {
 }
 
 /// Fits one logistic regression per fold on the other folds' views; returns every sample's
-/// out-of-fold logits (clean view), in order, and the per-fold accuracies.
+/// out-of-fold logits (clean view), in order.
 /// The folds are independent fits and run side by side.
-pub fn out_of_fold_logits(samples: &[Sample], n_classes: usize, folds: usize, l2: f64) -> anyhow::Result<(Vec<Vec<f32>>, Vec<f32>)> {
+pub fn out_of_fold_logits(samples: &[Sample], n_classes: usize, folds: usize, l2: f64) -> anyhow::Result<Vec<Vec<f32>>> {
     use rayon::prelude::*;
     let fits = (0..folds)
         .into_par_iter()
@@ -34,17 +34,23 @@ pub fn out_of_fold_logits(samples: &[Sample], n_classes: usize, folds: usize, l2
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut logits = vec![Vec::new(); samples.len()];
-    let mut fold_accuracy = Vec::with_capacity(folds);
     for (fold, fit) in fits.iter().enumerate() {
-        let held_out: Vec<usize> = (0..samples.len()).filter(|&i| samples[i].fold == fold).collect();
-        let mut right = 0;
-        for &i in &held_out {
+        for i in (0..samples.len()).filter(|&i| samples[i].fold == fold) {
             logits[i] = fit.logits(samples[i].views[0]);
-            right += usize::from(argmax(&logits[i]) == samples[i].class);
         }
-        fold_accuracy.push(right as f32 / held_out.len().max(1) as f32);
     }
-    Ok((logits, fold_accuracy))
+    Ok(logits)
+}
+
+/// Accuracy of the out-of-fold `logits` within each of `folds` folds (`fold_of` each sample's).
+pub fn fold_accuracy(logits: &[Vec<f32>], classes: &[usize], fold_of: &[usize], folds: usize) -> Vec<f32> {
+    (0..folds)
+        .map(|fold| {
+            let held_out: Vec<usize> = (0..logits.len()).filter(|&i| fold_of[i] == fold).collect();
+            let right = held_out.iter().filter(|&&i| argmax(&logits[i]) == classes[i]).count();
+            right as f32 / held_out.len().max(1) as f32
+        })
+        .collect()
 }
 
 /// Mean negative log-likelihood of `classes` under `softmax(logits / t)`.
@@ -92,23 +98,24 @@ pub fn confidences(logits: &[Vec<f32>], classes: &[usize], t: f32) -> Vec<(f32, 
         .collect()
 }
 
-/// Cross-validates the linear head and fits its temperature.
-pub fn cross_validate(samples: &[Sample], n_classes: usize, folds: usize, l2: f64) -> anyhow::Result<CrossValidation> {
+/// The cross-validation's figures from every sample's out-of-fold `logits`: mean and spread
+/// of the fold accuracies, and the temperature fitted on those logits with the calibration error
+/// before and after it.
+pub fn summarize(logits: &[Vec<f32>], classes: &[usize], fold_accuracy: Vec<f32>) -> CrossValidation {
     use crate::evaluate::metrics::{RELIABILITY_BINS, calibration};
-    let (logits, fold_accuracy) = out_of_fold_logits(samples, n_classes, folds, l2)?;
-    let classes: Vec<usize> = samples.iter().map(|s| s.class).collect();
-    let temperature = fit_temperature(&logits, &classes);
-    let mean = fold_accuracy.iter().sum::<f32>() / folds as f32;
-    let spread = (fold_accuracy.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / folds as f32).sqrt();
-    Ok(CrossValidation {
+    let folds = fold_accuracy.len();
+    let temperature = fit_temperature(logits, classes);
+    let mean = fold_accuracy.iter().sum::<f32>() / folds.max(1) as f32;
+    let spread = (fold_accuracy.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / folds.max(1) as f32).sqrt();
+    CrossValidation {
         folds,
         mean_accuracy: mean,
         spread,
         fold_accuracy,
         temperature,
-        ece_before: calibration(&confidences(&logits, &classes, 1.0), RELIABILITY_BINS).0,
-        ece_after: calibration(&confidences(&logits, &classes, temperature), RELIABILITY_BINS).0,
-    })
+        ece_before: calibration(&confidences(logits, classes, 1.0), RELIABILITY_BINS).0,
+        ece_after: calibration(&confidences(logits, classes, temperature), RELIABILITY_BINS).0,
+    }
 }
 
 #[cfg(test)]
@@ -142,7 +149,9 @@ mod tests {
         classes[0] = 1; // mislabelled
         let samples: Vec<Sample> =
             rows.iter().enumerate().map(|(i, r)| Sample { views: vec![r.as_slice()], class: classes[i], fold: i % 4 }).collect();
-        let (logits, acc) = out_of_fold_logits(&samples, 2, 4, 0.1).unwrap();
+        let logits = out_of_fold_logits(&samples, 2, 4, 0.1).unwrap();
+        let fold_of: Vec<usize> = samples.iter().map(|s| s.fold).collect();
+        let acc = fold_accuracy(&logits, &classes, &fold_of, 4);
         assert_eq!(argmax(&logits[0]), 0, "the mislabelled point is predicted from the others");
         assert_eq!(acc.len(), 4);
         assert!(acc[0] < 1.0 && acc[1..].iter().all(|&a| a == 1.0), "{acc:?}");

@@ -45,8 +45,38 @@ pub struct Checkpoint {
     pub epochs_since_best: u32,
     /// Whether this stage finished (converged or ran its epochs).
     pub stage_finished: bool,
-    /// The `linear` head's cross-validation, when it ran.
+    /// The head's cross-validation, when it ran ([`super::final_fit`]); its temperature is
+    /// folded into `weights` (and `best.bin`).
     pub cross_validation: Option<shared::CrossValidation>,
+}
+
+impl Checkpoint {
+    /// The start of `stage` from `weights`, carrying the history (and cross-validation) of the
+    /// stage before, if any.
+    pub fn fresh(stage: Stage, weights: ModelWeights, carried: Option<&Checkpoint>) -> Self {
+        Self {
+            stage,
+            epochs_done: 0,
+            weights,
+            optimizer: Vec::new(),
+            history: carried.map(|c| c.history.clone()).unwrap_or_default(),
+            best: carried.and_then(|c| c.best),
+            epochs_since_best: 0,
+            stage_finished: false,
+            cross_validation: carried.and_then(|c| c.cross_validation.clone()),
+        }
+    }
+
+    /// The checkpoint a run folder holds, if any (a damaged one is an error naming it).
+    pub fn in_folder(run: &crate::run_folder::RunFolder) -> anyhow::Result<Option<Self>> {
+        let path = run.checkpoint();
+        if path.exists() { load(&path).map(Some) } else { Ok(None) }
+    }
+
+    /// The epoch the best weights come from (1 when no epoch was recorded).
+    pub fn best_epoch(&self) -> u32 {
+        self.best.map_or(1, |b| self.history[b].epoch)
+    }
 }
 
 pub fn save<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {

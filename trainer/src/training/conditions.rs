@@ -6,7 +6,7 @@
 use image::RgbImage;
 use rayon::prelude::*;
 
-use super::job::Prepared;
+use super::prepare::Prepared;
 use crate::data::conditions::Condition;
 use crate::evaluate::conditions::{self, ConditionResult, Outcome};
 use crate::model::weights::ModelWeights;
@@ -50,7 +50,7 @@ pub fn run(p: &Prepared, weights: &ModelWeights, photos: usize) -> anyhow::Resul
         .iter()
         .zip(feature_maps.chunks(per_condition))
         .map(|(&condition, maps)| {
-            let evaluation = p.evaluate_features(weights, maps, &classes);
+            let evaluation = p.evaluate_features(weights, &maps.iter().map(Vec::as_slice).collect::<Vec<_>>(), &classes);
             let outcomes: Vec<Outcome> = evaluation
                 .probabilities
                 .into_iter()

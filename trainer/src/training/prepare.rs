@@ -1,0 +1,323 @@
+//! The first phase of every job (train, export, evaluate's own checks): the data scanned and
+//! checked, the split made (or read from a run folder), the backbone loaded; and the frozen
+//! trunk's features of any photo, from the cache where possible.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use burn::prelude::*;
+use image::RgbImage;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use shared::{Normalization, Preprocessing};
+
+use super::config::TrainConfig;
+use super::fit::{self, Evaluation};
+use super::inputs::{FeatureInputs, ImageInputs};
+use crate::backbone::Vgg16Weights;
+use crate::data::{self, Dataset, ScanOptions, Split, SplitOptions};
+use crate::features::{self, FeatureCache, TrunkEngine, TrunkFeatures, ViewKey};
+use crate::model::weights::ModelWeights;
+use crate::model::{Classifier, Head, Vgg16Trunk};
+use crate::run_folder::RunFolder;
+
+/// Wall-clock seconds per phase, in order of first use; a phase timed twice adds up.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Phases(pub Vec<(String, f32)>);
+
+impl Phases {
+    pub fn time<T>(&mut self, name: &str, f: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = f();
+        let seconds = started.elapsed().as_secs_f32();
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 += seconds,
+            None => self.0.push((name.to_string(), seconds)),
+        }
+        out
+    }
+}
+
+/// Validation photos whose trunk features [`Prepared::cross_check_trunk`] recomputes in Burn: each
+/// costs one trunk pass in the slowest engine, and a wrong trunk graph shows on any photo.
+pub const TRUNK_CROSS_CHECK_PHOTOS: usize = 2;
+/// Largest difference allowed there, relative to the largest feature: float32 rounding through
+/// two engines' 13 convolutions (measured 2.3e-5 on the VGG16 trunk at 224), with room to spare; a
+/// wrong trunk graph (a channel order, a missing ReLU or pool) differs by the order of 1.
+pub const TRUNK_CROSS_CHECK_TOLERANCE: f32 = 1e-3;
+
+/// Data, split and backbone, checked and loaded: what training and export both start from.
+pub struct Prepared {
+    pub config: TrainConfig,
+    pub preprocessing: Preprocessing,
+    pub normalization: Normalization,
+    pub dataset: Dataset,
+    pub split: Split,
+    /// Near-duplicate group of each sample.
+    pub groups: Vec<usize>,
+    pub backbone: Vgg16Weights,
+    pub backbone_sha256: String,
+    pub device: Device,
+    pub cache: FeatureCache,
+    /// The frozen backbone in the engine that computes features, built on first need (it holds
+    /// 58 MB of weights).
+    trunk: std::cell::OnceCell<TrunkEngine>,
+}
+
+impl Prepared {
+    pub fn classes_of(&self, items: &[usize]) -> Vec<usize> {
+        items.iter().map(|&i| self.dataset.samples[i].class).collect()
+    }
+
+    pub fn images_of(&self, items: &[usize]) -> Vec<&RgbImage> {
+        items.iter().map(|&i| &self.dataset.samples[i].image).collect()
+    }
+
+    /// How many of `items` are of `class`.
+    pub fn count_of_class(&self, items: &[usize], class: usize) -> usize {
+        items.iter().filter(|&&i| self.dataset.samples[i].class == class).count()
+    }
+
+    /// The split per class, and how many near-duplicates were kept with their group: a table.
+    pub fn split_table(&self) -> String {
+        let mut table = String::new();
+        let _ = writeln!(table, "{:<20} {:>6} {:>6} {:>6}", "class", "train", "val", "test");
+        for (c, name) in self.dataset.classes.iter().enumerate() {
+            let count = |items: &[usize]| self.count_of_class(items, c);
+            let (train, val, test) = (count(&self.split.train), count(&self.split.val), count(&self.split.test));
+            let _ = writeln!(table, "{name:<20} {train:>6} {val:>6} {test:>6}");
+        }
+        let _ = write!(
+            table,
+            "{:<20} {:>6} {:>6} {:>6}   ({} skipped file(s), {} near-duplicate photo(s) kept with their group)",
+            "total",
+            self.split.train.len(),
+            self.split.val.len(),
+            self.split.test.len(),
+            self.dataset.skipped.len(),
+            self.near_duplicates_grouped()
+        );
+        table
+    }
+
+    /// Photos grouped with an earlier near-duplicate.
+    pub fn near_duplicates_grouped(&self) -> usize {
+        self.groups.iter().enumerate().filter(|&(i, &g)| g != i).count()
+    }
+
+    fn trunk(&self) -> anyhow::Result<&TrunkEngine> {
+        if let Some(engine) = self.trunk.get() {
+            return Ok(engine);
+        }
+        let engine = TrunkEngine::for_run(
+            self.config.backend,
+            &self.backbone.convs,
+            &self.normalization,
+            self.preprocessing.input_size,
+            &self.device,
+        )?;
+        Ok(self.trunk.get_or_init(|| engine))
+    }
+
+    pub fn feature_dims(&self) -> [usize; 3] {
+        features::feature_dims(self.backbone.out_channels(), self.preprocessing.input_size)
+    }
+
+    fn cache_context(&self) -> String {
+        features::cache_context(&self.backbone_sha256, &self.preprocessing.fingerprint(), &self.normalization)
+    }
+
+    /// The feature-cache key of one view of `sample`: `None` for the clean view, else a text that
+    /// names the transform and changes whenever its pixels would.
+    pub fn view_key(&self, sample: &data::Sample, view: Option<String>) -> String {
+        ViewKey { context: &self.cache_context(), file_sha256: &sample.file_sha256, augmentation: view }.hash()
+    }
+
+    /// Trunk features of each job (cache key, image maker), from the cache where possible.
+    pub fn features_of<'a>(
+        &self,
+        jobs: Vec<(String, Box<dyn Fn() -> RgbImage + Send + Sync + 'a>)>,
+        label: &'static str,
+    ) -> anyhow::Result<Vec<TrunkFeatures>> {
+        let shape = features::FeatureShape { map: self.feature_dims(), block4_channels: self.backbone.block4_channels() };
+        features::extract(|| self.trunk(), &self.cache, shape, jobs, label)
+    }
+
+    /// Feature maps of the clean view of each item, from the cache where possible.
+    pub fn clean_features(&self, items: &[usize], label: &'static str) -> anyhow::Result<Vec<Vec<f32>>> {
+        Ok(self.clean_trunk_features(items, label)?.into_iter().map(|f| f.map).collect())
+    }
+
+    /// The open-set descriptor ([`crate::openset::descriptor`]) of the clean view of each item.
+    pub fn descriptors(&self, items: &[usize], label: &'static str) -> anyhow::Result<Vec<Vec<f32>>> {
+        let dims = self.feature_dims();
+        Ok(self.clean_trunk_features(items, label)?.iter().map(|f| crate::openset::descriptor(&f.block4_pooled, &f.map, dims)).collect())
+    }
+
+    fn clean_trunk_features(&self, items: &[usize], label: &'static str) -> anyhow::Result<Vec<TrunkFeatures>> {
+        let jobs = items
+            .iter()
+            .map(|&i| {
+                let sample = &self.dataset.samples[i];
+                let job: Box<dyn Fn() -> RgbImage + Send + Sync> = Box::new(move || sample.image.clone());
+                (self.view_key(sample, None), job)
+            })
+            .collect();
+        self.features_of(jobs, label)
+    }
+
+    /// Where tract computed the frozen trunk's features (the pure-Rust build), the parity gate
+    /// would compare the exported trunk with itself: so the first [`TRUNK_CROSS_CHECK_PHOTOS`] of
+    /// `items` also go through Burn's own trunk, whose features must agree with the cached ones.
+    /// Returns the largest difference relative to the features' scale (`None`: Burn computed them).
+    pub fn cross_check_trunk(&self, items: &[usize]) -> anyhow::Result<Option<f32>> {
+        if self.config.backend != crate::device::Backend::Flex || self.config.trains_trunk() {
+            return Ok(None);
+        }
+        let items = &items[..items.len().min(TRUNK_CROSS_CHECK_PHOTOS)];
+        let cached = self.clean_trunk_features(items, "trunk cross-check")?;
+        let trunk = Vgg16Trunk::from_weights(&self.backbone.convs, &self.device);
+        let images: Vec<RgbImage> = items.iter().map(|&i| self.dataset.samples[i].image.clone()).collect();
+        let burn = features::burn_forward(&trunk, &self.device, &self.normalization, &images);
+        let mut worst = 0f32;
+        for ((c, b), &i) in cached.iter().zip(&burn).zip(items) {
+            let scale = b.map.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+            let diff =
+                c.map.iter().chain(&c.block4_pooled).zip(b.map.iter().chain(&b.block4_pooled)).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            let relative = diff / scale;
+            // NaN (a broken trunk) fails too.
+            if relative.is_nan() || relative > TRUNK_CROSS_CHECK_TOLERANCE {
+                return Err(crate::export::parity::ParityFailure {
+                    details: format!(
+                        "{}: the trunk's features from tract differ from Burn's by {relative:.2e} of their scale (tolerance {TRUNK_CROSS_CHECK_TOLERANCE})",
+                        self.dataset.samples[i].name
+                    ),
+                }
+                .into());
+            }
+            worst = worst.max(relative);
+        }
+        Ok(Some(worst))
+    }
+
+    /// Clean view plus `aug_views` augmented views of each training item.
+    pub fn train_views(&self, items: &[usize]) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
+        let views = 1 + self.config.aug_views;
+        let augmentation = self.config.augmentation;
+        let seed = self.config.seed;
+        let mut jobs = Vec::new();
+        for &i in items {
+            let sample = &self.dataset.samples[i];
+            for view in 0..views {
+                let description = (view > 0).then(|| format!("aug:{seed}:{view}:{augmentation:?}"));
+                let key = self.view_key(sample, description);
+                let job: Box<dyn Fn() -> RgbImage + Send + Sync> = Box::new(move || {
+                    if view == 0 {
+                        return sample.image.clone();
+                    }
+                    // Seeded by the photo and view, not its position: cache entries stay valid
+                    // across different splits of the same data.
+                    let file_seed = u64::from_le_bytes(sample.file_sha256[..8].try_into().expect("8 bytes"));
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ file_seed ^ view as u64);
+                    augmentation.apply(&sample.image, &mut rng)
+                });
+                jobs.push((key, job));
+            }
+        }
+        let flat: Vec<Vec<f32>> = self.features_of(jobs, "train features")?.into_iter().map(|f| f.map).collect();
+        Ok(flat.chunks(views).map(<[Vec<f32>]>::to_vec).collect())
+    }
+
+    /// The trainer's own (Burn) class probabilities for `items` under `weights`.
+    pub fn probabilities(&self, weights: &ModelWeights, items: &[usize]) -> anyhow::Result<Evaluation> {
+        let classes = self.classes_of(items);
+        Ok(match &weights.trunk {
+            None => {
+                let maps = self.clean_features(items, "eval features")?;
+                self.evaluate_features(weights, &maps.iter().map(Vec::as_slice).collect::<Vec<_>>(), &classes)
+            }
+            Some(records) => {
+                let model = Classifier { trunk: Vgg16Trunk::from_records(records, &self.device), head: self.head(weights) };
+                let inputs = self.image_inputs(&[], items);
+                fit::evaluate(&model, &inputs, &classes, features::EXTRACT_BATCH, &self.device)
+            }
+        })
+    }
+
+    /// The head of `weights` (whose trunk must be the frozen backbone) on the frozen trunk's
+    /// feature maps, scored against `classes`.
+    pub fn evaluate_features(&self, weights: &ModelWeights, feature_maps: &[&[f32]], classes: &[usize]) -> Evaluation {
+        debug_assert!(weights.trunk.is_none(), "feature maps are the frozen trunk's");
+        let inputs = FeatureInputs { train_views: vec![], eval: feature_maps.to_vec(), dims: self.feature_dims(), seed: 0 };
+        fit::evaluate(&self.head(weights), &inputs, classes, self.config.batch_size, &self.device)
+    }
+
+    /// The logits of the head of `weights` (on the frozen trunk) for each feature map.
+    pub fn head_logits(&self, weights: &ModelWeights, feature_maps: &[&[f32]]) -> Vec<Vec<f32>> {
+        let [c, h, w] = self.feature_dims();
+        let head = self.head(weights);
+        let mut logits = Vec::with_capacity(feature_maps.len());
+        for batch in feature_maps.chunks(self.config.batch_size.max(1)) {
+            let values = crate::model::to_vec(head.forward(crate::model::from_vec(batch.concat(), [batch.len(), c, h, w], &self.device)));
+            logits.extend(values.chunks_exact(values.len() / batch.len()).map(<[f32]>::to_vec));
+        }
+        logits
+    }
+
+    fn head(&self, weights: &ModelWeights) -> Head {
+        let [c, s, _] = self.feature_dims();
+        Head::new(weights.head_kind, c, s, self.dataset.classes.len(), 0.0, &self.device).load_weights(&weights.head, &self.device)
+    }
+
+    pub fn image_inputs(&self, train: &[usize], eval: &[usize]) -> ImageInputs<'_> {
+        ImageInputs {
+            train: self.images_of(train),
+            eval: self.images_of(eval),
+            augmentation: self.config.augmentation,
+            normalization: self.normalization,
+            seed: self.config.seed,
+        }
+    }
+}
+
+/// Scans and checks the data, splits it (or reads the split `from` a run folder) and loads the
+/// backbone.
+pub fn prepare(config: &TrainConfig, from: Option<&RunFolder>, phases: &mut Phases) -> anyhow::Result<Prepared> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let preprocessing = Preprocessing::new(config.input_size, config.resize).map_err(anyhow::Error::msg)?;
+    let scan_options =
+        ScanOptions { classes: config.classes.clone(), strict: config.strict, min_images_per_class: config.min_images_per_class };
+    let dataset = phases.time("scan", || data::scan::scan(&config.data, &scan_options, &preprocessing))?;
+    let (groups, split) = phases.time("split", || -> anyhow::Result<_> {
+        if let Some(run) = from {
+            let (split, groups) = data::split_file::read(&dataset, &run.split_csv())?;
+            return Ok((groups, split));
+        }
+        let hashes: Vec<_> = dataset.samples.iter().map(|s| &s.phash).collect();
+        let groups = data::dedup::group(&hashes, config.dedup_distance);
+        let classes: Vec<usize> = dataset.samples.iter().map(|s| s.class).collect();
+        let options = SplitOptions { val_fraction: config.val_fraction, test_fraction: config.test_fraction, seed: config.seed };
+        let split = data::split::split(&classes, &groups, &options);
+        Ok((groups, split))
+    })?;
+    let backbone = phases.time("backbone", || Vgg16Weights::load(&config.backbone, config.convention))?;
+    let backbone_sha256 = backbone.sha256();
+    tracing::info!("backbone {} ({} convention, weights sha256 {}...)", backbone.source, backbone.convention, &backbone_sha256[..12]);
+    let device = crate::device::burn_device(config.backend, config.device)?;
+    let cache_dir = config.cache_dir.clone().unwrap_or_else(features::default_cache_dir);
+    let cache = FeatureCache::new((!cache_dir.as_os_str().is_empty()).then_some(cache_dir))?;
+    Ok(Prepared {
+        config: config.clone(),
+        normalization: backbone.convention.normalization(),
+        preprocessing,
+        dataset,
+        split,
+        groups,
+        backbone,
+        backbone_sha256,
+        device,
+        cache,
+        trunk: std::cell::OnceCell::new(),
+    })
+}
