@@ -91,3 +91,83 @@ pub fn read(dataset: &Dataset, path: &Path) -> anyhow::Result<(Split, Vec<usize>
     }
     Ok((split, groups))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::scan::{Sample, Skipped};
+
+    /// Four photos of two classes; `a/2` is a near-duplicate of `a/1`.
+    fn dataset(names: &[(&str, usize)]) -> Dataset {
+        let sample = |&(name, class): &(&str, usize)| Sample {
+            path: name.into(),
+            name: name.to_string(),
+            class,
+            file_sha256: [0; 32],
+            image: image::RgbImage::new(1, 1),
+            phash: image_hasher::ImageHash::<Box<[u8]>>::from_bytes(&[0; 8]).unwrap(),
+        };
+        Dataset { roots: vec![], classes: vec!["a".into(), "b".into()], samples: names.iter().map(sample).collect(), skipped: vec![] }
+    }
+
+    const PHOTOS: [(&str, usize); 4] = [("a/1.jpg", 0), ("a/2.jpg", 0), ("b/1.jpg", 1), ("b/2.jpg", 1)];
+
+    fn written() -> (tempfile::TempDir, std::path::PathBuf, Split, Vec<usize>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("split.csv");
+        let split = Split { train: vec![0, 1, 2], val: vec![3], test: vec![] };
+        let groups = vec![0, 0, 2, 3];
+        write(&dataset(&PHOTOS), &split, &groups, &path).unwrap();
+        (dir, path, split, groups)
+    }
+
+    #[test]
+    fn reads_back_what_it_wrote_even_with_the_photos_in_another_order() {
+        let (_dir, path, split, groups) = written();
+        assert_eq!(read(&dataset(&PHOTOS), &path).unwrap(), (split, groups));
+        // Scanned again in another order (and with a photo added since, in no split).
+        let reordered = [("b/2.jpg", 1), ("new.jpg", 0), ("a/2.jpg", 0), ("b/1.jpg", 1), ("a/1.jpg", 0)];
+        let (split, groups) = read(&dataset(&reordered), &path).unwrap();
+        assert_eq!(split, Split { train: vec![2, 3, 4], val: vec![0], test: vec![] });
+        assert_eq!(groups[2], 4, "a/2 stays in a/1's group");
+        assert_eq!(groups[1], 1, "the new photo is its own group");
+    }
+
+    fn error(path: &Path, data: &Dataset) -> String {
+        format!("{:#}", read(data, path).unwrap_err())
+    }
+
+    #[test]
+    fn every_inconsistency_is_an_error_naming_the_photo() {
+        let (_dir, path, _, _) = written();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line = text.lines().find(|l| l.starts_with("b/2.jpg")).unwrap().to_string();
+
+        std::fs::write(&path, format!("{text}{line}\n")).unwrap();
+        assert!(error(&path, &dataset(&PHOTOS)).contains("b/2.jpg is listed twice"));
+
+        std::fs::write(&path, text.replace(&line, &line.replace(",val,", ",holdout,"))).unwrap();
+        assert!(error(&path, &dataset(&PHOTOS)).contains("unknown split 'holdout'"));
+
+        std::fs::write(&path, &text).unwrap();
+        let moved = [("a/1.jpg", 0), ("a/2.jpg", 0), ("b/1.jpg", 1), ("b/2.jpg", 0)];
+        assert!(error(&path, &dataset(&moved)).contains("b/2.jpg was in class 'b' when the run trained, and is in 'a' now"));
+
+        let mut gone = dataset(&PHOTOS[..3]);
+        gone.skipped.push(Skipped { path: "data/b/2.jpg".into(), reason: "not an image".into() });
+        let message = error(&path, &gone);
+        assert!(message.contains("1 photo(s)") && message.contains("1 of them now unreadable") && message.contains("b/2.jpg"), "{message}");
+
+        std::fs::write(&path, "name,class\nx,y\n").unwrap();
+        assert!(error(&path, &dataset(&PHOTOS)).contains("not a split file"));
+    }
+
+    #[test]
+    fn a_class_the_run_never_trained_on_is_refused() {
+        let (_dir, path, _, _) = written();
+        let mut data = dataset(&PHOTOS);
+        data.classes.push("c".into());
+        data.samples.push(Sample { name: "c/1.jpg".into(), class: 2, ..dataset(&PHOTOS).samples.remove(0) });
+        assert!(error(&path, &data).contains("did not train on class 'c'"));
+    }
+}
