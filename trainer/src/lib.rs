@@ -22,6 +22,9 @@ pub mod device;
 pub mod evaluate;
 pub mod export;
 pub mod features;
+/// Generated stand-ins for real data and weights: test code, compiled only for tests (the
+/// `fixtures` feature, which the workspace's test crates turn on), never in the shipped library.
+#[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod lock;
 pub mod model;
