@@ -11,7 +11,7 @@ use shared::{CrossValidation, HeadKind};
 
 use super::calibration::{self, Sample};
 use super::checkpoint::{self, Checkpoint};
-use super::head::{self, HeadData, Photos, Schedule};
+use super::head::{self, HeadData, HeadFit, Photos};
 use super::prepare::Prepared;
 use crate::features;
 use crate::run_folder::RunFolder;
@@ -50,7 +50,7 @@ pub fn run(p: &Prepared, mut state: Checkpoint, run: &RunFolder) -> anyhow::Resu
     };
     let weights = if config.refit {
         let folder = run.refit();
-        let refit = head::fit(p, &all, &Photos::default(), Schedule::Epochs(epochs), &folder, Checkpoint::in_folder(&folder)?)?;
+        let refit = head::fit(p, HeadFit::fixed(all.clone(), epochs, &folder)?)?;
         tracing::info!("head refitted on {} training + validation photos ({epochs} epoch(s))", items.len());
         refit.weights
     } else {
@@ -88,8 +88,7 @@ fn cross_validate(p: &Prepared, all: &Photos, groups: &[usize], epochs: u32, run
             for fold in 0..k {
                 let (held_out, kept): (Vec<usize>, Vec<usize>) = (0..all.views.len()).partition(|&i| fold_of[i] == fold);
                 let folder = run.fold(fold + 1);
-                let resume = Checkpoint::in_folder(&folder)?;
-                let fitted = head::fit(p, &all.subset(&kept), &Photos::default(), Schedule::Epochs(epochs), &folder, resume)?;
+                let fitted = head::fit(p, HeadFit::fixed(all.subset(&kept), epochs, &folder)?)?;
                 let held = all.subset(&held_out);
                 for (i, l) in held_out.iter().zip(p.head_logits(&fitted.weights, &held.clean())) {
                     logits[*i] = l;

@@ -81,30 +81,42 @@ pub enum Schedule {
     Epochs(u32),
 }
 
-/// The fit-head phase: the head fitted on `train`, judged on `val`, checkpointed in `run` (and
-/// resumed from `resume`, that folder's checkpoint). The result's `weights` are what the fit
-/// produced; `run`'s `best.bin` holds the chosen weights.
-pub fn fit(
-    p: &Prepared,
-    train: &Photos,
-    val: &Photos,
-    schedule: Schedule,
-    run: &RunFolder,
-    resume: Option<Checkpoint>,
-) -> anyhow::Result<Checkpoint> {
-    std::fs::create_dir_all(run.root()).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", run.root().display()))?;
-    if let Some(done) = resume.as_ref().filter(|s| s.stage_finished) {
+/// What the fit-head phase takes: photos to fit on and to judge by, how long, where its
+/// checkpoints go, and that folder's checkpoint to resume from.
+pub struct HeadFit<'a> {
+    pub train: Photos<'a>,
+    pub val: Photos<'a>,
+    pub schedule: Schedule,
+    pub run: &'a RunFolder,
+    pub resume: Option<Checkpoint>,
+}
+
+impl<'a> HeadFit<'a> {
+    /// A fixed-epoch fit on `train` with no validation photos (a fold or the refit), resumed
+    /// from what `run` already holds.
+    pub fn fixed(train: Photos<'a>, epochs: u32, run: &'a RunFolder) -> anyhow::Result<Self> {
+        Ok(Self { train, val: Photos::default(), schedule: Schedule::Epochs(epochs), run, resume: Checkpoint::in_folder(run)? })
+    }
+}
+
+/// The fit-head phase. The result's `weights` are what the fit produced; the run folder's
+/// `best.bin` holds the chosen weights.
+pub fn fit(p: &Prepared, job: HeadFit) -> anyhow::Result<Checkpoint> {
+    let root = job.run.root();
+    std::fs::create_dir_all(root).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", root.display()))?;
+    if let Some(done) = job.resume.as_ref().filter(|s| s.stage_finished) {
         return Ok(done.clone());
     }
     match p.config.head {
-        HeadKind::Linear => fit_linear(p, train, val, run),
-        HeadKind::Gap | HeadKind::Flatten => fit_by_gradient(p, train, val, schedule, run, resume),
+        HeadKind::Linear => fit_linear(p, &job),
+        HeadKind::Gap | HeadKind::Flatten => fit_by_gradient(p, job),
     }
 }
 
 /// The `linear` head: a logistic regression on the pooled features of every view, solved
 /// outright (no epochs), recorded as one finished head stage.
-fn fit_linear(p: &Prepared, train: &Photos, val: &Photos, run: &RunFolder) -> anyhow::Result<Checkpoint> {
+fn fit_linear(p: &Prepared, job: &HeadFit) -> anyhow::Result<Checkpoint> {
+    let (train, val, run) = (&job.train, &job.val, job.run);
     let started = Instant::now();
     let dims = p.feature_dims();
     let n_classes = p.dataset.classes.len();
@@ -153,14 +165,8 @@ fn fit_linear(p: &Prepared, train: &Photos, val: &Photos, run: &RunFolder) -> an
 
 /// The `gap` and `flatten` heads: epochs of Adam or SGD on the cached views, one view of each
 /// photo drawn per epoch.
-fn fit_by_gradient(
-    p: &Prepared,
-    train: &Photos,
-    val: &Photos,
-    schedule: Schedule,
-    run: &RunFolder,
-    resume: Option<Checkpoint>,
-) -> anyhow::Result<Checkpoint> {
+fn fit_by_gradient(p: &Prepared, job: HeadFit) -> anyhow::Result<Checkpoint> {
+    let HeadFit { train, val, schedule, run, resume } = job;
     let config = &p.config;
     let [channels, spatial, _] = p.feature_dims();
     let n_classes = p.dataset.classes.len();

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use super::checkpoint::{self, Checkpoint, Stage};
 use super::config::TrainConfig;
 use super::fit::Evaluation;
-use super::head::{self, HeadData, Schedule};
+use super::head::{self, HeadData, HeadFit, Schedule};
 use super::prepare::{Phases, Prepared, prepare};
 use crate::data;
 use crate::model::weights::ModelWeights;
@@ -82,8 +82,10 @@ pub fn train(config: TrainConfig, run: &RunFolder, resume: bool) -> anyhow::Resu
     // The head on cached features (unless training through the trunk from the start).
     if config.freeze_first.is_none() && state.as_ref().is_none_or(|s| s.stage == Stage::Head && !s.stage_finished) {
         let data = phases.time("features", || HeadData::of(&p, &p.split.train, &p.split.val))?;
-        let done =
-            phases.time("train head", || head::fit(&p, &data.train(), &data.val(), Schedule::ChooseOnValidation, run, state.take()))?;
+        let done = phases.time("train head", || {
+            let job = HeadFit { train: data.train(), val: data.val(), schedule: Schedule::ChooseOnValidation, run, resume: state.take() };
+            head::fit(&p, job)
+        })?;
         state = Some(done);
     }
 
