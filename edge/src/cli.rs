@@ -80,6 +80,10 @@ pub enum Command {
         warmup: usize,
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
         runs: u32,
+        /// Also time each node of tract's plan (as many runs again): the time per operator kind
+        /// and the slowest nodes, to see where a frame's time goes on this box.
+        #[arg(long)]
+        profile: bool,
         #[arg(long)]
         json: bool,
     },

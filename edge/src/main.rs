@@ -145,9 +145,9 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
             #[cfg(not(feature = "camera"))]
             anyhow::bail!("this edge build has no camera support (built without the `camera` feature)");
         }
-        Command::Bench { model, warmup, runs, json } => {
+        Command::Bench { model, warmup, runs, profile, json } => {
             let model = EdgeModel::load(&model, trusted)?;
-            let r = bench::run(&model, threads, warmup, runs as usize)?;
+            let r = bench::run(&model, threads, warmup, runs as usize, profile)?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;
             } else {
@@ -170,6 +170,9 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
                     r.stream_encode_ms,
                     r.peak_memory_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB"))
                 )?;
+                if let Some(profile) = &r.profile {
+                    write!(out, "{}", profile.table(10))?;
+                }
             }
         }
         Command::Selftest { model, json } => {

@@ -63,7 +63,12 @@ impl EdgeModel {
     /// Reads and verifies a bundle. With `trusted` keys, only a bundle signed by one of them
     /// loads; without, any intact bundle loads and the log says it is unverified.
     pub fn load(path: &Path, trusted: Option<&TrustedKeys>) -> anyhow::Result<Self> {
-        let bundle = Bundle::read(path)?;
+        Self::from_bytes(&Bundle::read_bytes(path)?, path, trusted)
+    }
+
+    /// [`EdgeModel::load`] on a bundle's bytes already in memory; `path` names it in messages.
+    pub fn from_bytes(bytes: &[u8], path: &Path, trusted: Option<&TrustedKeys>) -> anyhow::Result<Self> {
+        let bundle = Bundle::from_bytes(bytes, path)?;
         match (trusted, bundle.provenance()) {
             (Some(keys), Provenance::Signed { signer, fingerprint }) => {
                 bundle.check_trust(keys, path)?;
@@ -112,6 +117,11 @@ impl EdgeModel {
     /// The graph's outputs for one prepared square.
     pub fn outputs(&self, rgb: &RgbImage) -> anyhow::Result<Outputs> {
         self.graph.classify(rgb)
+    }
+
+    /// Each node's median time over `runs` runs of one prepared square ([`Graph::profile`]).
+    pub fn profile(&self, rgb: &RgbImage, runs: usize) -> anyhow::Result<Vec<shared::runtime::NodeTime>> {
+        self.graph.profile(rgb, runs)
     }
 
     pub fn predict(&self, rgb: &RgbImage, thresholds: &Thresholds) -> anyhow::Result<Prediction> {

@@ -111,15 +111,20 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
     for request in requests {
         let (outcome, from, reply) = match request {
             Request::Reload => {
-                let Ok(bytes) = std::fs::read(path) else {
-                    tracing::warn!("{}: cannot read the new model; the running one stays", path.display());
-                    continue;
+                // Read once: what is hashed is what is checked, whatever the file becomes meanwhile.
+                let bytes = match shared::Bundle::read_bytes(path) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        tracing::warn!("cannot read the new model ({e}); the running one stays");
+                        continue;
+                    }
                 };
-                if shared::bundle::sha256(&bytes) == running {
+                let sha = shared::bundle::sha256(&bytes);
+                if sha == running {
                     tracing::info!("{}: the model already running", path.display());
                     continue;
                 }
-                let outcome = check(path, options).map(|c| (c, shared::bundle::sha256(&bytes)));
+                let outcome = check(&bytes, path, options).map(|c| (c, sha));
                 (outcome, path.display().to_string(), None)
             }
             Request::Upload { bytes, reply } => (take_upload(&bytes, options), "upload".to_string(), Some(reply)),
@@ -158,20 +163,16 @@ fn take_upload(bytes: &[u8], options: &SwapOptions) -> Result<(Candidate, [u8; 3
         return Err(format!("{} bytes is more than a bundle may be ({MAX_UPLOAD})", bytes.len()));
     }
     let path = &options.model_path;
-    let upload = path.with_file_name(format!(".{}.upload.tmp", path.file_name().map_or("model".into(), |n| n.to_string_lossy())));
-    std::fs::write(&upload, bytes).map_err(|e| format!("{}: cannot write the upload: {e}", upload.display()))?;
-    let checked = check(&upload, options);
-    let result = checked.and_then(|candidate| {
-        std::fs::rename(&upload, path).map_err(|e| format!("{}: cannot put the upload in place: {e}", path.display()))?;
-        Ok((candidate, shared::bundle::sha256(bytes)))
-    });
-    let _ = std::fs::remove_file(&upload);
-    result
+    // Checked in memory first: a refused upload never touches the disk.
+    let named = PathBuf::from(format!("upload for {}", path.display()));
+    let candidate = check(bytes, &named, options)?;
+    shared::atomic::write_atomic(path, bytes).map_err(|e| format!("{}: cannot put the upload in place: {e}", path.display()))?;
+    Ok((candidate, shared::bundle::sha256(bytes)))
 }
 
 /// Integrity, signature (with trusted keys), then the self-check images run here.
-fn check(path: &Path, options: &SwapOptions) -> Result<Candidate, String> {
-    let model = EdgeModel::load(path, options.trusted.as_ref()).map_err(|e| format!("{e:#}"))?;
+fn check(bytes: &[u8], path: &Path, options: &SwapOptions) -> Result<Candidate, String> {
+    let model = EdgeModel::from_bytes(bytes, path, options.trusted.as_ref()).map_err(|e| format!("{e:#}"))?;
     let report = crate::selftest::run(&model).map_err(|e| format!("self-check: {e:#}"))?;
     if !report.passed {
         let failed: Vec<&str> = report.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();

@@ -201,6 +201,22 @@ fn bench_reports_latency_figures() {
     let (min, median, max) = (r["min_ms"].as_f64().unwrap(), r["median_ms"].as_f64().unwrap(), r["max_ms"].as_f64().unwrap());
     assert!(0.0 < min && min <= median && median <= max, "{r}");
     assert!(r["fps"].as_f64().unwrap() > 0.0);
+    assert!(r.get("profile").is_none(), "no profile unless asked");
+
+    // --profile: the plan's nodes, timed; the convolutions are there and take most of a frame.
+    let out = edge(&["bench", "--model", s.bundle.to_str().unwrap(), "--runs", "3", "--warmup", "1", "--json", "--profile"]);
+    let r = &ok_lines(&Output { stdout: String::from_utf8_lossy(&out.stdout).replace('\n', "").into_bytes(), ..out })[0];
+    let profile = &r["profile"];
+    assert_eq!(profile["runs"], 3);
+    let nodes = profile["nodes"].as_array().unwrap();
+    assert!(nodes.len() >= 13, "at least the 13 convolutions: {profile}");
+    let total: f64 = nodes.iter().map(|n| n["ms"].as_f64().unwrap()).sum();
+    assert!(total > 0.0, "{profile}");
+    let shares: f64 = profile["by_op"].as_array().unwrap().iter().map(|o| o["share"].as_f64().unwrap()).sum();
+    assert!((shares - 1.0).abs() < 1e-3, "{profile}");
+    let text =
+        String::from_utf8_lossy(&edge(&["bench", "--model", s.bundle.to_str().unwrap(), "--runs", "2", "--profile"]).stdout).into_owned();
+    assert!(text.contains("slowest nodes:") && text.contains("operator"), "{text}");
 }
 
 #[test]

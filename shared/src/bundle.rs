@@ -175,6 +175,13 @@ impl Bundle {
     /// Reads a bundle file. Only a regular file of at most [`MAX_BUNDLE_BYTES`] is read: a device
     /// (`/dev/zero`), a pipe or a runaway file is refused before memory runs out.
     pub fn read(path: &Path) -> Result<Self, BundleError> {
+        Self::from_bytes(&Self::read_bytes(path)?, path)
+    }
+
+    /// The bytes of the file at `path`, refused before reading past [`MAX_BUNDLE_BYTES`] or
+    /// from anything but a regular file: what [`Bundle::read`] parses, for callers that also
+    /// need the bytes themselves (to hash them, say) without reading the file twice.
+    pub fn read_bytes(path: &Path) -> Result<Vec<u8>, BundleError> {
         use std::io::Read;
         let io = |cause| BundleError::Io { path: path.into(), cause };
         let file = std::fs::File::open(path).map_err(io)?;
@@ -190,7 +197,7 @@ impl Bundle {
                 problem: format!("larger than {} MB; no VGG16 bundle is", MAX_BUNDLE_BYTES >> 20),
             });
         }
-        Self::from_bytes(&bytes, path)
+        Ok(bytes)
     }
 
     /// Atomic: a crash mid-write leaves the previous bundle (or none), never half of one.

@@ -17,6 +17,17 @@ pub struct Graph {
     classes: Option<usize>,
 }
 
+/// One node's time in a run of the plan ([`Graph::profile`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NodeTime {
+    /// The node's name in tract's optimized graph (its ONNX name where the node kept one).
+    pub node: String,
+    /// The operator tract runs there (`Conv`, `Optimized matmul`, `MaxPool`...).
+    pub op: String,
+    /// Median wall time over the profiled runs, milliseconds.
+    pub ms: f32,
+}
+
 /// What the classifier graph answers for one image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outputs {
@@ -93,13 +104,47 @@ impl Graph {
         self.input_size
     }
 
-    /// Every output of the graph, flattened, for one prepared square.
-    pub fn run(&self, rgb: &RgbImage) -> anyhow::Result<Vec<Vec<f32>>> {
+    /// The graph's input for one prepared square.
+    fn input(&self, rgb: &RgbImage) -> anyhow::Result<Tensor> {
         let s = self.input_size;
         anyhow::ensure!(rgb.dimensions() == (s, s), "input is {:?}, the model takes {s}x{s}", rgb.dimensions());
-        let input = tract_ndarray::Array4::from_shape_vec((1, s as usize, s as usize, 3), rgb.as_raw().clone())?.into_tensor();
-        let outputs = self.plan.run(tvec!(input.into()))?;
+        Ok(tract_ndarray::Array4::from_shape_vec((1, s as usize, s as usize, 3), rgb.as_raw().clone())?.into_tensor())
+    }
+
+    /// Every output of the graph, flattened, for one prepared square.
+    pub fn run(&self, rgb: &RgbImage) -> anyhow::Result<Vec<Vec<f32>>> {
+        let outputs = self.plan.run(tvec!(self.input(rgb)?.into()))?;
         outputs.iter().map(|t| Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect())).collect()
+    }
+
+    /// Each node's wall time, median over `runs` runs of `rgb`, in the plan's order: where a
+    /// frame's time goes (`edge bench --profile`). Timed around each node's own evaluation; the
+    /// timing has a cost of its own, so the sum can exceed an untimed run.
+    pub fn profile(&self, rgb: &RgbImage, runs: usize) -> anyhow::Result<Vec<NodeTime>> {
+        let input = self.input(rgb)?;
+        let mut state = tract_onnx::tract_core::plan::SimpleState::new(&self.plan)?;
+        let mut times: Vec<(usize, Vec<f32>)> = Vec::new();
+        for _ in 0..runs.max(1) {
+            state.run_plan_with_eval(tvec!(input.clone().into()), |context, op_state, node, inputs| {
+                let started = std::time::Instant::now();
+                let outputs = tract_onnx::tract_core::plan::eval(context, op_state, node, inputs);
+                let ms = started.elapsed().as_secs_f32() * 1000.0;
+                match times.iter_mut().find(|(id, _)| *id == node.id) {
+                    Some((_, samples)) => samples.push(ms),
+                    None => times.push((node.id, vec![ms])),
+                }
+                outputs
+            })?;
+        }
+        let model = self.plan.model();
+        Ok(times
+            .into_iter()
+            .map(|(id, mut samples)| {
+                samples.sort_by(f32::total_cmp);
+                let node = &model.nodes[id];
+                NodeTime { node: node.name.clone(), op: node.op().name().to_string(), ms: samples[samples.len() / 2] }
+            })
+            .collect())
     }
 
     /// The classifier's outputs: `probabilities`, then `unknown_score` where the graph has it.

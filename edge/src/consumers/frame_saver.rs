@@ -1,12 +1,13 @@
 //! `--save-frames DIR`: keeps the frames worth a second look (refused, unsure, where the answer
 //! changed, or every Nth) as JPEGs with a JSON sidecar, in `DIR/<answer>/`: a class-folder tree
-//! the trainer reads once a person has moved the wrong ones into the right class. Writes are
-//! atomic; the oldest files go beyond `--save-cap`; a full disk stops the saving (said once), never
-//! the classifying.
+//! the trainer reads once a person has moved the wrong ones into the right class. Frames are
+//! encoded and written on a thread of their own, off the loop; writes are atomic; the oldest files
+//! go beyond `--save-cap`; a full disk stops the saving (said once), never the classifying.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
+use image::DynamicImage;
 use serde::Serialize;
 use shared::answer::{UNKNOWN, UNSURE};
 
@@ -77,21 +78,43 @@ struct Sidecar<'a> {
     model_sha256: &'a str,
 }
 
+/// Decides on the loop's thread which frames to keep; a writer thread encodes and writes them
+/// (JPEG encoding costs milliseconds a frame, and the disk may stall), so the loop only waits
+/// when [`QUEUE`] frames are already waiting for the disk.
 pub struct FrameSaver {
     dir: PathBuf,
     when: Vec<SaveWhen>,
-    cap: u64,
     labels: Vec<String>,
     model_sha256: String,
+    last_smoothed: Option<String>,
+    /// `None` once saving stopped (the writer met an error and said so).
+    queue: Option<std::sync::mpsc::SyncSender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Frames waiting for the writer before the loop waits too.
+const QUEUE: usize = 8;
+
+/// One frame to write: the image, its sidecar, where.
+struct Job {
+    image: DynamicImage,
+    sidecar: Vec<u8>,
+    folder: PathBuf,
+    stem: String,
+}
+
+/// The disk side: what is saved, oldest first, and the cap.
+struct Writer {
+    dir: PathBuf,
+    cap: u64,
     /// Saved files, oldest first, with their sizes: what the cap deletes.
     saved: VecDeque<(PathBuf, u64)>,
     total: u64,
-    last_smoothed: Option<String>,
-    stopped: bool,
 }
 
 impl FrameSaver {
-    /// Takes stock of what `dir` already holds (from earlier runs), oldest first.
+    /// Takes stock of what `dir` already holds (from earlier runs), oldest first, and starts the
+    /// writer.
     pub fn open(dir: &Path, SaveRules(when): SaveRules, cap: u64, labels: Vec<String>, model_sha256: String) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("--save-frames {}: cannot create: {e}", dir.display()))?;
         let mut existing = Vec::new();
@@ -108,9 +131,11 @@ impl FrameSaver {
         existing.sort();
         let saved: VecDeque<(PathBuf, u64)> = existing.into_iter().map(|(_, p, n)| (p, n)).collect();
         let total = saved.iter().map(|(_, n)| n).sum();
-        let mut saver = Self { dir: dir.into(), when, cap, labels, model_sha256, saved, total, last_smoothed: None, stopped: false };
-        saver.enforce_cap();
-        Ok(saver)
+        let mut writer = Writer { dir: dir.into(), cap, saved, total };
+        writer.enforce_cap();
+        let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE);
+        let writer = std::thread::Builder::new().name("frame-saver".into()).spawn(move || writer.run(jobs))?;
+        Ok(Self { dir: dir.into(), when, labels, model_sha256, last_smoothed: None, queue: Some(queue), writer: Some(writer) })
     }
 
     fn reasons(&self, r: &FrameResult, classified: u64) -> Vec<&'static str> {
@@ -126,12 +151,8 @@ impl FrameSaver {
             .collect()
     }
 
-    fn save(&mut self, frame: &Classified<'_>, reasons: Vec<&'static str>) -> anyhow::Result<()> {
+    fn job(&self, frame: &Classified<'_>, reasons: Vec<&'static str>) -> anyhow::Result<Job> {
         let r = frame.result;
-        let folder = self.dir.join(&r.label);
-        std::fs::create_dir_all(&folder)?;
-        let stem = format!("{}_{:08}", r.timestamp_ms, r.frame);
-        let jpeg = crate::jpeg::encode(frame.image)?;
         let sidecar = Sidecar {
             result: r,
             probabilities: &frame.outputs.probabilities,
@@ -139,11 +160,34 @@ impl FrameSaver {
             saved_because: reasons,
             model_sha256: &self.model_sha256,
         };
-        let json = serde_json::to_vec_pretty(&sidecar)?;
+        Ok(Job {
+            image: frame.image.clone(),
+            sidecar: serde_json::to_vec_pretty(&sidecar)?,
+            folder: self.dir.join(&r.label),
+            stem: format!("{}_{:08}", r.timestamp_ms, r.frame),
+        })
+    }
+}
+
+impl Writer {
+    /// Writes jobs until the saver is dropped, or until a write fails: then saving stops (said
+    /// once) and classifying goes on.
+    fn run(mut self, jobs: std::sync::mpsc::Receiver<Job>) {
+        for job in jobs {
+            if let Err(e) = self.save(job) {
+                tracing::error!("--save-frames {}: cannot save a frame ({e:#}); saving stopped, classifying goes on", self.dir.display());
+                return;
+            }
+        }
+    }
+
+    fn save(&mut self, job: Job) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&job.folder)?;
+        let jpeg = crate::jpeg::encode(&job.image)?;
         // The JPEG (what the trainer reads) is renamed into place last.
-        let (jpeg_path, json_path) = (folder.join(format!("{stem}.jpg")), folder.join(format!("{stem}.json")));
-        shared::atomic::write_all_atomic(&[(&json_path, &json), (&jpeg_path, &jpeg)])?;
-        for (path, len) in [(json_path, json.len() as u64), (jpeg_path, jpeg.len() as u64)] {
+        let (jpeg_path, json_path) = (job.folder.join(format!("{}.jpg", job.stem)), job.folder.join(format!("{}.json", job.stem)));
+        shared::atomic::write_all_atomic(&[(&json_path, &job.sidecar), (&jpeg_path, &jpeg)])?;
+        for (path, len) in [(json_path, job.sidecar.len() as u64), (jpeg_path, jpeg.len() as u64)] {
             self.total += len;
             self.saved.push_back((path, len));
         }
@@ -169,13 +213,13 @@ impl Consumer for FrameSaver {
     fn frame(&mut self, frame: &Classified<'_>) -> anyhow::Result<()> {
         let reasons = self.reasons(frame.result, frame.status.classified);
         self.last_smoothed = Some(frame.result.smoothed_label.clone());
-        if self.stopped || reasons.is_empty() {
+        if self.queue.is_none() || reasons.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.save(frame, reasons) {
-            // A full disk or a removed folder: keep classifying, stop saving, say so once.
-            self.stopped = true;
-            tracing::error!("--save-frames {}: cannot save a frame ({e:#}); saving stopped, classifying goes on", self.dir.display());
+        let job = self.job(frame, reasons)?;
+        // The writer is gone only after a failed write, which it has reported.
+        if self.queue.as_ref().is_some_and(|q| q.send(job).is_err()) {
+            self.queue = None;
         }
         Ok(())
     }
@@ -187,6 +231,16 @@ impl Consumer for FrameSaver {
             self.model_sha256 = info.hash.clone();
         }
         Ok(())
+    }
+}
+
+/// The frames still queued are written before the saver is gone.
+impl Drop for FrameSaver {
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 

@@ -53,10 +53,15 @@ impl Detector {
         if previous != Some(label) {
             events.push(event(change_kind(previous, label), previous, None));
         }
+        // The label is copied only when it changes, not on every frame.
+        let label = match self.last.take() {
+            Some(last) if last.label == label => last.label,
+            _ => label.to_string(),
+        };
         self.last = Some(Last {
             at: now,
             frame: result.frame,
-            label: label.to_string(),
+            label,
             probability: result.smoothed_probability,
             unknown_score: result.smoothed_unknown_score,
         });
