@@ -121,13 +121,17 @@ pub fn fit<M: Network>(
             val_accuracy: val.accuracy,
             seconds: started.elapsed().as_secs_f32(),
         };
+        // A fold or a refit has no validation photos: its line says nothing of them.
+        let judged = if labels.val.is_empty() {
+            String::new()
+        } else {
+            format!(" | val loss {:.4} acc {:.3}", record.val_loss, record.val_accuracy)
+        };
         tracing::info!(
-            "{:?} epoch {epoch}: train loss {:.4} acc {:.3} | val loss {:.4} acc {:.3} | {:.1}s",
+            "{:?} epoch {epoch}: train loss {:.4} acc {:.3}{judged} | {:.1}s",
             options.stage,
             record.train_loss,
             record.train_accuracy,
-            record.val_loss,
-            record.val_accuracy,
             record.seconds
         );
         let improved = state.best.is_none_or(|b| better(&record, &state.history[b]));
