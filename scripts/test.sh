@@ -10,6 +10,11 @@ export FLOWERCAM_ONNX_CHECK_DIR="$PWD/target/onnx-check"
 rm -rf "$FLOWERCAM_ONNX_CHECK_DIR"
 features="flowercam-trainer/tch"
 cargo build --release --workspace --features "$features"
+# A feature spelling that names nothing is silently ignored by cargo: make sure libtorch is in.
+if ! ldd target/release/trainer | grep -q libtorch; then
+  echo "scripts/test.sh: target/release/trainer is not linked to libtorch: --features $features did not enable it" >&2
+  exit 1
+fi
 cargo test --release --workspace --features "$features" --no-fail-fast
 # The tallies issue 12 asks CI to show: the bad-input corpus (run again for its count, ~5 s) and the fuzzing.
 cargo test --release --workspace --features "$features" --test bad_inputs every_bad_input -- --nocapture 2>&1 | grep "bad-input corpus"
