@@ -69,7 +69,7 @@ def run(sess, outs, items, name, flip=False, bs=8):
 def main():
     mp, outs = build_model()
     so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
+    so.intra_op_num_threads = int(os.environ.get("ORT_THREADS", "1"))
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(mp, so, providers=['CPUExecutionProvider'])
     F17 = os.path.join(SHARED, 'data/flowers17')

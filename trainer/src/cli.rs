@@ -146,15 +146,18 @@ pub struct TrainArgs {
     /// 16:9 frames) or stretch (Keras load_img).
     #[arg(long, default_value = "center-crop")]
     pub resize: ResizePolicy,
-    /// linear: global average pool -> Dense K, a logistic regression fitted to convergence (best on
-    /// photos from other sources). gap: global average pool -> Dense 256 -> Dense K. flatten: the
-    /// original recipe's Flatten -> Dense 1024 -> Dropout -> Dense 1024 -> Dense K.
+    /// linear: blocks 4 and 5 pooled by average and by max, each part L2-normalized -> Dense K, a
+    /// logistic regression fitted to convergence (best on photos from other sources). gap: global
+    /// average pool -> Dense 256 -> Dense K. flatten: the original recipe's Flatten -> Dense 1024
+    /// -> Dropout -> Dense 1024 -> Dense K.
     #[arg(long, default_value = "linear")]
     pub head: HeadKind,
     /// Dropout after the first hidden layer of the gap and flatten heads.
     #[arg(long, default_value_t = 0.5)]
     pub dropout: f64,
-    /// L2 penalty on the linear head's weights (scikit-learn's 1/C): larger is smoother.
+    /// L2 penalty on the linear head's weights (scikit-learn's 1/C): larger is smoother. The
+    /// default: 5-fold cross-validation ties from 0.001 to 0.03 at 2 classes; 0.01 keeps the most
+    /// photos under the scale-0.6 field condition and is the best calibrated (BENCHMARKS.md).
     #[arg(long, default_value_t = crate::training::config::DEFAULT_L2)]
     pub l2: f64,
     /// K-fold cross-validation of the head on the training + validation photos (near-duplicates

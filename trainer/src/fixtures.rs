@@ -111,7 +111,7 @@ pub fn write_random_bundle(
     let device = Device::flex();
     device.seed(1);
     let k = labels.len();
-    let head = Head::new(shared::HeadKind::Gap, trunk.out_channels(), (size / 32) as usize, k, 0.0, &device);
+    let head = Head::new(shared::HeadKind::Gap, crate::features::feature_dims(trunk.out_channels(), size), k, 0.0, &device);
     let head_weights = head.to_weights();
     let classifier = Classifier { trunk: Vgg16Trunk::from_weights(&trunk.convs, &device), head };
     let mut rng = ChaCha8Rng::seed_from_u64(2);

@@ -21,7 +21,7 @@ fn defaults_are_the_fast_frozen_path() {
     // pooled features of the centred square.
     assert_eq!(c.head, shared::HeadKind::Linear);
     assert_eq!(c.resize, shared::ResizePolicy::CenterCrop);
-    assert_eq!(c.l2, 1.0);
+    assert_eq!(c.l2, 1e-2);
     assert_eq!(c.lr, 1e-3);
     assert_eq!(c.input_size, 224);
 }

@@ -27,15 +27,15 @@ fn model(kind: HeadKind, convention: Convention) -> Model {
     let trunk = Vgg16Weights::random(21, 1.0 / 16.0, convention);
     let device = Device::flex();
     device.seed(5);
-    let head = Head::new(kind, trunk.out_channels(), (SIZE / 32) as usize, 2, 0.0, &device).to_weights();
+    let head = Head::new(kind, trainer::features::feature_dims(trunk.out_channels(), SIZE), 2, 0.0, &device).to_weights();
     Model { trunk, head, kind }
 }
 
 /// What Burn (the trainer's engine) predicts for the images.
 fn burn_probabilities(m: &Model, images: &[RgbImage]) -> Vec<Vec<f32>> {
     let device = Device::flex();
-    let s = (SIZE / 32) as usize;
-    let head = Head::new(m.kind, m.trunk.out_channels(), s, 2, 0.0, &device).load_weights(&m.head, &device);
+    let head =
+        Head::new(m.kind, trainer::features::feature_dims(m.trunk.out_channels(), SIZE), 2, 0.0, &device).load_weights(&m.head, &device);
     let classifier = Classifier { trunk: Vgg16Trunk::from_weights(&m.trunk.convs, &device), head };
     let probs = to_vec(classifier.probabilities(images_to_tensor(images, &m.trunk.convention.normalization(), &device)));
     probs.chunks(2).map(<[f32]>::to_vec).collect()

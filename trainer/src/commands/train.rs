@@ -192,6 +192,16 @@ pub fn export_outcome(
     cross_validation: Option<shared::CrossValidation>,
     to: &ExportTo,
 ) -> anyhow::Result<ExportSummary> {
+    // The linear head read 512 pooled block-5 values before it read the 2048-value descriptor.
+    let reads = crate::model::Head::input_width(best.head_kind, p.feature_dims());
+    let fitted_on = best.head.first().map_or(0, |layer| layer.inputs);
+    anyhow::ensure!(
+        fitted_on == reads,
+        "the run's {} head was fitted on {fitted_on} values per photo, but this trainer's {} head reads {reads}: the run comes from \
+         an older trainer; train it again",
+        best.head_kind,
+        best.head_kind
+    );
     if let Some(diff) = p.cross_check_trunk(&p.split.val)? {
         tracing::info!("trunk cross-check: tract's features against Burn's, largest difference {diff:.1e} of their scale");
     }

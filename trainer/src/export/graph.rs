@@ -15,6 +15,7 @@ use tract_onnx::pb::{self, attribute_proto::AttributeType, tensor_proto::DataTyp
 
 use super::int8::{QuantParams, QuantizedConv, QuantizedTrunk};
 use crate::backbone::{ConvWeights, VGG16_BLOCKS};
+use crate::model::head::HeadInput;
 use crate::model::weights::DenseWeights;
 
 pub const OPSET: i64 = 13;
@@ -293,6 +294,8 @@ pub struct TrunkOutputs {
     pub block4: String,
     /// Block 5's output: the feature map.
     pub features: String,
+    /// The feature map's channels (block 4 has as many in VGG16).
+    pub channels: usize,
 }
 
 /// Index of block 4's last convolution.
@@ -300,7 +303,12 @@ const BLOCK4_LAST_CONV: usize = 9;
 
 /// VGG16's layout: `conv(g, x, name, i)` for each of the 13 convolutions, a 2x2 max-pool after
 /// each block. The float32 and int8 trunks differ only in `conv`.
-fn vgg16_layout(g: &mut GraphBuilder, mut x: String, mut conv: impl FnMut(&mut GraphBuilder, &str, &str, usize) -> String) -> TrunkOutputs {
+fn vgg16_layout(
+    g: &mut GraphBuilder,
+    mut x: String,
+    channels: usize,
+    mut conv: impl FnMut(&mut GraphBuilder, &str, &str, usize) -> String,
+) -> TrunkOutputs {
     let mut i = 0;
     let mut block4 = String::new();
     for (b, block) in VGG16_BLOCKS.iter().enumerate() {
@@ -313,13 +321,14 @@ fn vgg16_layout(g: &mut GraphBuilder, mut x: String, mut conv: impl FnMut(&mut G
             block4 = x.clone();
         }
     }
-    TrunkOutputs { block4, features: x }
+    TrunkOutputs { block4, features: x, channels }
 }
 
 /// The float32 trunk; returns its outputs and every ReLU's output (what int8 calibration measures).
 pub fn trunk_f32(g: &mut GraphBuilder, x: String, convs: &[ConvWeights]) -> (TrunkOutputs, Vec<String>) {
     let mut activations = Vec::new();
-    let out = vgg16_layout(g, x, |g, x, name, i| {
+    let channels = convs.last().map_or(0, |c| c.out_channels);
+    let out = vgg16_layout(g, x, channels, |g, x, name, i| {
         let y = g.conv3x3(x, name, &convs[i]);
         let y = g.relu(&y);
         activations.push(y.clone());
@@ -332,13 +341,15 @@ pub fn trunk_f32(g: &mut GraphBuilder, x: String, convs: &[ConvWeights]) -> (Tru
 /// max-pools, dequantize the block-4 output and the last feature map.
 pub fn trunk_int8(g: &mut GraphBuilder, x: String, q: &QuantizedTrunk) -> TrunkOutputs {
     let x = g.quantize_linear(&x, "input", q.input);
-    let out = vgg16_layout(g, x, |g, x, name, i| {
+    let channels = q.convs.last().map_or(0, |c| c.out_channels);
+    let out = vgg16_layout(g, x, channels, |g, x, name, i| {
         let input = if i == 0 { q.input } else { q.convs[i - 1].output };
         g.qlinear_conv3x3(x, name, input, &q.convs[i])
     });
     TrunkOutputs {
         block4: g.dequantize_linear(&out.block4, "block4", q.convs[BLOCK4_LAST_CONV].output),
         features: g.dequantize_linear(&out.features, "features", q.convs[q.convs.len() - 1].output),
+        channels,
     }
 }
 
@@ -380,19 +391,23 @@ pub fn open_set_descriptor(g: &mut GraphBuilder, trunk: &TrunkOutputs, pooled5: 
     g.concat_axis1(&[&average4, &max4, pooled5, &max5])
 }
 
-/// The open-set branch on descriptors `[N, PARTS * C]`: `1 - max_j <unit(x), r_j>` with each part
-/// of `x` L2-normalized and scaled by `1 / sqrt(PARTS)`, against the references normalized the
-/// same way, as [`crate::openset::score`] computes it.
-pub fn knn_cosine_score(g: &mut GraphBuilder, descriptor: &str, references: &[Vec<f32>], output: &str) -> String {
+/// The descriptor `[N, PARTS * C]` with each part L2-normalized and scaled by `1 / sqrt(PARTS)`, as
+/// [`crate::openset::normalized`] computes it: what the `linear` head and the open-set branch read.
+pub fn normalized_descriptor(g: &mut GraphBuilder, descriptor: &str, channels: usize) -> String {
     use crate::openset::PARTS;
-    let width = references.first().map_or(0, Vec::len);
-    let c = width / PARTS;
-    let parts = g.reshape(descriptor, "open_set.parts_shape", &[-1, PARTS as i64, c as i64]);
+    let width = PARTS * channels;
+    let parts = g.reshape(descriptor, "descriptor.parts_shape", &[-1, PARTS as i64, channels as i64]);
     let norm = g.reduce("ReduceL2", &parts, 2);
-    let norm = g.with_scalar("Add", &norm, "open_set.epsilon", crate::openset::NORM_EPSILON, false);
+    let norm = g.with_scalar("Add", &norm, "descriptor.epsilon", crate::openset::NORM_EPSILON, false);
     let unit = g.div(&parts, &norm);
-    let unit = g.reshape(&unit, "open_set.flat_shape", &[-1, width as i64]);
-    let unit = g.with_scalar("Mul", &unit, "open_set.part_scale", 1.0 / (PARTS as f32).sqrt(), false);
+    let unit = g.reshape(&unit, "descriptor.flat_shape", &[-1, width as i64]);
+    g.with_scalar("Mul", &unit, "descriptor.part_scale", 1.0 / (PARTS as f32).sqrt(), false)
+}
+
+/// The open-set branch on normalized descriptors ([`normalized_descriptor`]): `1 - max_j <x, r_j>`
+/// against the references normalized the same way, as [`crate::openset::score`] computes it.
+pub fn knn_cosine_score(g: &mut GraphBuilder, unit: &str, references: &[Vec<f32>], output: &str) -> String {
+    let width = references.first().map_or(0, Vec::len);
     // References as the columns of a [PARTS * C, M] matrix.
     let mut columns = vec![0f32; width * references.len()];
     for (j, r) in references.iter().enumerate() {
@@ -400,7 +415,7 @@ pub fn knn_cosine_score(g: &mut GraphBuilder, descriptor: &str, references: &[Ve
             columns[i * references.len() + j] = *v;
         }
     }
-    let similarities = g.matmul_const(&unit, "open_set.references", width, references.len(), &columns);
+    let similarities = g.matmul_const(unit, "open_set.references", width, references.len(), &columns);
     let best = g.reduce("ReduceMax", &similarities, 1);
     let one = g.initializer_f32("open_set.one", &[], &[1.0]);
     g.node("Sub", &[&one, &best], vec![], Some(output))
@@ -428,6 +443,7 @@ pub fn classifier(
         Trunk::F32(convs) => trunk_f32(&mut g, x, convs).0,
         Trunk::Int8(q) => trunk_int8(&mut g, x, q),
     };
+    let head_input = HeadInput::of(outputs.head_kind);
     let needs_pool = outputs.head_kind.pools_globally() || outputs.open_set_references.is_some();
     let pooled = if needs_pool {
         let p = g.global_average_pool(&trunk.features);
@@ -435,8 +451,18 @@ pub fn classifier(
     } else {
         None
     };
-    let mut x = match (&pooled, outputs.head_kind.pools_globally()) {
-        (Some(p), true) => p.clone(),
+    // The normalized descriptor, shared by a `linear` head and the open-set branch.
+    let needs_descriptor = head_input == HeadInput::Descriptor || outputs.open_set_references.is_some();
+    let descriptor = match &pooled {
+        Some(pooled) if needs_descriptor => {
+            let descriptor = open_set_descriptor(&mut g, &trunk, pooled);
+            Some(normalized_descriptor(&mut g, &descriptor, trunk.channels))
+        }
+        _ => None,
+    };
+    let mut x = match (head_input, &descriptor, &pooled, outputs.head_kind.pools_globally()) {
+        (HeadInput::Descriptor, Some(d), _, _) => d.clone(),
+        (_, _, Some(p), true) => p.clone(),
         _ => g.flatten(&trunk.features),
     };
     let last = outputs.head.len() - 1;
@@ -450,9 +476,8 @@ pub fn classifier(
     let classes = outputs.head.last().map_or(0, |l| l.outputs);
     let s = Some(input_size);
     let mut graph_outputs = vec![(probabilities, DataType::Float, vec![None, Some(classes)])];
-    if let (Some(references), Some(pooled)) = (outputs.open_set_references, &pooled) {
-        let descriptor = open_set_descriptor(&mut g, &trunk, pooled);
-        let score = knn_cosine_score(&mut g, &descriptor, references, ONNX_UNKNOWN_OUTPUT);
+    if let (Some(references), Some(descriptor)) = (outputs.open_set_references, &descriptor) {
+        let score = knn_cosine_score(&mut g, descriptor, references, ONNX_UNKNOWN_OUTPUT);
         graph_outputs.push((score, DataType::Float, vec![None, Some(1)]));
     }
     let graph_outputs: Vec<(&str, DataType, &[Option<usize>])> =
@@ -596,7 +621,15 @@ mod tests {
             [0.0; 8],
             [1.0, 0.0, 5.0, 0.0, 0.0, 1.0, 0.2, 0.9],
         ];
-        let m = one_node(|g, x| knn_cosine_score(g, x, &references, "score"), DataType::Float, &[4, 8], &[4, 1]);
+        let m = one_node(
+            |g, x| {
+                let unit = normalized_descriptor(g, x, 2);
+                knn_cosine_score(g, &unit, &references, "score")
+            },
+            DataType::Float,
+            &[4, 8],
+            &[4, 1],
+        );
         let got = run(m, f32_tensor(&[4, 8], rows.concat()));
         for (row, g) in rows.iter().zip(&got) {
             let expected = crate::openset::score(row, &references);
@@ -607,12 +640,23 @@ mod tests {
     }
 
     #[test]
+    fn normalized_descriptor_matches_the_direct_computation() {
+        let rows: [[f32; 8]; 2] = [[2.0, 0.1, 0.0, 1.0, 0.5, 0.5, 0.3, 0.3], [0.0; 8]];
+        let m = one_node(|g, x| normalized_descriptor(g, x, 2), DataType::Float, &[2, 8], &[2, 8]);
+        let got = run(m, f32_tensor(&[2, 8], rows.concat()));
+        let expected: Vec<f32> = rows.iter().flat_map(|r| crate::openset::normalized(r)).collect();
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() < 1e-6, "graph {got:?}, direct {expected:?}");
+        }
+    }
+
+    #[test]
     fn open_set_descriptor_pools_block4_and_block5_by_average_and_max() {
         // Block 4: [1, 2, 2, 2]; block 5: [1, 2, 1, 2]. Build the descriptor from both.
         let mut g = GraphBuilder::default();
         let b4 = "b4".to_string();
         let b5 = g.node("Identity", &["b5"], vec![], None);
-        let trunk = TrunkOutputs { block4: b4, features: b5.clone() };
+        let trunk = TrunkOutputs { block4: b4, features: b5.clone(), channels: 2 };
         let p5 = g.global_average_pool(&b5);
         let p5 = g.flatten(&p5);
         let d = open_set_descriptor(&mut g, &trunk, &p5);

@@ -147,8 +147,8 @@ pub fn feature_dims(channels: usize, input_size: u32) -> [usize; 3] {
     [channels, s, s]
 }
 
-/// Global average pool of one `[channels, s, s]` feature map: what the `linear` and `gap` heads
-/// and the open-set score see, in the same order of summation as the exported graph's
+/// Global average pool of one `[channels, s, s]` feature map: what the `gap` head sees, and a part
+/// of the descriptor that the `linear` head and the open-set score read, in the same order of summation as the exported graph's
 /// GlobalAveragePool up to rounding.
 pub fn pool(feature_map: &[f32], dims: [usize; 3]) -> Vec<f32> {
     let [c, h, w] = dims;

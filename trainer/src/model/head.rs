@@ -1,4 +1,5 @@
-//! The classification heads that sit on the trunk's `[N, C, s, s]` feature map.
+//! The classification heads that sit on the trunk: `gap` and `flatten` on its `[N, C, s, s]`
+//! block-5 feature map, `linear` on the normalized descriptor of blocks 4 and 5 ([`HeadInput`]).
 
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -8,6 +9,36 @@ use shared::HeadKind;
 use super::vgg::param;
 use super::weights::DenseWeights;
 use super::{from_vec, to_vec};
+
+/// What a head reads from the trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadInput {
+    /// The block-5 feature map, `[C, s, s]` (pooled or flattened by the head itself).
+    Map,
+    /// The open-set descriptor ([`crate::openset::descriptor`]: blocks 4 and 5 pooled by average
+    /// and by max) with each part L2-normalized ([`crate::openset::normalized`]), `[PARTS * C]`,
+    /// handed over as a `[PARTS * C, 1, 1]` map. Why the `linear` head reads it: every part has
+    /// unit length whatever the photo's exposure and contrast, and block 4's mid-level texture
+    /// adds to block 5 (BENCHMARKS.md, "The linear head's input").
+    Descriptor,
+}
+
+impl HeadInput {
+    pub fn of(kind: HeadKind) -> Self {
+        match kind {
+            HeadKind::Linear => HeadInput::Descriptor,
+            HeadKind::Gap | HeadKind::Flatten => HeadInput::Map,
+        }
+    }
+
+    /// The shape of one input, `[channels, s, s]`, for trunk feature maps of `map_dims`.
+    pub fn dims(self, map_dims: [usize; 3]) -> [usize; 3] {
+        match self {
+            HeadInput::Map => map_dims,
+            HeadInput::Descriptor => [crate::openset::PARTS * map_dims[0], 1, 1],
+        }
+    }
+}
 
 /// Hidden layers use ReLU; dropout follows the first hidden layer; the last layer gives logits.
 #[derive(Module, Debug)]
@@ -19,11 +50,19 @@ pub struct Head {
 }
 
 impl Head {
-    /// `channels` x `spatial` x `spatial` features in, `classes` logits out.
-    pub fn new(kind: HeadKind, channels: usize, spatial: usize, classes: usize, dropout: f64, device: &Device) -> Self {
+    /// A head for a trunk whose block-5 map is `map_dims` (`[C, s, s]`): it reads what
+    /// [`HeadInput::of`] its kind says, and gives `classes` logits.
+    pub fn new(kind: HeadKind, map_dims: [usize; 3], classes: usize, dropout: f64, device: &Device) -> Self {
+        let [channels, spatial, _] = HeadInput::of(kind).dims(map_dims);
         let widths = Self::widths(kind, channels, spatial, classes);
         let layers = widths.windows(2).map(|w| LinearConfig::new(w[0], w[1]).init(device)).collect();
         Self { layers, dropout: DropoutConfig::new(dropout).init(), kind }
+    }
+
+    /// The width of the first layer: how many values per photo a head of `kind` is fitted on.
+    pub fn input_width(kind: HeadKind, map_dims: [usize; 3]) -> usize {
+        let [channels, spatial, _] = HeadInput::of(kind).dims(map_dims);
+        Self::widths(kind, channels, spatial, 1)[0]
     }
 
     /// Layer widths from input to output.

@@ -43,7 +43,7 @@ pub fn run(p: &Prepared, weights: &ModelWeights, photos: usize) -> anyhow::Resul
             jobs.push((p.view_key(sample, view), job));
         }
     }
-    let feature_maps: Vec<Vec<f32>> = p.features_of(jobs, "field conditions")?.into_iter().map(|f| f.map).collect();
+    let feature_maps: Vec<Vec<f32>> = p.features_of(jobs, "field conditions")?.into_iter().map(|f| p.head_input(f)).collect();
     let classes = p.classes_of(&picked);
     let per_condition = classes.len();
     let results = Condition::ALL

@@ -79,7 +79,7 @@ pub struct TrainConfig {
     pub cache_dir: Option<PathBuf>,
 }
 
-pub const DEFAULT_L2: f64 = 1.0;
+pub const DEFAULT_L2: f64 = 1e-2;
 
 fn default_l2() -> f64 {
     DEFAULT_L2

@@ -13,7 +13,6 @@ use super::calibration::{self, Sample};
 use super::checkpoint::{self, Checkpoint};
 use super::head::{self, HeadData, HeadFit, Photos};
 use super::prepare::Prepared;
-use crate::features;
 use crate::run_folder::RunFolder;
 
 /// Runs what is left of cross-validation and refit for the finished head stage `state`, and
@@ -73,13 +72,12 @@ fn cross_validate(p: &Prepared, all: &Photos, groups: &[usize], epochs: u32, run
     let logits = match p.config.head {
         // Solved outright and independent: the folds run side by side.
         HeadKind::Linear => {
-            let dims = p.feature_dims();
-            let pooled: Vec<Vec<Vec<f32>>> = all.views.iter().map(|v| v.iter().map(|x| features::pool(x, dims)).collect()).collect();
-            let samples: Vec<Sample> = pooled
+            let samples: Vec<Sample> = all
+                .views
                 .iter()
                 .zip(&all.classes)
                 .zip(&fold_of)
-                .map(|((views, &class), &fold)| Sample { views: views.iter().map(Vec::as_slice).collect(), class, fold })
+                .map(|((views, &class), &fold)| Sample { views: views.clone(), class, fold })
                 .collect();
             calibration::out_of_fold_logits(&samples, p.dataset.classes.len(), k, p.config.l2)?
         }

@@ -11,7 +11,6 @@ use super::fit::{self, FitOptions, Labels, Network};
 use super::inputs::FeatureInputs;
 use super::optimizer;
 use super::prepare::Prepared;
-use crate::features;
 use crate::model::Head;
 use crate::model::weights::ModelWeights;
 use crate::run_folder::RunFolder;
@@ -113,18 +112,17 @@ pub fn fit(p: &Prepared, job: HeadFit) -> anyhow::Result<Checkpoint> {
     }
 }
 
-/// The `linear` head: a logistic regression on the pooled features of every view, solved
-/// outright (no epochs), recorded as one finished head stage.
+/// The `linear` head: a logistic regression on the normalized descriptor of every view (its
+/// [`crate::model::head::HeadInput`]), solved outright (no epochs), recorded as one finished head
+/// stage.
 fn fit_linear(p: &Prepared, job: &HeadFit) -> anyhow::Result<Checkpoint> {
     let (train, val, run) = (&job.train, &job.val, job.run);
     let started = Instant::now();
-    let dims = p.feature_dims();
     let n_classes = p.dataset.classes.len();
-    let pooled: Vec<Vec<Vec<f32>>> = train.views.iter().map(|views| views.iter().map(|v| features::pool(v, dims)).collect()).collect();
     let (mut rows, mut classes) = (Vec::new(), Vec::new());
-    for (views, &class) in pooled.iter().zip(&train.classes) {
-        for view in views {
-            rows.push(view.as_slice());
+    for (views, &class) in train.views.iter().zip(&train.classes) {
+        for &view in views {
+            rows.push(view);
             classes.push(class);
         }
     }
@@ -138,7 +136,7 @@ fn fit_linear(p: &Prepared, job: &HeadFit) -> anyhow::Result<Checkpoint> {
         fit.gradient_max
     );
     // Fresh Burn parameter ids, so a --finetune stage after this one keys its optimizer correctly.
-    let mut head = Head::new(HeadKind::Linear, dims[0], dims[1], n_classes, 0.0, &p.device).to_weights();
+    let mut head = Head::new(HeadKind::Linear, p.feature_dims(), n_classes, 0.0, &p.device).to_weights();
     head[0].weight = fit.weight;
     head[0].bias = fit.bias;
     let weights = ModelWeights { head_kind: HeadKind::Linear, trunk: None, head };
@@ -168,12 +166,11 @@ fn fit_linear(p: &Prepared, job: &HeadFit) -> anyhow::Result<Checkpoint> {
 fn fit_by_gradient(p: &Prepared, job: HeadFit) -> anyhow::Result<Checkpoint> {
     let HeadFit { train, val, schedule, run, resume } = job;
     let config = &p.config;
-    let [channels, spatial, _] = p.feature_dims();
     let n_classes = p.dataset.classes.len();
     let autodiff = p.device.clone().autodiff();
-    let inputs = FeatureInputs { train_views: train.views.clone(), eval: val.clean(), dims: p.feature_dims(), seed: config.seed };
+    let inputs = FeatureInputs { train_views: train.views.clone(), eval: val.clean(), dims: p.head_dims(), seed: config.seed };
     autodiff.seed(config.seed);
-    let mut head = Head::new(config.head, channels, spatial, n_classes, config.dropout, &autodiff);
+    let mut head = Head::new(config.head, p.feature_dims(), n_classes, config.dropout, &autodiff);
     let mut optim = optimizer::make(config.optimizer, config.momentum);
     let start = match resume {
         Some(s) => {

@@ -18,6 +18,7 @@ use super::inputs::{FeatureInputs, ImageInputs};
 use crate::backbone::Vgg16Weights;
 use crate::data::{self, Dataset, ScanOptions, Split, SplitOptions};
 use crate::features::{self, FeatureCache, TrunkEngine, TrunkFeatures, ViewKey};
+use crate::model::head::HeadInput;
 use crate::model::weights::ModelWeights;
 use crate::model::{Classifier, Head, Vgg16Trunk};
 use crate::run_folder::RunFolder;
@@ -144,9 +145,25 @@ impl Prepared {
         features::extract(|| self.trunk(), &self.cache, shape, jobs, label)
     }
 
-    /// Feature maps of the clean view of each item, from the cache where possible.
+    /// The head's input ([`HeadInput`]) for the clean view of each item, from the cache where
+    /// possible.
     pub fn clean_features(&self, items: &[usize], label: &'static str) -> anyhow::Result<Vec<Vec<f32>>> {
-        Ok(self.clean_trunk_features(items, label)?.into_iter().map(|f| f.map).collect())
+        Ok(self.clean_trunk_features(items, label)?.into_iter().map(|f| self.head_input(f)).collect())
+    }
+
+    /// What the configured head reads of one view's trunk features.
+    pub fn head_input(&self, features: TrunkFeatures) -> Vec<f32> {
+        match HeadInput::of(self.config.head) {
+            HeadInput::Map => features.map,
+            HeadInput::Descriptor => {
+                crate::openset::normalized(&crate::openset::descriptor(&features.block4_pooled, &features.map, self.feature_dims()))
+            }
+        }
+    }
+
+    /// The shape of one head input, `[channels, s, s]` (see [`HeadInput::dims`]).
+    pub fn head_dims(&self) -> [usize; 3] {
+        HeadInput::of(self.config.head).dims(self.feature_dims())
     }
 
     /// The open-set descriptor ([`crate::openset::descriptor`]) of the clean view of each item.
@@ -201,7 +218,7 @@ impl Prepared {
         Ok(Some(worst))
     }
 
-    /// Clean view plus `aug_views` augmented views of each training item.
+    /// The head's input for the clean view plus `aug_views` augmented views of each training item.
     pub fn train_views(&self, items: &[usize]) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
         let views = 1 + self.config.aug_views;
         let augmentation = self.config.augmentation;
@@ -225,7 +242,7 @@ impl Prepared {
                 jobs.push((key, job));
             }
         }
-        let flat: Vec<Vec<f32>> = self.features_of(jobs, "train features")?.into_iter().map(|f| f.map).collect();
+        let flat: Vec<Vec<f32>> = self.features_of(jobs, "train features")?.into_iter().map(|f| self.head_input(f)).collect();
         Ok(flat.chunks(views).map(<[Vec<f32>]>::to_vec).collect())
     }
 
@@ -246,16 +263,16 @@ impl Prepared {
     }
 
     /// The head of `weights` (whose trunk must be the frozen backbone) on the frozen trunk's
-    /// feature maps, scored against `classes`.
+    /// head inputs ([`Prepared::head_input`]), scored against `classes`.
     pub fn evaluate_features(&self, weights: &ModelWeights, feature_maps: &[&[f32]], classes: &[usize]) -> Evaluation {
         debug_assert!(weights.trunk.is_none(), "feature maps are the frozen trunk's");
-        let inputs = FeatureInputs { train_views: vec![], eval: feature_maps.to_vec(), dims: self.feature_dims(), seed: 0 };
+        let inputs = FeatureInputs { train_views: vec![], eval: feature_maps.to_vec(), dims: self.head_dims(), seed: 0 };
         fit::evaluate(&self.head(weights), &inputs, classes, self.config.batch_size, &self.device)
     }
 
-    /// The logits of the head of `weights` (on the frozen trunk) for each feature map.
+    /// The logits of the head of `weights` (on the frozen trunk) for each head input.
     pub fn head_logits(&self, weights: &ModelWeights, feature_maps: &[&[f32]]) -> Vec<Vec<f32>> {
-        let [c, h, w] = self.feature_dims();
+        let [c, h, w] = self.head_dims();
         let head = self.head(weights);
         let mut logits = Vec::with_capacity(feature_maps.len());
         for batch in feature_maps.chunks(self.config.batch_size.max(1)) {
@@ -266,8 +283,8 @@ impl Prepared {
     }
 
     fn head(&self, weights: &ModelWeights) -> Head {
-        let [c, s, _] = self.feature_dims();
-        Head::new(weights.head_kind, c, s, self.dataset.classes.len(), 0.0, &self.device).load_weights(&weights.head, &self.device)
+        Head::new(weights.head_kind, self.feature_dims(), self.dataset.classes.len(), 0.0, &self.device)
+            .load_weights(&weights.head, &self.device)
     }
 
     pub fn image_inputs(&self, train: &[usize], eval: &[usize]) -> ImageInputs<'_> {

@@ -22,10 +22,9 @@ pub fn fit(p: &Prepared, state: Option<Checkpoint>, run: &RunFolder) -> anyhow::
         Some(n) => (n, config.lr, config.epochs),
         None => (TOP_BLOCK_FROZEN, config.finetune_lr, config.finetune_epochs),
     };
-    let [channels, spatial, _] = p.feature_dims();
     let n_classes = p.dataset.classes.len();
     let autodiff = p.device.clone().autodiff();
-    let new_head = || Head::new(config.head, channels, spatial, n_classes, config.dropout, &autodiff);
+    let new_head = || Head::new(config.head, p.feature_dims(), n_classes, config.dropout, &autodiff);
     let mut optim = optimizer::make(config.optimizer, config.momentum);
     let (model, start) = match state {
         Some(s) if s.stage == Stage::Trunk => {
