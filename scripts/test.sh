@@ -11,8 +11,9 @@ rm -rf "$FLOWERCAM_ONNX_CHECK_DIR"
 features="flowercam-trainer/tch"
 cargo build --release --workspace --features "$features"
 # A feature spelling that names nothing is silently ignored by cargo: make sure libtorch is in.
-if ! ldd target/release/trainer | grep -q libtorch; then
-  echo "scripts/test.sh: target/release/trainer is not linked to libtorch: --features $features did not enable it" >&2
+trainer_binary="${CARGO_TARGET_DIR:-target}/release/trainer"
+if ! ldd "$trainer_binary" | grep -q libtorch; then
+  echo "scripts/test.sh: $trainer_binary is not linked to libtorch: --features $features did not enable it" >&2
   exit 1
 fi
 cargo test --release --workspace --features "$features" --no-fail-fast
