@@ -12,7 +12,8 @@ features="flowercam-trainer/tch"
 cargo build --release --workspace --features "$features"
 # A feature spelling that names nothing is silently ignored by cargo: make sure libtorch is in.
 trainer_binary="${CARGO_TARGET_DIR:-target}/release/trainer"
-if ! ldd "$trainer_binary" | grep -q libtorch; then
+# Not `grep -q`: it stops reading at the first match, ldd then dies of SIGPIPE and pipefail fails the check.
+if ! ldd "$trainer_binary" | grep libtorch >/dev/null; then
   echo "scripts/test.sh: $trainer_binary is not linked to libtorch: --features $features did not enable it" >&2
   exit 1
 fi
