@@ -27,7 +27,7 @@ if [ -z "$binary" ]; then
   esac
 fi
 [ -x "$binary" ] || { echo "scripts/package-deb.sh: $binary is not an executable" >&2; exit 1; }
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+version=$(sed -n '/^version = "/{s/^version = "\(.*\)"/\1/p;q}' Cargo.toml)
 # The newest glibc symbol version the binary needs is the package's libc6 dependency.
 glibc=$(grep -aoE 'GLIBC_2\.[0-9]+' "$binary" | sed 's/GLIBC_//' | sort -V | tail -1)
 
