@@ -64,12 +64,45 @@ pub enum Command {
     /// Prints accuracy, per-class precision/recall, refusal rates and calibration; --out also
     /// writes report.json, predictions.csv, confusion.png, reliability.png, contact_sheet.png.
     Evaluate(EvaluateArgs),
+    /// Write a narrower VGG16 trunk for slow boards: every convolution keeps the fraction --keep
+    /// of its filters (those with the largest L1 norm), the next one the matching input channels.
+    /// Train on it like on any backbone: `trainer train --backbone SLIM.onnx ...`.
+    Slim(SlimArgs),
     /// Print what a bundle holds (manifest, hashes, self-checks), after verifying it.
     Inspect {
         bundle: PathBuf,
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+pub struct SlimArgs {
+    /// The full trunk to slim (the teacher): any backbone `trainer train --backbone` reads.
+    #[arg(long)]
+    pub backbone: PathBuf,
+    /// Input convention of the backbone weights, when the file does not say.
+    #[arg(long)]
+    pub backbone_convention: Option<Convention>,
+    /// Fraction of each convolution's filters to keep, in (0, 1]: 0.5 costs about a quarter of
+    /// the multiply-adds, 0.25 about a sixteenth.
+    #[arg(long, value_parser = keep_fraction)]
+    pub keep: f32,
+    /// Input side the multiply-add figures are given for (the slim trunk runs at any size).
+    #[arg(long, default_value_t = 224, value_parser = clap::value_parser!(u32).range(16..))]
+    pub input_size: u32,
+    /// The slim trunk to write (ONNX; never overwritten half-written).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print the report (kept channels, multiply-adds, hashes) as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--keep`: a fraction in (0, 1].
+fn keep_fraction(s: &str) -> Result<f32, String> {
+    let keep = shared::args::probability(s)?;
+    if keep > 0.0 { Ok(keep) } else { Err("must be more than 0".into()) }
 }
 
 #[derive(clap::Args)]

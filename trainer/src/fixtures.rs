@@ -77,17 +77,7 @@ pub fn write_dataset(root: &Path, classes: &[&str], per_class: usize, seed: u64)
 /// as an ONNX file with our trunk's layer names and the caffe convention in its metadata.
 pub fn write_trunk_onnx(path: &Path, width: f32, seed: u64) -> anyhow::Result<Vgg16Weights> {
     let weights = Vgg16Weights::random(seed, width, Convention::Caffe);
-    let mut g = GraphBuilder::default();
-    let (trunk, _) = crate::export::graph::trunk_f32(&mut g, "image".into(), &weights.convs);
-    let out = g.node("Identity", &[&trunk.features], vec![], Some("features"));
-    let channels = weights.out_channels();
-    let model = g.finish(
-        ("image", DataType::Float, &[None, Some(3), None, None]),
-        &[(&out, DataType::Float, &[None, Some(channels), None, None])],
-        vec![("input_convention".into(), "caffe".into())],
-        "random VGG16-shaped trunk for tests",
-    );
-    std::fs::write(path, model.encode_to_vec())?;
+    crate::backbone::onnx::write_trunk(path, &weights, vec![], "random VGG16-shaped trunk for tests")?;
     Ok(weights)
 }
 

@@ -8,6 +8,7 @@
 //! - [`openset`]: the "none of these" score and its threshold;
 //! - [`training`]: the epoch loop, checkpoints, the whole train job;
 //! - [`export`]: ONNX graph, tract parity gate, bundle;
+//! - [`slim`]: a narrower trunk for slow boards (structured channel pruning);
 //! - [`run_folder`]: a run folder and the names of its files;
 //! - [`lock`]: one writer per run folder and per exported model;
 //! - [`evaluate`]: a bundle scored through tract on any class folder (field photos, unknowns);
@@ -32,4 +33,5 @@ pub mod openset;
 pub mod progress;
 pub mod report;
 pub mod run_folder;
+pub mod slim;
 pub mod training;

@@ -98,6 +98,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Slim(args) => {
+            let report = commands::slim::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", commands::slim::human(&report, &args.out));
+            }
+        }
         Command::Inspect { bundle, json } => println!("{}", commands::inspect::run(&bundle, json)?),
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! VGG16 conv weights out of an ONNX graph: the first 13 `Conv` nodes, in graph order, whose
 //! weights are initializers. Works for our clean trunk and for Keras exports (tf2onnx) alike.
+//! And the other way: a trunk written as such a graph (slim trunks, test fixtures).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -8,9 +9,29 @@ use prost::Message;
 use shared::Convention;
 use tract_onnx::pb;
 
-use super::{BackboneError, ConvWeights, check_shapes};
+use super::{BackboneError, ConvWeights, Vgg16Weights, check_shapes};
 
 const FLOAT: i32 = 1;
+
+/// Writes `weights` as a trunk ONNX (`image` in, `features` out: the last block's pooled map)
+/// that [`read_convs`] reads back, atomically. `metadata` goes beside `input_convention`.
+pub fn write_trunk(path: &Path, weights: &Vgg16Weights, metadata: Vec<(String, String)>, description: &str) -> anyhow::Result<()> {
+    use crate::export::graph::{GraphBuilder, trunk_f32};
+    use tract_onnx::pb::tensor_proto::DataType;
+
+    let mut g = GraphBuilder::default();
+    let (trunk, _) = trunk_f32(&mut g, "image".into(), &weights.convs);
+    let out = g.node("Identity", &[&trunk.features], vec![], Some("features"));
+    let mut all_metadata = vec![("input_convention".to_string(), weights.convention.name().to_string())];
+    all_metadata.extend(metadata);
+    let model = g.finish(
+        ("image", DataType::Float, &[None, Some(3), None, None]),
+        &[(&out, DataType::Float, &[None, Some(weights.out_channels()), None, None])],
+        all_metadata,
+        description,
+    );
+    Ok(shared::atomic::write_atomic(path, &model.encode_to_vec())?)
+}
 
 pub fn read_convs(path: &Path) -> Result<(Vec<ConvWeights>, Option<Convention>), BackboneError> {
     let bytes = std::fs::read(path).map_err(|cause| BackboneError::Read { path: path.into(), cause })?;

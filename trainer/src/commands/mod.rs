@@ -2,4 +2,5 @@
 
 pub mod export;
 pub mod inspect;
+pub mod slim;
 pub mod train;

@@ -1,0 +1,222 @@
+//! Structured channel pruning of the VGG16 trunk (`trainer slim`): fewer filters in every
+//! convolution, so that a frame costs fewer multiply-adds on the board.
+//!
+//! Each convolution keeps the same fraction of its filters, chosen by their weights' L1 norm
+//! (Li et al. 2017, "Pruning Filters for Efficient ConvNets"); the next convolution loses the
+//! matching input channels. The kept counts are [`scaled_shapes`]'s, so a slim trunk is a
+//! uniformly narrowed VGG16 that every reader of backbones already accepts, and block 4 keeps as
+//! many channels as block 5 (the open-set descriptor relies on it). The slim trunk is written as
+//! a backbone file: `trainer train --backbone SLIM.onnx` then fits the head, calibrates the
+//! open-set score and exports through the parity gate as for the full trunk.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::backbone::{ConvWeights, VGG16_BLOCKS, Vgg16Weights, scaled_shapes};
+
+/// Metadata keys of a slim trunk's ONNX file (besides `input_convention`).
+pub const META_TEACHER_SHA256: &str = "slim_teacher_sha256";
+pub const META_KEEP: &str = "slim_keep";
+pub const META_KEPT_CHANNELS: &str = "slim_kept_channels";
+
+/// What slimming did, recorded in the slim trunk's metadata and printed by the command.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlimReport {
+    /// The fraction of the teacher's filters asked for, and the slim trunk's width (of real
+    /// VGG16's; the first layer's rounding sets it).
+    pub keep: f32,
+    pub width: f32,
+    pub criterion: &'static str,
+    pub teacher: String,
+    pub teacher_sha256: String,
+    pub slim_sha256: String,
+    /// Filters kept in each of the 13 convolutions.
+    pub channels: Vec<usize>,
+    /// Multiply-adds per frame of the teacher's and of the slim trunk, at `input_size`.
+    pub input_size: usize,
+    pub teacher_macs: u64,
+    pub slim_macs: u64,
+}
+
+/// The width (of real VGG16's) whose [`scaled_shapes`] keeping `keep` of a teacher's filters
+/// gives, when the teacher's first layer has `first_filters` (64 for VGG16): set by that layer,
+/// as [`crate::backbone::check_shapes`] reads a narrowed trunk's width back.
+pub fn width_for(first_filters: usize, keep: f32) -> f32 {
+    ((first_filters as f32 * keep).round().max(1.0)) / 64.0
+}
+
+/// The L1 norm of each output filter of `conv`.
+pub fn filter_l1_norms(conv: &ConvWeights) -> Vec<f32> {
+    conv.weight.chunks_exact(conv.in_channels * 9).map(|filter| filter.iter().map(|v| v.abs()).sum()).collect()
+}
+
+/// The `count` filters with the largest L1 norm, in ascending index order (ties: the lower index).
+pub fn strongest_filters(conv: &ConvWeights, count: usize) -> Vec<usize> {
+    let norms = filter_l1_norms(conv);
+    let mut order: Vec<usize> = (0..norms.len()).collect();
+    order.sort_by(|&a, &b| norms[b].total_cmp(&norms[a]).then(a.cmp(&b)));
+    let mut kept = order[..count.min(order.len())].to_vec();
+    kept.sort_unstable();
+    kept
+}
+
+/// `conv` restricted to output filters `outputs` and input channels `inputs`.
+pub fn select(conv: &ConvWeights, outputs: &[usize], inputs: &[usize]) -> ConvWeights {
+    let mut weight = Vec::with_capacity(outputs.len() * inputs.len() * 9);
+    for &o in outputs {
+        for &i in inputs {
+            let start = (o * conv.in_channels + i) * 9;
+            weight.extend_from_slice(&conv.weight[start..start + 9]);
+        }
+    }
+    ConvWeights { out_channels: outputs.len(), in_channels: inputs.len(), weight, bias: outputs.iter().map(|&o| conv.bias[o]).collect() }
+}
+
+/// Prunes every convolution to [`scaled_shapes`]`(width)` filters; returns the slim convolutions
+/// and the teacher's filter indices each one kept.
+pub fn prune(convs: &[ConvWeights], width: f32) -> (Vec<ConvWeights>, Vec<Vec<usize>>) {
+    let mut inputs: Vec<usize> = (0..convs.first().map_or(3, |c| c.in_channels)).collect();
+    let mut slim = Vec::with_capacity(convs.len());
+    let mut kept_per_layer = Vec::with_capacity(convs.len());
+    for (conv, (count, _)) in convs.iter().zip(scaled_shapes(width)) {
+        let outputs = strongest_filters(conv, count.min(conv.out_channels));
+        slim.push(select(conv, &outputs, &inputs));
+        inputs = outputs.clone();
+        kept_per_layer.push(outputs);
+    }
+    (slim, kept_per_layer)
+}
+
+/// Multiply-adds of one frame through `convs` at `input_size` (each block halves the side).
+pub fn trunk_macs(convs: &[ConvWeights], input_size: usize) -> u64 {
+    let mut side = input_size as u64;
+    let mut layers = convs.iter();
+    let mut macs = 0;
+    for block in VGG16_BLOCKS {
+        for conv in layers.by_ref().take(block) {
+            macs += (conv.out_channels * conv.in_channels * 9) as u64 * side * side;
+        }
+        side /= 2;
+    }
+    macs
+}
+
+/// Slims `teacher` to `keep` of its filters and writes the slim trunk to `out` (atomically).
+pub fn slim(teacher: &Vgg16Weights, keep: f32, input_size: usize, out: &Path) -> anyhow::Result<SlimReport> {
+    let width = width_for(teacher.convs.first().map_or(64, |c| c.out_channels), keep);
+    let (convs, kept) = prune(&teacher.convs, width);
+    let slim = Vgg16Weights { convs, convention: teacher.convention, source: String::new() };
+    let teacher_sha256 = teacher.sha256();
+    let metadata = vec![
+        (META_TEACHER_SHA256.to_string(), teacher_sha256.clone()),
+        (META_KEEP.to_string(), format!("{width}")),
+        (META_KEPT_CHANNELS.to_string(), serde_json::to_string(&kept)?),
+    ];
+    let description = format!("VGG16 trunk slimmed to {width} of its filters (L1 norm) from {}", teacher.source);
+    crate::backbone::onnx::write_trunk(out, &slim, metadata, &description)
+        .with_context(|| format!("{}: cannot write the slim trunk", out.display()))?;
+    Ok(SlimReport {
+        keep,
+        width,
+        criterion: "l1-norm",
+        teacher: teacher.source.clone(),
+        teacher_sha256,
+        slim_sha256: slim.sha256(),
+        channels: slim.convs.iter().map(|c| c.out_channels).collect(),
+        input_size,
+        teacher_macs: trunk_macs(&teacher.convs, input_size),
+        slim_macs: trunk_macs(&slim.convs, input_size),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Vgg16Trunk, from_vec, to_vec};
+    use burn::prelude::*;
+    use shared::Convention;
+
+    fn teacher() -> Vgg16Weights {
+        Vgg16Weights::random(11, 1.0 / 8.0, Convention::Caffe)
+    }
+
+    #[test]
+    fn keeping_everything_changes_nothing() {
+        let t = teacher();
+        let (convs, kept) = prune(&t.convs, 1.0 / 8.0);
+        assert_eq!(convs, t.convs);
+        assert!(kept.iter().zip(&t.convs).all(|(k, c)| *k == (0..c.out_channels).collect::<Vec<_>>()));
+    }
+
+    #[test]
+    fn pruned_shapes_chain_and_match_a_narrowed_vgg16() {
+        let t = teacher();
+        let (convs, kept) = prune(&t.convs, 1.0 / 16.0);
+        assert_eq!(convs.iter().map(|c| (c.out_channels, c.in_channels)).collect::<Vec<_>>(), scaled_shapes(1.0 / 16.0));
+        for (i, c) in convs.iter().enumerate() {
+            assert_eq!(c.weight.len(), c.out_channels * c.in_channels * 9);
+            assert_eq!(c.bias.len(), c.out_channels);
+            assert_eq!(kept[i].len(), c.out_channels);
+        }
+        crate::backbone::check_shapes(Path::new("slim"), &convs, &[]).unwrap();
+    }
+
+    #[test]
+    fn the_strongest_filters_are_kept() {
+        let mut conv = teacher().convs[1].clone();
+        let per_filter = conv.in_channels * 9;
+        for o in [2, 5] {
+            conv.weight[o * per_filter..(o + 1) * per_filter].iter_mut().for_each(|v| *v *= 100.0);
+        }
+        assert_eq!(strongest_filters(&conv, 2), vec![2, 5]);
+        assert_eq!(width_for(64, 0.35), 22.0 / 64.0);
+        assert_eq!(width_for(8, 0.5), 1.0 / 16.0);
+    }
+
+    /// Filters that output nothing (zero weights and bias: zero after the ReLU) can be removed
+    /// with their next layer's input channels without changing the kept channels' values.
+    #[test]
+    fn removing_silent_filters_keeps_the_network_exact() {
+        let mut t = teacher();
+        let width = 1.0 / 16.0;
+        for (conv, (count, _)) in t.convs.iter_mut().zip(scaled_shapes(width)) {
+            let per_filter = conv.in_channels * 9;
+            for o in count..conv.out_channels {
+                conv.weight[o * per_filter..(o + 1) * per_filter].iter_mut().for_each(|v| *v = 0.0);
+                conv.bias[o] = 0.0;
+            }
+            // Strong filters first, so that the silent ones are the ones pruned.
+            for o in 0..count {
+                conv.weight[o * per_filter..(o + 1) * per_filter].iter_mut().for_each(|v| *v *= 4.0);
+            }
+        }
+        let (slim, kept) = prune(&t.convs, width);
+        let device = Device::flex();
+        let input = || from_vec((0..2 * 3 * 32 * 32).map(|i| ((i * 37) % 255) as f32 - 120.0).collect(), [2, 3, 32, 32], &device);
+        let full = to_vec(Vgg16Trunk::from_weights(&t.convs, &device).forward(input()));
+        let small = to_vec(Vgg16Trunk::from_weights(&slim, &device).forward(input()));
+        let (c_full, c_small) = (t.convs[12].out_channels, slim[12].out_channels);
+        for n in 0..2 {
+            for (j, &c) in kept[12].iter().enumerate() {
+                let (a, b) = (full[n * c_full + c], small[n * c_small + j]);
+                // Sums over fewer (zero) terms round differently: f32 to a few ulps per layer.
+                assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "image {n} channel {c}: {a} against {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_slim_trunk_is_a_backbone_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("slim.onnx");
+        let t = teacher();
+        let report = slim(&t, 0.5, 224, &out).unwrap();
+        let loaded = Vgg16Weights::load(&out, None).unwrap();
+        assert_eq!(loaded.convention, Convention::Caffe);
+        assert_eq!(loaded.sha256(), report.slim_sha256);
+        assert_eq!(report.channels, scaled_shapes(1.0 / 16.0).iter().map(|s| s.0).collect::<Vec<_>>());
+        assert!(report.slim_macs * 3 < report.teacher_macs, "{report:?}");
+    }
+}
