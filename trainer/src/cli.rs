@@ -88,15 +88,58 @@ pub struct SlimArgs {
     /// the multiply-adds, 0.25 about a sixteenth.
     #[arg(long, value_parser = keep_fraction)]
     pub keep: f32,
-    /// Input side the multiply-add figures are given for (the slim trunk runs at any size).
-    #[arg(long, default_value_t = 224, value_parser = clap::value_parser!(u32).range(16..))]
+    /// Photos to distil on: class folders (DIR/<any name>/<image>; the names are not used, no
+    /// labels needed), e.g. the training collection and frames a box saved. Repeatable. The slim
+    /// trunk then learns to give the full trunk's features on them. Without it: pruned only,
+    /// which costs accuracy in the field (BENCHMARKS.md, "Slim trunks").
+    #[arg(long)]
+    pub data: Vec<PathBuf>,
+    /// Input side: distillation runs at it (train the head at the same --input-size), and the
+    /// multiply-add figures are given for it. A multiple of 16.
+    #[arg(long, default_value_t = 224)]
     pub input_size: u32,
+    /// How photos become squares (as `trainer train --resize`).
+    #[arg(long, default_value = "center-crop")]
+    pub resize: ResizePolicy,
+    /// Passes over the photos.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    pub epochs: u32,
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-4, value_parser = learning_rate)]
+    pub lr: f64,
+    /// Also learn the linear read-outs from the slim channels to all of the teacher's (FitNets);
+    /// by default each slim channel learns to reproduce the teacher channel it was cut from.
+    #[arg(long)]
+    pub learn_adapters: bool,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// flex or libtorch (as `trainer train --backend`; libtorch when built in).
+    #[arg(long)]
+    pub backend: Option<Backend>,
+    /// cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Feature cache folder for the full trunk's features (shared with `trainer train`).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Continue the distillation of --out from its last completed epoch (its checkpoint is
+    /// OUT.distill-checkpoint, written after every epoch).
+    #[arg(long)]
+    pub resume: bool,
     /// The slim trunk to write (ONNX; never overwritten half-written).
     #[arg(long)]
     pub out: PathBuf,
-    /// Print the report (kept channels, multiply-adds, hashes) as JSON on standard output.
+    /// Print the report (kept channels, multiply-adds, hashes, losses) as JSON on standard output.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--lr`: finite, in (0, 1].
+fn learning_rate(s: &str) -> Result<f64, String> {
+    let lr: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if lr.is_finite() && lr > 0.0 && lr <= 1.0 { Ok(lr) } else { Err(format!("{s} is outside (0, 1]")) }
 }
 
 /// `--keep`: a fraction in (0, 1].

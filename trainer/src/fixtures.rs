@@ -5,14 +5,11 @@
 use std::path::Path;
 
 use image::{Rgb, RgbImage};
-use prost::Message;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use shared::Convention;
-use tract_onnx::pb::tensor_proto::DataType;
 
 use crate::backbone::Vgg16Weights;
-use crate::export::graph::GraphBuilder;
 
 /// A synthetic "photo" of class `class`: class 0 warm horizontal stripes, class 1 cool
 /// vertical stripes, class 2 diagonal checks; random phase, size and noise per image.

@@ -1,44 +1,10 @@
-//! Structured channel pruning of the VGG16 trunk (`trainer slim`): fewer filters in every
-//! convolution, so that a frame costs fewer multiply-adds on the board.
-//!
-//! Each convolution keeps the same fraction of its filters, chosen by their weights' L1 norm
-//! (Li et al. 2017, "Pruning Filters for Efficient ConvNets"); the next convolution loses the
-//! matching input channels. The kept counts are [`scaled_shapes`]'s, so a slim trunk is a
-//! uniformly narrowed VGG16 that every reader of backbones already accepts, and block 4 keeps as
-//! many channels as block 5 (the open-set descriptor relies on it). The slim trunk is written as
-//! a backbone file: `trainer train --backbone SLIM.onnx` then fits the head, calibrates the
-//! open-set score and exports through the parity gate as for the full trunk.
+//! Structured channel pruning: each convolution keeps the filters with the largest L1 norm
+//! (Li et al. 2017, "Pruning Filters for Efficient ConvNets"), the next one the matching input
+//! channels. The kept counts are [`scaled_shapes`]'s, so a slim trunk is a uniformly narrowed
+//! VGG16 that every reader of backbones already accepts, and block 4 keeps as many channels as
+//! block 5 (the open-set descriptor relies on it).
 
-use std::path::Path;
-
-use anyhow::Context;
-use serde::Serialize;
-
-use crate::backbone::{ConvWeights, VGG16_BLOCKS, Vgg16Weights, scaled_shapes};
-
-/// Metadata keys of a slim trunk's ONNX file (besides `input_convention`).
-pub const META_TEACHER_SHA256: &str = "slim_teacher_sha256";
-pub const META_KEEP: &str = "slim_keep";
-pub const META_KEPT_CHANNELS: &str = "slim_kept_channels";
-
-/// What slimming did, recorded in the slim trunk's metadata and printed by the command.
-#[derive(Debug, Clone, Serialize)]
-pub struct SlimReport {
-    /// The fraction of the teacher's filters asked for, and the slim trunk's width (of real
-    /// VGG16's; the first layer's rounding sets it).
-    pub keep: f32,
-    pub width: f32,
-    pub criterion: &'static str,
-    pub teacher: String,
-    pub teacher_sha256: String,
-    pub slim_sha256: String,
-    /// Filters kept in each of the 13 convolutions.
-    pub channels: Vec<usize>,
-    /// Multiply-adds per frame of the teacher's and of the slim trunk, at `input_size`.
-    pub input_size: usize,
-    pub teacher_macs: u64,
-    pub slim_macs: u64,
-}
+use crate::backbone::{ConvWeights, VGG16_BLOCKS, scaled_shapes};
 
 /// The width (of real VGG16's) whose [`scaled_shapes`] keeping `keep` of a teacher's filters
 /// gives, when the teacher's first layer has `first_filters` (64 for VGG16): set by that layer,
@@ -103,40 +69,14 @@ pub fn trunk_macs(convs: &[ConvWeights], input_size: usize) -> u64 {
     macs
 }
 
-/// Slims `teacher` to `keep` of its filters and writes the slim trunk to `out` (atomically).
-pub fn slim(teacher: &Vgg16Weights, keep: f32, input_size: usize, out: &Path) -> anyhow::Result<SlimReport> {
-    let width = width_for(teacher.convs.first().map_or(64, |c| c.out_channels), keep);
-    let (convs, kept) = prune(&teacher.convs, width);
-    let slim = Vgg16Weights { convs, convention: teacher.convention, source: String::new() };
-    let teacher_sha256 = teacher.sha256();
-    let metadata = vec![
-        (META_TEACHER_SHA256.to_string(), teacher_sha256.clone()),
-        (META_KEEP.to_string(), format!("{width}")),
-        (META_KEPT_CHANNELS.to_string(), serde_json::to_string(&kept)?),
-    ];
-    let description = format!("VGG16 trunk slimmed to {width} of its filters (L1 norm) from {}", teacher.source);
-    crate::backbone::onnx::write_trunk(out, &slim, metadata, &description)
-        .with_context(|| format!("{}: cannot write the slim trunk", out.display()))?;
-    Ok(SlimReport {
-        keep,
-        width,
-        criterion: "l1-norm",
-        teacher: teacher.source.clone(),
-        teacher_sha256,
-        slim_sha256: slim.sha256(),
-        channels: slim.convs.iter().map(|c| c.out_channels).collect(),
-        input_size,
-        teacher_macs: trunk_macs(&teacher.convs, input_size),
-        slim_macs: trunk_macs(&slim.convs, input_size),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backbone::Vgg16Weights;
     use crate::model::{Vgg16Trunk, from_vec, to_vec};
     use burn::prelude::*;
     use shared::Convention;
+    use std::path::Path;
 
     fn teacher() -> Vgg16Weights {
         Vgg16Weights::random(11, 1.0 / 8.0, Convention::Caffe)
@@ -205,18 +145,5 @@ mod tests {
                 assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "image {n} channel {c}: {a} against {b}");
             }
         }
-    }
-
-    #[test]
-    fn the_slim_trunk_is_a_backbone_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("slim.onnx");
-        let t = teacher();
-        let report = slim(&t, 0.5, 224, &out).unwrap();
-        let loaded = Vgg16Weights::load(&out, None).unwrap();
-        assert_eq!(loaded.convention, Convention::Caffe);
-        assert_eq!(loaded.sha256(), report.slim_sha256);
-        assert_eq!(report.channels, scaled_shapes(1.0 / 16.0).iter().map(|s| s.0).collect::<Vec<_>>());
-        assert!(report.slim_macs * 3 < report.teacher_macs, "{report:?}");
     }
 }

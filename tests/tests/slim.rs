@@ -1,0 +1,151 @@
+//! `trainer slim` end to end: a narrower trunk from a teacher, trained on like any backbone,
+//! exported through the parity gate, and run by the edge.
+
+use e2e::{export_for_onnxruntime, ok, run};
+
+#[test]
+fn a_slim_trunk_trains_exports_and_runs_on_the_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s).to_str().unwrap().to_string();
+    trainer::fixtures::write_dataset(&dir.path().join("data"), &["stripes", "columns"], 10, 5).unwrap();
+    // A teacher twice as wide as the other tests' trunks, so that half of it is their size.
+    let teacher = trainer::fixtures::write_trunk_onnx(&dir.path().join("teacher.onnx"), 1.0 / 8.0, 9).unwrap();
+
+    let report: serde_json::Value = serde_json::from_str(&ok(&run(
+        "trainer",
+        &[
+            "slim",
+            "--backbone",
+            &p("teacher.onnx"),
+            "--keep",
+            "0.5",
+            "--data",
+            &p("data"),
+            "--epochs",
+            "3",
+            "--lr",
+            "1e-3",
+            "--input-size",
+            "64",
+            "--cache-dir",
+            &p("cache"),
+            "--out",
+            &p("slim.onnx"),
+            "--json",
+        ],
+    )))
+    .unwrap();
+    let history = &report["distillation"]["history"];
+    let losses: Vec<f64> = history["epochs"].as_array().unwrap().iter().map(|e| e["loss"].as_f64().unwrap()).collect();
+    assert_eq!(losses.len(), 3, "{history}");
+    assert!(losses[2] < history["before"].as_f64().unwrap(), "distillation lowers the feature loss: {history}");
+    assert!(!dir.path().join("slim.onnx.distill-checkpoint").exists(), "the checkpoint goes once the trunk is written");
+    let channels: Vec<u64> = serde_json::from_value(report["channels"].clone()).unwrap();
+    let halved: Vec<u64> = teacher.convs.iter().map(|c| c.out_channels as u64 / 2).collect();
+    assert_eq!(channels, halved, "{report}");
+    assert_eq!(report["teacher_sha256"], teacher.sha256());
+    let (full, slim) = (report["teacher_macs"].as_u64().unwrap(), report["slim_macs"].as_u64().unwrap());
+    assert!(slim * 7 / 2 < full && slim * 5 > full, "half the filters cost about a quarter: {slim} of {full}");
+
+    // The slim file is a backbone: it trains, passes the gate, and the edge agrees.
+    let out = run(
+        "trainer",
+        &[
+            "train",
+            "--data",
+            &p("data"),
+            "--backbone",
+            &p("slim.onnx"),
+            "--out",
+            &p("run"),
+            "--export-to",
+            &p("models/slim"),
+            "--input-size",
+            "64",
+            "--epochs",
+            "12",
+            "--cache-dir",
+            &p("cache"),
+            "--json",
+        ],
+    );
+    let summary: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert!(summary["export"]["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4, "{}", summary["export"]);
+    assert_eq!(summary["backbone"], "slim.onnx");
+    let bundle = p("models/slim.bundle");
+    let inspect = ok(&run("trainer", &["inspect", "--json", &bundle]));
+    let manifest: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert!(inspect.contains(report["slim_sha256"].as_str().unwrap()), "the manifest names the slim trunk by its hash: {manifest}");
+    assert!(ok(&run("edge", &["selftest", "--model", &bundle])).contains("selftest passed"));
+    export_for_onnxruntime(bundle.as_ref(), "synthetic_slim");
+
+    // Bad usage exits 2 and writes nothing.
+    for keep in ["0", "1.5", "-0.2", "half"] {
+        let out = run("trainer", &["slim", "--backbone", &p("teacher.onnx"), "--keep", keep, "--out", &p("bad.onnx")]);
+        assert_eq!(out.status.code(), Some(2), "--keep {keep}");
+    }
+    // A missing teacher is an error naming it.
+    let out = run("trainer", &["slim", "--backbone", &p("none.onnx"), "--keep", "0.5", "--out", &p("bad.onnx")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("none.onnx"));
+    assert!(!dir.path().join("bad.onnx").exists());
+}
+
+/// A distillation killed (-9) after an epoch continues with --resume and ends where an
+/// uninterrupted one ends.
+#[test]
+fn a_killed_distillation_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s).to_str().unwrap().to_string();
+    trainer::fixtures::write_dataset(&dir.path().join("data"), &["stripes", "columns"], 12, 6).unwrap();
+    trainer::fixtures::write_trunk_onnx(&dir.path().join("teacher.onnx"), 1.0 / 8.0, 4).unwrap();
+    let args = |out: &str, epochs: &str| -> Vec<String> {
+        let teacher = p("teacher.onnx");
+        let (data, cache, out) = (p("data"), p("cache"), p(out));
+        [
+            "slim",
+            "--backbone",
+            &teacher,
+            "--keep",
+            "0.5",
+            "--data",
+            &data,
+            "--epochs",
+            epochs,
+            "--input-size",
+            "64",
+            "--cache-dir",
+            &cache,
+            "--out",
+            &out,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    // Enough epochs that the kill lands before the end.
+    let epochs = "100";
+    ok(&run("trainer", &args("whole.onnx", epochs).iter().map(String::as_str).collect::<Vec<_>>()));
+
+    let killed = args("killed.onnx", epochs);
+    let checkpoint = dir.path().join("killed.onnx.distill-checkpoint");
+    let mut child = std::process::Command::new(e2e::bin("trainer")).args(&killed).env("RUST_LOG", "warn").spawn().unwrap();
+    let started = std::time::Instant::now();
+    while !checkpoint.exists() {
+        assert!(started.elapsed().as_secs() < 120, "no checkpoint after 2 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!dir.path().join("killed.onnx").exists(), "killed before the end: no slim trunk yet");
+    let mut resumed = killed.clone();
+    resumed.push("--resume".into());
+    ok(&run("trainer", &resumed.iter().map(String::as_str).collect::<Vec<_>>()));
+
+    let load = |name: &str| trainer::backbone::Vgg16Weights::load(&dir.path().join(name), None).unwrap();
+    let (a, b) = (load("whole.onnx"), load("killed.onnx"));
+    for (x, y) in a.convs.iter().zip(&b.convs) {
+        let worst = x.weight.iter().zip(&y.weight).map(|(u, v)| (u - v).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "the resumed trunk differs from the uninterrupted one by {worst}");
+    }
+}
