@@ -94,6 +94,9 @@ pub struct SlimArgs {
     /// which costs accuracy in the field (BENCHMARKS.md, "Slim trunks").
     #[arg(long)]
     pub data: Vec<PathBuf>,
+    /// Comma-separated class folders of --data to distil on (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
     /// Input side: distillation runs at it (train the head at the same --input-size), and the
     /// multiply-add figures are given for it. A multiple of 16.
     #[arg(long, default_value_t = 224)]
@@ -109,10 +112,11 @@ pub struct SlimArgs {
     /// Adam's learning rate.
     #[arg(long, default_value_t = 1e-4, value_parser = learning_rate)]
     pub lr: f64,
-    /// Also learn the linear read-outs from the slim channels to all of the teacher's (FitNets);
-    /// by default each slim channel learns to reproduce the teacher channel it was cut from.
+    /// Keep the read-outs from slim channels to teacher channels fixed at the pruning's
+    /// selection (each slim channel reproduces the teacher channel it was cut from) instead of
+    /// learning them (FitNets, the default: 93% against 92% on the field set, BENCHMARKS.md).
     #[arg(long)]
-    pub learn_adapters: bool,
+    pub fixed_adapters: bool,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// flex or libtorch (as `trainer train --backend`; libtorch when built in).

@@ -21,7 +21,7 @@ pub fn run(args: &SlimArgs) -> anyhow::Result<SlimReport> {
         return slim::slim(&teacher, args.keep, input_size, &args.out, None);
     }
     let preprocessing = Preprocessing::new(args.input_size, args.resize).map_err(anyhow::Error::msg)?;
-    let options = ScanOptions { classes: None, strict: false, min_images_per_class: 1 };
+    let options = ScanOptions { classes: args.classes.clone(), strict: false, min_images_per_class: 1 };
     let dataset = scan(&args.data, &options, &preprocessing)?;
     let normalization = teacher.convention.normalization();
     let backend = args.backend.unwrap_or(device::default_backend(args.device));
@@ -52,7 +52,7 @@ pub fn run(args: &SlimArgs) -> anyhow::Result<SlimReport> {
     let distillation = Distillation {
         targets: Targets { images: &images, features: &target_features, normalization },
         options: DistillOptions {
-            learn_adapters: args.learn_adapters,
+            learn_adapters: !args.fixed_adapters,
             epochs: args.epochs,
             batch_size: args.batch_size as usize,
             lr: args.lr,
