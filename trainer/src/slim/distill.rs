@@ -163,6 +163,13 @@ impl Student {
         ]
     }
 
+    /// The loss on photos `items` of `targets` (a scalar tensor).
+    fn batch_loss(&self, targets: &Targets, items: &[usize], scales: &Scales, device: &Device) -> Tensor<1> {
+        let images: Vec<RgbImage> = items.iter().map(|&i| targets.images[i].clone()).collect();
+        let features: Vec<&TrunkFeatures> = items.iter().map(|&i| &targets.features[i]).collect();
+        self.loss(images_to_tensor(&images, &targets.normalization, device), &features, scales, device)
+    }
+
     /// The loss of a batch against its targets (a scalar tensor).
     fn loss(&self, images: Tensor<4>, targets: &[&TrunkFeatures], scales: &Scales, device: &Device) -> Tensor<1> {
         let (block4, block5) = self.trunk.forward_keeping_block4(images);
@@ -234,9 +241,7 @@ pub fn distill(
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(options.seed ^ ((epoch as u64) << 20) ^ 0xd157));
         let mut loss_sum = 0f64;
         for batch in order.chunks(options.batch_size) {
-            let images: Vec<RgbImage> = batch.iter().map(|&i| targets.images[i].clone()).collect();
-            let batch_targets: Vec<&TrunkFeatures> = batch.iter().map(|&i| &targets.features[i]).collect();
-            let loss = student.loss(images_to_tensor(&images, &targets.normalization, &autodiff), &batch_targets, &scales, &autodiff);
+            let loss = student.batch_loss(targets, batch, &scales, &autodiff);
             loss_sum += to_vec(loss.clone().detach())[0] as f64 * batch.len() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &student);
             student = optim.step(options.lr, student, grads);
@@ -263,9 +268,7 @@ pub fn distill(
 fn mean_loss(student: &Student, targets: &Targets, scales: &Scales, batch_size: usize, device: &Device) -> f32 {
     let mut sum = 0f64;
     for batch in (0..targets.images.len()).collect::<Vec<_>>().chunks(batch_size) {
-        let images: Vec<RgbImage> = batch.iter().map(|&i| targets.images[i].clone()).collect();
-        let batch_targets: Vec<&TrunkFeatures> = batch.iter().map(|&i| &targets.features[i]).collect();
-        let loss = student.loss(images_to_tensor(&images, &targets.normalization, device), &batch_targets, scales, device);
+        let loss = student.batch_loss(targets, batch, scales, device);
         sum += to_vec(loss)[0] as f64 * batch.len() as f64;
     }
     (sum / targets.images.len() as f64) as f32
