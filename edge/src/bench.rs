@@ -24,6 +24,10 @@ pub struct BenchReport {
     pub mean_ms: f32,
     /// Inference only, 1000 / mean.
     pub fps: f32,
+    /// The trunk's multiply-adds per frame (from the manifest), and how many billions of them
+    /// this box does per second at the median latency: what to compare boards and trunks by.
+    pub trunk_gmac: f32,
+    pub gmac_per_s: f32,
     /// Resizing a 640x480 RGB frame to the input (median).
     pub preprocess_ms: f32,
     /// JPEG-encoding a 640x480 frame for `/stream.mjpg` (median): what a watcher of the live page
@@ -116,6 +120,7 @@ pub fn run(model: &EdgeModel, threads: usize, warmup: usize, runs: usize, profil
     encode.sort_by(f32::total_cmp);
     let pick = |q: f32| times[((times.len() - 1) as f32 * q).round() as usize];
     let mean = times.iter().sum::<f32>() / times.len() as f32;
+    let trunk_gmac = model.manifest.backbone.macs as f32 / 1e9;
     Ok(BenchReport {
         input_size: model.input_size(),
         precision: model.manifest.precision.to_string(),
@@ -128,6 +133,8 @@ pub fn run(model: &EdgeModel, threads: usize, warmup: usize, runs: usize, profil
         max_ms: times[times.len() - 1],
         mean_ms: mean,
         fps: 1000.0 / mean,
+        trunk_gmac,
+        gmac_per_s: trunk_gmac / (pick(0.5) / 1000.0),
         preprocess_ms: prep[prep.len() / 2],
         stream_encode_ms: encode[encode.len() / 2],
         peak_memory_mib: peak_memory_mib(),

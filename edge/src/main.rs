@@ -153,7 +153,7 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
             } else {
                 writeln!(
                     out,
-                    "input {}x{} {}, {} thread(s), {} runs after {} warm-up\nlatency ms: min {:.1}, median {:.1}, p90 {:.1}, max {:.1}, mean {:.1}\nfps {:.2} (inference only); preprocess 640x480 -> input {:.2} ms; stream JPEG 640x480 {:.2} ms; peak memory {}",
+                    "input {}x{} {}, {} thread(s), {} runs after {} warm-up\nlatency ms: min {:.1}, median {:.1}, p90 {:.1}, max {:.1}, mean {:.1}\nfps {:.2} (inference only); trunk {:.2} GMAC per frame, {:.1} GMAC/s\npreprocess 640x480 -> input {:.2} ms; stream JPEG 640x480 {:.2} ms; peak memory {}",
                     r.input_size,
                     r.input_size,
                     r.precision,
@@ -166,6 +166,8 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
                     r.max_ms,
                     r.mean_ms,
                     r.fps,
+                    r.trunk_gmac,
+                    r.gmac_per_s,
                     r.preprocess_ms,
                     r.stream_encode_ms,
                     r.peak_memory_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB"))

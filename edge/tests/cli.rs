@@ -201,6 +201,10 @@ fn bench_reports_latency_figures() {
     let (min, median, max) = (r["min_ms"].as_f64().unwrap(), r["median_ms"].as_f64().unwrap(), r["max_ms"].as_f64().unwrap());
     assert!(0.0 < min && min <= median && median <= max, "{r}");
     assert!(r["fps"].as_f64().unwrap() > 0.0);
+    // The trunk's cost comes from the manifest; the rate is that cost over the median latency.
+    let (gmac, rate) = (r["trunk_gmac"].as_f64().unwrap(), r["gmac_per_s"].as_f64().unwrap());
+    assert!(gmac > 0.0, "{r}");
+    assert!((rate * median / 1000.0 / gmac - 1.0).abs() < 1e-3, "{r}");
     assert!(r.get("profile").is_none(), "no profile unless asked");
 
     // --profile: the plan's nodes, timed; the convolutions are there and take most of a frame.

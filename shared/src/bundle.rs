@@ -19,7 +19,8 @@ pub const MAGIC: &[u8; 8] = b"FLWRCAM\0";
 /// 2: the manifest states the export's precision and the gate's tolerance.
 /// 3: the manifest states the open-set score and its threshold; the graph may have a second output.
 /// 4: a content digest over the manifest, the ONNX hash and the self-checks, and a signature.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: the manifest states the trunk's filters and multiply-adds, and a slim trunk's teacher.
+pub const FORMAT_VERSION: u32 = 5;
 
 /// One validation image, already prepared (RGB square), with the probabilities the trainer's
 /// model gave it: the device re-runs it to prove it computes what the trainer computed.
@@ -235,7 +236,14 @@ pub(crate) mod tests {
             name: "test".into(),
             labels: vec!["a".into(), "b".into()],
             preprocessing: Preprocessing::new(32, ResizePolicy::Stretch).unwrap(),
-            backbone: BackboneInfo { name: "tiny.onnx".into(), weights_sha256: "00".into(), convention: Convention::Caffe },
+            backbone: BackboneInfo {
+                name: "tiny.onnx".into(),
+                weights_sha256: "00".into(),
+                convention: Convention::Caffe,
+                channels: vec![1; 13],
+                macs: 1000,
+                slimmed_from: None,
+            },
             head: HeadKind::Gap,
             precision: Precision::F32,
             training: TrainingSummary {

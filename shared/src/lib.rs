@@ -24,7 +24,7 @@ pub mod signing;
 
 pub use bundle::{Bundle, BundleError, SelfCheck};
 pub use manifest::{
-    BackboneInfo, CrossValidation, GateRule, HeadKind, Manifest, OpenSet, OpenSetMethod, ParityReport, Precision, TrainingSummary,
+    BackboneInfo, CrossValidation, GateRule, HeadKind, Manifest, OpenSet, OpenSetMethod, ParityReport, Precision, Slimming, TrainingSummary,
 };
 pub use preprocess::{Convention, Normalization, Preprocessing, ResizePolicy};
 

@@ -109,7 +109,7 @@ pub struct OpenSet {
     pub target_acceptance: f32,
 }
 
-/// Where the ImageNet weights came from.
+/// Where the ImageNet weights came from, and what the trunk costs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackboneInfo {
     /// File name the weights were read from.
@@ -117,6 +117,25 @@ pub struct BackboneInfo {
     /// SHA-256 of the 13 conv layers' raw weights (each W then b, little-endian f32), in hex.
     pub weights_sha256: String,
     pub convention: Convention,
+    /// Filters in each of the 13 convolutions (VGG16: 64, 64, 128, 128, 256 x3, 512 x6).
+    pub channels: Vec<u32>,
+    /// Multiply-adds of one frame through the trunk at the bundle's input size.
+    pub macs: u64,
+    /// What `trainer slim` made this trunk from; `None` for a trunk used as it came.
+    pub slimmed_from: Option<Slimming>,
+}
+
+/// A slim trunk's teacher: which full trunk it stands in for, and what it gave up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slimming {
+    /// The teacher's [`BackboneInfo::weights_sha256`].
+    pub teacher_sha256: String,
+    /// The teacher's filters in each convolution; the slim trunk kept [`BackboneInfo::channels`] of them.
+    pub teacher_channels: Vec<u32>,
+    /// The teacher's multiply-adds per frame at the bundle's input size.
+    pub teacher_macs: u64,
+    /// Photos the slim trunk was trained on to give the teacher's features (0: pruned only).
+    pub distilled_on: u32,
 }
 
 /// How training went, as measured by the trainer on its own validation split.

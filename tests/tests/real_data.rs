@@ -21,6 +21,15 @@ const FIELD_OPEN_SET_AUROC_AT_LEAST: f64 = 0.90;
 const SLIM_CV_AT_LEAST: f64 = 0.93;
 const SLIM_FIELD_RIGHT_AT_LEAST: u32 = 63;
 
+/// Multiply-adds of real VGG16's 13 convolutions on a 224 frame.
+const VGG16_MACS_AT_224: u64 = 15_346_630_656;
+
+/// The manifest of a bundle, as `trainer inspect --json` shows it.
+fn bundle_manifest(bundle: &std::path::Path) -> serde_json::Value {
+    let inspect: serde_json::Value = serde_json::from_str(&ok(&run("trainer", &["inspect", "--json", bundle.to_str().unwrap()]))).unwrap();
+    inspect["manifest"].clone()
+}
+
 #[test]
 fn daffodil_vs_coltsfoot_with_defaults_reaches_98_percent_and_exports_exactly() {
     let (Some(data), Some(backbone)) = (real_input("FLOWERCAM_DATA"), real_input("FLOWERCAM_BACKBONE")) else { return };
@@ -58,6 +67,9 @@ fn daffodil_vs_coltsfoot_with_defaults_reaches_98_percent_and_exports_exactly() 
     assert!(cv_accuracy >= 0.98, "5-fold cross-validated accuracy {cv_accuracy} < 0.98: {cv}");
     let bundle = model.with_extension("bundle");
     assert!(ok(&run("edge", &["selftest", "--model", bundle.to_str().unwrap()])).contains("selftest passed"));
+    let manifest = bundle_manifest(&bundle);
+    assert_eq!(manifest["backbone"]["macs"], VGG16_MACS_AT_224, "the real trunk's cost: {}", manifest["backbone"]);
+    assert!(manifest["backbone"]["slimmed_from"].is_null());
     export_for_onnxruntime(&bundle, "daffodil_coltsfoot");
 
     // Photos from other sources, never trained on: right, and "none of these" for the rest, with
@@ -197,6 +209,12 @@ fn a_slim_trunk_distilled_on_daffodil_and_coltsfoot_keeps_its_field_accuracy() {
     let cv = summary["cross_validation"]["mean_accuracy"].as_f64().unwrap();
     let bundle = model.with_extension("bundle");
     assert!(ok(&run("edge", &["selftest", "--model", bundle.to_str().unwrap()])).contains("selftest passed"));
+    let backbone = &bundle_manifest(&bundle)["backbone"];
+    let from = &backbone["slimmed_from"];
+    assert_eq!(from["teacher_sha256"], slim["teacher_sha256"], "{backbone}");
+    assert_eq!(from["teacher_macs"], VGG16_MACS_AT_224 / 4, "the full trunk at 112: {backbone}");
+    assert_eq!(backbone["macs"], slim["slim_macs"], "{backbone}");
+    assert_eq!(from["distilled_on"], 160, "{backbone}");
     export_for_onnxruntime(&bundle, "daffodil_coltsfoot_slim");
     let report = ok(&run("trainer", &["evaluate", "--model", bundle.to_str().unwrap(), "--data", field.to_str().unwrap(), "--json"]));
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();

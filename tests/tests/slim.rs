@@ -76,6 +76,19 @@ fn a_slim_trunk_trains_exports_and_runs_on_the_edge() {
     let inspect = ok(&run("trainer", &["inspect", "--json", &bundle]));
     let manifest: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert!(inspect.contains(report["slim_sha256"].as_str().unwrap()), "the manifest names the slim trunk by its hash: {manifest}");
+    // ... and records what it was slimmed from and what each costs.
+    let backbone = &manifest["manifest"]["backbone"];
+    assert_eq!(backbone["channels"], report["channels"], "{backbone}");
+    assert_eq!(backbone["macs"], report["slim_macs"], "{backbone}");
+    let from = &backbone["slimmed_from"];
+    assert_eq!(from["teacher_sha256"], teacher.sha256(), "{backbone}");
+    assert_eq!(from["teacher_macs"], report["teacher_macs"], "{backbone}");
+    let photos = report["distillation"]["photos"].as_u64().unwrap();
+    assert!(photos >= 20, "every photo of the data set, near-duplicates included: {report}");
+    assert_eq!(from["distilled_on"], photos, "{backbone}");
+    let text = ok(&run("trainer", &["inspect", &bundle]));
+    let slimmed = format!("slimmed     from weights sha256 {}", teacher.sha256());
+    assert!(text.contains(&slimmed) && text.contains(&format!("distilled on {photos} photos")), "{text}");
     assert!(ok(&run("edge", &["selftest", "--model", &bundle])).contains("selftest passed"));
     export_for_onnxruntime(bundle.as_ref(), "synthetic_slim");
 

@@ -120,7 +120,7 @@ pub fn write_random_bundle(
         labels: labels.iter().map(|s| s.to_string()).collect(),
         preprocessing,
         normalization,
-        backbone: shared::BackboneInfo { name: trunk.source.clone(), weights_sha256: trunk.sha256(), convention: trunk.convention },
+        backbone: trunk.info(preprocessing.input_size as usize),
         head_kind: shared::HeadKind::Gap,
         trunk: trunk.convs.clone(),
         head: head_weights,

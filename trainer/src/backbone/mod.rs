@@ -67,6 +67,18 @@ pub struct Vgg16Weights {
     pub convention: Convention,
     /// File name, for the manifest.
     pub source: String,
+    /// The full trunk a slim one was made from (`trainer slim`), as its file records it.
+    pub slimmed_from: Option<Teacher>,
+}
+
+/// What a slim trunk's file says of the trunk it was slimmed from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Teacher {
+    pub sha256: String,
+    /// Filters in each of the teacher's 13 convolutions.
+    pub channels: Vec<usize>,
+    /// Photos the slim trunk was distilled on (0: pruned only).
+    pub distilled_on: usize,
 }
 
 impl Vgg16Weights {
@@ -74,15 +86,39 @@ impl Vgg16Weights {
     /// what it does not say).
     pub fn load(path: &Path, convention: Option<Convention>) -> Result<Self, BackboneError> {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-        let (convs, found) = match ext.as_str() {
+        let (convs, found, slimmed_from) = match ext.as_str() {
             "onnx" => onnx::read_convs(path)?,
-            "safetensors" => torchvision::read_safetensors(path)?,
-            "pth" | "pt" => torchvision::read_pth(path)?,
+            "safetensors" => with_no_teacher(torchvision::read_safetensors(path)?),
+            "pth" | "pt" => with_no_teacher(torchvision::read_pth(path)?),
             _ => return Err(BackboneError::UnsupportedFormat { path: path.into() }),
         };
         let convention = convention.or(found).ok_or_else(|| BackboneError::UnknownConvention { path: path.into() })?;
         let source = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(Self { convs, convention, source })
+        Ok(Self { convs, convention, source, slimmed_from })
+    }
+
+    /// The manifest's account of this trunk, for a bundle of `input_size` pixels.
+    pub fn info(&self, input_size: usize) -> shared::BackboneInfo {
+        let as_u32 = |channels: &[usize]| channels.iter().map(|&c| c as u32).collect();
+        let channels = self.channels();
+        shared::BackboneInfo {
+            name: self.source.clone(),
+            weights_sha256: self.sha256(),
+            convention: self.convention,
+            channels: as_u32(&channels),
+            macs: trunk_macs(&channels, input_size),
+            slimmed_from: self.slimmed_from.as_ref().map(|t| shared::Slimming {
+                teacher_sha256: t.sha256.clone(),
+                teacher_channels: as_u32(&t.channels),
+                teacher_macs: trunk_macs(&t.channels, input_size),
+                distilled_on: t.distilled_on as u32,
+            }),
+        }
+    }
+
+    /// Filters in each convolution.
+    pub fn channels(&self) -> Vec<usize> {
+        self.convs.iter().map(|c| c.out_channels).collect()
     }
 
     /// SHA-256 of the 13 layers' raw weights (each W then b, little-endian f32): identifies
@@ -116,7 +152,7 @@ impl Vgg16Weights {
                 }
             })
             .collect();
-        Self { convs, convention, source: format!("random-vgg16-width{width}") }
+        Self { convs, convention, source: format!("random-vgg16-width{width}"), slimmed_from: None }
     }
 
     /// Channels of the last conv (512 for real VGG16).
@@ -129,6 +165,29 @@ impl Vgg16Weights {
         let last_of_block4 = VGG16_BLOCKS[..4].iter().sum::<usize>() - 1;
         self.convs.get(last_of_block4).map_or(0, |c| c.out_channels)
     }
+}
+
+type Read = (Vec<ConvWeights>, Option<Convention>);
+
+fn with_no_teacher((convs, convention): Read) -> (Vec<ConvWeights>, Option<Convention>, Option<Teacher>) {
+    (convs, convention, None)
+}
+
+/// Multiply-adds of one RGB frame of `input_size` pixels through a VGG16 trunk whose 13
+/// convolutions have `channels` filters (each block's max-pool halves the side).
+pub fn trunk_macs(channels: &[usize], input_size: usize) -> u64 {
+    let mut side = input_size as u64;
+    let mut inputs = 3;
+    let mut layers = channels.iter();
+    let mut macs = 0;
+    for block in VGG16_BLOCKS {
+        for &filters in layers.by_ref().take(block) {
+            macs += (filters * inputs * 9) as u64 * side * side;
+            inputs = filters;
+        }
+        side /= 2;
+    }
+    macs
 }
 
 /// VGG16 conv shapes with every width multiplied by `width` (input stays 3 channels).
@@ -153,4 +212,20 @@ pub(crate) fn check_shapes(path: &Path, convs: &[ConvWeights], names: &[String])
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vgg16_costs_15_35_gmac_at_224_and_a_quarter_at_112() {
+        let channels: Vec<usize> = VGG16_CONVS.iter().map(|&(filters, _)| filters).collect();
+        // The published figure for VGG16's convolutions: 15.35 GMAC at 224 (every layer counted by hand).
+        assert_eq!(trunk_macs(&channels, 224), 15_346_630_656);
+        assert_eq!(trunk_macs(&channels, 112) * 4, trunk_macs(&channels, 224));
+        let random = Vgg16Weights::random(1, 1.0, Convention::Caffe);
+        assert_eq!(random.info(224).macs, 15_346_630_656);
+        assert_eq!(random.info(224).slimmed_from, None);
+    }
 }

@@ -9,9 +9,18 @@ use prost::Message;
 use shared::Convention;
 use tract_onnx::pb;
 
-use super::{BackboneError, ConvWeights, Vgg16Weights, check_shapes};
+use super::{BackboneError, ConvWeights, Teacher, Vgg16Weights, check_shapes};
 
 const FLOAT: i32 = 1;
+
+/// Metadata keys of a slim trunk's file (`trainer slim` writes them, [`read_convs`] reads the
+/// teacher back for the manifest).
+pub const META_TEACHER_SHA256: &str = "slim_teacher_sha256";
+pub const META_TEACHER_CHANNELS: &str = "slim_teacher_channels";
+pub const META_KEEP: &str = "slim_keep";
+pub const META_KEPT_CHANNELS: &str = "slim_kept_channels";
+/// JSON with, among the settings and losses, `photos`: how many it was distilled on.
+pub const META_DISTILLATION: &str = "slim_distillation";
 
 /// Writes `weights` as a trunk ONNX (`image` in, `features` out: the last block's pooled map)
 /// that [`read_convs`] reads back, atomically. `metadata` goes beside `input_convention`.
@@ -33,7 +42,8 @@ pub fn write_trunk(path: &Path, weights: &Vgg16Weights, metadata: Vec<(String, S
     Ok(shared::atomic::write_atomic(path, &model.encode_to_vec())?)
 }
 
-pub fn read_convs(path: &Path) -> Result<(Vec<ConvWeights>, Option<Convention>), BackboneError> {
+/// The 13 convolutions, the input convention the file states, and a slim trunk's teacher.
+pub fn read_convs(path: &Path) -> Result<(Vec<ConvWeights>, Option<Convention>, Option<Teacher>), BackboneError> {
     let bytes = std::fs::read(path).map_err(|cause| BackboneError::Read { path: path.into(), cause })?;
     let format = |problem: String| BackboneError::Format { path: path.into(), problem };
     let model = pb::ModelProto::decode(bytes.as_slice()).map_err(|e| format(format!("not an ONNX model: {e}")))?;
@@ -69,7 +79,27 @@ pub fn read_convs(path: &Path) -> Result<(Vec<ConvWeights>, Option<Convention>),
         return Err(BackboneError::MissingLayers { path: path.into(), found: convs.len(), hint });
     }
     check_shapes(path, &convs, &names)?;
-    Ok((convs, convention_of(&model)))
+    let teacher = teacher_of(&model).map_err(|problem| format(format!("slim trunk metadata: {problem}")))?;
+    Ok((convs, convention_of(&model), teacher))
+}
+
+/// A slim trunk's teacher, from its metadata (`None`: not a slim trunk). The teacher's filters
+/// are VGG16's when the file does not state them.
+fn teacher_of(model: &pb::ModelProto) -> Result<Option<Teacher>, String> {
+    let meta = |key: &str| model.metadata_props.iter().find(|p| p.key == key).map(|p| p.value.as_str());
+    let Some(sha256) = meta(META_TEACHER_SHA256) else { return Ok(None) };
+    let channels = match meta(META_TEACHER_CHANNELS) {
+        Some(json) => serde_json::from_str(json).map_err(|e| format!("{META_TEACHER_CHANNELS}: {e}"))?,
+        None => super::VGG16_CONVS.iter().map(|&(filters, _)| filters).collect(),
+    };
+    let distilled_on = match meta(META_DISTILLATION) {
+        Some(json) => {
+            let summary: serde_json::Value = serde_json::from_str(json).map_err(|e| format!("{META_DISTILLATION}: {e}"))?;
+            summary["photos"].as_u64().ok_or_else(|| format!("{META_DISTILLATION}: no photo count"))? as usize
+        }
+        None => 0,
+    };
+    Ok(Some(Teacher { sha256: sha256.to_string(), channels, distilled_on }))
 }
 
 /// The input convention, from metadata (`input_convention`), the doc string, or the producer:
@@ -149,6 +179,49 @@ mod tests {
         let err = Vgg16Weights::load(&path, None).unwrap_err();
         assert!(matches!(err, BackboneError::UnknownConvention { .. }), "{err}");
         assert!(err.to_string().contains("--backbone-convention"));
+    }
+
+    #[test]
+    fn a_slim_trunks_teacher_is_read_back_and_bad_metadata_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slim.onnx");
+        let w = Vgg16Weights::random(5, 1.0 / 16.0, Convention::Caffe);
+        let meta = |channels: &str, distillation: &str| {
+            vec![
+                ("input_convention".to_string(), "caffe".to_string()),
+                (META_TEACHER_SHA256.to_string(), "ab12".to_string()),
+                (META_TEACHER_CHANNELS.to_string(), channels.to_string()),
+                (META_DISTILLATION.to_string(), distillation.to_string()),
+            ]
+        };
+        write(&path, &w.convs, meta("[8,8,16,16,32,32,32,64,64,64,64,64,64]", r#"{"photos": 160, "options": {}}"#));
+        let loaded = Vgg16Weights::load(&path, None).unwrap();
+        let teacher = loaded.slimmed_from.clone().expect("a slim trunk's teacher");
+        assert_eq!(
+            teacher,
+            Teacher {
+                sha256: "ab12".into(),
+                channels: Vgg16Weights::random(5, 1.0 / 8.0, Convention::Caffe).channels(),
+                distilled_on: 160
+            }
+        );
+        let info = loaded.info(64);
+        let slimming = info.slimmed_from.expect("in the manifest");
+        assert_eq!(slimming.teacher_sha256, "ab12");
+        assert_eq!(slimming.distilled_on, 160);
+        assert_eq!(info.channels, w.channels().iter().map(|&c| c as u32).collect::<Vec<_>>());
+        // Half the filters everywhere: a quarter of the multiply-adds, but the first layer's (3 inputs) only half.
+        assert!(slimming.teacher_macs > 3 * info.macs && slimming.teacher_macs < 4 * info.macs, "{slimming:?} {}", info.macs);
+        // A trunk without the keys is no slim trunk.
+        write(&path, &w.convs, vec![("input_convention".into(), "caffe".into())]);
+        assert_eq!(Vgg16Weights::load(&path, None).unwrap().slimmed_from, None);
+        // Damaged metadata is an error naming the file and the key.
+        write(&path, &w.convs, meta("[8,8", "{}"));
+        let err = Vgg16Weights::load(&path, None).unwrap_err().to_string();
+        assert!(err.contains("slim.onnx") && err.contains(META_TEACHER_CHANNELS), "{err}");
+        write(&path, &w.convs, meta("[8]", "{}"));
+        let err = Vgg16Weights::load(&path, None).unwrap_err().to_string();
+        assert!(err.contains(META_DISTILLATION) && err.contains("photo count"), "{err}");
     }
 
     #[test]

@@ -37,6 +37,22 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
     );
     let _ =
         writeln!(s, "backbone    {} ({} convention, weights sha256 {})", m.backbone.name, m.backbone.convention, m.backbone.weights_sha256);
+    let b = &m.backbone;
+    let gmac = |macs: u64| macs as f64 / 1e9;
+    let _ = writeln!(s, "trunk       {:.2} GMAC per frame; filters {:?}", gmac(b.macs), b.channels);
+    if let Some(t) = &b.slimmed_from {
+        let training = match t.distilled_on {
+            0 => "pruned only".to_string(),
+            n => format!("distilled on {n} photos"),
+        };
+        let _ = writeln!(
+            s,
+            "slimmed     from weights sha256 {} ({:.2} GMAC, {:.1}x the work), {training}",
+            t.teacher_sha256,
+            gmac(t.teacher_macs),
+            t.teacher_macs as f64 / b.macs.max(1) as f64
+        );
+    }
     let _ = writeln!(s, "head        {}", m.head);
     let _ = writeln!(s, "precision   {}", m.precision);
     let t = &m.training;

@@ -214,11 +214,7 @@ pub fn export_outcome(
         labels: p.dataset.classes.clone(),
         preprocessing: p.preprocessing,
         normalization: p.normalization,
-        backbone: shared::BackboneInfo {
-            name: p.backbone.source.clone(),
-            weights_sha256: p.backbone_sha256.clone(),
-            convention: p.backbone.convention,
-        },
+        backbone: p.backbone.info(p.preprocessing.input_size as usize),
         head_kind: best.head_kind,
         trunk,
         head: best.head.clone(),

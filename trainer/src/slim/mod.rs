@@ -14,15 +14,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::backbone::Vgg16Weights;
+use crate::backbone::onnx::{META_DISTILLATION, META_KEEP, META_KEPT_CHANNELS, META_TEACHER_CHANNELS, META_TEACHER_SHA256};
+use crate::backbone::{Teacher, Vgg16Weights, trunk_macs};
 use distill::{DistillHistory, DistillOptions, Targets};
-use prune::{prune, trunk_macs, width_for};
-
-/// Metadata keys of a slim trunk's ONNX file (besides `input_convention`).
-pub const META_TEACHER_SHA256: &str = "slim_teacher_sha256";
-pub const META_KEEP: &str = "slim_keep";
-pub const META_KEPT_CHANNELS: &str = "slim_kept_channels";
-pub const META_DISTILLATION: &str = "slim_distillation";
+use prune::{prune, width_for};
 
 /// What slimming did, recorded in the slim trunk's metadata and printed by the command.
 #[derive(Debug, Clone, Serialize)]
@@ -88,9 +83,12 @@ pub fn slim(
         convs = distilled;
         summary = Some(DistillationSummary { photos: d.targets.images.len(), options: d.options, history });
     }
-    let slim = Vgg16Weights { convs, convention: teacher.convention, source: String::new() };
+    let slimmed_from =
+        Teacher { sha256: teacher_sha256.clone(), channels: teacher.channels(), distilled_on: summary.as_ref().map_or(0, |s| s.photos) };
+    let slim = Vgg16Weights { convs, convention: teacher.convention, source: String::new(), slimmed_from: Some(slimmed_from) };
     let mut metadata = vec![
         (META_TEACHER_SHA256.to_string(), teacher_sha256.clone()),
+        (META_TEACHER_CHANNELS.to_string(), serde_json::to_string(&teacher.channels())?),
         (META_KEEP.to_string(), format!("{width}")),
         (META_KEPT_CHANNELS.to_string(), serde_json::to_string(&kept)?),
     ];
@@ -112,10 +110,10 @@ pub fn slim(
         teacher: teacher.source.clone(),
         teacher_sha256,
         slim_sha256: slim.sha256(),
-        channels: slim.convs.iter().map(|c| c.out_channels).collect(),
+        channels: slim.channels(),
         input_size,
-        teacher_macs: trunk_macs(&teacher.convs, input_size),
-        slim_macs: trunk_macs(&slim.convs, input_size),
+        teacher_macs: trunk_macs(&teacher.channels(), input_size),
+        slim_macs: trunk_macs(&slim.channels(), input_size),
         distillation: summary,
     })
 }

@@ -4,7 +4,7 @@
 //! VGG16 that every reader of backbones already accepts, and block 4 keeps as many channels as
 //! block 5 (the open-set descriptor relies on it).
 
-use crate::backbone::{ConvWeights, VGG16_BLOCKS, scaled_shapes};
+use crate::backbone::{ConvWeights, scaled_shapes};
 
 /// The width (of real VGG16's) whose [`scaled_shapes`] keeping `keep` of a teacher's filters
 /// gives, when the teacher's first layer has `first_filters` (64 for VGG16): set by that layer,
@@ -53,20 +53,6 @@ pub fn prune(convs: &[ConvWeights], width: f32) -> (Vec<ConvWeights>, Vec<Vec<us
         kept_per_layer.push(outputs);
     }
     (slim, kept_per_layer)
-}
-
-/// Multiply-adds of one frame through `convs` at `input_size` (each block halves the side).
-pub fn trunk_macs(convs: &[ConvWeights], input_size: usize) -> u64 {
-    let mut side = input_size as u64;
-    let mut layers = convs.iter();
-    let mut macs = 0;
-    for block in VGG16_BLOCKS {
-        for conv in layers.by_ref().take(block) {
-            macs += (conv.out_channels * conv.in_channels * 9) as u64 * side * side;
-        }
-        side /= 2;
-    }
-    macs
 }
 
 #[cfg(test)]
