@@ -57,6 +57,8 @@ def main():
             # The exported graph's own accuracy in tract (int8 may differ from the trainer's).
             "val_accuracy": m["parity"]["accuracy"],
             "val_images": m["training"]["val_images"],
+            "trunk": trunk_name(m["backbone"]),
+            "trunk_gmac": m["backbone"]["macs"] / 1e9,
         }
     if args.field:
         folders = {d for d in os.listdir(args.field) if os.path.isdir(os.path.join(args.field, d))}
@@ -77,6 +79,8 @@ def main():
     if args.plot_only:
         with open(path) as f:
             rows = [{**x, **models[x["bundle"]]} for x in json.load(f)["rows"] if x["bundle"] in models]
+        for x in rows:  # the field figures of the run that measured, unless --field scored again
+            models[x["bundle"]].update({k: v for k, v in x.items() if k.startswith("field_") and k not in models[x["bundle"]]})
         args.rounds = max(x["round"] for x in rows)
     else:
         rows = measure(args, models, threads)
@@ -103,9 +107,9 @@ def summarize(args, rows, models, threads, path):
         for t in threads:
             med = {e: statistics.median(x["median_ms"] for x in rows if x["bundle"] == b and x["threads"] == t and x["engine"] == e) for e in ["tract", "onnxruntime"]}
             table.append({**info, "bundle": b, "threads": t, "tract_ms": med["tract"], "ort_ms": med["onnxruntime"]})
-    print(f"median of {args.rounds} alternating rounds x {args.runs} runs; {platform.machine()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-    print("| model | classes | input | precision | val acc | field top / answered / targets refused / other refused | threads | tract ms | tract fps | onnxruntime ms | tract/ort |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"median of {args.rounds} alternating rounds x {args.runs} runs; {cpu_model()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+    print("| model | classes | trunk | GMAC | input | precision | val acc | field top / answered / targets refused / other refused | threads | tract ms | tract fps | onnxruntime ms | tract/ort |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for x in table:
         field = (
             f"{x['field_accuracy']:.3f} / {x['field_answered']:.3f} / {x['field_target_refused']:.3f} / {x['field_other_refused']:.3f}"
@@ -113,14 +117,31 @@ def summarize(args, rows, models, threads, path):
             else "-"
         )
         print(
-            f"| {x['name']} | {x['classes']} | {x['input_size']} | {x['precision']} | {x['val_accuracy']:.3f} | {field} | {x['threads']} | "
+            f"| {x['name']} | {x['classes']} | {x['trunk']} | {x['trunk_gmac']:.2f} | {x['input_size']} | {x['precision']} | {x['val_accuracy']:.3f} | {field} | {x['threads']} | "
             f"{x['tract_ms']:.0f} | {1000 / x['tract_ms']:.1f} | {x['ort_ms']:.0f} | {x['tract_ms'] / x['ort_ms']:.2f} |"
         )
     os.makedirs(args.out, exist_ok=True)
     with open(path + ".tmp", "w") as f:
-        json.dump({"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "rows": rows, "medians": table}, f, indent=1)
+        json.dump({"date": time.strftime("%Y-%m-%d"), "cpu": cpu_model(), "cpus": os.cpu_count(), "rows": rows, "medians": table}, f, indent=1)
     os.replace(path + ".tmp", path)
     plot(table, max(threads), os.path.join(args.out, "accuracy_vs_latency.png"))
+
+
+def trunk_name(backbone):
+    """"full", or a slim trunk's share of its teacher's filters ("keep 0.5")."""
+    slim = backbone.get("slimmed_from")
+    return "full" if not slim else f"keep {backbone['channels'][0] / slim['teacher_channels'][0]:g}"
+
+
+def cpu_model():
+    """The CPU's name and whether it has AVX-512 (tract's and onnxruntime's kernels differ)."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), platform.machine())
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    return f"{name} ({'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'})"
 
 
 def accuracy(x):
@@ -129,7 +150,7 @@ def accuracy(x):
 
 
 def plot(table, threads, path):
-    """Accuracy against tract latency, one line per (task, precision), sizes labelled: the field
+    """Accuracy against tract latency, one line per (task, trunk, precision), sizes labelled: the field
     set's answered-right share where the bundle was scored there, else validation accuracy;
     GAP and linear heads (the flatten head is a different model, in the table)."""
     import matplotlib
@@ -141,18 +162,20 @@ def plot(table, threads, path):
     series = {}
     for x in table:
         if x["threads"] == threads and x["head"] in ("gap", "linear"):
-            series.setdefault((x["classes"], x["precision"]), []).append(x)
-    for (classes, precision), points in sorted(series.items()):
+            series.setdefault((x["classes"], x.get("trunk", "full"), x["precision"]), []).append(x)
+    for (classes, trunk, precision), points in sorted(series.items()):
         points.sort(key=lambda x: x["tract_ms"])
         style = "-o" if precision == "f32" else "--s"
         where = "field, answered right" if "field_answered" in points[0] else "validation"
-        ax.plot([x["tract_ms"] for x in points], [accuracy(x) for x in points], style, label=f"{classes} classes, {precision} ({where})")
+        label = f"{classes} classes, {trunk} trunk, {precision} ({where})"
+        ax.plot([x["tract_ms"] for x in points], [accuracy(x) for x in points], style, label=label)
         for x in points:
             ax.annotate(f"{x['input_size']}", (x["tract_ms"], accuracy(x)), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ort = [x for x in table if x["threads"] == threads and x["precision"] == "f32" and x["head"] in ("gap", "linear")]
     if ort:
         ax.scatter([x["ort_ms"] for x in ort], [accuracy(x) for x in ort], marker="x", color="gray", label="onnxruntime, same f32 graphs")
-    ax.set_xlabel(f"latency per frame, ms (median, {threads} threads, this machine)")
+    ax.set_xscale("log")  # slim trunks at 112 px and the full trunk at 224 are 40x apart
+    ax.set_xlabel(f"latency per frame, ms (median, {threads} threads, this machine; log scale)")
     ax.set_ylabel("accuracy (field photos where scored, else validation)")
     ax.set_title("VGG16 + head: accuracy against latency by input size (labels)")
     ax.grid(alpha=0.3)
