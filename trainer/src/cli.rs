@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use shared::{Convention, HeadKind, Precision, ResizePolicy};
 
-use crate::data::augment::Augmentation;
+use crate::data::augment::AugmentationPolicy;
 use crate::device::{self, Backend, DeviceSpec};
 use crate::training::{OptimizerKind, TrainConfig};
 
@@ -271,6 +271,11 @@ pub struct TrainArgs {
     /// 0 trains on the clean images only: fastest, and enough for easy tasks.
     #[arg(long, default_value_t = 0)]
     pub aug_views: usize,
+    /// What those views are: keras (the original recipe: zoom in and out, shift, rotation 30,
+    /// edge pixels extended) or field (the subject smaller, off centre and tilted, as a field
+    /// camera frames it; the surround mirrored).
+    #[arg(long, default_value = "keras")]
+    pub augmentation: AugmentationPolicy,
     /// adam, or sgd (the original recipe: lr 1e-4, momentum 0.9).
     #[arg(long, default_value = "adam")]
     pub optimizer: OptimizerKind,
@@ -368,7 +373,7 @@ impl TrainArgs {
             finetune_epochs: self.finetune_epochs,
             finetune_lr: self.finetune_lr,
             aug_views: self.aug_views,
-            augmentation: Augmentation::default(),
+            augmentation: self.augmentation.settings(),
             optimizer: self.optimizer,
             lr: self.lr.unwrap_or(self.optimizer.default_lr()),
             momentum: self.momentum,

@@ -86,10 +86,10 @@ impl Vgg16Weights {
     /// what it does not say).
     pub fn load(path: &Path, convention: Option<Convention>) -> Result<Self, BackboneError> {
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-        let (convs, found, slimmed_from) = match ext.as_str() {
+        let TrunkFile { convs, convention: found, slimmed_from } = match ext.as_str() {
             "onnx" => onnx::read_convs(path)?,
-            "safetensors" => with_no_teacher(torchvision::read_safetensors(path)?),
-            "pth" | "pt" => with_no_teacher(torchvision::read_pth(path)?),
+            "safetensors" => torchvision::read_safetensors(path)?.into(),
+            "pth" | "pt" => torchvision::read_pth(path)?.into(),
             _ => return Err(BackboneError::UnsupportedFormat { path: path.into() }),
         };
         let convention = convention.or(found).ok_or_else(|| BackboneError::UnknownConvention { path: path.into() })?;
@@ -167,10 +167,18 @@ impl Vgg16Weights {
     }
 }
 
-type Read = (Vec<ConvWeights>, Option<Convention>);
+/// What a weights file holds: the 13 convolutions, the input convention it states, and, for a
+/// slim trunk, its teacher.
+pub struct TrunkFile {
+    pub convs: Vec<ConvWeights>,
+    pub convention: Option<Convention>,
+    pub slimmed_from: Option<Teacher>,
+}
 
-fn with_no_teacher((convs, convention): Read) -> (Vec<ConvWeights>, Option<Convention>, Option<Teacher>) {
-    (convs, convention, None)
+impl From<(Vec<ConvWeights>, Option<Convention>)> for TrunkFile {
+    fn from((convs, convention): (Vec<ConvWeights>, Option<Convention>)) -> Self {
+        Self { convs, convention, slimmed_from: None }
+    }
 }
 
 /// Multiply-adds of one RGB frame of `input_size` pixels through a VGG16 trunk whose 13

@@ -9,7 +9,7 @@ use prost::Message;
 use shared::Convention;
 use tract_onnx::pb;
 
-use super::{BackboneError, ConvWeights, Teacher, Vgg16Weights, check_shapes};
+use super::{BackboneError, ConvWeights, Teacher, TrunkFile, Vgg16Weights, check_shapes};
 
 const FLOAT: i32 = 1;
 
@@ -43,7 +43,7 @@ pub fn write_trunk(path: &Path, weights: &Vgg16Weights, metadata: Vec<(String, S
 }
 
 /// The 13 convolutions, the input convention the file states, and a slim trunk's teacher.
-pub fn read_convs(path: &Path) -> Result<(Vec<ConvWeights>, Option<Convention>, Option<Teacher>), BackboneError> {
+pub fn read_convs(path: &Path) -> Result<TrunkFile, BackboneError> {
     let bytes = std::fs::read(path).map_err(|cause| BackboneError::Read { path: path.into(), cause })?;
     let format = |problem: String| BackboneError::Format { path: path.into(), problem };
     let model = pb::ModelProto::decode(bytes.as_slice()).map_err(|e| format(format!("not an ONNX model: {e}")))?;
@@ -80,7 +80,7 @@ pub fn read_convs(path: &Path) -> Result<(Vec<ConvWeights>, Option<Convention>, 
     }
     check_shapes(path, &convs, &names)?;
     let teacher = teacher_of(&model).map_err(|problem| format(format!("slim trunk metadata: {problem}")))?;
-    Ok((convs, convention_of(&model), teacher))
+    Ok(TrunkFile { convs, convention: convention_of(&model), slimmed_from: teacher })
 }
 
 /// A slim trunk's teacher, from its metadata (`None`: not a slim trunk). The teacher's filters

@@ -1,6 +1,10 @@
-//! The original recipe's augmentation (Keras ImageDataGenerator): horizontal flip, zoom 0.3,
-//! width/height shift 0.3, rotation 30 degrees, "nearest" fill (edge pixels extend outward).
-//! Applied to the prepared RGB square, as Keras applies it to the loaded target-size image.
+//! Random views of a training photo, applied to the prepared RGB square, as Keras applies its
+//! ImageDataGenerator to the loaded target-size image. Two policies (`--augmentation`):
+//! - `keras`, the original recipe: horizontal flip, zoom 0.3 in and out per axis, width/height
+//!   shift 0.3, rotation 30 degrees, "nearest" fill (edge pixels extend outward);
+//! - `field`, what a field camera's framing does: the subject smaller (one zoom factor for both
+//!   axes, outward only, so it keeps its shape and is never cut), off centre, tilted, mirrored;
+//!   the surround is the photo mirrored at its edges (texture goes on, no streaks).
 
 use image::{Rgb, RgbImage};
 use rand::Rng;
@@ -9,29 +13,67 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Augmentation {
     pub horizontal_flip: bool,
-    /// Each axis is scaled by a factor drawn from [1 - zoom, 1 + zoom].
+    /// Each axis is scaled by a factor drawn from [1 - zoom, 1 + zoom]; with `smaller_subject`,
+    /// both by one factor from [1, 1 + zoom].
     pub zoom: f32,
     /// Shift of up to this fraction of the side, per axis.
     pub shift: f32,
     pub rotation_degrees: f32,
+    /// The `field` policy: zoom outward only, one factor for both axes, mirrored surround.
+    #[serde(default)]
+    pub smaller_subject: bool,
+}
+
+/// Which views `--aug-views` draws (the module's doc says what each does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum AugmentationPolicy {
+    #[default]
+    Keras,
+    Field,
+}
+
+shared::named_enum!(AugmentationPolicy, "augmentation", {
+    AugmentationPolicy::Keras => "keras",
+    AugmentationPolicy::Field => "field",
+});
+
+impl AugmentationPolicy {
+    pub fn settings(self) -> Augmentation {
+        match self {
+            AugmentationPolicy::Keras => Augmentation::default(),
+            // The subject at 59-100% of the frame (the field-conditions suite's scale-0.6 is
+            // 60%), up to 15% off centre, tilted up to 20 degrees either way.
+            AugmentationPolicy::Field => {
+                Augmentation { horizontal_flip: true, zoom: 0.7, shift: 0.15, rotation_degrees: 20.0, smaller_subject: true }
+            }
+        }
+    }
 }
 
 impl Default for Augmentation {
     fn default() -> Self {
-        Self { horizontal_flip: true, zoom: 0.3, shift: 0.3, rotation_degrees: 30.0 }
+        Self { horizontal_flip: true, zoom: 0.3, shift: 0.3, rotation_degrees: 30.0, smaller_subject: false }
     }
 }
 
 impl Augmentation {
-    /// One random view of `image`. Bilinear sampling; outside the source the nearest edge pixel.
+    /// One random view of `image`. Bilinear sampling; outside the source the nearest edge pixel
+    /// (`keras`) or the mirrored photo (`field`).
     pub fn apply(&self, image: &RgbImage, rng: &mut impl Rng) -> RgbImage {
         let (w, h) = image.dimensions();
+        let flip = self.horizontal_flip && rng.random_bool(0.5);
+        let (zoom, fill) = if self.smaller_subject {
+            let factor = 1.0 + rng.random_range(0.0..=self.zoom);
+            ([factor, factor], Fill::Mirror)
+        } else {
+            ([1.0 + rng.random_range(-self.zoom..=self.zoom), 1.0 + rng.random_range(-self.zoom..=self.zoom)], Fill::Nearest)
+        };
         let warp = Warp {
-            flip: self.horizontal_flip && rng.random_bool(0.5),
-            zoom: [1.0 + rng.random_range(-self.zoom..=self.zoom), 1.0 + rng.random_range(-self.zoom..=self.zoom)],
+            flip,
+            zoom,
             shift: [rng.random_range(-self.shift..=self.shift) * w as f32, rng.random_range(-self.shift..=self.shift) * h as f32],
             rotation_degrees: rng.random_range(-self.rotation_degrees..=self.rotation_degrees),
-            fill: Fill::Nearest,
+            fill,
         };
         warp.apply(image)
     }
@@ -121,7 +163,7 @@ mod tests {
 
     #[test]
     fn identity_settings_keep_the_image() {
-        let none = Augmentation { horizontal_flip: false, zoom: 0.0, shift: 0.0, rotation_degrees: 0.0 };
+        let none = Augmentation { horizontal_flip: false, zoom: 0.0, shift: 0.0, rotation_degrees: 0.0, smaller_subject: false };
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         assert_eq!(none.apply(&picture(), &mut rng), picture());
     }
@@ -139,7 +181,7 @@ mod tests {
 
     #[test]
     fn flip_only_mirrors() {
-        let flip = Augmentation { horizontal_flip: true, zoom: 0.0, shift: 0.0, rotation_degrees: 0.0 };
+        let flip = Augmentation { horizontal_flip: true, zoom: 0.0, shift: 0.0, rotation_degrees: 0.0, smaller_subject: false };
         let img = picture();
         // Across seeds, every output is either the image or its mirror, and both occur.
         let mut seen = (false, false);
@@ -153,6 +195,28 @@ mod tests {
             }
         }
         assert_eq!(seen, (true, true));
+    }
+
+    #[test]
+    fn field_views_shrink_the_subject_and_keep_its_shape() {
+        // A bright square in the middle of a dark picture: under `field` views (no shift, tilt
+        // or flip) it never grows, shrinks by up to 1 / 1.7, and stays square.
+        let square =
+            RgbImage::from_fn(64, 64, |x, y| if (16..48).contains(&x) && (16..48).contains(&y) { Rgb([255; 3]) } else { Rgb([0; 3]) });
+        let field = Augmentation { shift: 0.0, rotation_degrees: 0.0, horizontal_flip: false, ..AugmentationPolicy::Field.settings() };
+        let mut smallest = 32;
+        for seed in 0..24 {
+            let view = field.apply(&square, &mut ChaCha8Rng::seed_from_u64(seed));
+            let bright_in = |row: u32| (0..64).filter(|&x| view.get_pixel(x, row).0[0] > 128).count() as u32;
+            let bright_down = |col: u32| (0..64).filter(|&y| view.get_pixel(col, y).0[0] > 128).count() as u32;
+            let (across, down) = (bright_in(32), bright_down(32));
+            assert!((32 * 10 / 17 - 1..=33).contains(&across), "seed {seed}: {across} px across");
+            assert!(across.abs_diff(down) <= 1, "seed {seed}: one zoom for both axes ({across} x {down})");
+            smallest = smallest.min(across);
+        }
+        assert!(smallest < 24, "the subject does get smaller ({smallest} px)");
+        assert_eq!("field".parse::<AugmentationPolicy>().unwrap().settings(), AugmentationPolicy::Field.settings());
+        assert!("zoom".parse::<AugmentationPolicy>().unwrap_err().contains("keras or field"));
     }
 
     #[test]
