@@ -91,7 +91,7 @@ def main():
             record(f"torch-{mode}", [python, reference, *common, "--mode", mode, "--split", split, "--json"], torch)
         if args.recipe:
             recipe_dir = os.path.join(args.work, f"recipe_{r}")
-            recipe = ["--head", "flatten", "--freeze-first", "3", "--optimizer", "sgd", "--epochs", "1"]
+            recipe = ["--head", "flatten", "--freeze-first", "3", "--optimizer", "sgd", "--augmentation", "keras", "--epochs", "1"]
             record("ours-recipe", [args.trainer, "train", *common, *recipe, "--out", recipe_dir, "--no-export", "--json"], ours)
             record("torch-recipe", [python, reference, *common, "--mode", "recipe", "--epochs", "1", "--split", split, "--json"], torch)
 

@@ -107,7 +107,7 @@ def main():
     if args.data17:
         data17 = ["--data", args.data17, "--backbone", args.backbone, "--classes", ",".join(classes17)]
         plan.append(("ours-17", *ours("ours-17", data17, [], 300)))
-    recipe = ["--head", "flatten", "--freeze-first", "3", "--optimizer", "sgd", "--epochs", "1", "--no-export"]
+    recipe = ["--head", "flatten", "--freeze-first", "3", "--optimizer", "sgd", "--augmentation", "keras", "--epochs", "1", "--no-export"]
     plan += [
         ("torch-frozen-2", *torch_ref("torch-frozen-2", "frozen", [], 90)),
         ("ours-2-as-torch", *ours("ours-2-as-torch", common2, ["--resize", "stretch", "--head", "gap", "--cv", "0", "--no-export"], 60)),

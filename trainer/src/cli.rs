@@ -267,14 +267,16 @@ pub struct TrainArgs {
     /// Learning rate of the --finetune top-block stage.
     #[arg(long, default_value_t = 1e-5)]
     pub finetune_lr: f64,
-    /// Augmented views per training image, each one more trunk pass, cached (frozen trunk).
-    /// 0 trains on the clean images only: fastest, and enough for easy tasks.
-    #[arg(long, default_value_t = 0)]
+    /// Augmented views per photo besides the clean one, each one more trunk pass, cached (frozen
+    /// trunk). The default view makes the head hold up when the field frames a flower smaller or
+    /// off centre; 0 trains on the clean photos only (one trunk pass a photo, the fastest).
+    #[arg(long, default_value_t = 1)]
     pub aug_views: usize,
-    /// What those views are: keras (the original recipe: zoom in and out, shift, rotation 30,
-    /// edge pixels extended) or field (the subject smaller, off centre and tilted, as a field
-    /// camera frames it; the surround mirrored).
-    #[arg(long, default_value = "keras")]
+    /// What the augmented views are (and the on-the-fly augmentation when training through the
+    /// trunk): field (the subject smaller, off centre and tilted, as a field camera frames it;
+    /// the surround mirrored) or keras (the original recipe: zoom in and out, shift, rotation
+    /// 30, edge pixels extended).
+    #[arg(long, default_value = "field")]
     pub augmentation: AugmentationPolicy,
     /// adam, or sgd (the original recipe: lr 1e-4, momentum 0.9).
     #[arg(long, default_value = "adam")]

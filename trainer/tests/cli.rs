@@ -24,11 +24,15 @@ fn defaults_are_the_fast_frozen_path() {
     assert_eq!(c.l2, 1e-2);
     assert_eq!(c.lr, 1e-3);
     assert_eq!(c.input_size, 224);
+    // One augmented view per photo, framed as a field camera frames a flower (BENCHMARKS.md,
+    // "Augmented views for the linear head").
+    assert_eq!(c.aug_views, 1);
+    assert_eq!(c.augmentation, trainer::data::augment::AugmentationPolicy::Field.settings());
 }
 
 #[test]
 fn the_original_recipe() {
-    let c = train_config(&["--freeze-first", "3", "--optimizer", "sgd", "--head", "flatten"]);
+    let c = train_config(&["--freeze-first", "3", "--optimizer", "sgd", "--head", "flatten", "--augmentation", "keras"]);
     assert_eq!(c.freeze_first, Some(3));
     assert_eq!(c.lr, 1e-4);
     assert_eq!(c.momentum, 0.9);

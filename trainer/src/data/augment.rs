@@ -24,10 +24,10 @@ pub struct Augmentation {
     pub smaller_subject: bool,
 }
 
-/// Which views `--aug-views` draws (the module's doc says what each does).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// Which views `--aug-views` draws (the module's doc says what each does; the command line
+/// sets the default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AugmentationPolicy {
-    #[default]
     Keras,
     Field,
 }
@@ -50,6 +50,7 @@ impl AugmentationPolicy {
     }
 }
 
+/// The `keras` policy's settings.
 impl Default for Augmentation {
     fn default() -> Self {
         Self { horizontal_flip: true, zoom: 0.3, shift: 0.3, rotation_degrees: 30.0, smaller_subject: false }
