@@ -120,7 +120,7 @@ pub fn write_random_bundle(
         labels: labels.iter().map(|s| s.to_string()).collect(),
         preprocessing,
         normalization,
-        backbone: trunk.info(preprocessing.input_size as usize),
+        backbone: trunk.info(preprocessing.input_size as usize, &trunk.sha256()),
         head_kind: shared::HeadKind::Gap,
         trunk: trunk.convs.clone(),
         head: head_weights,

@@ -52,7 +52,7 @@ fn input_at<'a>(m: &Model, images: &'a [RgbImage], expected: Vec<Vec<f32>>, prec
         labels: vec!["a".into(), "b".into()],
         preprocessing: Preprocessing::new(SIZE, ResizePolicy::Stretch).unwrap(),
         normalization: m.trunk.convention.normalization(),
-        backbone: BackboneInfo { name: "random".into(), ..m.trunk.info(SIZE as usize) },
+        backbone: BackboneInfo { name: "random".into(), ..m.trunk.info(SIZE as usize, &m.trunk.sha256()) },
         head_kind: m.kind,
         trunk: m.trunk.convs.clone(),
         head: m.head.clone(),

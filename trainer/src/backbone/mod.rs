@@ -97,13 +97,14 @@ impl Vgg16Weights {
         Ok(Self { convs, convention, source, slimmed_from })
     }
 
-    /// The manifest's account of this trunk, for a bundle of `input_size` pixels.
-    pub fn info(&self, input_size: usize) -> shared::BackboneInfo {
+    /// The manifest's account of this trunk, for a bundle of `input_size` pixels; `weights_sha256`
+    /// is [`Vgg16Weights::sha256`], which a caller has usually computed already (58 MB hashed).
+    pub fn info(&self, input_size: usize, weights_sha256: &str) -> shared::BackboneInfo {
         let as_u32 = |channels: &[usize]| channels.iter().map(|&c| c as u32).collect();
         let channels = self.channels();
         shared::BackboneInfo {
             name: self.source.clone(),
-            weights_sha256: self.sha256(),
+            weights_sha256: weights_sha256.to_string(),
             convention: self.convention,
             channels: as_u32(&channels),
             macs: trunk_macs(&channels, input_size),
@@ -233,7 +234,7 @@ mod tests {
         assert_eq!(trunk_macs(&channels, 224), 15_346_630_656);
         assert_eq!(trunk_macs(&channels, 112) * 4, trunk_macs(&channels, 224));
         let random = Vgg16Weights::random(1, 1.0, Convention::Caffe);
-        assert_eq!(random.info(224).macs, 15_346_630_656);
-        assert_eq!(random.info(224).slimmed_from, None);
+        assert_eq!(random.info(224, "00").macs, 15_346_630_656);
+        assert_eq!(random.info(224, "00").slimmed_from, None);
     }
 }

@@ -205,7 +205,7 @@ mod tests {
                 distilled_on: 160
             }
         );
-        let info = loaded.info(64);
+        let info = loaded.info(64, &loaded.sha256());
         let slimming = info.slimmed_from.expect("in the manifest");
         assert_eq!(slimming.teacher_sha256, "ab12");
         assert_eq!(slimming.distilled_on, 160);

@@ -214,7 +214,7 @@ pub fn export_outcome(
         labels: p.dataset.classes.clone(),
         preprocessing: p.preprocessing,
         normalization: p.normalization,
-        backbone: p.backbone.info(p.preprocessing.input_size as usize),
+        backbone: p.backbone.info(p.preprocessing.input_size as usize, &p.backbone_sha256),
         head_kind: best.head_kind,
         trunk,
         head: best.head.clone(),
