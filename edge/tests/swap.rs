@@ -46,15 +46,9 @@ fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// A second model: three classes, other weights.
 fn other_bundle(dir: &Path) -> std::path::PathBuf {
-    trainer::fixtures::write_random_bundle(
-        &dir.join("other"),
-        64,
-        1.0 / 8.0,
-        &["daffodil", "coltsfoot", "dandelion"],
-        shared::Precision::F32,
-    )
-    .unwrap()
+    common::fixture_bundle(dir, "three_classes.bundle")
 }
 
 #[test]

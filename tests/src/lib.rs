@@ -28,10 +28,19 @@ pub fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The tiny bundle's classes.
+pub const TINY_LABELS: [&str; 2] = ["daffodil", "coltsfoot"];
+
 /// A random 2-class bundle (daffodil, coltsfoot) at 64 px in `dir`: fast, and a real tract graph.
 pub fn tiny_bundle(dir: &Path) -> PathBuf {
-    trainer::fixtures::write_random_bundle(&dir.join("tiny"), 64, 1.0 / 16.0, &["daffodil", "coltsfoot"], shared::Precision::F32)
-        .expect("a random bundle")
+    write_tiny_bundle(&dir.join("tiny"), &TINY_LABELS)
+}
+
+/// A random f32 bundle with `labels` at 64 px and 1/16 of VGG16's filters, written to `out`
+/// (`DIR/NAME`) by the trainer's exporter. The edge's tests use copies checked in under
+/// `edge/tests/fixtures/` (tests/edge_fixtures.rs keeps them current).
+pub fn write_tiny_bundle(out: &Path, labels: &[&str]) -> PathBuf {
+    trainer::fixtures::write_random_bundle(out, 64, 1.0 / 16.0, labels, shared::Precision::F32).expect("a random bundle")
 }
 
 /// A path from the environment for tests on real data and weights. Unset: `None` locally, but

@@ -7,9 +7,17 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-/// A random 2-class bundle (daffodil, coltsfoot) at 64 px: fast, and a real tract graph.
+/// A random 2-class bundle (daffodil, coltsfoot) at 64 px, copied into `dir`: fast, and a real
+/// tract graph from the trainer's exporter (`tests/fixtures/README.md`).
 pub fn tiny_bundle(dir: &Path) -> PathBuf {
-    trainer::fixtures::write_random_bundle(&dir.join("tiny"), 64, 1.0 / 16.0, &["daffodil", "coltsfoot"], shared::Precision::F32).unwrap()
+    fixture_bundle(dir, "tiny.bundle")
+}
+
+/// A checked-in test bundle (`tests/fixtures/NAME`) copied into `dir`, where a test may change it.
+pub fn fixture_bundle(dir: &Path, name: &str) -> PathBuf {
+    let copy = dir.join(name);
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name), &copy).unwrap();
+    copy
 }
 
 /// A running `edge run --http 127.0.0.1:0 ...`, killed when dropped.
