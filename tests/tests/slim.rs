@@ -162,3 +162,66 @@ fn a_killed_distillation_resumes() {
         assert!(worst <= 1e-5, "the resumed trunk differs from the uninterrupted one by {worst}");
     }
 }
+
+/// `trainer slim --run RUN --keep F --out RUN2`: from a finished run to a slim bundle in one
+/// command, with the run's settings; --resume keeps the slim trunk; bad usage exits 2.
+#[test]
+fn slim_from_a_run_trains_and_exports_with_the_runs_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s).to_str().unwrap().to_string();
+    trainer::fixtures::write_dataset(&dir.path().join("data"), &["stripes", "columns", "dots"], 10, 3).unwrap();
+    let teacher = trainer::fixtures::write_trunk_onnx(&dir.path().join("teacher.onnx"), 1.0 / 8.0, 9).unwrap();
+    let (data, teacher_onnx, cache, run_dir) = (p("data"), p("teacher.onnx"), p("cache"), p("run"));
+    let train = ["train", "--data", &data, "--classes", "stripes,columns", "--backbone", &teacher_onnx, "--out", &run_dir];
+    let settings = ["--no-export", "--aug-views", "0", "--input-size", "64", "--cache-dir", &cache];
+    ok(&run("trainer", &[train.as_slice(), &settings].concat()));
+
+    let (slim_dir, models) = (p("run-slim"), p("models/slim"));
+    let slim = ["slim", "--run", &run_dir, "--keep", "0.5", "--epochs", "2", "--out", &slim_dir, "--export-to", &models];
+    let done: serde_json::Value = serde_json::from_str(&ok(&run("trainer", &[slim.as_slice(), &["--json"]].concat()))).unwrap();
+    // Distilled on the run's photos (its two classes, not the third folder), at its input size.
+    let report = &done["slim"];
+    assert_eq!(report["input_size"], 64, "{report}");
+    let run_photos: u64 = done["run"]["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| ["train", "val", "test"].iter().map(|s| c[s].as_u64().unwrap()).sum::<u64>())
+        .sum();
+    assert_eq!(report["distillation"]["photos"], run_photos, "{report}");
+    assert_eq!(report["teacher_sha256"], teacher.sha256());
+    // The head trained with the run's settings on the slim trunk, exported through the gate.
+    let summary = &done["run"];
+    assert_eq!(summary["classes"], serde_json::json!(["stripes", "columns"]), "{summary}");
+    assert_eq!(summary["backbone"], "trunk.onnx", "{summary}");
+    assert!(summary["export"]["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4, "{summary}");
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("run-slim/run.json")).unwrap()).unwrap();
+    assert_eq!(config["aug_views"], 0, "the run's settings: {config}");
+    assert_eq!(config["backbone"], p("run-slim/trunk.onnx"), "{config}");
+    let manifest: serde_json::Value = serde_json::from_str(&ok(&run("trainer", &["inspect", "--json", &p("models/slim.bundle")]))).unwrap();
+    let backbone = &manifest["manifest"]["backbone"];
+    assert_eq!(backbone["slimmed_from"]["teacher_sha256"], teacher.sha256(), "{backbone}");
+    assert_eq!(backbone["channels"], report["channels"], "{backbone}");
+    assert!(ok(&run("edge", &["selftest", "--model", &p("models/slim.bundle")])).contains("selftest passed"));
+
+    // Again into the same folder: refused before any work, naming it; --resume keeps the trunk.
+    let out = run("trainer", &slim);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a training run"), "{}", String::from_utf8_lossy(&out.stderr));
+    let resumed = ok(&run("trainer", &[slim.as_slice(), &["--resume"]].concat()));
+    assert!(resumed.contains("kept ") && resumed.contains("slimmed before"), "{resumed}");
+
+    // --run with --backbone, neither of them, or --export-to without --run: bad usage.
+    let teacher = p("teacher.onnx");
+    for args in [
+        vec!["slim", "--run", "x", "--backbone", &teacher, "--keep", "0.5", "--out", "y"],
+        vec!["slim", "--keep", "0.5", "--out", "y"],
+        vec!["slim", "--backbone", &teacher, "--keep", "0.5", "--out", "y", "--export-to", "z"],
+    ] {
+        assert_eq!(run("trainer", &args).status.code(), Some(2), "{args:?}");
+    }
+    // A run folder that is not one is an error naming it.
+    let out = run("trainer", &["slim", "--run", &p("data"), "--keep", "0.5", "--out", &p("never")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run.json"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -66,7 +66,9 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Write a narrower VGG16 trunk for slow boards: every convolution keeps the fraction --keep
     /// of its filters (those with the largest L1 norm), the next one the matching input channels.
-    /// Train on it like on any backbone: `trainer train --backbone SLIM.onnx ...`.
+    /// Train on it like on any backbone: `trainer train --backbone SLIM.onnx ...`. Or all in one:
+    /// `trainer slim --run RUN --keep F --out RUN2` slims a finished run's backbone, distils it on
+    /// the run's photos, trains the run's head on it into RUN2 and exports the bundle.
     Slim(SlimArgs),
     /// Print what a bundle holds (manifest, hashes, self-checks), after verifying it.
     Inspect {
@@ -79,10 +81,16 @@ pub enum Command {
 #[derive(clap::Args)]
 pub struct SlimArgs {
     /// The full trunk to slim (the teacher): any backbone `trainer train --backbone` reads.
-    #[arg(long)]
-    pub backbone: PathBuf,
+    #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+    pub backbone: Option<PathBuf>,
+    /// A finished `trainer train` run: slim its backbone, distil on its photos (unless --data),
+    /// at its input size and resize (unless given), then train a head with the run's settings on
+    /// the slim trunk into the run folder --out (the trunk is OUT/trunk.onnx) and export the
+    /// bundle (to --export-to). `trainer export --run OUT` re-exports it, e.g. as int8 or signed.
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<PathBuf>,
     /// Input convention of the backbone weights, when the file does not say.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "run")]
     pub backbone_convention: Option<Convention>,
     /// Fraction of each convolution's filters to keep, in (0, 1]: 0.5 costs about a quarter of
     /// the multiply-adds, 0.25 about a sixteenth.
@@ -91,19 +99,20 @@ pub struct SlimArgs {
     /// Photos to distil on: class folders (DIR/<any name>/<image>; the names are not used, no
     /// labels needed), e.g. the training collection and frames a box saved. Repeatable. The slim
     /// trunk then learns to give the full trunk's features on them. Without it: pruned only,
-    /// which costs accuracy in the field (BENCHMARKS.md, "Slim trunks").
+    /// which costs accuracy in the field (BENCHMARKS.md, "Slim trunks"); with --run, the run's
+    /// photos. More photos distil better: all of a collection's classes, not only the task's.
     #[arg(long)]
     pub data: Vec<PathBuf>,
     /// Comma-separated class folders of --data to distil on (default: all).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', requires = "data")]
     pub classes: Option<Vec<String>>,
     /// Input side: distillation runs at it (train the head at the same --input-size), and the
-    /// multiply-add figures are given for it. A multiple of 16.
-    #[arg(long, default_value_t = 224)]
-    pub input_size: u32,
-    /// How photos become squares (as `trainer train --resize`).
-    #[arg(long, default_value = "center-crop")]
-    pub resize: ResizePolicy,
+    /// multiply-add figures are given for it. A multiple of 16 [default: 224, or the run's].
+    #[arg(long)]
+    pub input_size: Option<u32>,
+    /// How photos become squares (as `trainer train --resize`) [default: center-crop, or the run's].
+    #[arg(long)]
+    pub resize: Option<ResizePolicy>,
     /// Passes over the photos.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
     pub epochs: u32,
@@ -119,23 +128,31 @@ pub struct SlimArgs {
     pub fixed_adapters: bool,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// flex or libtorch (as `trainer train --backend`; libtorch when built in).
+    /// flex or libtorch (as `trainer train --backend`; libtorch when built in; with --run, the run's).
     #[arg(long)]
     pub backend: Option<Backend>,
-    /// cpu or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
-    /// Feature cache folder for the full trunk's features (shared with `trainer train`).
+    /// cpu or cuda:N [default: cpu, or the run's].
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
+    /// Feature cache folder for the full trunk's features (shared with `trainer train`; with
+    /// --run, the run's).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
     /// Continue the distillation of --out from its last completed epoch (its checkpoint is
-    /// OUT.distill-checkpoint, written after every epoch).
+    /// OUT.distill-checkpoint, written after every epoch); with --run, also the training of the
+    /// head in OUT, and a finished OUT/trunk.onnx is kept.
     #[arg(long)]
     pub resume: bool,
-    /// The slim trunk to write (ONNX; never overwritten half-written).
+    /// The slim trunk to write (ONNX; never overwritten half-written); with --run, the new run
+    /// folder.
     #[arg(long)]
     pub out: PathBuf,
-    /// Print the report (kept channels, multiply-adds, hashes, losses) as JSON on standard output.
+    /// With --run: the bundle's path without extension [default: models/<--out's name>].
+    // Checked in main: clap drops `requires = "run"` when --backbone (which conflicts with --run) is given.
+    #[arg(long)]
+    pub export_to: Option<PathBuf>,
+    /// Print the report (kept channels, multiply-adds, hashes, losses) as JSON on standard output;
+    /// with --run, {"slim": report, "run": the run summary}.
     #[arg(long)]
     pub json: bool,
 }

@@ -26,11 +26,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => {
-            let export_to = (!args.no_export).then(|| {
-                args.export_to.clone().unwrap_or_else(|| {
-                    PathBuf::from("models").join(args.out.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "model".into()))
-                })
-            });
+            let export_to = (!args.no_export).then(|| args.export_to.clone().unwrap_or_else(|| default_export_path(&args.out)));
             let json = args.json;
             let config = args.config();
             // Bad settings are bad usage (exit 2), found before anything is written.
@@ -98,17 +94,47 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Slim(args) => {
-            let report = commands::slim::run(&args)?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{}", commands::slim::human(&report, &args.out));
+        Command::Slim(args) => match &args.run {
+            Some(from) => {
+                let export_to = args.export_to.clone().unwrap_or_else(|| default_export_path(&args.out));
+                let done = commands::slim::run_from(&args, from, export_to)?;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&done)?);
+                } else {
+                    let trunk = trainer::run_folder::RunFolder::new(&args.out).slim_trunk();
+                    match &done.slim {
+                        Some(report) => println!("{}", commands::slim::human(report, &trunk)),
+                        None => println!("kept {} (slimmed before)", trunk.display()),
+                    }
+                    println!("{}", human_summary(&done.run, &args.out));
+                }
             }
-        }
+            None => {
+                if args.export_to.is_some() {
+                    use clap::CommandFactory;
+                    Cli::command()
+                        .error(
+                            clap::error::ErrorKind::ArgumentConflict,
+                            "--export-to needs --run (the plain form writes a trunk, not a bundle)",
+                        )
+                        .exit();
+                }
+                let report = commands::slim::run(&args)?;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    println!("{}\n{}", commands::slim::human(&report, &args.out), commands::slim::next_step(&report, &args.out));
+                }
+            }
+        },
         Command::Inspect { bundle, json } => println!("{}", commands::inspect::run(&bundle, json)?),
     }
     Ok(())
+}
+
+/// Where a run's bundle goes without `--export-to`: `models/<the run folder's name>`.
+fn default_export_path(run: &std::path::Path) -> PathBuf {
+    PathBuf::from("models").join(run.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "model".into()))
 }
 
 fn human_summary(s: &trainer::report::summary::RunSummary, out: &std::path::Path) -> String {

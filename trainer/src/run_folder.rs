@@ -13,6 +13,7 @@ const CONFUSION_PNG: &str = "confusion.png";
 const LOCK: &str = ".lock";
 const CV_FOLDS: &str = "cv";
 const REFIT: &str = "refit";
+const SLIM_TRUNK: &str = "trunk.onnx";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunFolder {
@@ -82,6 +83,11 @@ impl RunFolder {
     /// `refit/`: the run folder of the head's refit on training + validation photos.
     pub fn refit(&self) -> RunFolder {
         RunFolder::new(self.root.join(REFIT))
+    }
+
+    /// `trunk.onnx`: the slim trunk `trainer slim --run` distilled for this run (its backbone).
+    pub fn slim_trunk(&self) -> PathBuf {
+        self.root.join(SLIM_TRUNK)
     }
 
     /// The reports a finished run leaves, for messages.

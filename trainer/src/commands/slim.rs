@@ -1,36 +1,128 @@
 //! `trainer slim --backbone B --keep F [--data DIR ...] --out SLIM.onnx`: a narrower trunk to
-//! train on, pruned and (given photos) distilled from the full one.
+//! train on, pruned and (given photos) distilled from the full one. `trainer slim --run RUN --keep
+//! F --out RUN2`: the same from a finished run's settings, then its head trained on the slim trunk
+//! into RUN2 and the bundle exported.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use shared::Preprocessing;
+use serde::Serialize;
+use shared::{Convention, Precision, Preprocessing, ResizePolicy};
 
 use crate::backbone::Vgg16Weights;
 use crate::cli::SlimArgs;
 use crate::data::scan::{ScanOptions, scan};
-use crate::device;
+use crate::device::{self, Backend, DeviceSpec};
 use crate::features::{self, FeatureCache, FeatureShape, TrunkEngine, ViewKey};
+use crate::report::summary::RunSummary;
+use crate::run_folder::RunFolder;
 use crate::slim::distill::{DistillOptions, Targets};
 use crate::slim::{self, Distillation, SlimReport};
+use crate::training::job;
 
+/// What to slim and what to distil on, from the command line or from a run's settings.
+struct Teacher {
+    backbone: PathBuf,
+    convention: Option<Convention>,
+    data: Vec<PathBuf>,
+    classes: Option<Vec<String>>,
+    input_size: u32,
+    resize: ResizePolicy,
+    backend: Backend,
+    device: DeviceSpec,
+    cache_dir: Option<PathBuf>,
+}
+
+/// `trainer slim --backbone ...`: the slim trunk at `--out`.
 pub fn run(args: &SlimArgs) -> anyhow::Result<SlimReport> {
-    // Its errors name the file.
-    let teacher = Vgg16Weights::load(&args.backbone, args.backbone_convention)?;
-    let input_size = args.input_size as usize;
-    if args.data.is_empty() {
-        return slim::slim(&teacher, args.keep, input_size, &args.out, None);
+    let device = args.device.unwrap_or(DeviceSpec::Cpu);
+    let teacher = Teacher {
+        backbone: args.backbone.clone().ok_or_else(|| anyhow::anyhow!("--backbone or --run is required"))?,
+        convention: args.backbone_convention,
+        data: args.data.clone(),
+        classes: args.classes.clone(),
+        input_size: args.input_size.unwrap_or(224),
+        resize: args.resize.unwrap_or(ResizePolicy::CenterCrop),
+        backend: args.backend.unwrap_or(device::default_backend(device)),
+        device,
+        cache_dir: args.cache_dir.clone(),
+    };
+    slim_trunk(&teacher, args, &args.out)
+}
+
+/// What `trainer slim --run` did: the slimming (`None` when `--resume` found the slim trunk
+/// already written) and the run trained on it.
+#[derive(Serialize)]
+pub struct SlimmedRun {
+    pub slim: Option<SlimReport>,
+    pub run: RunSummary,
+}
+
+/// `trainer slim --run RUN ... --out RUN2`: slims RUN's backbone into RUN2's trunk, then trains
+/// RUN's head with RUN's settings on it into RUN2 and exports the bundle to `export_to`.
+pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Result<SlimmedRun> {
+    let mut config = job::load_run_config(&RunFolder::new(from))?;
+    let out = RunFolder::new(&args.out);
+    // Refused before the distillation's minutes, not after them.
+    if !args.resume && out.config().exists() {
+        anyhow::bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", out.root().display());
     }
-    let preprocessing = Preprocessing::new(args.input_size, args.resize).map_err(anyhow::Error::msg)?;
-    let options = ScanOptions { classes: args.classes.clone(), strict: false, min_images_per_class: 1 };
-    let dataset = scan(&args.data, &options, &preprocessing)?;
+    let (data, classes) =
+        if args.data.is_empty() { (config.data.clone(), config.classes.clone()) } else { (args.data.clone(), args.classes.clone()) };
+    let device = args.device.unwrap_or(config.device);
+    let teacher = Teacher {
+        backbone: config.backbone.clone(),
+        convention: config.convention,
+        data,
+        classes,
+        input_size: args.input_size.unwrap_or(config.input_size),
+        resize: args.resize.unwrap_or(config.resize),
+        backend: args.backend.unwrap_or(config.backend),
+        device,
+        cache_dir: args.cache_dir.clone().or_else(|| config.cache_dir.clone()),
+    };
+    let trunk = out.slim_trunk();
+    let slim = if args.resume && trunk.exists() {
+        tracing::info!("--resume: keeping {} (slimmed before)", trunk.display());
+        None
+    } else {
+        std::fs::create_dir_all(out.root()).map_err(|e| anyhow::anyhow!("{}: cannot create the run folder: {e}", out.root().display()))?;
+        Some(slim_trunk(&teacher, args, &trunk)?)
+    };
+    // The run's settings on the slim trunk; its convention is in the trunk file.
+    config.backbone = trunk;
+    config.convention = None;
+    config.input_size = teacher.input_size;
+    config.resize = teacher.resize;
+    config.backend = teacher.backend;
+    config.device = teacher.device;
+    let request = super::train::TrainRequest {
+        config,
+        out: args.out.clone(),
+        resume: args.resume,
+        export_to: Some(export_to),
+        precision: Precision::F32,
+        signing_key: None,
+        condition_photos: 0,
+    };
+    Ok(SlimmedRun { slim, run: super::train::run(request)? })
+}
+
+fn slim_trunk(t: &Teacher, args: &SlimArgs, out: &Path) -> anyhow::Result<SlimReport> {
+    // Its errors name the file.
+    let teacher = Vgg16Weights::load(&t.backbone, t.convention)?;
+    let input_size = t.input_size as usize;
+    if t.data.is_empty() {
+        return slim::slim(&teacher, args.keep, input_size, out, None);
+    }
+    let preprocessing = Preprocessing::new(t.input_size, t.resize).map_err(anyhow::Error::msg)?;
+    let options = ScanOptions { classes: t.classes.clone(), strict: false, min_images_per_class: 1 };
+    let dataset = scan(&t.data, &options, &preprocessing)?;
     let normalization = teacher.convention.normalization();
-    let backend = args.backend.unwrap_or(device::default_backend(args.device));
-    let device = device::burn_device(backend, args.device)?;
+    let device = device::burn_device(t.backend, t.device)?;
     // The teacher's features, through the feature cache `trainer train` fills (same keys).
-    let cache = FeatureCache::new(Some(args.cache_dir.clone().unwrap_or_else(features::default_cache_dir)))?;
+    let cache = FeatureCache::new(Some(t.cache_dir.clone().unwrap_or_else(features::default_cache_dir)))?;
     let context = features::cache_context(&teacher.sha256(), &preprocessing.fingerprint(), &normalization);
-    let shape =
-        FeatureShape { map: features::feature_dims(teacher.out_channels(), args.input_size), block4_channels: teacher.out_channels() };
+    let shape = FeatureShape { map: features::feature_dims(teacher.out_channels(), t.input_size), block4_channels: teacher.out_channels() };
     let jobs = dataset
         .samples
         .iter()
@@ -43,7 +135,7 @@ pub fn run(args: &SlimArgs) -> anyhow::Result<SlimReport> {
     let engine = std::cell::OnceCell::new();
     let make_engine = || -> anyhow::Result<&TrunkEngine> {
         if engine.get().is_none() {
-            let _ = engine.set(TrunkEngine::for_run(backend, &teacher.convs, &normalization, args.input_size, &device)?);
+            let _ = engine.set(TrunkEngine::for_run(t.backend, &teacher.convs, &normalization, t.input_size, &device)?);
         }
         Ok(engine.get().expect("just set"))
     };
@@ -61,9 +153,10 @@ pub fn run(args: &SlimArgs) -> anyhow::Result<SlimReport> {
         device,
         resume: args.resume,
     };
-    slim::slim(&teacher, args.keep, input_size, &args.out, Some(distillation))
+    slim::slim(&teacher, args.keep, input_size, out, Some(distillation))
 }
 
+/// The slimming in a few lines: channels, multiply-adds, distillation, hashes.
 pub fn human(r: &SlimReport, out: &Path) -> String {
     let gmacs = |m: u64| m as f64 / 1e9;
     let distilled = match &r.distillation {
@@ -80,8 +173,7 @@ pub fn human(r: &SlimReport, out: &Path) -> String {
         "wrote {} ({} criterion, width {:.3} of VGG16's): filters per convolution {:?}\n\
          multiply-adds per {}x{} frame: {:.2} G -> {:.2} G ({:.1}x fewer)\n\
          {distilled}\
-         teacher {} sha256 {}; slim sha256 {}\n\
-         next: trainer train --backbone {} --input-size {} ... (the head, open-set score and export as for the full trunk)",
+         teacher {} sha256 {}; slim sha256 {}",
         out.display(),
         r.criterion,
         r.width,
@@ -94,6 +186,13 @@ pub fn human(r: &SlimReport, out: &Path) -> String {
         r.teacher,
         r.teacher_sha256,
         r.slim_sha256,
+    )
+}
+
+/// What to do with a slim trunk written by the plain form.
+pub fn next_step(r: &SlimReport, out: &Path) -> String {
+    format!(
+        "next: trainer train --backbone {} --input-size {} ... (the head, open-set score and export as for the full trunk)",
         out.display(),
         r.input_size
     )
