@@ -128,7 +128,7 @@ pub struct SlimArgs {
     pub fixed_adapters: bool,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// flex or libtorch (as `trainer train --backend`; libtorch when built in; with --run, the run's).
+    /// flex or libtorch (as `trainer train --backend`; libtorch when built in, also with --run).
     #[arg(long)]
     pub backend: Option<Backend>,
     /// cpu or cuda:N [default: cpu, or the run's].

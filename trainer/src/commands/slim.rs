@@ -76,7 +76,8 @@ pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Res
         classes,
         input_size: args.input_size.unwrap_or(config.input_size),
         resize: args.resize.unwrap_or(config.resize),
-        backend: args.backend.unwrap_or(config.backend),
+        // The fastest engine of this build, as `train` picks it; the run's was its build's.
+        backend: args.backend.unwrap_or(device::default_backend(device)),
         device,
         cache_dir: args.cache_dir.clone().or_else(|| config.cache_dir.clone()),
     };
@@ -95,6 +96,7 @@ pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Res
     config.resize = teacher.resize;
     config.backend = teacher.backend;
     config.device = teacher.device;
+    config.cache_dir = teacher.cache_dir;
     let request = super::train::TrainRequest {
         config,
         out: args.out.clone(),
