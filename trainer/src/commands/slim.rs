@@ -122,7 +122,7 @@ fn slim_trunk(t: &Teacher, args: &SlimArgs, out: &Path) -> anyhow::Result<SlimRe
     let normalization = teacher.convention.normalization();
     let device = device::burn_device(t.backend, t.device)?;
     // The teacher's features, through the feature cache `trainer train` fills (same keys).
-    let cache = FeatureCache::new(Some(t.cache_dir.clone().unwrap_or_else(features::default_cache_dir)))?;
+    let cache = FeatureCache::from_setting(t.cache_dir.clone())?;
     let context = features::cache_context(&teacher.sha256(), &preprocessing.fingerprint(), &normalization);
     let shape = FeatureShape { map: features::feature_dims(teacher.out_channels(), t.input_size), block4_channels: teacher.out_channels() };
     let jobs = dataset

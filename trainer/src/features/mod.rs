@@ -58,6 +58,13 @@ impl FeatureCache {
         Ok(Self { dir })
     }
 
+    /// The cache a `--cache-dir` setting names: `None` the default folder, an empty path none
+    /// (`--no-cache`).
+    pub fn from_setting(setting: Option<PathBuf>) -> anyhow::Result<Self> {
+        let dir = setting.unwrap_or_else(default_cache_dir);
+        Self::new((!dir.as_os_str().is_empty()).then_some(dir))
+    }
+
     fn path(&self, key: &str) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.join(format!("{key}.f32")))
     }

@@ -322,8 +322,7 @@ pub fn prepare(config: &TrainConfig, from: Option<&RunFolder>, phases: &mut Phas
     let backbone_sha256 = backbone.sha256();
     tracing::info!("backbone {} ({} convention, weights sha256 {}...)", backbone.source, backbone.convention, &backbone_sha256[..12]);
     let device = crate::device::burn_device(config.backend, config.device)?;
-    let cache_dir = config.cache_dir.clone().unwrap_or_else(features::default_cache_dir);
-    let cache = FeatureCache::new((!cache_dir.as_os_str().is_empty()).then_some(cache_dir))?;
+    let cache = FeatureCache::from_setting(config.cache_dir.clone())?;
     Ok(Prepared {
         config: config.clone(),
         normalization: backbone.convention.normalization(),
