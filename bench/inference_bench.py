@@ -132,9 +132,10 @@ def summarize(args, rows, models, threads, path):
 
 
 def trunk_name(backbone):
-    """"full", or a slim trunk's share of its teacher's filters ("keep 0.5")."""
+    """"full", or a slim trunk's share of its teacher's filters and the photos it was distilled on
+    ("keep 0.5 / 1360": distilled on 1360 photos)."""
     slim = backbone.get("slimmed_from")
-    return "full" if not slim else f"keep {backbone['channels'][0] / slim['teacher_channels'][0]:g}"
+    return "full" if not slim else f"keep {backbone['channels'][0] / slim['teacher_channels'][0]:g} / {slim['distilled_on']}"
 
 
 def cpu_model():
