@@ -66,20 +66,25 @@ pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Res
     if !args.resume && out.config().exists() {
         anyhow::bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", out.root().display());
     }
+    // The run's settings, with what the command line changes; the slim trunk trains under them.
+    config.input_size = args.input_size.unwrap_or(config.input_size);
+    config.resize = args.resize.unwrap_or(config.resize);
+    config.device = args.device.unwrap_or(config.device);
+    // The fastest engine of this build, as `train` picks it; the run's was its build's.
+    config.backend = args.backend.unwrap_or(device::default_backend(config.device));
+    config.cache_dir = args.cache_dir.clone().or(config.cache_dir);
     let (data, classes) =
         if args.data.is_empty() { (config.data.clone(), config.classes.clone()) } else { (args.data.clone(), args.classes.clone()) };
-    let device = args.device.unwrap_or(config.device);
     let teacher = Teacher {
         backbone: config.backbone.clone(),
         convention: config.convention,
         data,
         classes,
-        input_size: args.input_size.unwrap_or(config.input_size),
-        resize: args.resize.unwrap_or(config.resize),
-        // The fastest engine of this build, as `train` picks it; the run's was its build's.
-        backend: args.backend.unwrap_or(device::default_backend(device)),
-        device,
-        cache_dir: args.cache_dir.clone().or_else(|| config.cache_dir.clone()),
+        input_size: config.input_size,
+        resize: config.resize,
+        backend: config.backend,
+        device: config.device,
+        cache_dir: config.cache_dir.clone(),
     };
     let trunk = out.slim_trunk();
     let slim = if args.resume && trunk.exists() {
@@ -89,14 +94,9 @@ pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Res
         std::fs::create_dir_all(out.root()).map_err(|e| anyhow::anyhow!("{}: cannot create the run folder: {e}", out.root().display()))?;
         Some(slim_trunk(&teacher, args, &trunk)?)
     };
-    // The run's settings on the slim trunk; its convention is in the trunk file.
+    // Its convention is in the trunk file.
     config.backbone = trunk;
     config.convention = None;
-    config.input_size = teacher.input_size;
-    config.resize = teacher.resize;
-    config.backend = teacher.backend;
-    config.device = teacher.device;
-    config.cache_dir = teacher.cache_dir;
     let request = super::train::TrainRequest {
         config,
         out: args.out.clone(),
