@@ -135,7 +135,11 @@ def trunk_name(backbone):
     """"full", or a slim trunk's share of its teacher's filters and the photos it was distilled on
     ("keep 0.5 / 1360": distilled on 1360 photos)."""
     slim = backbone.get("slimmed_from")
-    return "full" if not slim else f"keep {backbone['channels'][0] / slim['teacher_channels'][0]:g} / {slim['distilled_on']}"
+    if not slim:
+        return "full"
+    # Each block's fraction, read at its first convolution; one figure when they are all alike.
+    keep = [f"{backbone['channels'][i] / slim['teacher_channels'][i]:g}" for i in (0, 2, 4, 7, 10)]
+    return f"keep {keep[0] if len(set(keep)) == 1 else ','.join(keep)} / {slim['distilled_on']}"
 
 
 def cpu_model():

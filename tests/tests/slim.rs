@@ -93,7 +93,7 @@ fn a_slim_trunk_trains_exports_and_runs_on_the_edge() {
     export_for_onnxruntime(bundle.as_ref(), "synthetic_slim");
 
     // Bad usage exits 2 and writes nothing.
-    for keep in ["0", "1.5", "-0.2", "half"] {
+    for keep in ["0", "1.5", "-0.2", "half", "0.5,0.5", "1,1,1,1,0.5", "1,1,1,0,0"] {
         let out = run("trainer", &["slim", "--backbone", &p("teacher.onnx"), "--keep", keep, "--out", &p("bad.onnx")]);
         assert_eq!(out.status.code(), Some(2), "--keep {keep}");
     }
@@ -102,6 +102,40 @@ fn a_slim_trunk_trains_exports_and_runs_on_the_edge() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("none.onnx"));
     assert!(!dir.path().join("bad.onnx").exists());
+}
+
+/// `--keep F1,...,F5`: each block keeps its own fraction; such a trunk trains, passes the
+/// parity gate and runs on the edge like a uniformly narrowed one.
+#[test]
+fn a_trunk_slimmed_per_block_trains_exports_and_runs_on_the_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |s: &str| dir.path().join(s).to_str().unwrap().to_string();
+    trainer::fixtures::write_dataset(&dir.path().join("data"), &["stripes", "columns"], 8, 4).unwrap();
+    let teacher = trainer::fixtures::write_trunk_onnx(&dir.path().join("teacher.onnx"), 1.0 / 8.0, 9).unwrap();
+    let slim = ["slim", "--backbone", &p("teacher.onnx"), "--keep", "0.5,0.5,1,0.75,0.75", "--out", &p("slim.onnx"), "--json"];
+    let report: serde_json::Value = serde_json::from_str(&ok(&run("trainer", &slim))).unwrap();
+    let channels: Vec<usize> = serde_json::from_value(report["channels"].clone()).unwrap();
+    let expected: Vec<usize> = teacher
+        .convs
+        .iter()
+        .enumerate()
+        .map(|(layer, c)| match layer {
+            0..4 => c.out_channels / 2,
+            4..7 => c.out_channels,
+            _ => c.out_channels * 3 / 4,
+        })
+        .collect();
+    assert_eq!(channels, expected, "{report}");
+    assert_eq!(report["keep"], serde_json::json!([0.5, 0.5, 1.0, 0.75, 0.75]), "{report}");
+
+    let train = ["train", "--data", &p("data"), "--backbone", &p("slim.onnx"), "--out", &p("run"), "--export-to", &p("models/blocks")];
+    let settings = ["--input-size", "64", "--aug-views", "0", "--epochs", "4", "--cache-dir", &p("cache"), "--json"];
+    let summary: serde_json::Value = serde_json::from_str(&ok(&run("trainer", &[train.as_slice(), &settings].concat()))).unwrap();
+    assert!(summary["export"]["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4, "{}", summary["export"]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&ok(&run("trainer", &["inspect", "--json", &p("models/blocks.bundle")]))).unwrap();
+    assert_eq!(manifest["manifest"]["backbone"]["channels"], report["channels"], "{manifest}");
+    assert!(ok(&run("edge", &["selftest", "--model", &p("models/blocks.bundle")])).contains("selftest passed"));
 }
 
 /// A distillation killed (-9) after an epoch continues with --resume and ends where an

@@ -93,9 +93,11 @@ pub struct SlimArgs {
     #[arg(long, conflicts_with = "run")]
     pub backbone_convention: Option<Convention>,
     /// Fraction of each convolution's filters to keep, in (0, 1]: 0.5 costs about a quarter of
-    /// the multiply-adds, 0.25 about a sixteenth.
-    #[arg(long, value_parser = keep_fraction)]
-    pub keep: f32,
+    /// the multiply-adds, 0.25 about a sixteenth. Or one fraction per VGG16 block, 5
+    /// comma-separated (blocks 4 and 5 alike): e.g. 0.5,0.5,1,1,1 thins the first two blocks,
+    /// which do 30% of the work, and keeps the deep ones whole.
+    #[arg(long, value_parser = block_keep, value_name = "F | F1,F2,F3,F4,F5")]
+    pub keep: [f32; 5],
     /// Photos to distil on: class folders (DIR/<any name>/<image>; the names are not used, no
     /// labels needed), e.g. the training collection and frames a box saved. Repeatable. The slim
     /// trunk then learns to give the full trunk's features on them. Without it: pruned only,
@@ -164,9 +166,21 @@ fn learning_rate(s: &str) -> Result<f64, String> {
 }
 
 /// `--keep`: a fraction in (0, 1].
-fn keep_fraction(s: &str) -> Result<f32, String> {
-    let keep = shared::args::probability(s)?;
-    if keep > 0.0 { Ok(keep) } else { Err("must be more than 0".into()) }
+/// `--keep`: one fraction in (0, 1] for every block, or five (blocks 4 and 5 equal).
+fn block_keep(s: &str) -> Result<[f32; 5], String> {
+    let fraction = |f: &str| -> Result<f32, String> {
+        let keep = shared::args::probability(f)?;
+        if keep > 0.0 { Ok(keep) } else { Err(format!("'{f}' must be more than 0")) }
+    };
+    let fractions = s.split(',').map(fraction).collect::<Result<Vec<f32>, String>>()?;
+    match fractions[..] {
+        [keep] => Ok([keep; 5]),
+        [_, _, _, b4, b5] if b4 != b5 => {
+            Err(format!("blocks 4 and 5 must keep the same fraction (the open-set descriptor pools both), not {b4} and {b5}"))
+        }
+        [b1, b2, b3, b4, b5] => Ok([b1, b2, b3, b4, b5]),
+        _ => Err(format!("one fraction, or five (one per VGG16 block), not {}", fractions.len())),
+    }
 }
 
 #[derive(clap::Args)]

@@ -201,18 +201,44 @@ pub fn trunk_macs(channels: &[usize], input_size: usize) -> u64 {
 
 /// VGG16 conv shapes with every width multiplied by `width` (input stays 3 channels).
 pub fn scaled_shapes(width: f32) -> Vec<(usize, usize)> {
-    let scale = |c: usize| ((c as f32 * width).round() as usize).max(1);
-    VGG16_CONVS.iter().map(|&(o, i)| (scale(o), if i == 3 { 3 } else { scale(i) })).collect()
+    block_scaled_shapes([width; 5])
 }
 
-/// Checks 13 (weight shape, bias length) pairs against VGG16 or a uniformly narrowed VGG16
-/// (tests use width-scaled trunks), and names the first layer that does not fit.
+/// VGG16 conv shapes with each block's filters multiplied by its own width (blocks of
+/// [`VGG16_BLOCKS`]); each convolution takes the previous one's filters (the first, 3 channels).
+pub fn block_scaled_shapes(widths: [f32; 5]) -> Vec<(usize, usize)> {
+    let mut inputs = 3;
+    VGG16_CONVS
+        .iter()
+        .zip(VGG16_BLOCKS.iter().zip(widths).flat_map(|(&n, w)| std::iter::repeat_n(w, n)))
+        .map(|(&(o, _), width)| {
+            let filters = ((o as f32 * width).round() as usize).max(1);
+            (filters, std::mem::replace(&mut inputs, filters))
+        })
+        .collect()
+}
+
+/// Each block's width (of real VGG16's) in `convs`: its first convolution's filters over VGG16's.
+pub fn block_widths(convs: &[ConvWeights]) -> [f32; 5] {
+    let mut first = 0;
+    VGG16_BLOCKS.map(|n| {
+        let width = convs[first].out_channels as f32 / VGG16_CONVS[first].0 as f32;
+        first += n;
+        width
+    })
+}
+
+/// Checks 13 (weight shape, bias length) pairs against VGG16 or a narrowed VGG16 (each block's
+/// convolutions as wide as its first; tests use width-scaled trunks, `trainer slim` writes
+/// narrowed ones), and names the first layer that does not fit. Block 5 must be as wide as
+/// block 4: the open-set descriptor pools both into parts of one length.
 pub(crate) fn check_shapes(path: &Path, convs: &[ConvWeights], names: &[String]) -> Result<(), BackboneError> {
     if convs.len() < 13 {
         return Err(BackboneError::MissingLayers { path: path.into(), found: convs.len(), hint: String::new() });
     }
-    let width = convs[0].out_channels as f32 / 64.0;
-    for (layer, (conv, expected)) in convs.iter().zip(scaled_shapes(width)).enumerate() {
+    let mut widths = block_widths(convs);
+    widths[4] = widths[3];
+    for (layer, (conv, expected)) in convs.iter().zip(block_scaled_shapes(widths)).enumerate() {
         let found = vec![conv.out_channels, conv.in_channels, 3, 3];
         let expected = vec![expected.0, expected.1, 3, 3];
         if found != expected || conv.weight.len() != conv.out_channels * conv.in_channels * 9 || conv.bias.len() != conv.out_channels {

@@ -172,13 +172,13 @@ pub fn human(r: &SlimReport, out: &Path) -> String {
         None => "pruned only (no --data to distil on)\n".into(),
     };
     format!(
-        "wrote {} ({} criterion, width {:.3} of VGG16's): filters per convolution {:?}\n\
+        "wrote {} ({} criterion, width per block {} of VGG16's): filters per convolution {:?}\n\
          multiply-adds per {}x{} frame: {:.2} G -> {:.2} G ({:.1}x fewer)\n\
          {distilled}\
          teacher {} sha256 {}; slim sha256 {}",
         out.display(),
         r.criterion,
-        r.width,
+        r.width.map(|w| format!("{w:.3}")).join("/"),
         r.channels,
         r.input_size,
         r.input_size,

@@ -302,7 +302,7 @@ mod tests {
     #[test]
     fn distillation_lowers_the_feature_loss() {
         let (teacher, images, features, normalization) = setup();
-        let (convs, kept) = prune(&teacher.convs, 1.0 / 16.0);
+        let (convs, kept) = prune(&teacher.convs, [0.5; 5]);
         let targets = Targets { images: &images, features: &features, normalization };
         let dir = tempfile::tempdir().unwrap();
         let checkpoint = dir.path().join("ckpt");
@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn a_student_that_kept_everything_starts_at_zero_loss() {
         let (teacher, images, features, normalization) = setup();
-        let (convs, kept) = prune(&teacher.convs, 1.0 / 8.0);
+        let (convs, kept) = prune(&teacher.convs, [1.0; 5]);
         let targets = Targets { images: &images, features: &features, normalization };
         let dir = tempfile::tempdir().unwrap();
         let (_, history) = distill(&convs, &kept, &targets, &options(0), &Device::flex(), (&dir.path().join("c"), false, "t")).unwrap();
@@ -332,7 +332,7 @@ mod tests {
     #[test]
     fn a_resumed_distillation_ends_where_an_uninterrupted_one_does() {
         let (teacher, images, features, normalization) = setup();
-        let (convs, kept) = prune(&teacher.convs, 1.0 / 16.0);
+        let (convs, kept) = prune(&teacher.convs, [0.5; 5]);
         let targets = Targets { images: &images, features: &features, normalization };
         let dir = tempfile::tempdir().unwrap();
         let device = Device::flex();

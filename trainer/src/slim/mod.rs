@@ -15,17 +15,17 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::backbone::onnx::{META_DISTILLATION, META_KEEP, META_KEPT_CHANNELS, META_TEACHER_CHANNELS, META_TEACHER_SHA256};
-use crate::backbone::{Teacher, Vgg16Weights, trunk_macs};
+use crate::backbone::{Teacher, Vgg16Weights, block_widths, trunk_macs};
 use distill::{DistillHistory, DistillOptions, Targets};
-use prune::{prune, width_for};
+use prune::{BlockKeep, prune};
 
 /// What slimming did, recorded in the slim trunk's metadata and printed by the command.
 #[derive(Debug, Clone, Serialize)]
 pub struct SlimReport {
-    /// The fraction of the teacher's filters asked for, and the slim trunk's width (of real
-    /// VGG16's; the first layer's rounding sets it).
-    pub keep: f32,
-    pub width: f32,
+    /// The fraction of the teacher's filters asked for in each block, and the slim trunk's
+    /// width in each block (of real VGG16's, after rounding to whole filters).
+    pub keep: BlockKeep,
+    pub width: [f32; 5],
     pub criterion: &'static str,
     pub teacher: String,
     pub teacher_sha256: String,
@@ -66,17 +66,17 @@ pub fn checkpoint_path(out: &Path) -> PathBuf {
 /// `out` (atomically).
 pub fn slim(
     teacher: &Vgg16Weights,
-    keep: f32,
+    keep: BlockKeep,
     input_size: usize,
     out: &Path,
     distillation: Option<Distillation>,
 ) -> anyhow::Result<SlimReport> {
-    let width = width_for(teacher.convs.first().map_or(64, |c| c.out_channels), keep);
-    let (mut convs, kept) = prune(&teacher.convs, width);
+    let (mut convs, kept) = prune(&teacher.convs, keep);
+    let width = block_widths(&convs);
     let teacher_sha256 = teacher.sha256();
     let mut summary = None;
     if let Some(d) = &distillation {
-        let fingerprint = format!("{teacher_sha256};{width};{};{input_size}", d.targets.images.len());
+        let fingerprint = format!("{teacher_sha256};{width:?};{};{input_size}", d.targets.images.len());
         let checkpoint = checkpoint_path(out);
         let (distilled, history) =
             distill::distill(&convs, &kept, &d.targets, &d.options, &d.device, (&checkpoint, d.resume, &fingerprint))?;
@@ -89,14 +89,14 @@ pub fn slim(
     let mut metadata = vec![
         (META_TEACHER_SHA256.to_string(), teacher_sha256.clone()),
         (META_TEACHER_CHANNELS.to_string(), serde_json::to_string(&teacher.channels())?),
-        (META_KEEP.to_string(), format!("{width}")),
+        (META_KEEP.to_string(), serde_json::to_string(&width)?),
         (META_KEPT_CHANNELS.to_string(), serde_json::to_string(&kept)?),
     ];
     if let Some(s) = &summary {
         metadata.push((META_DISTILLATION.to_string(), serde_json::to_string(s)?));
     }
     let how = if summary.is_some() { "L1 norm, then feature distillation" } else { "L1 norm" };
-    let description = format!("VGG16 trunk slimmed to {width} of its filters ({how}) from {}", teacher.source);
+    let description = format!("VGG16 trunk slimmed to {width:?} of its filters per block ({how}) from {}", teacher.source);
     crate::backbone::onnx::write_trunk(out, &slim, metadata, &description)
         .with_context(|| format!("{}: cannot write the slim trunk", out.display()))?;
     if distillation.is_some() {
@@ -129,7 +129,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("slim.onnx");
         let t = Vgg16Weights::random(11, 1.0 / 8.0, Convention::Caffe);
-        let report = slim(&t, 0.5, 224, &out, None).unwrap();
+        let report = slim(&t, [0.5; 5], 224, &out, None).unwrap();
         let loaded = Vgg16Weights::load(&out, None).unwrap();
         assert_eq!(loaded.convention, Convention::Caffe);
         assert_eq!(loaded.sha256(), report.slim_sha256);

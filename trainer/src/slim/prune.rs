@@ -1,17 +1,13 @@
 //! Structured channel pruning: each convolution keeps the filters with the largest L1 norm
 //! (Li et al. 2017, "Pruning Filters for Efficient ConvNets"), the next one the matching input
-//! channels. The kept counts are [`scaled_shapes`]'s, so a slim trunk is a uniformly narrowed
-//! VGG16 that every reader of backbones already accepts, and block 4 keeps as many channels as
-//! block 5 (the open-set descriptor relies on it).
+//! channels. Each of VGG16's five blocks keeps its own fraction, so a slim trunk is a VGG16 with
+//! narrower blocks that every reader of backbones accepts ([`crate::backbone::check_shapes`]);
+//! block 5 keeps block 4's fraction (the open-set descriptor relies on equal widths).
 
-use crate::backbone::{ConvWeights, scaled_shapes};
+use crate::backbone::{ConvWeights, VGG16_BLOCKS};
 
-/// The width (of real VGG16's) whose [`scaled_shapes`] keeping `keep` of a teacher's filters
-/// gives, when the teacher's first layer has `first_filters` (64 for VGG16): set by that layer,
-/// as [`crate::backbone::check_shapes`] reads a narrowed trunk's width back.
-pub fn width_for(first_filters: usize, keep: f32) -> f32 {
-    ((first_filters as f32 * keep).round().max(1.0)) / 64.0
-}
+/// The fraction of each block's filters to keep, blocks 1 to 5.
+pub type BlockKeep = [f32; 5];
 
 /// The L1 norm of each output filter of `conv`.
 pub fn filter_l1_norms(conv: &ConvWeights) -> Vec<f32> {
@@ -40,14 +36,16 @@ pub fn select(conv: &ConvWeights, outputs: &[usize], inputs: &[usize]) -> ConvWe
     ConvWeights { out_channels: outputs.len(), in_channels: inputs.len(), weight, bias: outputs.iter().map(|&o| conv.bias[o]).collect() }
 }
 
-/// Prunes every convolution to [`scaled_shapes`]`(width)` filters; returns the slim convolutions
-/// and the teacher's filter indices each one kept.
-pub fn prune(convs: &[ConvWeights], width: f32) -> (Vec<ConvWeights>, Vec<Vec<usize>>) {
+/// Prunes every convolution to `keep` of its block's filters (at least one; rounded to the
+/// nearest filter); returns the slim convolutions and the teacher's filter indices each one kept.
+pub fn prune(convs: &[ConvWeights], keep: BlockKeep) -> (Vec<ConvWeights>, Vec<Vec<usize>>) {
+    let per_layer = VGG16_BLOCKS.iter().zip(keep).flat_map(|(&n, k)| std::iter::repeat_n(k, n));
     let mut inputs: Vec<usize> = (0..convs.first().map_or(3, |c| c.in_channels)).collect();
     let mut slim = Vec::with_capacity(convs.len());
     let mut kept_per_layer = Vec::with_capacity(convs.len());
-    for (conv, (count, _)) in convs.iter().zip(scaled_shapes(width)) {
-        let outputs = strongest_filters(conv, count.min(conv.out_channels));
+    for (conv, keep) in convs.iter().zip(per_layer) {
+        let count = ((conv.out_channels as f32 * keep).round() as usize).clamp(1, conv.out_channels);
+        let outputs = strongest_filters(conv, count);
         slim.push(select(conv, &outputs, &inputs));
         inputs = outputs.clone();
         kept_per_layer.push(outputs);
@@ -58,7 +56,7 @@ pub fn prune(convs: &[ConvWeights], width: f32) -> (Vec<ConvWeights>, Vec<Vec<us
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backbone::Vgg16Weights;
+    use crate::backbone::{Vgg16Weights, block_scaled_shapes, scaled_shapes};
     use crate::model::{Vgg16Trunk, from_vec, to_vec};
     use burn::prelude::*;
     use shared::Convention;
@@ -71,7 +69,7 @@ mod tests {
     #[test]
     fn keeping_everything_changes_nothing() {
         let t = teacher();
-        let (convs, kept) = prune(&t.convs, 1.0 / 8.0);
+        let (convs, kept) = prune(&t.convs, [1.0; 5]);
         assert_eq!(convs, t.convs);
         assert!(kept.iter().zip(&t.convs).all(|(k, c)| *k == (0..c.out_channels).collect::<Vec<_>>()));
     }
@@ -79,7 +77,7 @@ mod tests {
     #[test]
     fn pruned_shapes_chain_and_match_a_narrowed_vgg16() {
         let t = teacher();
-        let (convs, kept) = prune(&t.convs, 1.0 / 16.0);
+        let (convs, kept) = prune(&t.convs, [0.5; 5]);
         assert_eq!(convs.iter().map(|c| (c.out_channels, c.in_channels)).collect::<Vec<_>>(), scaled_shapes(1.0 / 16.0));
         for (i, c) in convs.iter().enumerate() {
             assert_eq!(c.weight.len(), c.out_channels * c.in_channels * 9);
@@ -87,6 +85,21 @@ mod tests {
             assert_eq!(kept[i].len(), c.out_channels);
         }
         crate::backbone::check_shapes(Path::new("slim"), &convs, &[]).unwrap();
+    }
+
+    /// Blocks keep their own fractions; the shapes still chain and read back as a backbone.
+    #[test]
+    fn each_block_keeps_its_own_fraction() {
+        let t = teacher();
+        let (convs, _) = prune(&t.convs, [0.5, 0.25, 1.0, 0.75, 0.75]);
+        let shapes: Vec<(usize, usize)> = convs.iter().map(|c| (c.out_channels, c.in_channels)).collect();
+        assert_eq!(shapes, block_scaled_shapes([1.0 / 16.0, 1.0 / 32.0, 1.0 / 8.0, 3.0 / 32.0, 3.0 / 32.0]));
+        assert_eq!(shapes[..5], [(4, 3), (4, 4), (4, 4), (4, 4), (32, 4)]);
+        crate::backbone::check_shapes(Path::new("slim"), &convs, &[]).unwrap();
+        // Block 5 narrower than block 4 is refused, naming its first layer.
+        let (uneven, _) = prune(&t.convs, [1.0, 1.0, 1.0, 1.0, 0.5]);
+        let err = crate::backbone::check_shapes(Path::new("uneven.onnx"), &uneven, &[]).unwrap_err().to_string();
+        assert!(err.contains("uneven.onnx") && err.contains("conv layer 11"), "{err}");
     }
 
     #[test]
@@ -97,8 +110,6 @@ mod tests {
             conv.weight[o * per_filter..(o + 1) * per_filter].iter_mut().for_each(|v| *v *= 100.0);
         }
         assert_eq!(strongest_filters(&conv, 2), vec![2, 5]);
-        assert_eq!(width_for(64, 0.35), 22.0 / 64.0);
-        assert_eq!(width_for(8, 0.5), 1.0 / 16.0);
     }
 
     /// Filters that output nothing (zero weights and bias: zero after the ReLU) can be removed
@@ -118,7 +129,7 @@ mod tests {
                 conv.weight[o * per_filter..(o + 1) * per_filter].iter_mut().for_each(|v| *v *= 4.0);
             }
         }
-        let (slim, kept) = prune(&t.convs, width);
+        let (slim, kept) = prune(&t.convs, [0.5; 5]);
         let device = Device::flex();
         let input = || from_vec((0..2 * 3 * 32 * 32).map(|i| ((i * 37) % 255) as f32 - 120.0).collect(), [2, 3, 32, 32], &device);
         let full = to_vec(Vgg16Trunk::from_weights(&t.convs, &device).forward(input()));
