@@ -17,6 +17,10 @@ fn main() -> TractResult<()> {
         std::process::exit(2);
     };
     let (threads, runs): (usize, usize) = (threads.parse()?, runs.parse()?);
+    if threads == 0 || runs == 0 {
+        eprintln!("THREADS and RUNS must be at least 1");
+        std::process::exit(2);
+    }
     if threads > 1 {
         tract_linalg::multithread::set_default_executor(tract_linalg::multithread::Executor::multithread(threads));
     }

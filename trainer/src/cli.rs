@@ -7,6 +7,7 @@ use shared::{Convention, HeadKind, Precision, ResizePolicy};
 
 use crate::data::augment::AugmentationPolicy;
 use crate::device::{self, Backend, DeviceSpec};
+use crate::slim::prune::BlockKeep;
 use crate::training::{OptimizerKind, TrainConfig};
 
 /// Fine-tune ImageNet VGG16 on your photos and export a verified ONNX bundle for the edge.
@@ -97,7 +98,7 @@ pub struct SlimArgs {
     /// comma-separated (blocks 4 and 5 alike): e.g. 0.5,0.5,1,1,1 thins the first two blocks,
     /// which do 30% of the work, and keeps the deep ones whole.
     #[arg(long, value_parser = block_keep, value_name = "F | F1,F2,F3,F4,F5")]
-    pub keep: [f32; 5],
+    pub keep: BlockKeep,
     /// Photos to distil on: class folders (DIR/<any name>/<image>; the names are not used, no
     /// labels needed), e.g. the training collection and frames a box saved. Repeatable. The slim
     /// trunk then learns to give the full trunk's features on them. Without it: pruned only,
@@ -165,9 +166,8 @@ fn learning_rate(s: &str) -> Result<f64, String> {
     if lr.is_finite() && lr > 0.0 && lr <= 1.0 { Ok(lr) } else { Err(format!("{s} is outside (0, 1]")) }
 }
 
-/// `--keep`: a fraction in (0, 1].
 /// `--keep`: one fraction in (0, 1] for every block, or five (blocks 4 and 5 equal).
-fn block_keep(s: &str) -> Result<[f32; 5], String> {
+fn block_keep(s: &str) -> Result<BlockKeep, String> {
     let fraction = |f: &str| -> Result<f32, String> {
         let keep = shared::args::probability(f)?;
         if keep > 0.0 { Ok(keep) } else { Err(format!("'{f}' must be more than 0")) }

@@ -210,12 +210,17 @@ pub fn block_scaled_shapes(widths: [f32; 5]) -> Vec<(usize, usize)> {
     let mut inputs = 3;
     VGG16_CONVS
         .iter()
-        .zip(VGG16_BLOCKS.iter().zip(widths).flat_map(|(&n, w)| std::iter::repeat_n(w, n)))
+        .zip(per_layer(widths))
         .map(|(&(o, _), width)| {
             let filters = ((o as f32 * width).round() as usize).max(1);
             (filters, std::mem::replace(&mut inputs, filters))
         })
         .collect()
+}
+
+/// A value per block of [`VGG16_BLOCKS`] repeated for each of the block's convolutions (13 in all).
+pub fn per_layer<T: Copy>(per_block: [T; 5]) -> impl Iterator<Item = T> {
+    VGG16_BLOCKS.into_iter().zip(per_block).flat_map(|(n, v)| std::iter::repeat_n(v, n))
 }
 
 /// Each block's width (of real VGG16's) in `convs`: its first convolution's filters over VGG16's.

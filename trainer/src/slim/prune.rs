@@ -4,7 +4,7 @@
 //! narrower blocks that every reader of backbones accepts ([`crate::backbone::check_shapes`]);
 //! block 5 keeps block 4's fraction (the open-set descriptor relies on equal widths).
 
-use crate::backbone::{ConvWeights, VGG16_BLOCKS};
+use crate::backbone::{ConvWeights, per_layer};
 
 /// The fraction of each block's filters to keep, blocks 1 to 5.
 pub type BlockKeep = [f32; 5];
@@ -39,11 +39,10 @@ pub fn select(conv: &ConvWeights, outputs: &[usize], inputs: &[usize]) -> ConvWe
 /// Prunes every convolution to `keep` of its block's filters (at least one; rounded to the
 /// nearest filter); returns the slim convolutions and the teacher's filter indices each one kept.
 pub fn prune(convs: &[ConvWeights], keep: BlockKeep) -> (Vec<ConvWeights>, Vec<Vec<usize>>) {
-    let per_layer = VGG16_BLOCKS.iter().zip(keep).flat_map(|(&n, k)| std::iter::repeat_n(k, n));
     let mut inputs: Vec<usize> = (0..convs.first().map_or(3, |c| c.in_channels)).collect();
     let mut slim = Vec::with_capacity(convs.len());
     let mut kept_per_layer = Vec::with_capacity(convs.len());
-    for (conv, keep) in convs.iter().zip(per_layer) {
+    for (conv, keep) in convs.iter().zip(per_layer(keep)) {
         let count = ((conv.out_channels as f32 * keep).round() as usize).clamp(1, conv.out_channels);
         let outputs = strongest_filters(conv, count);
         slim.push(select(conv, &outputs, &inputs));
