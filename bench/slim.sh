@@ -11,6 +11,9 @@
 #        CLASSES (daffodil,coltsfoot; all: every class of the data, bundles named all_*),
 #        THREADS (1,2), ROUNDS (3), EPOCHS (6), INT8 (0), BENCH (1; 0: only make the bundles),
 #        DISTILL_ON (task: the CLASSES' photos; all: every class folder of the data, no labels used)
+# KEEP is one fraction or five, one per VGG16 block (`trainer slim --keep`): 0.5,0.5,1,1,1@160.
+# A trunk distilled for other than 6 epochs is named with its EPOCHS (keep0.5_160_all_e12.onnx),
+# so that changing EPOCHS makes a new trunk instead of reusing the 6-epoch one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${FLOWERCAM_DATA:-../shared/data/flowers17}
@@ -48,14 +51,16 @@ sizes=()
 for point in ${points[*]}; do
   keep=${point%@*} size=${point#*@}
   [[ " ${sizes[*]} " == *" $size "* ]] || sizes+=("$size")
-  name=keep${keep}_$size$suffix
+  epochs=${EPOCHS:-6}
+  [ "$epochs" = 6 ] && tag=$suffix || tag=${suffix}_e$epochs
+  name=keep${keep}_$size$tag
   trunk=$out/trunks/$name.onnx
   if [ ! -f "$trunk" ]; then
     /usr/bin/time -f "slim keep $keep at $size, distilled on $distill_on: %e s" "$trainer" slim \
       --backbone "$backbone" --keep "$keep" --data "$data" "${distill_classes[@]}" --input-size "$size" \
-      --epochs "${EPOCHS:-6}" --cache-dir "$out/cache" --out "$trunk"
+      --epochs "$epochs" --cache-dir "$out/cache" --out "$trunk"
   fi
-  train "slim${keep}_$size$suffix" "$trunk" "$size"
+  train "slim${keep}_$size$tag" "$trunk" "$size"
 done
 for size in "${sizes[@]}"; do
   train "full_$size" "$backbone" "$size"

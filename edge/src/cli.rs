@@ -94,7 +94,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print a result log as JSON lines; a torn last record (power loss) is reported and skipped.
+    /// Print a result log as JSON lines; a torn last record (power loss) or a damaged stretch
+    /// inside is reported and skipped, and the records after it are printed.
     Log { file: PathBuf },
 }
 

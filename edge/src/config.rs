@@ -44,7 +44,9 @@ pub struct Setting {
 
 /// The file's options, each value checked by its flag's parser.
 pub fn options_in(file: &Path) -> Result<Vec<Setting>, UsageError> {
-    let text = std::fs::read_to_string(file).map_err(|e| UsageError(format!("{}: cannot read the config file: {e}", file.display())))?;
+    // A config file is a page of text; a megabyte is already far too much.
+    let text =
+        shared::read::read_text(file, 1 << 20).map_err(|e| UsageError(format!("{}: cannot read the config file: {e}", file.display())))?;
     let table = DeTable::parse(&text).map_err(|e| UsageError(format!("{}: not valid TOML: {e}", file.display())))?;
     let run = run_command();
     let mut args = Vec::new();

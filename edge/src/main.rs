@@ -207,12 +207,16 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
             }
         }
         Command::Log { file } => {
-            let contents = resultlog::read(&file)?;
-            for r in &contents.records {
-                writeln!(out, "{}", serde_json::to_string(r)?)?;
-            }
-            if contents.torn_bytes > 0 {
-                eprintln!("note: skipped a torn last record ({} bytes) at the end of {}", contents.torn_bytes, file.display());
+            for entry in resultlog::Records::open(&file)? {
+                match entry? {
+                    resultlog::Entry::Record(r) => writeln!(out, "{}", serde_json::to_string(&r)?)?,
+                    resultlog::Entry::Damaged { offset, bytes } => {
+                        eprintln!("note: skipped {bytes} damaged bytes at offset {} of {}", offset + 8, file.display())
+                    }
+                    resultlog::Entry::Torn { bytes } => {
+                        eprintln!("note: skipped a torn last record ({bytes} bytes) at the end of {}", file.display())
+                    }
+                }
             }
         }
     }
@@ -235,7 +239,7 @@ fn run_live(args: RunArgs, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> 
     let model = EdgeModel::load(&model_path, trusted)?;
     let thresholds = Thresholds::for_model(&model.manifest, args.refusal.unknown_threshold, args.refusal.min_confidence);
     // A new bundle at the model path, SIGHUP, or an upload: checked, then swapped in.
-    let running = shared::bundle::sha256(&std::fs::read(&model_path)?);
+    let running = shared::bundle::sha256(&shared::Bundle::read_bytes(&model_path)?);
     let swapper = Swapper::start(
         SwapOptions {
             model_path: model_path.clone(),

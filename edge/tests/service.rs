@@ -100,6 +100,42 @@ fn serves_status_latest_health_metrics_and_the_page() {
 }
 
 /// Reads from a multipart MJPEG response until `count` whole JPEG parts have arrived.
+/// Clients that open a connection and send half a request, or nothing, are closed after the
+/// header timeout (10 s), and hundreds of them at once (more than the connection cap) neither
+/// keep the box from answering once they are gone nor hold its file descriptors.
+#[test]
+fn half_sent_requests_are_closed_and_cannot_exhaust_the_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_bundle(dir.path());
+    let s = serve(
+        edge(),
+        &["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--fps", "20", "--quiet", "--http", "127.0.0.1:0"],
+    );
+    wait_for(Duration::from_secs(30), "a healthy box", || get(&s.address, "/healthz", &[]).status == 200);
+    let started = std::time::Instant::now();
+    let mut slow: Vec<TcpStream> = (0..200).map(|_| TcpStream::connect(&s.address).unwrap()).collect();
+    for (i, client) in slow.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            client.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\n").unwrap();
+        }
+        client.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    }
+    for client in &mut slow {
+        let mut buf = [0u8; 256];
+        // Closed by the box: end of stream or a reset, never a read timeout.
+        match client.read(&mut buf) {
+            Ok(n) => assert!(
+                n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+                "{:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e) => assert!(e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut, "still open: {e}"),
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(35), "closed within the header timeout: {:?}", started.elapsed());
+    assert_eq!(get(&s.address, "/healthz", &[]).status, 200, "the box answers again");
+}
+
 fn read_jpeg_parts(stream: &mut TcpStream, count: usize) -> Vec<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut buffer = [0u8; 65536];
@@ -433,6 +469,27 @@ fn saved_frames_land_in_answer_folders_within_the_cap() {
             assert_eq!(sidecar["model_sha256"].as_str().unwrap().len(), 64);
         }
     }
+
+    // The cap deletes only what a saver wrote: a person's files in DIR (big ones, in a class
+    // folder of their own name, or behind a symlinked folder) are neither counted nor deleted.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir_all(saved.join("unknown")).unwrap();
+    std::fs::create_dir_all(saved.join("notes")).unwrap();
+    std::fs::create_dir_all(&theirs).unwrap();
+    let big = vec![7u8; 3 << 20];
+    let keep =
+        [saved.join("notes/thesis.pdf"), saved.join("unknown/1_2.jpg"), saved.join("unknown/holiday.jpg"), theirs.join("precious.bin")];
+    for path in &keep {
+        std::fs::write(path, &big).unwrap();
+    }
+    std::os::unix::fs::symlink(&theirs, saved.join("link")).unwrap();
+    let out = output(&[&args[..], &["--save-frames", saved.to_str().unwrap(), "--save-when", "unknown", "--save-cap", "1MB"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for path in &keep {
+        assert_eq!(std::fs::metadata(path).map(|m| m.len()).ok(), Some(3 << 20), "{} was left alone", path.display());
+    }
+    let ours: u64 = files_under(&saved.join("unknown")).iter().filter(|(p, _)| p.to_str().unwrap().contains("_0000")).map(|(_, n)| n).sum();
+    assert!(ours > 0 && ours <= (1 << 20) + largest, "its own frames still kept within the cap: {ours} bytes");
 
     // A folder it cannot write (here: a file in the way) stops the saving, not the classifying.
     let blocked = dir.path().join("blocked");

@@ -183,22 +183,11 @@ impl Bundle {
     /// from anything but a regular file: what [`Bundle::read`] parses, for callers that also
     /// need the bytes themselves (to hash them, say) without reading the file twice.
     pub fn read_bytes(path: &Path) -> Result<Vec<u8>, BundleError> {
-        use std::io::Read;
-        let io = |cause| BundleError::Io { path: path.into(), cause };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let meta = file.metadata().map_err(io)?;
-        if !meta.is_file() {
-            return Err(BundleError::Invalid { path: path.into(), problem: "not a regular file (a device, pipe or folder)".into() });
-        }
-        let mut bytes = Vec::with_capacity(meta.len().min(MAX_BUNDLE_BYTES) as usize);
-        file.take(MAX_BUNDLE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
-        if bytes.len() as u64 > MAX_BUNDLE_BYTES {
-            return Err(BundleError::Invalid {
-                path: path.into(),
-                problem: format!("larger than {} MB; no VGG16 bundle is", MAX_BUNDLE_BYTES >> 20),
-            });
-        }
-        Ok(bytes)
+        crate::read::read_file(path, MAX_BUNDLE_BYTES).map_err(|cause| match cause.kind() {
+            std::io::ErrorKind::InvalidInput => BundleError::Invalid { path: path.into(), problem: cause.to_string() },
+            std::io::ErrorKind::FileTooLarge => BundleError::Invalid { path: path.into(), problem: format!("{cause}; no VGG16 bundle is") },
+            _ => BundleError::Io { path: path.into(), cause },
+        })
     }
 
     /// Atomic: a crash mid-write leaves the previous bundle (or none), never half of one.
@@ -211,10 +200,8 @@ impl Bundle {
     }
 
     fn validate(&self) -> Result<(), String> {
+        self.manifest.check()?;
         let labels = &self.manifest.labels;
-        if labels.len() < 2 {
-            return Err(format!("manifest lists {} classes; a classifier needs at least 2", labels.len()));
-        }
         let [_, h, w, c] = self.manifest.input_shape();
         for check in &self.self_checks {
             if check.rgb.len() != h * w * c || check.expected.len() != labels.len() {
@@ -330,6 +317,50 @@ pub(crate) mod tests {
         let bundle = Bundle::new(bundle.manifest, bundle.onnx, bundle.self_checks);
         let err = Bundle::from_bytes(&bundle.to_bytes(), Path::new("m.bundle")).unwrap_err();
         assert!(matches!(err, BundleError::Invalid { .. }), "{err}");
+    }
+
+    /// A manifest the trainer never writes is refused even with a valid digest (anyone can
+    /// make one): what the edge would otherwise do with it ranges from a 10 GB allocation
+    /// (input size 100000) to writing outside `--save-frames` (a label `../x`) or silently never
+    /// refusing (a NaN threshold).
+    #[test]
+    fn refuses_manifests_the_trainer_never_writes() {
+        type Change = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("input size", Box::new(|m| m.preprocessing.input_size = 100_000)),
+            ("input size", Box::new(|m| m.preprocessing.input_size = 0)),
+            ("input size", Box::new(|m| m.preprocessing.input_size = u32::MAX)),
+            ("empty", Box::new(|m| m.labels[1] = String::new())),
+            ("path separator", Box::new(|m| m.labels[1] = "../../escaped".into())),
+            ("path separator", Box::new(|m| m.labels[1] = "/tmp/x".into())),
+            ("control character", Box::new(|m| m.labels[1] = "a\nb".into())),
+            ("starts with a dot", Box::new(|m| m.labels[1] = "..".into())),
+            ("no class fits", Box::new(|m| m.labels[1] = "Unknown".into())),
+            ("no class fits", Box::new(|m| m.labels[1] = "unsure".into())),
+            ("appears twice", Box::new(|m| m.labels[1] = "a".into())),
+            ("255 bytes", Box::new(|m| m.labels[1] = "x".repeat(256))),
+            ("open-set threshold", Box::new(|m| m.open_set = Some(open_set(f32::NAN)))),
+            ("open-set threshold", Box::new(|m| m.open_set = Some(open_set(f32::INFINITY)))),
+            ("parity tolerance", Box::new(|m| m.parity.tolerance = f32::INFINITY)),
+        ];
+        for (problem, change) in cases {
+            let mut bundle = sample();
+            change(&mut bundle.manifest);
+            let bundle = Bundle::new(bundle.manifest, bundle.onnx, bundle.self_checks);
+            let err = Bundle::from_bytes(&bundle.to_bytes(), Path::new("m.bundle")).unwrap_err();
+            assert!(matches!(err, BundleError::Invalid { .. }), "{problem}: {err}");
+            assert!(err.to_string().contains(problem), "{problem}: {err}");
+        }
+        // Names a person gives a class stay fine.
+        let mut bundle = sample();
+        bundle.manifest.labels = vec!["Tussilago farfara".into(), "jonquille (narcisse)".into()];
+        bundle.manifest.open_set = Some(open_set(0.25));
+        let bundle = Bundle::new(bundle.manifest, bundle.onnx, bundle.self_checks);
+        assert!(Bundle::from_bytes(&bundle.to_bytes(), Path::new("m.bundle")).is_ok());
+    }
+
+    fn open_set(threshold: f32) -> OpenSet {
+        OpenSet { method: OpenSetMethod::KnnCosineBlocks45, references: 10, threshold, target_acceptance: 0.975 }
     }
 
     mod fuzz {

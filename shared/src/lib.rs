@@ -19,6 +19,7 @@ pub mod logging;
 pub mod manifest;
 pub mod named;
 pub mod preprocess;
+pub mod read;
 pub mod runtime;
 pub mod signing;
 

@@ -228,7 +228,60 @@ pub struct Manifest {
     pub trainer_version: String,
 }
 
+/// The longest label: a class folder's name, which file systems cap at 255 bytes.
+pub const MAX_LABEL_BYTES: usize = 255;
+
+/// A class name as the trainer takes it from a folder and the edge prints it, names a folder
+/// with (`--save-frames DIR/<label>/`) and sends it on: a plain, non-hidden folder name that is
+/// not one of the answers that mean "no class" ([`crate::answer::UNKNOWN`], [`crate::answer::UNSURE`]).
+pub fn check_label(label: &str) -> Result<(), String> {
+    let problem = if label.is_empty() {
+        "is empty"
+    } else if label.len() > MAX_LABEL_BYTES {
+        "is longer than 255 bytes"
+    } else if label.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+        "holds a path separator or a control character"
+    } else if label.starts_with('.') || label.trim() != label {
+        "starts with a dot or has spaces at an end"
+    } else if [crate::answer::UNKNOWN, crate::answer::UNSURE].iter().any(|r| r.eq_ignore_ascii_case(label)) {
+        "is the answer the edge gives when no class fits; rename the class"
+    } else {
+        return Ok(());
+    };
+    Err(format!("class name {label:?} {problem}"))
+}
+
 impl Manifest {
+    /// What the rest of the product takes for granted of a manifest, checked on every bundle
+    /// read (a crafted or damaged one may hold anything that deserializes): labels that are
+    /// plain, distinct class names; an input size the trainer could have written; finite
+    /// thresholds and tolerances.
+    pub fn check(&self) -> Result<(), String> {
+        let labels = &self.labels;
+        if labels.len() < 2 {
+            return Err(format!("manifest lists {} classes; a classifier needs at least 2", labels.len()));
+        }
+        for (i, label) in labels.iter().enumerate() {
+            check_label(label)?;
+            if labels[..i].contains(label) {
+                return Err(format!("class name {label:?} appears twice"));
+            }
+        }
+        Preprocessing::new(self.preprocessing.input_size, self.preprocessing.resize)?;
+        if let Some(o) = &self.open_set
+            && (!o.threshold.is_finite() || !(0.0..=1.0).contains(&o.target_acceptance) || o.references == 0)
+        {
+            return Err(format!(
+                "open-set threshold {} / acceptance {} / {} references: not a threshold the trainer writes",
+                o.threshold, o.target_acceptance, o.references
+            ));
+        }
+        if !(self.parity.tolerance.is_finite() && self.parity.tolerance >= 0.0) {
+            return Err(format!("parity tolerance {} is not a finite, non-negative number", self.parity.tolerance));
+        }
+        Ok(())
+    }
+
     /// The exported graph's input shape: one RGB square, channels last, uint8.
     pub fn input_shape(&self) -> [usize; 4] {
         let s = self.preprocessing.input_size as usize;

@@ -79,8 +79,14 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 /// Decodes an image file (any format the `image` crate reads, detected from content), applying
 /// its EXIF orientation, so a portrait phone photo is upright as its owner saw it.
 pub fn decode_file(path: &Path) -> Result<DynamicImage, ImageError> {
-    let bytes = std::fs::read(path).map_err(|cause| ImageError::Read { path: path.into(), cause })?;
-    decode_bytes(&bytes).map_err(|e| e.at(path))
+    decode_bytes(&read_image_file(path)?).map_err(|e| e.at(path))
+}
+
+/// An image file's bytes: a regular file no larger than the largest image [`max_pixels`] admits
+/// could be (8 bytes a pixel, and room for metadata), refused before it is read.
+pub fn read_image_file(path: &Path) -> Result<Vec<u8>, ImageError> {
+    let limit = max_pixels().saturating_mul(8).saturating_add(64 << 20);
+    crate::read::read_file(path, limit).map_err(|cause| ImageError::Read { path: path.into(), cause })
 }
 
 /// Decodes an in-memory image (a JPEG frame from a camera, say); errors name `<memory>`.
@@ -133,6 +139,13 @@ impl ImageError {
     }
 }
 
+/// The longest side [`ResizePolicy::CenterCrop`] scales, in multiples of the shorter one.
+const MAX_CROP_ASPECT: u32 = 4;
+
+/// The largest input side a bundle or `--input-size` may ask for: VGG16 at 1024 px is 21 times
+/// the work of 224 px already, and a larger side only serves to exhaust a board's memory.
+pub const MAX_INPUT_SIZE: u32 = 1024;
+
 /// Geometry: how any photo becomes the `input_size` x `input_size` RGB square the model takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Preprocessing {
@@ -144,8 +157,8 @@ impl Preprocessing {
     /// VGG16's trunk halves the image five times (rounding down), leaving `side / 32` feature
     /// cells per axis; sides that are multiples of 16 (112, 160, 224...) keep that predictable.
     pub fn new(input_size: u32, resize: ResizePolicy) -> Result<Self, String> {
-        if input_size < 32 || !input_size.is_multiple_of(16) {
-            return Err(format!("input size {input_size} must be a multiple of 16, at least 32 (e.g. 112, 160, 224)"));
+        if !(32..=MAX_INPUT_SIZE).contains(&input_size) || !input_size.is_multiple_of(16) {
+            return Err(format!("input size {input_size} must be a multiple of 16 from 32 to {MAX_INPUT_SIZE} (e.g. 112, 160, 224)"));
         }
         Ok(Self { input_size, resize })
     }
@@ -166,7 +179,15 @@ impl Preprocessing {
         match self.resize {
             ResizePolicy::Stretch => imageops::resize(rgb, s, s, RESIZE_FILTER),
             ResizePolicy::CenterCrop => {
+                // A strip such as 1 x 65535 would be scaled to 224 x 14.7 million pixels (10 GB)
+                // before the crop. Its ends beyond MAX_CROP_ASPECT never reach the square, so they
+                // are cut first; every photo up to 4:1, panoramas included, prepares as before.
                 let (w, h) = rgb.dimensions();
+                let kept = w.max(h).min(w.min(h).saturating_mul(MAX_CROP_ASPECT));
+                if kept < w.max(h) {
+                    let (cw, ch) = if w > h { (kept, h) } else { (w, kept) };
+                    return self.prepare_rgb(&imageops::crop_imm(rgb, (w - cw) / 2, (h - ch) / 2, cw, ch).to_image());
+                }
                 let scale = s as f64 / w.min(h) as f64;
                 let (sw, sh) = (((w as f64 * scale).round() as u32).max(s), ((h as f64 * scale).round() as u32).max(s));
                 let scaled = imageops::resize(rgb, sw, sh, RESIZE_FILTER);
@@ -256,6 +277,25 @@ mod tests {
         assert!(Preprocessing::new(100, ResizePolicy::Stretch).is_err());
         assert!(Preprocessing::new(16, ResizePolicy::Stretch).is_err());
         assert!(Preprocessing::new(0, ResizePolicy::Stretch).is_err());
+        assert!(Preprocessing::new(MAX_INPUT_SIZE, ResizePolicy::Stretch).is_ok());
+        assert!(Preprocessing::new(MAX_INPUT_SIZE + 16, ResizePolicy::Stretch).is_err());
+        assert!(Preprocessing::new(99_984, ResizePolicy::Stretch).is_err());
+    }
+
+    /// A strip of 1 x 65535 pixels would be scaled to 224 x 14.7 million before the crop (10 GB);
+    /// its far ends are cut first. Up to 4:1 nothing changes: the crop-first result of a 4:1 image
+    /// equals the plain one, since nothing is cut.
+    #[test]
+    fn center_crop_of_an_extreme_strip_stays_small() {
+        let p = Preprocessing::new(224, ResizePolicy::CenterCrop).unwrap();
+        for (w, h) in [(1, 65535), (65535, 1), (3, 20000)] {
+            assert_eq!(p.prepare_rgb(&gradient(w, h)).dimensions(), (224, 224), "{w}x{h}");
+        }
+        // The middle survives: a strip red at its ends and green in its middle fifth.
+        let strip = RgbImage::from_fn(4000, 100, |x, _| if (1800..2200).contains(&x) { Rgb([0, 255, 0]) } else { Rgb([255, 0, 0]) });
+        let square = Preprocessing::new(32, ResizePolicy::CenterCrop).unwrap().prepare_rgb(&strip);
+        assert_eq!(square.get_pixel(16, 16).0, [0, 255, 0]);
+        assert_eq!(square.get_pixel(0, 16).0, [0, 255, 0], "4000x100 keeps its middle 400x100; the square is its centre 100x100");
     }
 
     #[test]

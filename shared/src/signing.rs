@@ -131,7 +131,8 @@ impl SecretKey {
         let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{}: cannot read the key: {e}", path.display()))?;
         let mode = meta.permissions().mode() & 0o777;
         anyhow::ensure!(mode & 0o077 == 0, "{}: permissions {mode:o} are too open for a secret key (chmod 600 it)", path.display());
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read the key: {e}", path.display()))?;
+        let text =
+            crate::read::read_text(path, KEY_FILE_BYTES).map_err(|e| anyhow::anyhow!("{}: cannot read the key: {e}", path.display()))?;
         let (seed, name) = parse_line(&text, SECRET_TAG)
             .ok_or_else(|| anyhow::anyhow!("{}: not a flowercam secret key (made by `trainer keygen`)", path.display()))?;
         Ok(Self { name, key: SigningKey::from_bytes(&seed) })
@@ -148,6 +149,9 @@ impl PublicKey {
     }
 }
 
+/// The largest key or trusted-keys file read: a key line is about 100 bytes.
+const KEY_FILE_BYTES: u64 = 1 << 20;
+
 /// The keys an edge accepts signatures from (`--trusted-keys FILE`).
 #[derive(Debug, Clone, Default)]
 pub struct TrustedKeys {
@@ -158,7 +162,8 @@ impl TrustedKeys {
     /// One public-key line per key (`trainer keygen` writes them as KEY.pub); `#` comments and
     /// blank lines skipped; anything else is an error naming the line.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read the trusted keys: {e}", path.display()))?;
+        let text = crate::read::read_text(path, KEY_FILE_BYTES)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read the trusted keys: {e}", path.display()))?;
         let mut keys = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();

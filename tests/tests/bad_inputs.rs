@@ -170,6 +170,8 @@ fn image_files() -> Vec<(String, Vec<u8>)> {
         ("sixteen_bit.png".into(), encode(&image::DynamicImage::ImageRgb8(photo(4)).to_rgb16().into(), ImageFormat::Png)),
         ("one_pixel.jpg".into(), encode(&RgbImage::from_pixel(1, 1, Rgb([9, 9, 9])).into(), ImageFormat::Jpeg)),
         ("thin_1x4000.png".into(), encode(&RgbImage::from_pixel(1, 4000, Rgb([200, 30, 30])).into(), ImageFormat::Png)),
+        // Centre-cropped, it was first scaled to S x 65535 S pixels (10 GB at 224).
+        ("thin_1x65535.png".into(), encode(&RgbImage::from_pixel(1, 65535, Rgb([200, 30, 30])).into(), ImageFormat::Png)),
         ("big_6000x6000.png".into(), encode(&RgbImage::from_pixel(6000, 6000, Rgb([30, 200, 30])).into(), ImageFormat::Png)),
         ("cmyk.jpg".into(), {
             let mut out = Vec::new();
@@ -249,6 +251,34 @@ fn every_bad_input_gets_an_answer_or_a_clear_error_within_bounded_memory() {
         let ran = run("edge", &["selftest", "--model", special], None);
         cases.push(judge(format!("bundle {special}"), ran, special, false));
     }
+    // Bundles made whole (hashes and digest right) around a manifest the trainer never writes.
+    type Change = Box<dyn Fn(&mut shared::Manifest)>;
+    let crafted: Vec<(&str, Change)> = vec![
+        ("input_size_100000.bundle", Box::new(|m| m.preprocessing.input_size = 100_000)),
+        ("input_size_max.bundle", Box::new(|m| m.preprocessing.input_size = u32::MAX)),
+        ("label_escapes.bundle", Box::new(|m| m.labels[0] = "../../escaped".into())),
+        ("label_unknown.bundle", Box::new(|m| m.labels[0] = "unknown".into())),
+        ("label_empty.bundle", Box::new(|m| m.labels[0] = String::new())),
+        ("nan_threshold.bundle", Box::new(|m| m.open_set.as_mut().expect("the tiny bundle has an open-set score").threshold = f32::NAN)),
+    ];
+    for (name, change) in crafted {
+        let shared::Bundle { mut manifest, onnx, self_checks, .. } = shared::Bundle::read(&model).unwrap();
+        change(&mut manifest);
+        let path = dir.path().join(name);
+        shared::Bundle::new(manifest, onnx, self_checks).write(&path).unwrap();
+        let ran = run("edge", &["classify", "--model", path.to_str().unwrap(), image.to_str().unwrap()], None);
+        cases.push(judge(format!("bundle {name}"), ran, name, false));
+    }
+
+    // Config files, to `edge config --check` and `edge run --config`: endless or huge ones refused.
+    let huge_config = dir.path().join("huge.toml");
+    std::fs::write(&huge_config, format!("fps = 5\n#{}\n", "x".repeat(2 << 20))).unwrap();
+    for config in ["/dev/zero", huge_config.to_str().unwrap()] {
+        let ran = run("edge", &["config", "--check", config], None);
+        cases.push(judge(format!("config {config}"), ran, config, false));
+        let ran = run("edge", &["run", "--model", &model_s, "--source", "synthetic", "--max-frames", "1", "--config", config], None);
+        cases.push(judge(format!("run --config {config}"), ran, config, false));
+    }
 
     // Streams, to `edge run --source stdin:mjpeg`: bad frames counted, the stream ends cleanly.
     let whole = std::fs::read(&image).unwrap();
@@ -319,6 +349,7 @@ fn every_bad_input_gets_an_answer_or_a_clear_error_within_bounded_memory() {
             "sixteen_bit.png",
             "one_pixel.jpg",
             "thin_1x4000.png",
+            "thin_1x65535.png",
             "big_6000x6000.png",
             "cmyk.jpg",
         ];
@@ -327,6 +358,14 @@ fn every_bad_input_gets_an_answer_or_a_clear_error_within_bounded_memory() {
         }
     }
     cases.push(case);
+
+    // A class folder named like a refusal: its answers would read as refusals. Refused before
+    // any photo is decoded, naming the folder.
+    std::fs::rename(data.join("columns"), data.join("unknown")).unwrap();
+    let out2 = p(&dir.path().join("run2"));
+    let args: Vec<&str> = args.iter().map(|a| if a.ends_with("/run") { out2.as_str() } else { a }).collect();
+    let ran = run("trainer", &args, None);
+    cases.push(judge("trainer on a class named unknown", ran, "\"unknown\"", false));
 
     let failed: Vec<String> = cases.iter().filter_map(|c| c.check.as_ref().err().map(|e| format!("{}: {e}", c.name))).collect();
     let peak = cases.iter().map(|c| c.ran.peak_mib).max().unwrap_or(0);

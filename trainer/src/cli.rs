@@ -111,7 +111,7 @@ pub struct SlimArgs {
     pub classes: Option<Vec<String>>,
     /// Input side: distillation runs at it (train the head at the same --input-size), and the
     /// multiply-add figures are given for it. A multiple of 16 [default: 224, or the run's].
-    #[arg(long)]
+    #[arg(long, value_parser = input_size)]
     pub input_size: Option<u32>,
     /// How photos become squares (as `trainer train --resize`) [default: center-crop, or the run's].
     #[arg(long)]
@@ -164,6 +164,30 @@ pub struct SlimArgs {
 fn learning_rate(s: &str) -> Result<f64, String> {
     let lr: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
     if lr.is_finite() && lr > 0.0 && lr <= 1.0 { Ok(lr) } else { Err(format!("{s} is outside (0, 1]")) }
+}
+
+/// `--momentum`, `--dropout`: a finite number in [0, 1).
+fn fraction_below_one(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if (0.0..1.0).contains(&v) { Ok(v) } else { Err(format!("{s} is outside [0, 1)")) }
+}
+
+/// `--val-fraction`, `--test-fraction`: a share of each class, [0, 0.9).
+fn share(s: &str) -> Result<f32, String> {
+    let v = shared::args::probability(s)?;
+    if v < 0.9 { Ok(v) } else { Err(format!("{s} is outside [0, 0.9)")) }
+}
+
+/// `--l2`: a finite number above 0.
+fn positive(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if v.is_finite() && v > 0.0 { Ok(v) } else { Err(format!("{s} must be a finite number above 0")) }
+}
+
+/// `--input-size`: what [`shared::Preprocessing::new`] accepts.
+fn input_size(s: &str) -> Result<u32, String> {
+    let size: u32 = s.trim().parse().map_err(|_| format!("'{s}' is not a whole number"))?;
+    shared::Preprocessing::new(size, shared::ResizePolicy::CenterCrop).map(|_| size)
 }
 
 /// `--keep`: one fraction in (0, 1] for every block, or five (blocks 4 and 5 equal).
@@ -251,7 +275,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub backbone_convention: Option<Convention>,
     /// Side of the square the network sees; a multiple of 16 (224, 160, 128, 112 ...).
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = input_size)]
     pub input_size: u32,
     /// How photos become squares: center-crop (the largest centred square; cameras give 4:3 or
     /// 16:9 frames) or stretch (Keras load_img).
@@ -264,12 +288,12 @@ pub struct TrainArgs {
     #[arg(long, default_value = "linear")]
     pub head: HeadKind,
     /// Dropout after the first hidden layer of the gap and flatten heads.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = fraction_below_one)]
     pub dropout: f64,
     /// L2 penalty on the linear head's weights (scikit-learn's 1/C): larger is smoother. The
     /// default: 5-fold cross-validation ties from 0.001 to 0.03 at 2 classes; 0.01 keeps the most
     /// photos under the scale-0.6 field condition and is the best calibrated (BENCHMARKS.md).
-    #[arg(long, default_value_t = crate::training::config::DEFAULT_L2)]
+    #[arg(long, default_value_t = crate::training::config::DEFAULT_L2, value_parser = positive)]
     pub l2: f64,
     /// K-fold cross-validation of the head on the training + validation photos (near-duplicates
     /// kept in one fold; the gap and flatten heads train the epoch count chosen on validation in
@@ -296,7 +320,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 5)]
     pub finetune_epochs: u32,
     /// Learning rate of the --finetune top-block stage.
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, default_value_t = 1e-5, value_parser = learning_rate)]
     pub finetune_lr: f64,
     /// Augmented views per photo besides the clean one, each one more trunk pass, cached (frozen
     /// trunk). The default view makes the head hold up when the field frames a flower smaller or
@@ -313,10 +337,10 @@ pub struct TrainArgs {
     #[arg(long, default_value = "adam")]
     pub optimizer: OptimizerKind,
     /// Learning rate (default: 1e-3 for adam, 1e-4 for sgd).
-    #[arg(long)]
+    #[arg(long, value_parser = learning_rate)]
     pub lr: Option<f64>,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = fraction_below_one)]
     pub momentum: f64,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
@@ -327,10 +351,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 6)]
     pub patience: u32,
     /// Share of each class held out for validation.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = share)]
     pub val_fraction: f32,
     /// Share of each class held out for a final test (default none).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
     pub test_fraction: f32,
     /// Seed of the split, initialization, shuffling and augmentation.
     #[arg(long, default_value_t = 42)]

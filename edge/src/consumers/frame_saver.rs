@@ -117,12 +117,15 @@ impl FrameSaver {
     /// writer.
     pub fn open(dir: &Path, SaveRules(when): SaveRules, cap: u64, labels: Vec<String>, model_sha256: String) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("--save-frames {}: cannot create: {e}", dir.display()))?;
+        // Only what a saver wrote counts and may be deleted by the cap: frames and sidecars by
+        // their names, in real sub-folders (a symlink to elsewhere is not followed). DIR may be
+        // a folder that holds other things too.
         let mut existing = Vec::new();
         for class in std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("--save-frames {}: {e}", dir.display()))?.flatten() {
-            if class.path().is_dir() {
+            if class.file_type().is_ok_and(|t| t.is_dir()) {
                 for file in std::fs::read_dir(class.path())?.flatten() {
-                    let meta = file.metadata()?;
-                    if meta.is_file() {
+                    if file.file_type().is_ok_and(|t| t.is_file()) && is_saved_frame(&file.file_name().to_string_lossy()) {
+                        let meta = file.metadata()?;
                         existing.push((meta.modified()?, file.path(), meta.len()));
                     }
                 }
@@ -164,9 +167,22 @@ impl FrameSaver {
             image: frame.image.clone(),
             sidecar: serde_json::to_vec_pretty(&sidecar)?,
             folder: self.dir.join(&r.label),
-            stem: format!("{}_{:08}", r.timestamp_ms, r.frame),
+            stem: frame_stem(r.timestamp_ms, r.frame),
         })
     }
+}
+
+/// The stem a saved frame gets ([`FrameSaver::job`]): `<unix ms>_<frame, 8 digits or more>`.
+fn frame_stem(timestamp_ms: u64, frame: u64) -> String {
+    format!("{timestamp_ms}_{frame:08}")
+}
+
+/// Whether a file name is one the saver writes: [`frame_stem`] then `.jpg` or `.json`.
+fn is_saved_frame(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".jpg").or_else(|| name.strip_suffix(".json")) else { return false };
+    let Some((ms, frame)) = stem.split_once('_') else { return false };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(ms) && digits(frame) && frame.len() >= 8
 }
 
 impl Writer {

@@ -95,12 +95,51 @@ pub fn start(
             Ok(l) => l,
             Err(e) => return tracing::error!("http: {e}"),
         };
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("http: the server stopped: {e}");
-        }
+        serve(listener, app).await;
     });
     tracing::info!("live page: http://{address}/");
     Ok((Server { _runtime: runtime, address }, Feed { shared }))
+}
+
+/// How long a client may take to send a request's headers: a half-sent request (one byte a
+/// minute, or none) is closed then instead of holding its connection for ever.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections open at once; more are closed as soon as they are accepted. Idle or slow clients
+/// then cannot take every file descriptor of the process, which the loop needs too (saved
+/// frames, the log, the camera). Stream viewers have their own, smaller cap (`--http-max-clients`).
+const MAX_CONNECTIONS: usize = 128;
+
+/// Serves `app`, one task per connection, within [`HEADER_TIMEOUT`] and [`MAX_CONNECTIONS`].
+async fn serve(listener: tokio::net::TcpListener, app: Router) {
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait for some to close instead of spinning.
+                tracing::warn!("http: cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            tracing::debug!("http: {MAX_CONNECTIONS} connections open; closing a new one");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = connection.await {
+                tracing::debug!("http: a connection ended: {e}");
+            }
+        });
+    }
 }
 
 fn router(shared: Arc<Shared>, token: Option<String>) -> Router {

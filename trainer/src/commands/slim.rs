@@ -117,7 +117,7 @@ fn slim_trunk(t: &Teacher, args: &SlimArgs, out: &Path) -> anyhow::Result<SlimRe
         return slim::slim(&teacher, args.keep, input_size, out, None);
     }
     let preprocessing = Preprocessing::new(t.input_size, t.resize).map_err(anyhow::Error::msg)?;
-    let options = ScanOptions { classes: t.classes.clone(), strict: false, min_images_per_class: 1 };
+    let options = ScanOptions { classes: t.classes.clone(), strict: false, min_images_per_class: 1, labels: false };
     let dataset = scan(&t.data, &options, &preprocessing)?;
     let normalization = teacher.convention.normalization();
     let device = device::burn_device(t.backend, t.device)?;

@@ -20,6 +20,8 @@ pub enum DataError {
     UnknownClass { path: PathBuf, class: String, available: String },
     #[error("{path}: class '{class}' has {count} usable image(s); at least {min} are needed")]
     TooFewImages { path: PathBuf, class: String, count: usize, min: usize },
+    #[error("{path}: {problem}")]
+    BadClassName { path: PathBuf, problem: String },
     #[error("{0} (--strict makes unreadable files fatal; drop it to skip them)")]
     Strict(String),
 }
@@ -30,11 +32,15 @@ pub struct ScanOptions {
     pub classes: Option<Vec<String>>,
     pub strict: bool,
     pub min_images_per_class: usize,
+    /// The class names become a model's labels ([`shared::manifest::check_label`]): refused
+    /// before any photo is decoded if they cannot be. Off for distillation, which reads any
+    /// folders (a `--save-frames` tree has `unknown/` and `unsure/`).
+    pub labels: bool,
 }
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        Self { classes: None, strict: false, min_images_per_class: 5 }
+        Self { classes: None, strict: false, min_images_per_class: 5, labels: true }
     }
 }
 
@@ -121,6 +127,11 @@ pub fn scan(roots: &[PathBuf], options: &ScanOptions, preprocessing: &Preprocess
     if classes.len() < 2 {
         return Err(DataError::TooFewClasses { path: root, found: classes.len(), names: classes });
     }
+    if options.labels {
+        for class in &classes {
+            shared::manifest::check_label(class).map_err(|problem| DataError::BadClassName { path: root.clone(), problem })?;
+        }
+    }
 
     let mut files = Vec::new();
     for (class, name) in classes.iter().enumerate() {
@@ -180,7 +191,10 @@ fn load_sample(
     hasher: &image_hasher::Hasher,
 ) -> Result<Sample, Skipped> {
     let skip = |reason: String| Skipped { path: path.into(), reason };
-    let bytes = std::fs::read(path).map_err(|e| skip(format!("cannot read: {e}")))?;
+    let bytes = shared::preprocess::read_image_file(path).map_err(|e| {
+        let text = e.to_string();
+        skip(text.strip_prefix(&format!("{}: ", path.display())).unwrap_or(&text).to_string())
+    })?;
     let decoded = decode_file(path).map_err(|e| {
         let text = e.to_string();
         let prefix = format!("{}: ", path.display());

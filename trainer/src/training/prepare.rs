@@ -303,8 +303,12 @@ impl Prepared {
 pub fn prepare(config: &TrainConfig, from: Option<&RunFolder>, phases: &mut Phases) -> anyhow::Result<Prepared> {
     config.validate().map_err(anyhow::Error::msg)?;
     let preprocessing = Preprocessing::new(config.input_size, config.resize).map_err(anyhow::Error::msg)?;
-    let scan_options =
-        ScanOptions { classes: config.classes.clone(), strict: config.strict, min_images_per_class: config.min_images_per_class };
+    let scan_options = ScanOptions {
+        classes: config.classes.clone(),
+        strict: config.strict,
+        min_images_per_class: config.min_images_per_class,
+        labels: true,
+    };
     let dataset = phases.time("scan", || data::scan::scan(&config.data, &scan_options, &preprocessing))?;
     let (groups, split) = phases.time("split", || -> anyhow::Result<_> {
         if let Some(run) = from {
