@@ -128,3 +128,30 @@ fn uploads_need_a_token() {
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("--http-token"), "{body}");
 }
+
+/// Uploads are read one at a time (each may be 256 MiB): a second one while the first is still
+/// arriving is answered 409 at once, and the first is then checked as usual.
+#[test]
+fn a_second_upload_waits_its_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = common::tiny_bundle(dir.path());
+    let mut command = edge();
+    command
+        .args(["run", "--source", "synthetic", "--fps", "10", "--quiet", "--http", "127.0.0.1:0", "--http-token", TOKEN, "--model"])
+        .arg(&bundle);
+    let served = common::serve(command, &[]);
+    let address = served.address.clone();
+    wait_for(Duration::from_secs(20), "frames", || status(&address)["classified"].as_u64() > Some(1));
+    let mut slow = TcpStream::connect(&address).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(slow, "POST /api/model HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 20\r\n\r\nnot a").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&bundle).unwrap());
+    assert_eq!(code, 409, "{body}");
+    slow.write_all(b" bundle, not at all").unwrap();
+    let mut reply = String::new();
+    slow.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 422"), "{reply}");
+    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&bundle).unwrap());
+    assert_eq!(code, 200, "the slot is free again: {body}");
+}

@@ -26,7 +26,6 @@ use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -190,12 +189,27 @@ async fn latest(State(shared): State<Arc<Shared>>) -> Response {
 
 /// A new bundle: 200 and the new model once it is checked and swapped in, 422 and why when it
 /// is refused (the running model stays), 403 without a token configured.
-async fn upload(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn upload(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let Some(uploads) = shared.uploads.clone() else {
         return (StatusCode::FORBIDDEN, "model uploads need --http-token: a model decides what this box reports\n").into_response();
     };
+    // One upload at a time, read only once it has the slot: three at once held 1.4 GB.
+    let Ok(_slot) = shared.upload_slot.try_lock() else {
+        return (StatusCode::CONFLICT, "another model upload is being checked; send this one when it is done\n").into_response();
+    };
+    let body = match axum::body::to_bytes(request.into_body(), swap::MAX_UPLOAD).await {
+        Ok(body) => body,
+        Err(e) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the upload was not read whole ({e}); a bundle is at most {} MiB\n", swap::MAX_UPLOAD >> 20),
+            )
+                .into_response();
+        }
+    };
     let (reply, answer) = std::sync::mpsc::channel();
-    if uploads.send(swap::Request::Upload { bytes: body.to_vec(), reply }).is_err() {
+    // Vec::from takes the buffer over without a copy.
+    if uploads.send(swap::Request::Upload { bytes: Vec::from(body), reply }).is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "the box is stopping\n").into_response();
     }
     let outcome = tokio::task::spawn_blocking(move || answer.recv_timeout(UPLOAD_CHECK_LIMIT)).await;

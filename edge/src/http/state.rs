@@ -104,6 +104,8 @@ pub struct Shared {
     pub stream_clients: AtomicUsize,
     /// Where uploaded bundles go (`POST /api/model`); `None`: uploads refused.
     pub uploads: Option<Sender<Request>>,
+    /// Held while an upload is read and checked: one at a time, since each may be 256 MiB.
+    pub upload_slot: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -121,6 +123,7 @@ impl Shared {
             jpegs: watch::Sender::new(None),
             stream_clients: AtomicUsize::new(0),
             uploads,
+            upload_slot: tokio::sync::Mutex::new(()),
         }
     }
 
