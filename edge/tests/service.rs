@@ -56,15 +56,20 @@ fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn serves_status_latest_health_metrics_and_the_page() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny_bundle(dir.path());
+/// `edge run` on synthetic frames with the HTTP server on loopback, once it is healthy.
+fn healthy_box(model: &Path) -> common::Served {
     let s = serve(
         edge(),
         &["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--fps", "20", "--quiet", "--http", "127.0.0.1:0"],
     );
     wait_for(Duration::from_secs(30), "a healthy box", || get(&s.address, "/healthz", &[]).status == 200);
+    s
+}
+
+#[test]
+fn serves_status_latest_health_metrics_and_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = healthy_box(&tiny_bundle(dir.path()));
 
     let status = json(&s.address, "/api/status");
     assert_eq!(status["model"]["labels"], serde_json::json!(["daffodil", "coltsfoot"]));
@@ -99,20 +104,14 @@ fn serves_status_latest_health_metrics_and_the_page() {
     assert_eq!(get(&s.address, "/nothing-here", &[]).status, 404);
 }
 
-/// Reads from a multipart MJPEG response until `count` whole JPEG parts have arrived.
 /// Clients that open a connection and send half a request, or nothing, are closed after the
 /// header timeout (10 s), and hundreds of them at once (more than the connection cap) neither
 /// keep the box from answering once they are gone nor hold its file descriptors.
 #[test]
 fn half_sent_requests_are_closed_and_cannot_exhaust_the_box() {
     let dir = tempfile::tempdir().unwrap();
-    let model = tiny_bundle(dir.path());
-    let s = serve(
-        edge(),
-        &["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--fps", "20", "--quiet", "--http", "127.0.0.1:0"],
-    );
-    wait_for(Duration::from_secs(30), "a healthy box", || get(&s.address, "/healthz", &[]).status == 200);
-    let started = std::time::Instant::now();
+    let s = healthy_box(&tiny_bundle(dir.path()));
+    let started = Instant::now();
     let mut slow: Vec<TcpStream> = (0..200).map(|_| TcpStream::connect(&s.address).unwrap()).collect();
     for (i, client) in slow.iter_mut().enumerate() {
         if i % 2 == 0 {
@@ -136,6 +135,7 @@ fn half_sent_requests_are_closed_and_cannot_exhaust_the_box() {
     assert_eq!(get(&s.address, "/healthz", &[]).status, 200, "the box answers again");
 }
 
+/// Reads from a multipart MJPEG response until `count` whole JPEG parts have arrived.
 fn read_jpeg_parts(stream: &mut TcpStream, count: usize) -> Vec<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut buffer = [0u8; 65536];
