@@ -2,9 +2,10 @@
 //!
 //! File: 8 magic bytes, then records `[len: u32 LE][crc32: u32 LE][postcard payload]`. A power
 //! cut can tear the last record: the reader reports it and `edge run` cuts it off before
-//! appending. A damaged stretch inside the log (a flipped bit, a bad sector) is skipped and
-//! reported, and the reader finds the next whole record after it: nothing after the damage is
-//! lost, and nothing but a torn end is ever cut. The file is read as a stream, never whole: a
+//! appending. A damaged stretch inside the log (a flipped bit, bytes that read back wrong) is
+//! skipped and reported, and the reader finds the next whole record after it: nothing after the
+//! damage is lost, and nothing but a torn end (at most one record) is ever cut. The search is
+//! bounded: crafted junk that keeps it busy ends it, and the rest is reported as damage, kept. The file is read as a stream, never whole: a
 //! box's log grows by tens of megabytes a day.
 
 use std::fs::{File, OpenOptions};
@@ -49,10 +50,15 @@ impl ResultLog {
             let mut records = Records::open(path).map_err(|e| anyhow::anyhow!("{e:#}; choose another --log"))?;
             let (mut kept, mut damaged, mut torn) = (0u64, 0u64, 0u64);
             for entry in &mut records {
-                match entry? {
-                    Entry::Record(_) => kept += 1,
-                    Entry::Damaged { bytes, .. } => damaged += bytes,
-                    Entry::Torn { bytes } => torn = bytes,
+                match entry {
+                    Ok(Entry::Record(_)) => kept += 1,
+                    Ok(Entry::Damaged { bytes, .. }) => damaged += bytes,
+                    Ok(Entry::Torn { bytes }) => torn = bytes,
+                    // A sector that cannot be read: appending needs no reading, and nothing is cut.
+                    Err(e) => {
+                        tracing::warn!("{e:#}; the log is kept as it is and appended to");
+                        break;
+                    }
                 }
             }
             if damaged > 0 {
@@ -105,7 +111,8 @@ pub enum Entry {
         offset: u64,
         bytes: u64,
     },
-    /// Bytes at the end that form no whole record (a torn write); always the last entry.
+    /// Bytes at the end that form no whole record and are no longer than one record's frame: a
+    /// torn write, always the last entry. Longer damage at the end is [`Entry::Damaged`].
     Torn {
         bytes: u64,
     },
@@ -133,8 +140,10 @@ pub struct Records<R> {
 impl Records<BufReader<File>> {
     /// Opens a log and checks its header.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
+        // Checked before opening: opening a pipe with no writer would wait for ever.
+        let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+        anyhow::ensure!(meta.is_file(), "{}: not a regular file", path.display());
         let file = File::open(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
-        anyhow::ensure!(file.metadata()?.is_file(), "{}: not a regular file", path.display());
         let mut source = BufReader::new(file);
         let mut magic = [0u8; 8];
         let got = read_up_to(&mut source, &mut magic).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
@@ -220,7 +229,15 @@ impl<R: Read> Iterator for Records<R> {
             let here = self.base + self.pos as u64;
             let rest = &self.window[self.pos..];
             if rest.is_empty() {
-                return self.damaged_from.take().map(|from| Ok(Entry::Torn { bytes: here - from }));
+                return self.damaged_from.take().map(|from| {
+                    let bytes = here - from;
+                    // One write tears at most one record; anything longer is damage, never cut.
+                    Ok(if bytes <= (8 + MAX_RECORD_BYTES) as u64 && self.search_budget > 0 {
+                        Entry::Torn { bytes }
+                    } else {
+                        Entry::Damaged { offset: from, bytes }
+                    })
+                });
             }
             let found = if self.damaged_from.is_some() && self.search_budget == 0 { None } else { record_at(rest) };
             match found {
@@ -338,7 +355,8 @@ mod tests {
     }
 
     /// Megabytes of junk in the middle (a crafted file, a bad disk) cost a bounded search, and
-    /// the records after it are found.
+    /// the records after it are found. Junk at the end longer than one record is damage, not a
+    /// tear: opening the log cuts nothing.
     #[test]
     fn junk_inside_the_log_is_skipped_to_the_next_record() {
         let (_dir, path) = log_of(4);
@@ -349,6 +367,27 @@ mod tests {
         let entries = read(&path).unwrap();
         assert_eq!(records_and_torn(&entries), ((0..4).map(record).collect(), 0));
         assert!(entries.contains(&Entry::Damaged { offset: (half - 8) as u64, bytes: junk.len() as u64 }));
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, [&whole[..], &junk[..100_000]].concat()).unwrap();
+        drop(ResultLog::open(&path).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, whole.len() + 100_000, "nothing cut");
+    }
+
+    /// Junk crafted so that every byte looks like the start of a 4 KiB record empties the search
+    /// budget: the reader then stops searching (bounded time) and reports the rest as damage,
+    /// and opening the log still cuts nothing.
+    #[test]
+    fn a_crafted_search_ends_in_bounded_time_and_cuts_nothing() {
+        let (_dir, path) = log_of(2);
+        let bytes = std::fs::read(&path).unwrap();
+        let junk = [0xFFu8, 0x0F, 0x00, 0x00].repeat(8 << 10);
+        std::fs::write(&path, [&bytes[..], &junk[..], &bytes[8..]].concat()).unwrap();
+        let entries = read(&path).unwrap();
+        assert_eq!(records_and_torn(&entries).0[..2], [record(0), record(1)]);
+        assert!(matches!(entries.last(), Some(Entry::Damaged { .. }) | Some(Entry::Record(_))), "{:?}", entries.last());
+        let len = std::fs::metadata(&path).unwrap().len();
+        drop(ResultLog::open(&path).unwrap());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len, "nothing cut");
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub enum Request {
     /// The file at the model path changed, or SIGHUP.
     Reload,
     /// An uploaded bundle; the reply says whether it was taken.
-    Upload { bytes: Vec<u8>, reply: Sender<Result<ModelInfo, String>> },
+    /// `slot` is the HTTP server's one upload place, freed when this request is done with.
+    Upload { bytes: Vec<u8>, reply: Sender<Result<ModelInfo, String>>, slot: tokio::sync::OwnedMutexGuard<()> },
 }
 
 pub struct SwapOptions {
@@ -127,7 +128,11 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                 let outcome = check(&bytes, path, options).map(|c| (c, sha));
                 (outcome, path.display().to_string(), None)
             }
-            Request::Upload { bytes, reply } => (take_upload(&bytes, options), "upload".to_string(), Some(reply)),
+            Request::Upload { bytes, reply, slot } => {
+                let checked = take_upload(&bytes, options);
+                drop((bytes, slot));
+                (checked, "upload".to_string(), Some(reply))
+            }
         };
         let message = match outcome {
             Ok((candidate, sha)) => {

@@ -154,4 +154,11 @@ fn a_second_upload_waits_its_turn() {
     assert!(reply.starts_with("HTTP/1.1 422"), "{reply}");
     let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&bundle).unwrap());
     assert_eq!(code, 200, "the slot is free again: {body}");
+    // Declared larger than any bundle: refused before a byte of it is read.
+    let mut huge = TcpStream::connect(&address).unwrap();
+    huge.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(huge, "POST /api/model HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 300000000\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    let _ = huge.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
 }

@@ -335,10 +335,12 @@ pub(crate) mod tests {
             ("path separator", Box::new(|m| m.labels[1] = "/tmp/x".into())),
             ("control character", Box::new(|m| m.labels[1] = "a\nb".into())),
             ("starts with a dot", Box::new(|m| m.labels[1] = "..".into())),
-            ("no class fits", Box::new(|m| m.labels[1] = "Unknown".into())),
+            ("no class fits", Box::new(|m| m.labels[1] = "unknown".into())),
             ("no class fits", Box::new(|m| m.labels[1] = "unsure".into())),
             ("appears twice", Box::new(|m| m.labels[1] = "a".into())),
             ("255 bytes", Box::new(|m| m.labels[1] = "x".repeat(256))),
+            ("acceptance", Box::new(|m| m.open_set = Some(OpenSet { target_acceptance: 1.5, ..open_set(0.25) }))),
+            ("references", Box::new(|m| m.open_set = Some(OpenSet { references: 0, ..open_set(0.25) }))),
             ("open-set threshold", Box::new(|m| m.open_set = Some(open_set(f32::NAN)))),
             ("open-set threshold", Box::new(|m| m.open_set = Some(open_set(f32::INFINITY)))),
             ("parity tolerance", Box::new(|m| m.parity.tolerance = f32::INFINITY)),
@@ -353,7 +355,7 @@ pub(crate) mod tests {
         }
         // Names a person gives a class stay fine.
         let mut bundle = sample();
-        bundle.manifest.labels = vec!["Tussilago farfara".into(), "jonquille (narcisse)".into()];
+        bundle.manifest.labels = vec!["Tussilago farfara".into(), "Unknown daffodil".into()];
         bundle.manifest.open_set = Some(open_set(0.25));
         let bundle = Bundle::new(bundle.manifest, bundle.onnx, bundle.self_checks);
         assert!(Bundle::from_bytes(&bundle.to_bytes(), Path::new("m.bundle")).is_ok());

@@ -243,7 +243,7 @@ pub fn check_label(label: &str) -> Result<(), String> {
         "holds a path separator or a control character"
     } else if label.starts_with('.') || label.trim() != label {
         "starts with a dot or has spaces at an end"
-    } else if [crate::answer::UNKNOWN, crate::answer::UNSURE].iter().any(|r| r.eq_ignore_ascii_case(label)) {
+    } else if [crate::answer::UNKNOWN, crate::answer::UNSURE].contains(&label) {
         "is the answer the edge gives when no class fits; rename the class"
     } else {
         return Ok(());

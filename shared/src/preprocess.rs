@@ -181,7 +181,8 @@ impl Preprocessing {
             ResizePolicy::CenterCrop => {
                 // A strip such as 1 x 65535 would be scaled to 224 x 14.7 million pixels (10 GB)
                 // before the crop. Its ends beyond MAX_CROP_ASPECT never reach the square, so they
-                // are cut first; every photo up to 4:1, panoramas included, prepares as before.
+                // are cut first: a photo up to 4:1 prepares exactly as before, a wider one gives
+                // the same centre square up to the resize's rounding.
                 let (w, h) = rgb.dimensions();
                 let kept = w.max(h).min(w.min(h).saturating_mul(MAX_CROP_ASPECT));
                 if kept < w.max(h) {

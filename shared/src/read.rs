@@ -6,8 +6,8 @@ use std::path::Path;
 
 /// The bytes of the regular file at `path`, if it holds at most `limit` of them.
 pub fn read_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let file = std::fs::File::open(path)?;
-    let meta = file.metadata()?;
+    // Checked before opening: opening a pipe with no writer would wait for ever.
+    let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file (a device, pipe or folder)"));
     }
@@ -15,6 +15,7 @@ pub fn read_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     if meta.len() > limit {
         return Err(too_large());
     }
+    let file = std::fs::File::open(path)?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // The file may grow while it is read.
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;

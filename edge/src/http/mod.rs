@@ -26,7 +26,7 @@ use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -39,6 +39,9 @@ use state::{Feed, Health, Shared};
 
 /// How long an upload waits for its check (loading and self-checking a VGG16 on a Pi takes seconds).
 const UPLOAD_CHECK_LIMIT: Duration = Duration::from_secs(300);
+
+/// How long an upload's body may take to arrive (256 MiB at under 1 MB/s still fits).
+const UPLOAD_READ_LIMIT: Duration = Duration::from_secs(300);
 
 pub struct HttpOptions {
     pub listen: SocketAddr,
@@ -150,7 +153,7 @@ fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
         .route("/api/history", get(history))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/api/model", post(upload).layer(DefaultBodyLimit::max(swap::MAX_UPLOAD)))
+        .route("/api/model", post(upload))
         .layer(middleware::from_fn_with_state(Arc::new(token), authorize))
         .with_state(shared)
 }
@@ -193,23 +196,24 @@ async fn upload(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let Some(uploads) = shared.uploads.clone() else {
         return (StatusCode::FORBIDDEN, "model uploads need --http-token: a model decides what this box reports\n").into_response();
     };
-    // One upload at a time, read only once it has the slot: three at once held 1.4 GB.
-    let Ok(_slot) = shared.upload_slot.try_lock() else {
+    // One upload at a time, read only once it has the slot, which goes with the bytes to the
+    // swapper and is freed after their check: three at once held 1.4 GB.
+    let Ok(slot) = Arc::clone(&shared.upload_slot).try_lock_owned() else {
         return (StatusCode::CONFLICT, "another model upload is being checked; send this one when it is done\n").into_response();
     };
-    let body = match axum::body::to_bytes(request.into_body(), swap::MAX_UPLOAD).await {
-        Ok(body) => body,
-        Err(e) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the upload was not read whole ({e}); a bundle is at most {} MiB\n", swap::MAX_UPLOAD >> 20),
-            )
-                .into_response();
-        }
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > swap::MAX_UPLOAD as u64) {
+        return (StatusCode::PAYLOAD_TOO_LARGE, format!("a bundle is at most {} MiB\n", swap::MAX_UPLOAD >> 20)).into_response();
+    }
+    // A stalled sender (a dropped link) must not keep the slot from the next upload.
+    let body = match tokio::time::timeout(UPLOAD_READ_LIMIT, axum::body::to_bytes(request.into_body(), swap::MAX_UPLOAD)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => return (StatusCode::BAD_REQUEST, format!("the upload was not read whole: {e}\n")).into_response(),
+        Err(_) => return (StatusCode::REQUEST_TIMEOUT, "the upload did not arrive within 5 minutes\n").into_response(),
     };
     let (reply, answer) = std::sync::mpsc::channel();
     // Vec::from takes the buffer over without a copy.
-    if uploads.send(swap::Request::Upload { bytes: Vec::from(body), reply }).is_err() {
+    if uploads.send(swap::Request::Upload { bytes: Vec::from(body), reply, slot }).is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "the box is stopping\n").into_response();
     }
     let outcome = tokio::task::spawn_blocking(move || answer.recv_timeout(UPLOAD_CHECK_LIMIT)).await;

@@ -104,8 +104,9 @@ pub struct Shared {
     pub stream_clients: AtomicUsize,
     /// Where uploaded bundles go (`POST /api/model`); `None`: uploads refused.
     pub uploads: Option<Sender<Request>>,
-    /// Held while an upload is read and checked: one at a time, since each may be 256 MiB.
-    pub upload_slot: tokio::sync::Mutex<()>,
+    /// Held while an upload is read and checked (the swapper drops it after the check): one at
+    /// a time, since each may be 256 MiB.
+    pub upload_slot: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Shared {
@@ -123,7 +124,7 @@ impl Shared {
             jpegs: watch::Sender::new(None),
             stream_clients: AtomicUsize::new(0),
             uploads,
-            upload_slot: tokio::sync::Mutex::new(()),
+            upload_slot: Arc::default(),
         }
     }
 

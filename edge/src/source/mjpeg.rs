@@ -18,13 +18,16 @@ pub struct MjpegStream {
     /// Bytes dropped since the last start of image: no frame boundary in MAX_FRAME_BYTES of
     /// them is said (an H.264 stream piped in by mistake, say).
     skipped: usize,
+    /// How far the pending frame at the start of `buffer` was walked: a frame that arrives in
+    /// many reads is walked once, not once per read (a frame that never ends cost seconds).
+    walk: Walk,
     number: u64,
     ended: bool,
 }
 
 impl MjpegStream {
     pub fn new(reader: Box<dyn Read + Send>, name: String) -> Self {
-        Self { reader, name, buffer: Vec::new(), skipped: 0, number: 0, ended: false }
+        Self { reader, name, buffer: Vec::new(), skipped: 0, walk: Walk::default(), number: 0, ended: false }
     }
 
     /// The next complete JPEG in the buffer, if any: bytes from FF D8 to its end of image.
@@ -38,15 +41,47 @@ impl MjpegStream {
             return None;
         };
         self.skipped = 0;
-        let end = match frame_end(&self.buffer[start..]) {
-            FrameEnd::At(n) => start + n,
+        if start > 0 {
+            // The pending frame always starts the buffer, so the walk's positions stay valid.
+            self.buffer.drain(..start);
+            self.walk = Walk::default();
+        }
+        let end = match frame_end(&self.buffer, &mut self.walk) {
+            FrameEnd::At(n) => n,
             FrameEnd::NeedMore => return None,
             // Not a well-formed JPEG: cut at the next end marker; the decoder names the damage.
-            FrameEnd::Malformed => self.buffer[start + 2..].windows(2).position(|w| w == [0xFF, 0xD9])? + start + 4,
+            FrameEnd::Malformed => {
+                let from = self.walk.cut_search.unwrap_or(2);
+                match self.buffer[from..].windows(2).position(|w| w == [0xFF, 0xD9]) {
+                    Some(at) => from + at + 2,
+                    None => {
+                        // Searched up to the last byte, which may be the FF of the marker.
+                        self.walk.cut_search = Some(self.buffer.len().saturating_sub(1).max(2));
+                        return None;
+                    }
+                }
+            }
         };
-        let frame = self.buffer[start..end].to_vec();
+        let frame = self.buffer[..end].to_vec();
         self.buffer.drain(..end);
+        self.walk = Walk::default();
         Some(frame)
+    }
+}
+
+/// Where [`frame_end`] stopped in the frame at the start of the buffer, to go on from there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Walk {
+    /// The next byte to read: a marker, or entropy-coded data when `in_entropy`.
+    pos: usize,
+    in_entropy: bool,
+    /// For a malformed frame: where the search for its end marker goes on.
+    cut_search: Option<usize>,
+}
+
+impl Default for Walk {
+    fn default() -> Self {
+        Self { pos: 2, in_entropy: false, cut_search: None }
     }
 }
 
@@ -57,13 +92,29 @@ enum FrameEnd {
     Malformed,
 }
 
-/// Walks the segments of the JPEG that starts `bytes` (with FF D8): marker segments are skipped
-/// by their length fields (so nothing inside them, a thumbnail included, is read as a marker),
-/// and entropy-coded data after a start of scan runs to the next FF that is neither stuffing
-/// (FF 00) nor a restart marker (FF D0-D7).
-fn frame_end(bytes: &[u8]) -> FrameEnd {
-    let mut pos = 2;
+/// Walks the segments of the JPEG that starts `bytes` (with FF D8), from where `walk` stopped:
+/// marker segments are skipped by their length fields (so nothing inside them, a thumbnail
+/// included, is read as a marker), and entropy-coded data after a start of scan runs to the next
+/// FF that is neither stuffing (FF 00) nor a restart marker (FF D0-D7).
+fn frame_end(bytes: &[u8], walk: &mut Walk) -> FrameEnd {
     loop {
+        if walk.in_entropy {
+            loop {
+                let Some(offset) = bytes.get(walk.pos..).and_then(|rest| rest.iter().position(|&b| b == 0xFF)) else {
+                    // No FF in what came so far: none of it needs reading again.
+                    walk.pos = walk.pos.max(bytes.len());
+                    return FrameEnd::NeedMore;
+                };
+                walk.pos += offset;
+                match bytes.get(walk.pos + 1) {
+                    None => return FrameEnd::NeedMore,
+                    Some(0x00 | 0xD0..=0xD7 | 0xFF) => walk.pos += 1,
+                    Some(_) => break,
+                }
+            }
+            walk.in_entropy = false;
+        }
+        let mut pos = walk.pos;
         let Some(&first) = bytes.get(pos) else { return FrameEnd::NeedMore };
         if first != 0xFF {
             return FrameEnd::Malformed;
@@ -75,7 +126,7 @@ fn frame_end(bytes: &[u8]) -> FrameEnd {
         let Some(&marker) = bytes.get(pos + 1) else { return FrameEnd::NeedMore };
         match marker {
             0xD9 => return FrameEnd::At(pos + 2),
-            0x01 | 0xD0..=0xD7 => pos += 2,
+            0x01 | 0xD0..=0xD7 => walk.pos = pos + 2,
             // A new start of image: this frame was cut short (the decoder will say so).
             0xD8 => return FrameEnd::At(pos),
             0x00 => return FrameEnd::Malformed,
@@ -85,21 +136,9 @@ fn frame_end(bytes: &[u8]) -> FrameEnd {
                 if length < 2 {
                     return FrameEnd::Malformed;
                 }
-                pos += 2 + length;
-                if marker == 0xDA {
-                    // Entropy-coded data up to the next real marker.
-                    loop {
-                        let Some(offset) = bytes.get(pos..).and_then(|rest| rest.iter().position(|&b| b == 0xFF)) else {
-                            return FrameEnd::NeedMore;
-                        };
-                        pos += offset;
-                        match bytes.get(pos + 1) {
-                            None => return FrameEnd::NeedMore,
-                            Some(0x00 | 0xD0..=0xD7 | 0xFF) => pos += 1,
-                            Some(_) => break,
-                        }
-                    }
-                }
+                walk.pos = pos + 2 + length;
+                // Entropy-coded data follows a start of scan, up to the next real marker.
+                walk.in_entropy = marker == 0xDA;
             }
         }
     }
@@ -130,6 +169,7 @@ impl FrameSource for MjpegStream {
             if self.buffer.len() + self.skipped > MAX_FRAME_BYTES {
                 self.buffer.clear();
                 self.skipped = 0;
+                self.walk = Walk::default();
                 return Ok(Event::Corrupt(format!("{}: no JPEG frame boundary in {MAX_FRAME_BYTES} bytes", self.name)));
             }
             let mut chunk = [0u8; 64 * 1024];
@@ -314,11 +354,14 @@ mod tests {
             /// Any mix of frames, cut frames, noise and stray markers: the splitter never panics
             /// and always reaches the end.
             #[test]
-            fn any_stream_is_split_without_panic(pieces in proptest::collection::vec(piece(), 0..8)) {
+            fn any_stream_is_split_without_panic(pieces in proptest::collection::vec(piece(), 0..8), chunk in 1usize..64) {
                 let stream: Vec<u8> = pieces.iter().flat_map(bytes).collect();
                 let limit = stream.len() + 2;
-                let (frames, corrupt) = run(stream, limit);
+                let (frames, corrupt) = run(stream.clone(), limit);
                 prop_assert!(frames + corrupt < limit, "the stream did not end");
+                // A frame walked across many reads (resumed where the last read ended) splits as
+                // one read whole.
+                prop_assert_eq!(events(stream.clone(), 1 << 16), events(stream, chunk));
             }
 
             /// A stream of whole frames (thumbnails in some) gives every one of them, none corrupt.

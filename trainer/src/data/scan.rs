@@ -129,7 +129,10 @@ pub fn scan(roots: &[PathBuf], options: &ScanOptions, preprocessing: &Preprocess
     }
     if options.labels {
         for class in &classes {
-            shared::manifest::check_label(class).map_err(|problem| DataError::BadClassName { path: root.clone(), problem })?;
+            shared::manifest::check_label(class).map_err(|problem| DataError::BadClassName {
+                path: root.clone(),
+                problem: format!("{problem} (a --save-frames tree has unknown/ and unsure/: pick the class folders with --classes)"),
+            })?;
         }
     }
 
