@@ -265,11 +265,6 @@ impl<R: Read> Iterator for Records<R> {
     }
 }
 
-/// Every entry of the log at `path` (for tests and small logs; `edge log` streams [`Records`]).
-pub fn read(path: &Path) -> anyhow::Result<Vec<Entry>> {
-    Records::open(path)?.collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +284,11 @@ mod tests {
             inference_ms: 12.5,
             latency_ms: 17.0,
         }
+    }
+
+    /// Every entry of the log at `path`.
+    fn read(path: &Path) -> anyhow::Result<Vec<Entry>> {
+        Records::open(path)?.collect()
     }
 
     /// The records among the entries, and the torn bytes at the end.

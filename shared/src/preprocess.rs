@@ -126,7 +126,8 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
 }
 
 impl ImageError {
-    fn at(self, at: &Path) -> Self {
+    /// The same error naming `at` (a decode of bytes read from that file names `<memory>`).
+    pub fn at(self, at: &Path) -> Self {
         let path = at.to_path_buf();
         match self {
             ImageError::Read { cause, .. } => ImageError::Read { path, cause },

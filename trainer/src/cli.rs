@@ -160,15 +160,20 @@ pub struct SlimArgs {
     pub json: bool,
 }
 
+/// A number from the command line (NaN and infinities parse; each option's range refuses them).
+fn number(s: &str) -> Result<f64, String> {
+    s.trim().parse().map_err(|_| format!("'{s}' is not a number"))
+}
+
 /// `--lr`: finite, in (0, 1].
 fn learning_rate(s: &str) -> Result<f64, String> {
-    let lr: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
+    let lr = number(s)?;
     if lr.is_finite() && lr > 0.0 && lr <= 1.0 { Ok(lr) } else { Err(format!("{s} is outside (0, 1]")) }
 }
 
 /// `--momentum`, `--dropout`: a finite number in [0, 1).
 fn fraction_below_one(s: &str) -> Result<f64, String> {
-    let v: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
+    let v = number(s)?;
     if (0.0..1.0).contains(&v) { Ok(v) } else { Err(format!("{s} is outside [0, 1)")) }
 }
 
@@ -180,7 +185,7 @@ fn share(s: &str) -> Result<f32, String> {
 
 /// `--l2`: a finite number above 0.
 fn positive(s: &str) -> Result<f64, String> {
-    let v: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number"))?;
+    let v = number(s)?;
     if v.is_finite() && v > 0.0 { Ok(v) } else { Err(format!("{s} must be a finite number above 0")) }
 }
 

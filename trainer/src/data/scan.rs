@@ -8,7 +8,7 @@ use image::RgbImage;
 use image_hasher::{HashAlg, HasherConfig, ImageHash};
 use rayon::prelude::*;
 use shared::Preprocessing;
-use shared::preprocess::decode_file;
+use shared::preprocess::{decode_bytes, read_image_file};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -193,16 +193,15 @@ fn load_sample(
     preprocessing: &Preprocessing,
     hasher: &image_hasher::Hasher,
 ) -> Result<Sample, Skipped> {
-    let skip = |reason: String| Skipped { path: path.into(), reason };
-    let bytes = shared::preprocess::read_image_file(path).map_err(|e| {
+    // The report names the file once: the reason is the error without its path.
+    let skip = |e: shared::preprocess::ImageError| {
         let text = e.to_string();
-        skip(text.strip_prefix(&format!("{}: ", path.display())).unwrap_or(&text).to_string())
-    })?;
-    let decoded = decode_file(path).map_err(|e| {
-        let text = e.to_string();
-        let prefix = format!("{}: ", path.display());
-        skip(text.strip_prefix(&prefix).unwrap_or(&text).to_string())
-    })?;
+        let reason = text.strip_prefix(&format!("{}: ", path.display())).unwrap_or(&text).to_string();
+        Skipped { path: path.into(), reason }
+    };
+    // Read once: the bytes are hashed for the feature cache and decoded.
+    let bytes = read_image_file(path).map_err(skip)?;
+    let decoded = decode_bytes(&bytes).map_err(|e| skip(e.at(path)))?;
     let name = path.strip_prefix(root).unwrap_or(path).to_string_lossy().into_owned();
     Ok(Sample {
         path: path.into(),
