@@ -499,6 +499,18 @@ fn saved_frames_land_in_answer_folders_within_the_cap() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 60, "every frame still classified");
     assert!(String::from_utf8_lossy(&out.stderr).contains("saving stopped, classifying goes on"));
+
+    // An answer folder that is a symlink is not written through: its frames would escape the cap
+    // on the next start, which does not follow symlinks.
+    let linked = dir.path().join("linked");
+    std::fs::create_dir_all(&linked).unwrap();
+    std::os::unix::fs::symlink(&theirs, linked.join("unknown")).unwrap();
+    let out = output(&[&args[..], &["--save-frames", linked.to_str().unwrap()]].concat());
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 60, "every frame still classified");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is a symlink") && stderr.contains("saving stopped"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 1, "nothing written behind the symlink");
 }
 
 #[test]

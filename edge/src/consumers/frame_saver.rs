@@ -198,6 +198,11 @@ impl Writer {
     }
 
     fn save(&mut self, job: Job) -> anyhow::Result<()> {
+        // Frames go only into real folders: behind a symlink they would land elsewhere and, after
+        // a restart, escape the cap (taking stock does not follow symlinks).
+        if std::fs::symlink_metadata(&job.folder).is_ok_and(|m| m.file_type().is_symlink()) {
+            anyhow::bail!("{} is a symlink; frames go only into real folders, which the cap can bound", job.folder.display());
+        }
         std::fs::create_dir_all(&job.folder)?;
         let jpeg = crate::jpeg::encode(&job.image)?;
         // The JPEG (what the trainer reads) is renamed into place last.

@@ -112,7 +112,23 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// frames, the log, the camera). Stream viewers have their own, smaller cap (`--http-max-clients`).
 const MAX_CONNECTIONS: usize = 128;
 
-/// Serves `app`, one task per connection, within [`HEADER_TIMEOUT`] and [`MAX_CONNECTIONS`].
+/// How long a response may wait for the client to take its next bytes: a client that asks and
+/// never reads (the live stream, say) is closed then instead of holding one of the
+/// [`MAX_CONNECTIONS`] for ever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `stream` whose writes fail with `TimedOut` once one has waited `timeout` for the peer.
+fn with_write_deadline<S>(stream: S, timeout: Duration) -> std::pin::Pin<Box<tokio_io_timeout::TimeoutStream<S>>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+{
+    let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+    stream.set_write_timeout(Some(timeout));
+    Box::pin(stream)
+}
+
+/// Serves `app`, one task per connection, within [`HEADER_TIMEOUT`], [`WRITE_TIMEOUT`] and
+/// [`MAX_CONNECTIONS`].
 async fn serve(listener: tokio::net::TcpListener, app: Router) {
     let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -135,7 +151,7 @@ async fn serve(listener: tokio::net::TcpListener, app: Router) {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .serve_connection(hyper_util::rt::TokioIo::new(with_write_deadline(stream, WRITE_TIMEOUT)), service)
                 .with_upgrades();
             if let Err(e) = connection.await {
                 tracing::debug!("http: a connection ended: {e}");
@@ -259,6 +275,33 @@ mod tests {
         assert!(refused.0.contains("not a loopback address"), "{}", refused.0);
         assert!(options("0.0.0.0:8080", Some("s3cret")).check().is_ok());
         assert!(options("0.0.0.0:8080", Some(" ")).check().is_err());
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_times_the_write_out() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let timeout = Duration::from_millis(100);
+            // A peer that never reads: the 64-byte pipe fills, the write waits, then fails.
+            let (ours, _never_read) = tokio::io::duplex(64);
+            let started = std::time::Instant::now();
+            let write = async { with_write_deadline(ours, timeout).write_all(&[0u8; 4096]).await };
+            let error = tokio::time::timeout(Duration::from_secs(5), write).await.expect("the write gave up by itself").unwrap_err();
+            assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+            assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
+            // A peer that reads, however slowly between reads, gets every byte.
+            let (ours, mut theirs) = tokio::io::duplex(64);
+            let reader = tokio::spawn(async move {
+                let mut got = Vec::new();
+                theirs.read_to_end(&mut got).await.map(|_| got.len())
+            });
+            let mut writer = with_write_deadline(ours, timeout);
+            writer.write_all(&[1u8; 4096]).await.unwrap();
+            writer.shutdown().await.unwrap();
+            drop(writer);
+            assert_eq!(reader.await.unwrap().unwrap(), 4096);
+        });
     }
 
     #[test]
