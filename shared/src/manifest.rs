@@ -100,7 +100,8 @@ crate::named_enum!(OpenSetMethod, "open-set method", {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenSet {
     pub method: OpenSetMethod,
-    /// Training images whose features the graph compares against.
+    /// Views of training images (each photo, and the augmented views the head trained on) whose
+    /// features the graph compares against.
     pub references: u32,
     /// Above this score the answer is `unknown`. Set at training so that
     /// [`OpenSet::target_acceptance`] of held-out training photos are accepted.

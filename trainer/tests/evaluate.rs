@@ -23,11 +23,8 @@ fn scores_targets_and_refuses_what_it_never_saw() {
     let bundle = shared::Bundle::read(&model).unwrap();
     let open_set = bundle.manifest.open_set.clone().expect("the default export has an open-set output");
     assert!(open_set.threshold > 0.0 && open_set.threshold < 1.0, "{open_set:?}");
-    assert_eq!(
-        open_set.references as usize,
-        summary["counts"].as_array().unwrap().iter().map(|c| c["train"].as_u64().unwrap() + c["val"].as_u64().unwrap()).sum::<u64>()
-            as usize
-    );
+    let photos: u64 = summary["counts"].as_array().unwrap().iter().map(|c| c["train"].as_u64().unwrap() + c["val"].as_u64().unwrap()).sum();
+    assert_eq!(open_set.references as u64, 2 * photos, "every photo and its one (default) field view");
 
     // New photos (another seed) of both classes; black and white frames and a broken file as `other/`.
     let field = f.path("field");

@@ -78,7 +78,7 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
         Some(o) => {
             let _ = writeln!(
                 s,
-                "open set    {} on {} reference photos; `unknown` above {:.4} (accepts {:.1}% of held-out training photos)",
+                "open set    {} on {} reference views; `unknown` above {:.4} (accepts {:.1}% of held-out training photos)",
                 o.method,
                 o.references,
                 o.threshold,

@@ -149,26 +149,33 @@ pub fn training_summary(
     }
 }
 
-/// The "none of these" output: the descriptors of every training and validation photo as
-/// references, and the threshold that accepts [`openset::TARGET_ACCEPTANCE`] of them held out one
-/// near-duplicate group at a time. `None` when training changed the trunk: the cached features
-/// are the frozen trunk's, and would not match the exported graph's.
+/// The "none of these" output: as references, every view the head trained on (the clean photo
+/// and its `--aug-views` views, so a flower smaller or off centre as a field camera frames it
+/// still has a near neighbour) of every training and validation photo; as threshold, the score
+/// that accepts [`openset::TARGET_ACCEPTANCE`] of the clean photos, each held out with its views
+/// and near-duplicate group. `None` when training changed the trunk: the cached features are the
+/// frozen trunk's, and would not match the exported graph's.
 fn open_set(p: &Prepared, best: &crate::model::weights::ModelWeights) -> anyhow::Result<Option<crate::export::OpenSetExport>> {
     if best.trunk.is_some() {
         tracing::warn!("no open-set score: the trunk was trained, and the score is computed on the frozen trunk's features");
         return Ok(None);
     }
     let items: Vec<usize> = p.split.train.iter().chain(&p.split.val).copied().collect();
-    let references: Vec<Vec<f32>> = p.descriptors(&items, "open-set features")?;
-    let groups: Vec<usize> = items.iter().map(|&i| p.groups[i]).collect();
-    let held_out = openset::held_out_scores(&references, &groups);
+    let (mut references, mut groups, mut clean) = (Vec::new(), Vec::new(), Vec::new());
+    for (&item, views) in items.iter().zip(p.view_descriptors(&items, "open-set features")?) {
+        clean.push(references.len());
+        groups.extend(std::iter::repeat_n(p.groups[item], views.len()));
+        references.extend(views);
+    }
+    let held_out = openset::held_out_scores(&clean, &references, &groups);
     let threshold = openset::threshold(&held_out, openset::TARGET_ACCEPTANCE);
     let normalized: Vec<Vec<f32>> = references.iter().map(|r| openset::normalized(r)).collect();
     let expected = p.split.val.iter().map(|&i| items.iter().position(|&j| j == i).expect("val is among the references"));
-    let expected = expected.map(|k| openset::score(&references[k], &normalized)).collect();
+    let expected = expected.map(|k| openset::score(&references[clean[k]], &normalized)).collect();
     tracing::info!(
-        "open set: {} reference photos, threshold {threshold:.4} (accepts {:.1}% of them held out)",
+        "open set: {} references ({} photos and their views), threshold {threshold:.4} (accepts {:.1}% of the photos held out)",
         references.len(),
+        clean.len(),
         openset::TARGET_ACCEPTANCE * 100.0
     );
     Ok(Some(crate::export::OpenSetExport { references, threshold, target_acceptance: openset::TARGET_ACCEPTANCE, expected }))

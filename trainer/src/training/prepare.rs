@@ -166,12 +166,6 @@ impl Prepared {
         HeadInput::of(self.config.head).dims(self.feature_dims())
     }
 
-    /// The open-set descriptor ([`crate::openset::descriptor`]) of the clean view of each item.
-    pub fn descriptors(&self, items: &[usize], label: &'static str) -> anyhow::Result<Vec<Vec<f32>>> {
-        let dims = self.feature_dims();
-        Ok(self.clean_trunk_features(items, label)?.iter().map(|f| crate::openset::descriptor(&f.block4_pooled, &f.map, dims)).collect())
-    }
-
     fn clean_trunk_features(&self, items: &[usize], label: &'static str) -> anyhow::Result<Vec<TrunkFeatures>> {
         let jobs = items
             .iter()
@@ -220,6 +214,21 @@ impl Prepared {
 
     /// The head's input for the clean view plus `aug_views` augmented views of each training item.
     pub fn train_views(&self, items: &[usize]) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
+        let views = self.view_trunk_features(items, "train features")?;
+        Ok(views.into_iter().map(|item| item.into_iter().map(|f| self.head_input(f)).collect()).collect())
+    }
+
+    /// The open-set descriptor ([`crate::openset::descriptor`]) of each of the views
+    /// [`Self::train_views`] gives the head, clean view first, per item.
+    pub fn view_descriptors(&self, items: &[usize], label: &'static str) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
+        let dims = self.feature_dims();
+        let views = self.view_trunk_features(items, label)?;
+        Ok(views.iter().map(|item| item.iter().map(|f| crate::openset::descriptor(&f.block4_pooled, &f.map, dims)).collect()).collect())
+    }
+
+    /// The trunk features of the clean view plus `aug_views` augmented views of each item, from
+    /// the cache where possible.
+    fn view_trunk_features(&self, items: &[usize], label: &'static str) -> anyhow::Result<Vec<Vec<TrunkFeatures>>> {
         let views = 1 + self.config.aug_views;
         let augmentation = self.config.augmentation;
         let seed = self.config.seed;
@@ -242,8 +251,8 @@ impl Prepared {
                 jobs.push((key, job));
             }
         }
-        let flat: Vec<Vec<f32>> = self.features_of(jobs, "train features")?.into_iter().map(|f| self.head_input(f)).collect();
-        Ok(flat.chunks(views).map(<[Vec<f32>]>::to_vec).collect())
+        let mut flat = self.features_of(jobs, label)?.into_iter();
+        Ok(items.iter().map(|_| flat.by_ref().take(views).collect()).collect())
     }
 
     /// The trainer's own (Burn) class probabilities for `items` under `weights`.
