@@ -153,6 +153,20 @@ fn spawn_capture(mut source: Box<dyn FrameSource>, shared: Shared, stop: Arc<Ato
     })
 }
 
+/// The swapper's next message, if one waits. If the swapper is gone (it never should be: it
+/// refuses what fails its checks), that is said once and `swaps` forgets it.
+fn next_swap<'a>(from: &'a std::sync::mpsc::Receiver<Swap>, swaps: &mut Option<&'a std::sync::mpsc::Receiver<Swap>>) -> Option<Swap> {
+    match from.try_recv() {
+        Ok(swap) => Some(swap),
+        Err(std::sync::mpsc::TryRecvError::Empty) => None,
+        Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+            tracing::error!("the model swapper stopped: new models are no longer taken until the box restarts");
+            *swaps = None;
+            None
+        }
+    }
+}
+
 /// Runs until the source ends, `max_frames` are classified, or `stop` is set (Ctrl-C), handing
 /// every classified frame to every consumer, in order.
 pub fn run(
@@ -170,13 +184,14 @@ pub fn run(
     let mut thresholds = options.thresholds;
     // A model swapped in replaces the one we were given.
     let mut swapped: Option<Box<dyn Classify>> = None;
+    let mut swaps = options.swaps.as_ref();
     let (lock, ready) = &*shared;
     let result = (|| -> anyhow::Result<()> {
         loop {
             if options.max_frames.is_some_and(|m| status.classified >= m) || stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            while let Some(swap) = options.swaps.as_ref().and_then(|s| s.try_recv().ok()) {
+            while let Some(swap) = swaps.and_then(|s| next_swap(s, &mut swaps)) {
                 match swap {
                     Swap::Ready(candidate) => {
                         let candidate = *candidate;

@@ -1,6 +1,6 @@
 //! A bundle loaded into tract: verified (hash, version), shape fixed, optimized, ready to run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use image::{DynamicImage, RgbImage};
@@ -20,6 +20,8 @@ pub struct EdgeModel {
     /// Who signed the bundle (name and key fingerprint), if anyone.
     pub signed_by: Option<String>,
     graph: Graph,
+    /// Where the bundle came from (a path, or an upload for one): what its errors name.
+    origin: PathBuf,
 }
 
 /// Which model runs, as `/api/status`, `/metrics` and the events say it.
@@ -83,7 +85,7 @@ impl EdgeModel {
                 tracing::info!("{}: unsigned, unverified (--trusted-keys refuses unsigned bundles)", path.display())
             }
         }
-        Self::from_bundle(bundle).with_context(|| format!("{}: cannot load the model", path.display()))
+        Self::from_bundle(bundle, path).with_context(|| format!("{}: cannot load the model", path.display()))
     }
 
     /// What the status and events say of this model; `trusted`: its signer was checked.
@@ -98,11 +100,11 @@ impl EdgeModel {
         }
     }
 
-    pub fn from_bundle(bundle: Bundle) -> anyhow::Result<Self> {
-        let graph = Graph::load_classifier(&bundle.onnx, bundle.manifest.preprocessing.input_size, bundle.manifest.labels.len())?;
+    fn from_bundle(bundle: Bundle, origin: &Path) -> anyhow::Result<Self> {
+        let graph = Graph::load_classifier(&bundle.onnx, &bundle.manifest)?;
         let onnx_sha256 = bundle.onnx_sha256_hex();
         let signed_by = bundle.signature.as_ref().map(|s| format!("{} (key {})", s.signer, s.fingerprint()));
-        Ok(Self { manifest: bundle.manifest, self_checks: bundle.self_checks, onnx_sha256, signed_by, graph })
+        Ok(Self { manifest: bundle.manifest, self_checks: bundle.self_checks, onnx_sha256, signed_by, graph, origin: origin.into() })
     }
 
     pub fn input_size(&self) -> u32 {
@@ -116,7 +118,7 @@ impl EdgeModel {
 
     /// The graph's outputs for one prepared square.
     pub fn outputs(&self, rgb: &RgbImage) -> anyhow::Result<Outputs> {
-        self.graph.classify(rgb)
+        self.graph.classify(rgb).with_context(|| format!("the model {}", self.origin.display()))
     }
 
     /// Each node's median time over `runs` runs of one prepared square ([`Graph::profile`]).

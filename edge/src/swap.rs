@@ -175,8 +175,15 @@ fn take_upload(bytes: &[u8], options: &SwapOptions) -> Result<(Candidate, [u8; 3
     Ok((candidate, shared::bundle::sha256(bytes)))
 }
 
-/// Integrity, signature (with trusted keys), then the self-check images run here.
+/// [`check_bundle`], where a panic (a bug that a crafted bundle found) refuses the bundle and
+/// leaves the worker alive for the next one.
 fn check(bytes: &[u8], path: &Path, options: &SwapOptions) -> Result<Candidate, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_bundle(bytes, path, options)))
+        .unwrap_or_else(|_| Err("checking it panicked (the message is in the log above)".into()))
+}
+
+/// Integrity, signature (with trusted keys), then the self-check images run here.
+fn check_bundle(bytes: &[u8], path: &Path, options: &SwapOptions) -> Result<Candidate, String> {
     let model = EdgeModel::from_bytes(bytes, path, options.trusted.as_ref()).map_err(|e| format!("{e:#}"))?;
     let report = crate::selftest::run(&model).map_err(|e| format!("self-check: {e:#}"))?;
     if !report.passed {

@@ -207,6 +207,11 @@ impl Bundle {
             if check.rgb.len() != h * w * c || check.expected.len() != labels.len() {
                 return Err(format!("self-check '{}' does not match the model's input or output size", check.name));
             }
+            if check.expected_unknown_score.is_some() != self.manifest.open_set.is_some() {
+                return Err(format!("self-check '{}' and the manifest disagree on whether the model has an open-set score", check.name));
+            }
+            let expected = crate::runtime::Outputs { probabilities: check.expected.clone(), unknown_score: check.expected_unknown_score };
+            expected.check().map_err(|e| format!("self-check '{}' expects what no model answers: {e}", check.name))?;
         }
         Ok(())
     }
@@ -357,8 +362,37 @@ pub(crate) mod tests {
         let mut bundle = sample();
         bundle.manifest.labels = vec!["Tussilago farfara".into(), "Unknown daffodil".into()];
         bundle.manifest.open_set = Some(open_set(0.25));
+        bundle.self_checks[0].expected_unknown_score = Some(0.1);
         let bundle = Bundle::new(bundle.manifest, bundle.onnx, bundle.self_checks);
         assert!(Bundle::from_bytes(&bundle.to_bytes(), Path::new("m.bundle")).is_ok());
+    }
+
+    /// Self-checks are what the live swap and `edge selftest` hold a graph to: ones that expect
+    /// logits, or no score where the manifest has an open set, would pass a graph that answers so.
+    #[test]
+    fn refuses_self_checks_that_no_model_answers() {
+        type Change = Box<dyn Fn(&mut Bundle)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("not probabilities", Box::new(|b| b.self_checks[0].expected = vec![135.4, 7.4])),
+            ("not probabilities", Box::new(|b| b.self_checks[0].expected = vec![1.0, 1.0])),
+            ("not probabilities", Box::new(|b| b.self_checks[0].expected = vec![-0.5, 1.5])),
+            ("disagree on whether the model has an open-set score", Box::new(|b| b.manifest.open_set = Some(open_set(0.25)))),
+            ("disagree on whether the model has an open-set score", Box::new(|b| b.self_checks[0].expected_unknown_score = Some(0.1))),
+            (
+                "outside -0.001..=2.001",
+                Box::new(|b| {
+                    b.manifest.open_set = Some(open_set(0.25));
+                    b.self_checks[0].expected_unknown_score = Some(-1e30);
+                }),
+            ),
+        ];
+        for (problem, change) in cases {
+            let mut bundle = sample();
+            change(&mut bundle);
+            let bundle = Bundle::new(bundle.manifest, bundle.onnx, bundle.self_checks);
+            let err = Bundle::from_bytes(&bundle.to_bytes(), Path::new("m.bundle")).unwrap_err();
+            assert!(err.to_string().contains(problem), "{problem}: {err}");
+        }
     }
 
     fn open_set(threshold: f32) -> OpenSet {

@@ -56,44 +56,88 @@ fn set_tract_knobs() -> anyhow::Result<()> {
     set.clone().map_err(anyhow::Error::msg)
 }
 
+/// The most nodes a graph may have. The trainer's graphs have tens to a few hundred (the int8
+/// trunk adds its quantize nodes); tract's optimizer takes time quadratic in a chain's length
+/// (20 000 nodes took over a minute), which a crafted bundle would spend of a box's start or swap.
+pub const MAX_NODES: usize = 5_000;
+
+thread_local! {
+    /// Set while this thread runs tract inside [`unless_panic`], whose error carries the message.
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic inside it (tract asserts on some malformed graphs: a stride of 0, an
+/// axis out of range, an impossible allocation size) into an error, so that a bad bundle is
+/// refused by name instead of taking the process, or the live swapper's thread, down with it.
+/// The panic is not printed as well: the error says it.
+fn unless_panic<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !GUARDED.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was = GUARDED.with(|g| g.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(was));
+    result.unwrap_or_else(|panic| {
+        let message = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+        Err(anyhow::anyhow!("tract failed {what} (it panicked: {})", message.as_deref().unwrap_or("no message")))
+    })
+}
+
 impl Graph {
-    /// Reads, optimizes and plans `onnx` for squares of side `input_size` (the manifest's).
+    /// Reads, optimizes and plans `onnx` for squares of side `input_size` (the manifest's). The
+    /// graph must have one input, of at most [`MAX_NODES`] nodes.
     pub fn load(onnx: &[u8], input_size: u32) -> anyhow::Result<Self> {
         set_tract_knobs()?;
         let s = input_size as usize;
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut &onnx[..])
-            .context("tract cannot read the ONNX graph")?
-            .with_input_fact(0, u8::fact([1, s, s, 3]).into())?
-            .into_optimized()
-            .context("tract cannot optimize the graph")?
-            .into_runnable()
-            .context("tract cannot plan the graph")?;
+        let plan = unless_panic("on this graph", || {
+            let model = tract_onnx::onnx().model_for_read(&mut &onnx[..]).context("tract cannot read the ONNX graph")?;
+            anyhow::ensure!(model.nodes.len() <= MAX_NODES, "the graph has {} nodes (at most {MAX_NODES})", model.nodes.len());
+            let inputs = model.inputs.len();
+            anyhow::ensure!(inputs == 1, "the graph has {inputs} inputs (expected one, the uint8 image [1, {s}, {s}, 3])");
+            model
+                .with_input_fact(0, u8::fact([1, s, s, 3]).into())?
+                .into_optimized()
+                .context("tract cannot optimize the graph")?
+                .into_runnable()
+                .context("tract cannot plan the graph")
+        })?;
         Ok(Self { plan, input_size, classes: None })
     }
 
     /// Loads a classifier graph and checks its outputs against the manifest: class probabilities
-    /// `[1, classes]`, then optionally the open-set score `[1, 1]`. A graph of another shape (a
-    /// crafted or mismatched bundle) is refused here, not when its first answer is indexed.
-    pub fn load_classifier(onnx: &[u8], input_size: u32, classes: usize) -> anyhow::Result<Self> {
-        let mut graph = Self::load(onnx, input_size)?;
+    /// `[1, labels]` as f32, then the open-set score `[1, 1]` exactly when the manifest has an
+    /// open set. A graph of another shape (a crafted or mismatched bundle) is refused here, not
+    /// when its first answer is indexed; a graph without the score the manifest promises would
+    /// otherwise never answer `unknown`.
+    pub fn load_classifier(onnx: &[u8], manifest: &crate::Manifest) -> anyhow::Result<Self> {
+        let classes = manifest.labels.len();
+        let mut graph = Self::load(onnx, manifest.preprocessing.input_size)?;
         let model = graph.plan.model();
         let outputs = model.outputs.len();
+        let expected = if manifest.open_set.is_some() { 2 } else { 1 };
         anyhow::ensure!(
-            (1..=2).contains(&outputs),
-            "the graph has {outputs} outputs; a classifier has probabilities and at most an open-set score"
+            outputs == expected,
+            "the graph has {outputs} outputs; the manifest asks for {expected} (probabilities{})",
+            if expected == 2 { " and the open-set score" } else { " only: it has no open set" }
         );
-        let shape = |i: usize| -> anyhow::Result<Vec<usize>> {
+        let fact = |i: usize| -> anyhow::Result<Vec<usize>> {
             let fact = model.output_fact(i)?;
+            anyhow::ensure!(fact.datum_type == f32::datum_type(), "output {i} is {:?} (expected f32)", fact.datum_type);
             fact.shape.as_concrete().map(<[usize]>::to_vec).with_context(|| format!("output {i} has no fixed shape ({:?})", fact.shape))
         };
-        let probabilities = shape(0)?;
+        let probabilities = fact(0)?;
         anyhow::ensure!(
             probabilities == [1, classes],
             "the graph answers {probabilities:?} values for the manifest's {classes} labels (expected [1, {classes}])"
         );
         if outputs == 2 {
-            let score = shape(1)?;
+            let score = fact(1)?;
             anyhow::ensure!(score == [1, 1], "the open-set output has shape {score:?} (expected [1, 1])");
         }
         graph.classes = Some(classes);
@@ -113,8 +157,11 @@ impl Graph {
 
     /// Every output of the graph, flattened, for one prepared square.
     pub fn run(&self, rgb: &RgbImage) -> anyhow::Result<Vec<Vec<f32>>> {
-        let outputs = self.plan.run(tvec!(self.input(rgb)?.into()))?;
-        outputs.iter().map(|t| Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect())).collect()
+        let input = self.input(rgb)?;
+        unless_panic("running the graph", || {
+            let outputs = self.plan.run(tvec!(input.into()))?;
+            outputs.iter().map(|t| Ok(t.to_plain_array_view::<f32>()?.iter().copied().collect())).collect()
+        })
     }
 
     /// Each node's wall time, median over `runs` runs of `rgb`, in the plan's order: where a
@@ -160,6 +207,35 @@ impl Graph {
             probabilities.iter().chain(&unknown_score).all(|v| v.is_finite()),
             "the graph answered a non-finite value (NaN or infinity): {probabilities:?}, unknown score {unknown_score:?}"
         );
-        Ok(Outputs { probabilities, unknown_score })
+        let outputs = Outputs { probabilities, unknown_score };
+        outputs.check().map_err(anyhow::Error::msg)?;
+        Ok(outputs)
+    }
+}
+
+/// How far a sum of probabilities may stray from 1 (f32 softmax over a few hundred classes stays
+/// within 1e-6).
+pub const PROBABILITY_SUM_TOLERANCE: f32 = 1e-3;
+
+/// The range of the open-set score (`1 - cosine`, [`crate::manifest::OpenSetMethod`]), with room
+/// for rounding.
+pub const UNKNOWN_SCORE_RANGE: std::ops::RangeInclusive<f32> = -1e-3..=2.001;
+
+impl Outputs {
+    /// Whether these are answers at all: probabilities in [0, 1] that sum to 1, and a score in
+    /// [`UNKNOWN_SCORE_RANGE`]. A graph that answers logits, or a score of -1e30, would otherwise
+    /// print a confident answer that no threshold can refuse.
+    pub fn check(&self) -> Result<(), String> {
+        let p = &self.probabilities;
+        let sum: f32 = p.iter().sum();
+        if !p.iter().all(|v| (0.0..=1.0).contains(v)) || (sum - 1.0).abs() > PROBABILITY_SUM_TOLERANCE {
+            return Err(format!("the graph answered values that are not probabilities (each in 0-1, summing to 1): {p:?}"));
+        }
+        match self.unknown_score {
+            Some(score) if !UNKNOWN_SCORE_RANGE.contains(&score) => {
+                Err(format!("the graph answered an open-set score of {score}, outside {UNKNOWN_SCORE_RANGE:?}"))
+            }
+            _ => Ok(()),
+        }
     }
 }

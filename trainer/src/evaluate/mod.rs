@@ -73,8 +73,7 @@ pub fn evaluate(model: &Path, data: &Path, thresholds_override: (Option<f32>, f3
     let bundle = Bundle::read(model)?;
     let thresholds = Thresholds::for_model(&bundle.manifest, thresholds_override.0, thresholds_override.1);
     let manifest = &bundle.manifest;
-    let graph = Graph::load_classifier(&bundle.onnx, manifest.preprocessing.input_size, manifest.labels.len())
-        .with_context(|| format!("{}: cannot load", model.display()))?;
+    let graph = Graph::load_classifier(&bundle.onnx, manifest).with_context(|| format!("{}: cannot load", model.display()))?;
     let folders = folders(data)?;
     let labels = manifest.labels.clone();
     let targets = folders.iter().filter(|(name, _)| labels.contains(name)).count();
