@@ -179,7 +179,7 @@ fn take_upload(bytes: &[u8], options: &SwapOptions) -> Result<(Candidate, [u8; 3
 /// leaves the worker alive for the next one.
 fn check(bytes: &[u8], path: &Path, options: &SwapOptions) -> Result<Candidate, String> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_bundle(bytes, path, options)))
-        .unwrap_or_else(|_| Err("checking it panicked (the message is in the log above)".into()))
+        .unwrap_or_else(|_| Err("checking it panicked (the panic is printed on standard error)".into()))
 }
 
 /// Integrity, signature (with trusted keys), then the self-check images run here.

@@ -61,21 +61,75 @@ fn set_tract_knobs() -> anyhow::Result<()> {
 /// (20 000 nodes took over a minute), which a crafted bundle would spend of a box's start or swap.
 pub const MAX_NODES: usize = 5_000;
 
+/// The ONNX operators a graph may use: those the trainer's graph builder writes
+/// (`trainer/src/export/graph.rs`, float, int8 and slim alike; every export's parity gate loads its
+/// graph through here, so a new operator there fails the trainer's tests until it is added). The
+/// operators a crafted graph would spend a box's memory or time with (Loop, Scan, If,
+/// ConstantOfShape, Expand, Tile, Pad, Resize, Range...) are not among them.
+pub const ONNX_OPERATORS: &[&str] = &[
+    "Add",
+    "Cast",
+    "Concat",
+    "Conv",
+    "DequantizeLinear",
+    "Div",
+    "Flatten",
+    "Gather",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "Identity",
+    "MatMul",
+    "MaxPool",
+    "Mul",
+    "QLinearConv",
+    "QuantizeLinear",
+    "ReduceL2",
+    "ReduceMax",
+    "Relu",
+    "Reshape",
+    "Softmax",
+    "Sub",
+    "Transpose",
+];
+
+/// Refuses a graph beyond what the trainer writes before tract reads more of it than its
+/// protobuf: too many nodes, or an operator outside [`ONNX_OPERATORS`] (or another domain's).
+fn check_operators(graph: &tract_onnx::pb::GraphProto) -> anyhow::Result<()> {
+    anyhow::ensure!(graph.node.len() <= MAX_NODES, "the graph has {} nodes (at most {MAX_NODES})", graph.node.len());
+    for node in &graph.node {
+        let standard = node.domain.is_empty() || node.domain == "ai.onnx";
+        anyhow::ensure!(
+            standard && ONNX_OPERATORS.contains(&node.op_type.as_str()),
+            "node '{}' is a {}{} operator, which no graph this trainer writes has",
+            node.name,
+            if standard { String::new() } else { format!("{}.", node.domain) },
+            node.op_type
+        );
+    }
+    Ok(())
+}
+
 thread_local! {
     /// Set while this thread runs tract inside [`unless_panic`], whose error carries the message.
     static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// What the quiet hook heard of the last guarded panic on this thread (message and place).
+    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Runs `f`, turning a panic inside it (tract asserts on some malformed graphs: a stride of 0, an
 /// axis out of range, an impossible allocation size) into an error, so that a bad bundle is
 /// refused by name instead of taking the process, or the live swapper's thread, down with it.
-/// The panic is not printed as well: the error says it.
+/// The panic is not printed as well: the error says it. (A panic on one of tract's worker threads,
+/// with `--threads` above 1, is still printed there, then reaches this thread and is said here.)
 fn unless_panic<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
     static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
     QUIET_HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !GUARDED.with(std::cell::Cell::get) {
+            if GUARDED.with(std::cell::Cell::get) {
+                LAST_PANIC.with(|last| *last.borrow_mut() = Some(info.to_string()));
+            } else {
                 previous(info);
             }
         }));
@@ -83,21 +137,23 @@ fn unless_panic<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow:
     let was = GUARDED.with(|g| g.replace(true));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     GUARDED.with(|g| g.set(was));
-    result.unwrap_or_else(|panic| {
-        let message = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
-        Err(anyhow::anyhow!("tract failed {what} (it panicked: {})", message.as_deref().unwrap_or("no message")))
+    result.unwrap_or_else(|_| {
+        let said = LAST_PANIC.with(|last| last.borrow_mut().take()).unwrap_or_else(|| "on another thread".into());
+        Err(anyhow::anyhow!("tract failed {what}: {}", said.replace('\n', " ")))
     })
 }
 
 impl Graph {
     /// Reads, optimizes and plans `onnx` for squares of side `input_size` (the manifest's). The
-    /// graph must have one input, of at most [`MAX_NODES`] nodes.
+    /// graph must have one input, at most [`MAX_NODES`] nodes and only [`ONNX_OPERATORS`].
     pub fn load(onnx: &[u8], input_size: u32) -> anyhow::Result<Self> {
         set_tract_knobs()?;
         let s = input_size as usize;
         let plan = unless_panic("on this graph", || {
-            let model = tract_onnx::onnx().model_for_read(&mut &onnx[..]).context("tract cannot read the ONNX graph")?;
-            anyhow::ensure!(model.nodes.len() <= MAX_NODES, "the graph has {} nodes (at most {MAX_NODES})", model.nodes.len());
+            let onnx_reader = tract_onnx::onnx();
+            let proto = onnx_reader.proto_model_for_read(&mut &onnx[..]).context("tract cannot read the ONNX graph")?;
+            check_operators(proto.graph.as_ref().context("the ONNX file has no graph")?)?;
+            let model = onnx_reader.model_for_proto_model(&proto).context("tract cannot read the ONNX graph")?;
             let inputs = model.inputs.len();
             anyhow::ensure!(inputs == 1, "the graph has {inputs} inputs (expected one, the uint8 image [1, {s}, {s}, 3])");
             model
@@ -237,5 +293,61 @@ impl Outputs {
             }
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outputs(probabilities: &[f32], unknown_score: Option<f32>) -> Outputs {
+        Outputs { probabilities: probabilities.to_vec(), unknown_score }
+    }
+
+    #[test]
+    fn answers_are_probabilities_and_a_score_in_range() {
+        assert!(outputs(&[0.25, 0.75], Some(0.3)).check().is_ok());
+        assert!(outputs(&[1.0, 0.0], None).check().is_ok());
+        assert!(outputs(&[0.5, 0.5 + 0.9 * PROBABILITY_SUM_TOLERANCE], Some(0.0)).check().is_ok(), "rounding");
+        assert!(outputs(&[1.0, 0.0], Some(2.0)).check().is_ok(), "1 - cos of opposite directions");
+        for bad in [vec![135.4, 7.4], vec![1.0, 1.0], vec![-0.25, 1.25], vec![0.5, 0.49]] {
+            let e = outputs(&bad, None).check().unwrap_err();
+            assert!(e.contains("not probabilities"), "{bad:?}: {e}");
+        }
+        for score in [-1e30, -0.01, 2.5] {
+            let e = outputs(&[0.5, 0.5], Some(score)).check().unwrap_err();
+            assert!(e.contains("open-set score"), "{score}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_panic_inside_is_an_error_that_says_what_and_where() {
+        let e = unless_panic("on a test", || -> anyhow::Result<()> { panic!("a stride of 0") }).unwrap_err().to_string();
+        assert!(e.starts_with("tract failed on a test: "), "{e}");
+        assert!(e.contains("a stride of 0") && e.contains("runtime.rs"), "message and place: {e}");
+        assert!(!GUARDED.with(std::cell::Cell::get), "the guard is down again after a panic");
+        // Nested: the inner guard leaves the outer one up.
+        let inner = unless_panic("outside", || {
+            let e = unless_panic("inside", || -> anyhow::Result<()> { panic!("inner") }).unwrap_err();
+            assert!(GUARDED.with(std::cell::Cell::get));
+            Ok(e.to_string())
+        });
+        assert!(inner.unwrap().contains("inner"));
+        assert_eq!(unless_panic("on nothing", || Ok(7)).unwrap(), 7);
+    }
+
+    #[test]
+    fn only_the_trainers_operators_are_read() {
+        use tract_onnx::pb;
+        let node =
+            |op: &str, domain: &str| pb::NodeProto { op_type: op.into(), domain: domain.into(), name: "n".into(), ..Default::default() };
+        let graph = |nodes: Vec<pb::NodeProto>| pb::GraphProto { node: nodes, ..Default::default() };
+        assert!(check_operators(&graph(vec![node("Conv", ""), node("Relu", "ai.onnx")])).is_ok());
+        for (op, domain) in [("Loop", ""), ("ConstantOfShape", ""), ("Relu", "com.evil")] {
+            let e = check_operators(&graph(vec![node(op, domain)])).unwrap_err().to_string();
+            assert!(e.contains(op) && e.contains("no graph this trainer writes"), "{e}");
+        }
+        let e = check_operators(&graph(vec![node("Relu", ""); MAX_NODES + 1])).unwrap_err().to_string();
+        assert!(e.contains("5001 nodes"), "{e}");
     }
 }

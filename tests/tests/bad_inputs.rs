@@ -248,6 +248,72 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
                 g.input.push(extra);
             }),
         ),
+        // No input at all: tract indexed an empty list (a panic), before.
+        ("graph_no_input.bundle", altered(&|g| g.input.clear())),
+        // The probabilities as f64: every frame failed with a type error, before.
+        (
+            "graph_f64_output.bundle",
+            altered(&|g| {
+                let output = g.output[0].name.clone();
+                g.node.iter_mut().find(|n| n.output.contains(&output)).unwrap().output = vec!["as_f32".into()];
+                let to = pb::AttributeProto {
+                    name: "to".into(),
+                    r#type: pb::attribute_proto::AttributeType::Int as i32,
+                    i: pb::tensor_proto::DataType::Double as i64,
+                    ..Default::default()
+                };
+                g.node.push(pb::NodeProto {
+                    op_type: "Cast".into(),
+                    name: "to_f64".into(),
+                    input: vec!["as_f32".into()],
+                    output: vec![output],
+                    attribute: vec![to],
+                    ..Default::default()
+                });
+            }),
+        ),
+        // An open-set score of -1e30: never above any threshold, so never `unknown`, before.
+        (
+            "graph_score_minus_1e30.bundle",
+            altered(&|g| {
+                let output = g.output[1].name.clone();
+                g.node.iter_mut().find(|n| n.output.contains(&output)).unwrap().output = vec!["raw_score".into()];
+                g.initializer.push(pb::TensorProto {
+                    name: "minus_1e30".into(),
+                    data_type: pb::tensor_proto::DataType::Float as i32,
+                    float_data: vec![-1e30],
+                    ..Default::default()
+                });
+                g.node.push(pb::NodeProto {
+                    op_type: "Mul".into(),
+                    name: "scaled".into(),
+                    input: vec!["raw_score".into(), "minus_1e30".into()],
+                    output: vec![output],
+                    ..Default::default()
+                });
+            }),
+        ),
+        // An operator the trainer never writes (here a 400-million-value constant that took 3 GB
+        // from a 676-byte graph, before).
+        (
+            "graph_constant_of_shape.bundle",
+            altered(&|g| {
+                g.initializer.push(pb::TensorProto {
+                    name: "shape".into(),
+                    data_type: pb::tensor_proto::DataType::Int64 as i32,
+                    dims: vec![1],
+                    int64_data: vec![400_000_000],
+                    ..Default::default()
+                });
+                g.node.push(pb::NodeProto {
+                    op_type: "ConstantOfShape".into(),
+                    name: "big".into(),
+                    input: vec!["shape".into()],
+                    output: vec!["big".into()],
+                    ..Default::default()
+                });
+            }),
+        ),
         // 6000 more nodes: tract's optimizer takes time quadratic in a chain's length.
         (
             "graph_long_chain.bundle",

@@ -110,6 +110,8 @@ struct Writer {
     /// Saved files, oldest first, with their sizes: what the cap deletes.
     saved: VecDeque<(PathBuf, u64)>,
     total: u64,
+    /// Answer folders that are symlinks: their frames are not saved (said once per folder).
+    symlinked: std::collections::HashSet<PathBuf>,
 }
 
 impl FrameSaver {
@@ -134,7 +136,7 @@ impl FrameSaver {
         existing.sort();
         let saved: VecDeque<(PathBuf, u64)> = existing.into_iter().map(|(_, p, n)| (p, n)).collect();
         let total = saved.iter().map(|(_, n)| n).sum();
-        let mut writer = Writer { dir: dir.into(), cap, saved, total };
+        let mut writer = Writer { dir: dir.into(), cap, saved, total, symlinked: Default::default() };
         writer.enforce_cap();
         let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE);
         let writer = std::thread::Builder::new().name("frame-saver".into()).spawn(move || writer.run(jobs))?;
@@ -199,9 +201,16 @@ impl Writer {
 
     fn save(&mut self, job: Job) -> anyhow::Result<()> {
         // Frames go only into real folders: behind a symlink they would land elsewhere and, after
-        // a restart, escape the cap (taking stock does not follow symlinks).
+        // a restart, escape the cap (taking stock does not follow symlinks). The other answers'
+        // frames are still saved.
         if std::fs::symlink_metadata(&job.folder).is_ok_and(|m| m.file_type().is_symlink()) {
-            anyhow::bail!("{} is a symlink; frames go only into real folders, which the cap can bound", job.folder.display());
+            if self.symlinked.insert(job.folder.clone()) {
+                tracing::warn!(
+                    "--save-frames: {} is a symlink; its frames are not saved (only real folders, which the cap can bound)",
+                    job.folder.display()
+                );
+            }
+            return Ok(());
         }
         std::fs::create_dir_all(&job.folder)?;
         let jpeg = crate::jpeg::encode(&job.image)?;

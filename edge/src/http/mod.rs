@@ -290,17 +290,26 @@ mod tests {
             let error = tokio::time::timeout(Duration::from_secs(5), write).await.expect("the write gave up by itself").unwrap_err();
             assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
             assert!(started.elapsed() >= timeout, "{:?}", started.elapsed());
-            // A peer that reads, however slowly between reads, gets every byte.
-            let (ours, mut theirs) = tokio::io::duplex(64);
+            // A peer that keeps reading gets every byte, though the whole answer takes far longer
+            // than the deadline: it bounds each wait, not the response.
+            let (ours, mut theirs) = tokio::io::duplex(256);
             let reader = tokio::spawn(async move {
-                let mut got = Vec::new();
-                theirs.read_to_end(&mut got).await.map(|_| got.len())
+                let (mut got, mut chunk) = (0, [0u8; 512]);
+                loop {
+                    tokio::time::sleep(timeout / 4).await;
+                    match theirs.read(&mut chunk).await? {
+                        0 => return Ok::<usize, std::io::Error>(got),
+                        n => got += n,
+                    }
+                }
             });
             let mut writer = with_write_deadline(ours, timeout);
+            let started = std::time::Instant::now();
             writer.write_all(&[1u8; 4096]).await.unwrap();
             writer.shutdown().await.unwrap();
             drop(writer);
             assert_eq!(reader.await.unwrap().unwrap(), 4096);
+            assert!(started.elapsed() > 2 * timeout, "the answer outlasted the deadline: {:?}", started.elapsed());
         });
     }
 

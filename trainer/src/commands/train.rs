@@ -149,9 +149,9 @@ pub fn training_summary(
     }
 }
 
-/// The "none of these" output: as references, every view the head trained on (the clean photo
-/// and its `--aug-views` views, so a flower smaller or off centre as a field camera frames it
-/// still has a near neighbour) of every training and validation photo; as threshold, the score
+/// The "none of these" output: as references, every training and validation photo and its
+/// `--aug-views` views (those the head trains on, so a flower smaller or off centre, as a field
+/// camera frames it, still has a near neighbour); as threshold, the score
 /// that accepts [`openset::TARGET_ACCEPTANCE`] of the clean photos, each held out with its views
 /// and near-duplicate group. `None` when training changed the trunk: the cached features are the
 /// frozen trunk's, and would not match the exported graph's.

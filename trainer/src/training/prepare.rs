@@ -251,7 +251,9 @@ impl Prepared {
                 jobs.push((key, job));
             }
         }
-        let mut flat = self.features_of(jobs, label)?.into_iter();
+        let flat = self.features_of(jobs, label)?;
+        anyhow::ensure!(flat.len() == items.len() * views, "{} features for {} views", flat.len(), items.len() * views);
+        let mut flat = flat.into_iter();
         Ok(items.iter().map(|_| flat.by_ref().take(views).collect()).collect())
     }
 
