@@ -236,10 +236,13 @@ fn run_live(args: RunArgs, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> 
     if let Some(http) = &http {
         http.check()?;
     }
-    let model = EdgeModel::load(&model_path, trusted)?;
+    // Read once: the bytes loaded are the bytes whose hash tells the swapper "already running".
+    let bytes = shared::Bundle::read_bytes(&model_path)?;
+    let model = EdgeModel::from_bytes(&bytes, &model_path, trusted)?;
     let thresholds = Thresholds::for_model(&model.manifest, args.refusal.unknown_threshold, args.refusal.min_confidence);
     // A new bundle at the model path, SIGHUP, or an upload: checked, then swapped in.
-    let running = shared::bundle::sha256(&shared::Bundle::read_bytes(&model_path)?);
+    let running = shared::bundle::sha256(&bytes);
+    drop(bytes);
     let swapper = Swapper::start(
         SwapOptions {
             model_path: model_path.clone(),

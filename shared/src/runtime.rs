@@ -97,11 +97,11 @@ pub const ONNX_OPERATORS: &[&str] = &[
 /// protobuf: too many nodes, or an operator outside [`ONNX_OPERATORS`] (or another domain's).
 fn check_operators(graph: &tract_onnx::pb::GraphProto) -> anyhow::Result<()> {
     anyhow::ensure!(graph.node.len() <= MAX_NODES, "the graph has {} nodes (at most {MAX_NODES})", graph.node.len());
-    for node in &graph.node {
+    for (i, node) in graph.node.iter().enumerate() {
         let standard = node.domain.is_empty() || node.domain == "ai.onnx";
         anyhow::ensure!(
             standard && ONNX_OPERATORS.contains(&node.op_type.as_str()),
-            "node '{}' is a {}{} operator, which no graph this trainer writes has",
+            "node {i} ('{}') is a {}{} operator, which no graph this trainer writes has",
             node.name,
             if standard { String::new() } else { format!("{}.", node.domain) },
             node.op_type

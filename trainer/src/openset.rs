@@ -69,6 +69,46 @@ pub fn held_out_scores(queries: &[usize], references: &[Vec<f32>], groups: &[usi
         .collect()
 }
 
+/// The references of the exported graph: each photo's views, clean view first, with the
+/// near-duplicate group of each reference and where each photo's clean view sits.
+pub struct Bank {
+    pub references: Vec<Vec<f32>>,
+    /// The references [`normalized`], as the graph stores them.
+    normalized: Vec<Vec<f32>>,
+    groups: Vec<usize>,
+    clean: Vec<usize>,
+}
+
+impl Bank {
+    /// `views[k]`: the descriptors of photo `k`'s views, clean first; `groups[k]`: its
+    /// near-duplicate group, which its views share.
+    pub fn new(views: Vec<Vec<Vec<f32>>>, groups: &[usize]) -> Self {
+        let (mut references, mut reference_groups, mut clean) = (Vec::new(), Vec::new(), Vec::new());
+        for (photo_views, &group) in views.into_iter().zip(groups) {
+            clean.push(references.len());
+            reference_groups.extend(std::iter::repeat_n(group, photo_views.len()));
+            references.extend(photo_views);
+        }
+        let normalized = references.iter().map(|r| normalized(r)).collect();
+        Self { references, normalized, groups: reference_groups, clean }
+    }
+
+    pub fn photos(&self) -> usize {
+        self.clean.len()
+    }
+
+    /// The threshold that accepts `acceptance` of the photos (their clean views), each scored
+    /// against the bank without its own views and near-duplicate group.
+    pub fn threshold(&self, acceptance: f32) -> f32 {
+        threshold(&held_out_scores(&self.clean, &self.references, &self.groups), acceptance)
+    }
+
+    /// Photo `k`'s clean view scored against the whole bank, as the exported graph scores it.
+    pub fn score_of_photo(&self, k: usize) -> f32 {
+        score(&self.references[self.clean[k]], &self.normalized)
+    }
+}
+
 /// The smallest score that accepts at least `acceptance` of `scores` (an order statistic, so no
 /// interpolation between images).
 pub fn threshold(scores: &[f32], acceptance: f32) -> f32 {
@@ -129,6 +169,29 @@ mod tests {
         assert!((loo[0] - (1.0 - 0.5f32.sqrt())).abs() < 1e-5, "{loo:?}");
         let loo = held_out_scores(&[2], &pooled, &[2, 2, 2, 2]);
         assert_eq!(loo, vec![f32::INFINITY], "nothing outside its group to compare with");
+    }
+
+    #[test]
+    fn the_bank_holds_every_view_and_holds_a_photo_out_with_its_own() {
+        // Photo 0: clean [1, 0] and an identical view; photo 1: clean [0, 1] and a view at
+        // 0.6 / 0.8. Photo 2: [1, 0] again, in photo 0's near-duplicate group.
+        let views = vec![
+            vec![same_parts(&[1.0, 0.0]), same_parts(&[1.0, 0.0])],
+            vec![same_parts(&[0.0, 1.0]), same_parts(&[0.6, 0.8])],
+            vec![same_parts(&[1.0, 0.0])],
+        ];
+        let bank = Bank::new(views, &[7, 8, 7]);
+        assert_eq!((bank.references.len(), bank.photos()), (5, 3));
+        assert_eq!(bank.references[2], same_parts(&[0.0, 1.0]), "photo 1's clean view follows photo 0's two");
+        // Held out with its view and its group, photo 0's nearest is photo 1's view (cos 0.6):
+        // 0.4; photo 2 likewise; photo 1's nearest is at cos 0: 1. Were photo 0's own view or
+        // twin counted, its score would be 0.
+        assert!((bank.threshold(0.5) - 0.4).abs() < 1e-5, "{}", bank.threshold(0.5));
+        assert!((bank.threshold(1.0) - 1.0).abs() < 1e-5, "{}", bank.threshold(1.0));
+        // Scored as the graph scores it, against the whole bank, a photo finds itself.
+        for k in 0..3 {
+            assert!(bank.score_of_photo(k).abs() < 1e-5, "photo {k}: {}", bank.score_of_photo(k));
+        }
     }
 
     #[test]

@@ -161,23 +161,18 @@ fn open_set(p: &Prepared, best: &crate::model::weights::ModelWeights) -> anyhow:
         return Ok(None);
     }
     let items: Vec<usize> = p.split.train.iter().chain(&p.split.val).copied().collect();
-    let (mut references, mut groups, mut clean) = (Vec::new(), Vec::new(), Vec::new());
-    for (&item, views) in items.iter().zip(p.view_descriptors(&items, "open-set features")?) {
-        clean.push(references.len());
-        groups.extend(std::iter::repeat_n(p.groups[item], views.len()));
-        references.extend(views);
-    }
-    let held_out = openset::held_out_scores(&clean, &references, &groups);
-    let threshold = openset::threshold(&held_out, openset::TARGET_ACCEPTANCE);
-    let normalized: Vec<Vec<f32>> = references.iter().map(|r| openset::normalized(r)).collect();
+    let groups: Vec<usize> = items.iter().map(|&i| p.groups[i]).collect();
+    let bank = openset::Bank::new(p.view_descriptors(&items, "open-set features")?, &groups);
+    let threshold = bank.threshold(openset::TARGET_ACCEPTANCE);
     let expected = p.split.val.iter().map(|&i| items.iter().position(|&j| j == i).expect("val is among the references"));
-    let expected = expected.map(|k| openset::score(&references[clean[k]], &normalized)).collect();
+    let expected = expected.map(|k| bank.score_of_photo(k)).collect();
     tracing::info!(
         "open set: {} references ({} photos and their views), threshold {threshold:.4} (accepts {:.1}% of the photos held out)",
-        references.len(),
-        clean.len(),
+        bank.references.len(),
+        bank.photos(),
         openset::TARGET_ACCEPTANCE * 100.0
     );
+    let references = bank.references;
     Ok(Some(crate::export::OpenSetExport { references, threshold, target_acceptance: openset::TARGET_ACCEPTANCE, expected }))
 }
 
