@@ -420,6 +420,15 @@ fn every_bad_input_gets_an_answer_or_a_clear_error_within_bounded_memory() {
             let ran = run("edge", &args, None);
             cases.push(judge(format!("bundle {name} ({command})"), ran, name, false));
         }
+        // `trainer inspect` shows what the bundle holds, and that the edge refuses its graph (the
+        // graphs that load, and answer what is no answer, are refused at their first answer).
+        let ran = run("trainer", &["inspect", path.to_str().unwrap()], None);
+        let mut case = judge(format!("bundle {name} (trainer inspect)"), ran, name, true);
+        let answers_badly = ["graph_logits.bundle", "graph_score_minus_1e30.bundle"].contains(&name);
+        if case.check.is_ok() && case.ran.stdout.contains("graph refused") == answers_badly {
+            case.check = Err(format!("inspect says the wrong thing of the graph: {}", case.ran.stdout));
+        }
+        cases.push(case);
     }
 
     // Config files, to `edge config --check` and `edge run --config`: endless or huge ones refused.

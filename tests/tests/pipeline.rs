@@ -42,6 +42,7 @@ fn trainer_to_edge_agree_on_every_validation_image() {
         // The bundle describes itself.
         let inspect = ok(&run("trainer", &["inspect", &bundle]));
         assert!(inspect.contains("labels      checks, columns, stripes") && inspect.contains("verified"), "{inspect}");
+        assert!(inspect.contains("graph       loads in tract"), "{inspect}");
 
         // The edge gives the trainer's predicted class for every validation image.
         let predictions = std::fs::read_to_string(dir.path().join(head).join("predictions.csv")).unwrap();

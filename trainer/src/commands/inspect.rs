@@ -1,4 +1,5 @@
-//! `trainer inspect NAME.bundle`: what a bundle holds, verified.
+//! `trainer inspect NAME.bundle`: what a bundle holds, verified: the container (hashes, digest,
+//! signature, manifest) on reading, and its graph by loading it as the edge does.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -9,6 +10,8 @@ use shared::bundle::Provenance;
 pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
     let bundle = Bundle::read(path)?;
     let m = &bundle.manifest;
+    // What the edge would say of the graph: an intact container may still hold one it refuses.
+    let graph = shared::runtime::Graph::load_classifier(&bundle.onnx, m).map(drop).map_err(|e| format!("{e:#}"));
     if json {
         return Ok(serde_json::to_string_pretty(&serde_json::json!({
             "format_version": shared::bundle::FORMAT_VERSION,
@@ -18,10 +21,16 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
             "content_sha256": hex::encode(bundle.content_sha256),
             "signed_by": bundle.signature.as_ref().map(|s| serde_json::json!({"signer": s.signer, "key": hex::encode(s.public_key), "fingerprint": s.fingerprint()})),
             "self_checks": bundle.self_checks.iter().map(|c| serde_json::json!({"name": c.name, "label": c.label})).collect::<Vec<_>>(),
+            "graph": {"loads": graph.is_ok(), "refused_because": graph.as_ref().err()},
         }))?);
     }
     let mut s = String::new();
-    let _ = writeln!(s, "bundle      {} (format {}, verified)", path.display(), shared::bundle::FORMAT_VERSION);
+    let verified = if graph.is_ok() { "verified" } else { "container verified, graph refused" };
+    let _ = writeln!(s, "bundle      {} (format {}, {verified})", path.display(), shared::bundle::FORMAT_VERSION);
+    let _ = match &graph {
+        Ok(()) => writeln!(s, "graph       loads in tract as the edge loads it"),
+        Err(why) => writeln!(s, "graph       REFUSED by the edge: {why}"),
+    };
     let _ = writeln!(s, "name        {}", m.name);
     let _ = match bundle.provenance() {
         Provenance::Unsigned => writeln!(s, "signed      no (an edge with --trusted-keys refuses it; sign with --sign KEY)"),
