@@ -278,21 +278,26 @@ pub const PROBABILITY_SUM_TOLERANCE: f32 = 1e-3;
 pub const UNKNOWN_SCORE_RANGE: std::ops::RangeInclusive<f32> = -1e-3..=2.001;
 
 impl Outputs {
-    /// Whether these are answers at all: probabilities in [0, 1] that sum to 1, and a score in
-    /// [`UNKNOWN_SCORE_RANGE`]. A graph that answers logits, or a score of -1e30, would otherwise
-    /// print a confident answer that no threshold can refuse.
+    /// [`check_answer`] of these outputs.
     pub fn check(&self) -> Result<(), String> {
-        let p = &self.probabilities;
-        let sum: f32 = p.iter().sum();
-        if !p.iter().all(|v| (0.0..=1.0).contains(v)) || (sum - 1.0).abs() > PROBABILITY_SUM_TOLERANCE {
-            return Err(format!("the graph answered values that are not probabilities (each in 0-1, summing to 1): {p:?}"));
+        check_answer(&self.probabilities, self.unknown_score)
+    }
+}
+
+/// Whether `p` and `unknown_score` are answers at all (a graph's, or a self-check's expected
+/// ones): probabilities in [0, 1] that sum to 1, and a score in [`UNKNOWN_SCORE_RANGE`]. A graph
+/// that answers logits, or a score of -1e30, would otherwise print a confident answer that no
+/// threshold can refuse.
+pub fn check_answer(p: &[f32], unknown_score: Option<f32>) -> Result<(), String> {
+    let sum: f32 = p.iter().sum();
+    if !p.iter().all(|v| (0.0..=1.0).contains(v)) || (sum - 1.0).abs() > PROBABILITY_SUM_TOLERANCE {
+        return Err(format!("the graph answered values that are not probabilities (each in 0-1, summing to 1): {p:?}"));
+    }
+    match unknown_score {
+        Some(score) if !UNKNOWN_SCORE_RANGE.contains(&score) => {
+            Err(format!("the graph answered an open-set score of {score}, outside {UNKNOWN_SCORE_RANGE:?}"))
         }
-        match self.unknown_score {
-            Some(score) if !UNKNOWN_SCORE_RANGE.contains(&score) => {
-                Err(format!("the graph answered an open-set score of {score}, outside {UNKNOWN_SCORE_RANGE:?}"))
-            }
-            _ => Ok(()),
-        }
+        _ => Ok(()),
     }
 }
 

@@ -51,16 +51,16 @@ pub fn score(feature: &[f32], references: &[Vec<f32>]) -> f32 {
     1.0 - best
 }
 
-/// Leave-one-out scores of the references `queries` (indices into `references`): each against
-/// all the references except those in its own near-duplicate group (its twin, or an augmented
-/// view of itself, would score it about 0 and teach the threshold nothing).
-pub fn held_out_scores(queries: &[usize], references: &[Vec<f32>], groups: &[usize]) -> Vec<f32> {
-    let normalized_all: Vec<Vec<f32>> = references.iter().map(|p| normalized(p)).collect();
+/// Leave-one-out scores of the references `queries` (indices into `normalized_all`, the
+/// references [`normalized`]): each against all the references except those in its own
+/// near-duplicate group (its twin, or an augmented view of itself, would score it about 0 and
+/// teach the threshold nothing).
+pub fn held_out_scores(queries: &[usize], normalized_all: &[Vec<f32>], groups: &[usize]) -> Vec<f32> {
     queries
         .iter()
         .map(|&i| {
             let f = &normalized_all[i];
-            let best = (0..references.len())
+            let best = (0..normalized_all.len())
                 .filter(|&j| groups[j] != groups[i])
                 .map(|j| normalized_all[j].iter().zip(f).map(|(a, b)| a * b).sum::<f32>())
                 .fold(f32::NEG_INFINITY, f32::max);
@@ -100,7 +100,7 @@ impl Bank {
     /// The threshold that accepts `acceptance` of the photos (their clean views), each scored
     /// against the bank without its own views and near-duplicate group.
     pub fn threshold(&self, acceptance: f32) -> f32 {
-        threshold(&held_out_scores(&self.clean, &self.references, &self.groups), acceptance)
+        threshold(&held_out_scores(&self.clean, &self.normalized, &self.groups), acceptance)
     }
 
     /// Photo `k`'s clean view scored against the whole bank, as the exported graph scores it.
@@ -155,15 +155,14 @@ mod tests {
     #[test]
     fn held_out_scores_skip_the_own_group() {
         // 0 and 1 are twins (one group); 2 is orthogonal to both.
-        let pooled = vec![same_parts(&[1.0, 0.0]), same_parts(&[1.0, 0.0]), same_parts(&[0.0, 1.0])];
+        let mut pooled: Vec<Vec<f32>> = [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]].iter().map(|p| normalized(&same_parts(p))).collect();
         let loo = held_out_scores(&[0, 1, 2], &pooled, &[0, 0, 2]);
         assert!(loo.iter().all(|s| (s - 1.0).abs() < 1e-6), "{loo:?}");
         let loo = held_out_scores(&[0, 1, 2], &pooled, &[0, 1, 2]);
         assert!(loo[0].abs() < 1e-5 && loo[1].abs() < 1e-5, "{loo:?}");
         // Only the queries are scored, against every reference outside their group: 2's
         // neighbour 3 (a diagonal) counts, 0 and 1 (its own group) do not.
-        let mut pooled = pooled;
-        pooled.push(same_parts(&[1.0, 1.0]));
+        pooled.push(normalized(&same_parts(&[1.0, 1.0])));
         let loo = held_out_scores(&[2], &pooled, &[0, 0, 2, 3]);
         assert_eq!(loo.len(), 1);
         assert!((loo[0] - (1.0 - 0.5f32.sqrt())).abs() < 1e-5, "{loo:?}");
