@@ -97,6 +97,16 @@ pub enum Command {
     /// Print a result log as JSON lines; a torn last record (power loss) or a damaged stretch
     /// inside is reported and skipped, and the records after it are printed.
     Log { file: PathBuf },
+    /// Internal: a live box's trial of a new bundle (see `run --check-memory`): read it from
+    /// standard input, load it and run its self-check within an address space of MEMORY bytes.
+    #[command(name = crate::trial::SUBCOMMAND, hide = true)]
+    CheckBundle {
+        #[arg(long)]
+        memory: u64,
+        /// What the refusal calls the bundle.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 /// `edge run`'s options. Each may also be a key of the `--config` file (the flag's name without
@@ -152,6 +162,15 @@ pub struct RunArgs {
     /// The most --save-frames may hold (e.g. 500MB, 2GB); the oldest files go first.
     #[arg(long, default_value = "1GB", value_parser = crate::consumers::frame_saver::parse_size)]
     pub save_cap: u64,
+    /// Without --trusted-keys, a new bundle (a changed model file or an upload) is first loaded
+    /// and self-checked in a child process with this much address space (e.g. 2GB), so that one
+    /// crafted to ask for too much memory cannot take the box down with it.
+    #[arg(long, default_value = "4GB", value_parser = crate::consumers::frame_saver::parse_size)]
+    pub check_memory: u64,
+    /// The most seconds that trial (see --check-memory) may take; a bundle that takes longer is
+    /// refused.
+    #[arg(long, default_value_t = 300.0, value_parser = shared::args::seconds)]
+    pub check_timeout: f32,
     /// Seconds between status lines on standard error.
     #[arg(long, default_value_t = 5.0, value_parser = shared::args::seconds)]
     pub status_every: f32,

@@ -10,7 +10,8 @@
 //! - [`cli`], [`config`]: the command line, and the config file that holds `run`'s options;
 //! - [`events`]: what changed, to an MQTT broker or a web hook; [`backoff`]: waits between retries;
 //! - [`resultlog`]: the append-only binary result log that survives power loss;
-//! - [`swap`]: a new model checked off the loop and taken between two frames;
+//! - [`swap`]: a new model checked off the loop and taken between two frames; [`trial`]: first
+//!   tried in a child process, when no trusted key vouches for it;
 //! - [`bench`], [`selftest`]: what a technician runs on a box; [`fleet`]: `edge status` of a box.
 
 pub mod backoff;
@@ -31,6 +32,7 @@ pub mod selftest;
 pub mod smoothing;
 pub mod source;
 pub mod swap;
+pub mod trial;
 pub mod usage;
 
 /// Milliseconds since the Unix epoch.

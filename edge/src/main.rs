@@ -24,6 +24,7 @@ use edge::http::HttpOptions;
 use edge::model::{self, EdgeModel};
 use edge::source::{self, SourceOptions};
 use edge::swap::{SwapOptions, Swapper};
+use edge::trial::{self, Trial};
 use edge::usage::UsageError;
 use edge::{bench, config, live, resultlog, selftest};
 use shared::answer::Thresholds;
@@ -111,8 +112,9 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
         }
         Command::Run(args) => {
             drop(out);
-            run_live(*args, trusted)?;
+            run_live(*args, threads, trusted)?;
         }
+        Command::CheckBundle { memory, name } => trial::check_from_stdin(memory, &name)?,
         Command::Config { print_default: _, check: Some(file) } => {
             writeln!(out, "{}: ok; it sets:", file.display())?;
             for setting in config::options_in(&file)? {
@@ -224,7 +226,7 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
 }
 
 /// `edge run`: the live loop and the consumers its flags ask for.
-fn run_live(args: RunArgs, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> {
+fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> {
     let model_path =
         args.model.clone().ok_or_else(|| UsageError("edge run needs --model (or `model = ...` in the --config file)".into()))?;
     let http = args.http.map(|listen| HttpOptions {
@@ -249,6 +251,12 @@ fn run_live(args: RunArgs, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> 
             trusted: trusted.cloned(),
             unknown_threshold: args.refusal.unknown_threshold,
             min_confidence: args.refusal.min_confidence,
+            trial: Trial {
+                exe: std::env::current_exe()?,
+                threads,
+                memory: args.check_memory,
+                timeout: Duration::from_secs_f32(args.check_timeout),
+            },
         },
         running,
     )?;

@@ -56,3 +56,18 @@ pub fn run(model: &EdgeModel) -> anyhow::Result<SelftestReport> {
     let passed = checks.iter().all(|c| c.passed);
     Ok(SelftestReport { checks, max_abs_diff, tolerance, passed })
 }
+
+impl SelftestReport {
+    /// Why a bundle whose self-check failed is refused (a live swap, a trial), in one line.
+    pub fn refusal(&self) -> String {
+        let failed: Vec<&str> = self.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
+        format!(
+            "self-check failed on this device: {} of {} images (max |diff| {:.2e}, tolerance {}): {}",
+            failed.len(),
+            self.checks.len(),
+            self.max_abs_diff,
+            self.tolerance,
+            failed.join(", ")
+        )
+    }
+}

@@ -1,7 +1,8 @@
 //! Taking a new model without stopping. A new bundle comes from the model path (changed on disk,
 //! seen within `WATCH_EVERY`, or on SIGHUP) or from an upload (`POST /api/model`). A worker
-//! thread, never the loop, checks it: integrity, the signature when `--trusted-keys` is set, and
-//! the bundle's self-check images on this device. Only a model that passes goes to the loop,
+//! thread, never the loop, checks it: integrity, the signature when `--trusted-keys` is set (a
+//! trial in a child process when it is not: [`crate::trial`]), and the bundle's self-check
+//! images on this device. Only a model that passes goes to the loop,
 //! which takes it between two frames; anything else is refused, logged, and the running model
 //! stays. An accepted upload replaces the file at the model path (atomically), so a restart
 //! runs it too.
@@ -50,6 +51,9 @@ pub struct SwapOptions {
     /// `--unknown-threshold` and `--min-confidence`, applied to every new model as to the first.
     pub unknown_threshold: Option<f32>,
     pub min_confidence: f32,
+    /// How a bundle is tried in a child process before it is loaded here, when no trusted keys
+    /// vouch for it.
+    pub trial: crate::trial::Trial,
 }
 
 /// The running worker and watcher: `requests` for uploads, `swaps` for the loop.
@@ -182,20 +186,17 @@ fn check(bytes: &[u8], path: &Path, options: &SwapOptions) -> Result<Candidate, 
         .unwrap_or_else(|_| Err("checking it panicked (the panic is printed on standard error)".into()))
 }
 
-/// Integrity, signature (with trusted keys), then the self-check images run here.
+/// Integrity, signature (with trusted keys), the trial in a child process (without), then the
+/// self-check images run here.
 fn check_bundle(bytes: &[u8], path: &Path, options: &SwapOptions) -> Result<Candidate, String> {
+    // Without trusted keys any bundle may be crafted: it is tried in a child process first.
+    if options.trusted.is_none() {
+        options.trial.run(bytes, &path.display().to_string())?;
+    }
     let model = EdgeModel::from_bytes(bytes, path, options.trusted.as_ref()).map_err(|e| format!("{e:#}"))?;
     let report = crate::selftest::run(&model).map_err(|e| format!("self-check: {e:#}"))?;
     if !report.passed {
-        let failed: Vec<&str> = report.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect();
-        return Err(format!(
-            "self-check failed on this device: {} of {} images (max |diff| {:.2e}, tolerance {}): {}",
-            failed.len(),
-            report.checks.len(),
-            report.max_abs_diff,
-            report.tolerance,
-            failed.join(", ")
-        ));
+        return Err(report.refusal());
     }
     let thresholds = Thresholds::for_model(&model.manifest, options.unknown_threshold, options.min_confidence);
     let info = model.info(options.trusted.is_some());

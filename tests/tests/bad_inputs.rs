@@ -218,7 +218,100 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ints: values,
         ..Default::default()
     };
+    let floats = |name: &str, dims: Vec<i64>, value: f32| pb::TensorProto {
+        name: name.into(),
+        data_type: pb::tensor_proto::DataType::Float as i32,
+        float_data: vec![value; dims.iter().product::<i64>() as usize],
+        dims,
+        ..Default::default()
+    };
+    let node = |op: &str, inputs: &[&str], output: &str| pb::NodeProto {
+        op_type: op.into(),
+        name: output.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        ..Default::default()
+    };
+    // Keeps `tensor` live: the open-set score plus 1e-30 times its largest value.
+    let into_the_score = |g: &mut pb::GraphProto, tensor: &str| {
+        let output = g.output[1].name.clone();
+        g.node.iter_mut().find(|n| n.output.contains(&output)).unwrap().output = vec!["score_before".into()];
+        g.initializer.push(floats("tiny", vec![], 1e-30));
+        let mut largest = node("ReduceMax", &[tensor], "largest");
+        largest.attribute.push(pb::AttributeProto {
+            name: "keepdims".into(),
+            r#type: pb::attribute_proto::AttributeType::Int as i32,
+            i: 0,
+            ..Default::default()
+        });
+        g.node.extend([
+            largest,
+            node("Mul", &["largest", "tiny"], "scaled_largest"),
+            node("Add", &["score_before", "scaled_largest"], &output),
+        ]);
+    };
+    let image_as_float =
+        |g: &pb::GraphProto| g.node.iter().find(|n| n.op_type == "Cast").expect("the graph casts the image").output[0].clone();
     vec![
+        // The trainer's own operators, asking for what would abort the process (no panic to
+        // catch) or take its memory or time: a Conv padded by a million (32 TB while planning)...
+        (
+            "graph_conv_pads_1e6.bundle",
+            altered(&|g| {
+                let conv = g.node.iter_mut().find(|n| n.op_type == "Conv").expect("the trunk has convolutions");
+                conv.attribute.retain(|a| a.name != "pads");
+                conv.attribute.push(ints("pads", vec![1_000_000; 4]));
+            }),
+        ),
+        // ... a Transpose with a repeated axis (tract asked for 24 GB while typing it) ...
+        (
+            "graph_transpose_repeated_axis.bundle",
+            altered(&|g| {
+                let transpose = g.node.iter_mut().find(|n| n.op_type == "Transpose").expect("the graph transposes the image");
+                transpose.attribute.retain(|a| a.name != "perm");
+                transpose.attribute.push(ints("perm", vec![0, 0, 1, 2]));
+            }),
+        ),
+        // ... two 120 KB constant vectors multiplied into a 3.6 GB matrix while loading ...
+        (
+            "graph_constant_outer_product.bundle",
+            altered(&|g| {
+                g.initializer.extend([floats("column", vec![30_000, 1], 1.0), floats("row", vec![1, 30_000], 1.0)]);
+                g.node.push(node("MatMul", &["column", "row"], "outer"));
+                into_the_score(g, "outer");
+            }),
+        ),
+        // ... the image broadcast against 20 000 copies on every frame (1 GB) ...
+        (
+            "graph_broadcast_1gb.bundle",
+            altered(&|g| {
+                let image = image_as_float(g);
+                g.initializer.push(floats("copies", vec![20_000, 1, 1, 1], 1.0));
+                g.node.push(node("Mul", &[&image, "copies"], "broadcast"));
+                into_the_score(g, "broadcast");
+            }),
+        ),
+        // ... and 1000 products with one shared 1 MB matrix (6 G multiply-adds, a minute a frame
+        // on a board).
+        (
+            "graph_matmul_chain.bundle",
+            altered(&|g| {
+                let image = image_as_float(g);
+                g.initializer.push(pb::TensorProto {
+                    name: "rows".into(),
+                    data_type: pb::tensor_proto::DataType::Int64 as i32,
+                    dims: vec![2],
+                    int64_data: vec![-1, 512],
+                    ..Default::default()
+                });
+                g.initializer.push(floats("square", vec![512, 512], 1e-3));
+                g.node.push(node("Reshape", &[&image, "rows"], "chain_0"));
+                for i in 0..1000 {
+                    g.node.push(node("MatMul", &[&format!("chain_{i}"), "square"], &format!("chain_{}", i + 1)));
+                }
+                into_the_score(g, "chain_1000");
+            }),
+        ),
         // The manifest promises an open-set score; without it the box would never say `unknown`.
         ("graph_without_score.bundle", altered(&|g| g.output.truncate(1))),
         // tract divides by the stride while typing the graph: a panic, before.
