@@ -110,9 +110,8 @@ pub fn write_random_bundle(
         .iter()
         .map(|f| crate::openset::descriptor(&f.block4_pooled, &f.map, dims))
         .collect();
-    let references: Vec<Vec<f32>> = pooled[..k].to_vec();
-    let normalized: Vec<Vec<f32>> = references.iter().map(|r| crate::openset::normalized(r)).collect();
-    let scores: Vec<f32> = pooled.iter().map(|f| crate::openset::score(f, &normalized)).collect();
+    let references: Vec<Vec<f32>> = pooled[..k].iter().map(|r| crate::openset::normalized(r)).collect();
+    let scores: Vec<f32> = pooled.iter().map(|f| crate::openset::score(f, &references)).collect();
     let threshold = crate::openset::threshold(&scores, 1.0);
     let input = crate::export::ExportInput {
         signing_key: None,

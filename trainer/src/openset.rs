@@ -103,6 +103,11 @@ impl Bank {
         threshold(&held_out_scores(&self.clean, &self.normalized, &self.groups), acceptance)
     }
 
+    /// The references as the exported graph stores them ([`normalized`]).
+    pub fn into_normalized(self) -> Vec<Vec<f32>> {
+        self.normalized
+    }
+
     /// Photo `k`'s clean view scored against the whole bank, as the exported graph scores it.
     pub fn score_of_photo(&self, k: usize) -> f32 {
         score(&self.references[self.clean[k]], &self.normalized)

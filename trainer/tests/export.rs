@@ -75,9 +75,8 @@ fn open_set(m: &Model, images: &[RgbImage]) -> trainer::export::OpenSetExport {
         .iter()
         .map(|f| trainer::openset::descriptor(&f.block4_pooled, &f.map, dims))
         .collect();
-    let references = pooled[..2].to_vec();
-    let normalized: Vec<Vec<f32>> = references.iter().map(|r| trainer::openset::normalized(r)).collect();
-    let expected = pooled.iter().map(|f| trainer::openset::score(f, &normalized)).collect();
+    let references: Vec<Vec<f32>> = pooled[..2].iter().map(|r| trainer::openset::normalized(r)).collect();
+    let expected = pooled.iter().map(|f| trainer::openset::score(f, &references)).collect();
     trainer::export::OpenSetExport { references, threshold: 0.5, target_acceptance: 0.975, expected }
 }
 

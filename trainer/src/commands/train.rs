@@ -172,7 +172,7 @@ fn open_set(p: &Prepared, best: &crate::model::weights::ModelWeights) -> anyhow:
         bank.photos(),
         openset::TARGET_ACCEPTANCE * 100.0
     );
-    let references = bank.references;
+    let references = bank.into_normalized();
     Ok(Some(crate::export::OpenSetExport { references, threshold, target_acceptance: openset::TARGET_ACCEPTANCE, expected }))
 }
 

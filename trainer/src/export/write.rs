@@ -45,7 +45,8 @@ pub struct ExportInput<'a> {
 
 /// What the export needs for the `unknown_score` output.
 pub struct OpenSetExport {
-    /// Open-set descriptors of the training images (the graph stores them normalized).
+    /// Open-set descriptors of the training images, [`crate::openset::normalized`] as the graph
+    /// stores them.
     pub references: Vec<Vec<f32>>,
     pub threshold: f32,
     pub target_acceptance: f32,
@@ -100,11 +101,13 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
             Some(quantize::quantize(&equalized, &ranges))
         }
     };
-    let references: Option<Vec<Vec<f32>>> =
-        input.open_set.as_ref().map(|o| o.references.iter().map(|r| crate::openset::normalized(r)).collect());
     let build = |manifest: &Manifest| {
         let trunk = int8.as_ref().map_or(Trunk::F32(&input.trunk), Trunk::Int8);
-        let outputs = graph::Outputs { head_kind: input.head_kind, head: &input.head, open_set_references: references.as_deref() };
+        let outputs = graph::Outputs {
+            head_kind: input.head_kind,
+            head: &input.head,
+            open_set_references: input.open_set.as_ref().map(|o| o.references.as_slice()),
+        };
         graph::classifier(trunk, outputs, &input.normalization, size, metadata(manifest)).encode_to_vec()
     };
     // Gate on the graph as it will be written; only the parity figures in its metadata change.
