@@ -160,16 +160,16 @@ pub struct RunArgs {
     #[arg(long, default_value = "unknown,unsure", value_parser = crate::consumers::frame_saver::parse_save_when)]
     pub save_when: crate::consumers::frame_saver::SaveRules,
     /// The most --save-frames may hold (e.g. 500MB, 2GB); the oldest files go first.
-    #[arg(long, default_value = "1GB", value_parser = crate::consumers::frame_saver::parse_size)]
+    #[arg(long, default_value = "1GB", value_parser = shared::args::size)]
     pub save_cap: u64,
     /// Without --trusted-keys, a new bundle (a changed model file or an upload) is first loaded
     /// and self-checked in a child process with this much address space (e.g. 2GB), so that one
     /// crafted to ask for too much memory cannot take the box down with it.
-    #[arg(long, default_value = "4GB", value_parser = crate::consumers::frame_saver::parse_size)]
+    #[arg(long, default_value = "4GB", value_parser = shared::args::size)]
     pub check_memory: u64,
     /// The most seconds that trial (see --check-memory) may take; a bundle that takes longer is
     /// refused.
-    #[arg(long, default_value_t = 300.0, value_parser = shared::args::seconds)]
+    #[arg(long, default_value_t = 120.0, value_parser = shared::args::seconds)]
     pub check_timeout: f32,
     /// Seconds between status lines on standard error.
     #[arg(long, default_value_t = 5.0, value_parser = shared::args::seconds)]

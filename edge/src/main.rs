@@ -229,11 +229,14 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
 fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> {
     let model_path =
         args.model.clone().ok_or_else(|| UsageError("edge run needs --model (or `model = ...` in the --config file)".into()))?;
+    let trial =
+        Trial { exe: trial::own_binary()?, threads, memory: args.check_memory, timeout: Duration::from_secs_f32(args.check_timeout) };
     let http = args.http.map(|listen| HttpOptions {
         listen,
         token: args.http_token.clone(),
         max_clients: usize::from(args.http_max_clients),
         stale_after: Duration::from_secs_f32(args.stale_after),
+        upload_wait: trial.upload_wait(),
     });
     if let Some(http) = &http {
         http.check()?;
@@ -251,12 +254,7 @@ fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> any
             trusted: trusted.cloned(),
             unknown_threshold: args.refusal.unknown_threshold,
             min_confidence: args.refusal.min_confidence,
-            trial: Trial {
-                exe: std::env::current_exe()?,
-                threads,
-                memory: args.check_memory,
-                timeout: Duration::from_secs_f32(args.check_timeout),
-            },
+            trial,
         },
         running,
     )?;

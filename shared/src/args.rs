@@ -39,6 +39,24 @@ pub fn resolution(s: &str) -> Result<(u32, u32), String> {
         .ok_or_else(|| format!("'{s}': expected WIDTHxHEIGHT with sides 1-16384, e.g. 640x480"))
 }
 
+/// A size such as `500MB`, `2GB`, `800k` or plain bytes, in binary units (`2GB` is 2 GiB), at
+/// least 1 MB (`--save-cap`, `--check-memory`).
+pub fn size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let digits = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: f64 = number.parse().map_err(|_| format!("'{s}': expected a size like 500MB or 2GB"))?;
+    let scale = match unit.trim().trim_end_matches("ib").trim_end_matches('b') {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("'{s}': unknown unit (use k, MB or GB)")),
+    };
+    let bytes = number * scale;
+    (bytes.is_finite() && bytes >= 1024.0 * 1024.0).then_some(bytes as u64).ok_or_else(|| format!("'{s}': at least 1MB"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +85,14 @@ mod tests {
             let err = resolution(bad).unwrap_err();
             assert!(err.contains(bad), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn sizes_parse_in_binary_units_and_bad_ones_are_named() {
+        assert_eq!(size("500MB"), Ok(500 << 20));
+        assert_eq!(size("2gb"), Ok(2 << 30));
+        assert_eq!(size("1.5M"), Ok(3 << 19));
+        assert!(size("10k").is_err(), "under 1MB");
+        assert!(size("5 parsecs").is_err());
     }
 }

@@ -49,23 +49,6 @@ pub fn parse_save_when(s: &str) -> Result<SaveRules, String> {
         .map(SaveRules)
 }
 
-/// A size such as `500MB`, `2GB`, `800k` or plain bytes (clap value parser).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let digits = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
-    let (number, unit) = t.split_at(digits);
-    let number: f64 = number.parse().map_err(|_| format!("'{s}': expected a size like 500MB or 2GB"))?;
-    let scale = match unit.trim().trim_end_matches("ib").trim_end_matches('b') {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(format!("'{s}': unknown unit (use k, MB or GB)")),
-    };
-    let bytes = number * scale;
-    (bytes.is_finite() && bytes >= 1024.0 * 1024.0).then_some(bytes as u64).ok_or_else(|| format!("'{s}': at least 1MB"))
-}
-
 /// The JSON beside each saved JPEG.
 #[derive(Serialize)]
 struct Sidecar<'a> {
@@ -279,14 +262,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rules_and_sizes_parse_and_bad_ones_are_named() {
+    fn rules_parse_and_bad_ones_are_named() {
         assert_eq!(parse_save_when("unknown, change,every:10").unwrap().0, vec![SaveWhen::Unknown, SaveWhen::Change, SaveWhen::Every(10)]);
         assert!(parse_save_when("every:0").unwrap_err().contains("every:N"));
         assert!(parse_save_when("sometimes").unwrap_err().contains("'sometimes'"));
-        assert_eq!(parse_size("500MB"), Ok(500 << 20));
-        assert_eq!(parse_size("2gb"), Ok(2 << 30));
-        assert_eq!(parse_size("1.5M"), Ok(3 << 19));
-        assert!(parse_size("10k").is_err(), "under 1MB");
-        assert!(parse_size("5 parsecs").is_err());
     }
 }

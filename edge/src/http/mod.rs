@@ -37,9 +37,6 @@ use crate::swap;
 use crate::usage::UsageError;
 use state::{Feed, Health, Shared};
 
-/// How long an upload waits for its check (loading and self-checking a VGG16 on a Pi takes seconds).
-const UPLOAD_CHECK_LIMIT: Duration = Duration::from_secs(300);
-
 /// How long an upload's body may take to arrive (256 MiB at under 1 MB/s still fits).
 const UPLOAD_READ_LIMIT: Duration = Duration::from_secs(300);
 
@@ -48,6 +45,9 @@ pub struct HttpOptions {
     pub token: Option<String>,
     pub max_clients: usize,
     pub stale_after: Duration,
+    /// How long an upload waits for its check (`Trial::upload_wait`: the trial in a child, then
+    /// the load and self-check here; a VGG16 on a Pi takes seconds to a minute).
+    pub upload_wait: Duration,
 }
 
 /// The running server; dropping it stops it.
@@ -87,7 +87,7 @@ pub fn start(
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
     let uploads = uploads.filter(|_| options.token.is_some());
-    let shared = Arc::new(Shared::new(model, source, options.stale_after, options.max_clients, uploads));
+    let shared = Arc::new(Shared::new(model, source, &options, uploads));
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).max_blocking_threads(2).thread_name("http").enable_all().build()?;
     let app = router(Arc::clone(&shared), options.token);
@@ -232,7 +232,7 @@ async fn upload(State(shared): State<Arc<Shared>>, request: Request) -> Response
     if uploads.send(swap::Request::Upload { bytes: Vec::from(body), reply, slot }).is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "the box is stopping\n").into_response();
     }
-    let outcome = tokio::task::spawn_blocking(move || answer.recv_timeout(UPLOAD_CHECK_LIMIT)).await;
+    let outcome = tokio::task::spawn_blocking(move || answer.recv_timeout(shared.upload_wait)).await;
     match outcome {
         Ok(Ok(Ok(info))) => axum::Json(serde_json::json!({ "swapped": info })).into_response(),
         Ok(Ok(Err(why))) => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(serde_json::json!({ "error": why }))).into_response(),
@@ -264,7 +264,13 @@ mod tests {
     use super::*;
 
     fn options(listen: &str, token: Option<&str>) -> HttpOptions {
-        HttpOptions { listen: listen.parse().unwrap(), token: token.map(Into::into), max_clients: 2, stale_after: Duration::from_secs(5) }
+        HttpOptions {
+            listen: listen.parse().unwrap(),
+            token: token.map(Into::into),
+            max_clients: 2,
+            stale_after: Duration::from_secs(5),
+            upload_wait: Duration::from_secs(60),
+        }
     }
 
     #[test]

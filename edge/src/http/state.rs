@@ -104,19 +104,21 @@ pub struct Shared {
     pub stream_clients: AtomicUsize,
     /// Where uploaded bundles go (`POST /api/model`); `None`: uploads refused.
     pub uploads: Option<Sender<Request>>,
+    /// How long an upload waits for its check ([`super::HttpOptions::upload_wait`]).
+    pub upload_wait: Duration,
     /// Held while an upload is read and checked (the swapper drops it after the check): one at
     /// a time, since each may be 256 MiB.
     pub upload_slot: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Shared {
-    pub fn new(model: ModelInfo, source: String, stale_after: Duration, max_clients: usize, uploads: Option<Sender<Request>>) -> Self {
+    pub fn new(model: ModelInfo, source: String, options: &super::HttpOptions, uploads: Option<Sender<Request>>) -> Self {
         let metrics = Mutex::new(Metrics::new(&model));
         Self {
             model: Mutex::new(model),
             source,
-            stale_after,
-            max_clients,
+            stale_after: options.stale_after,
+            max_clients: options.max_clients,
             started: Instant::now(),
             view: Mutex::default(),
             metrics,
@@ -124,6 +126,7 @@ impl Shared {
             jpegs: watch::Sender::new(None),
             stream_clients: AtomicUsize::new(0),
             uploads,
+            upload_wait: options.upload_wait,
             upload_slot: Arc::default(),
         }
     }

@@ -12,12 +12,14 @@
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::Cost;
+use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool, PoolSpec};
 use tract_onnx::tract_core::ops::konst::Const;
 
-/// The most nodes a graph may have. The trainer's graphs have tens to a few hundred (the int8
-/// trunk adds its quantize nodes); tract's optimizer takes time quadratic in a chain's length
-/// (20 000 nodes took over a minute), which a crafted bundle would spend of a box's start or swap.
-pub const MAX_NODES: usize = 5_000;
+/// The most nodes a graph may have: about four times the trainer's (45 to 57, float, int8 and
+/// slim). tract's optimizer takes time more than quadratic in a chain's length (1 000 max pools
+/// took 45 s and 660 MB, 20 000 identities over a minute), which a crafted bundle would spend of
+/// a box's start or swap.
+pub const MAX_NODES: usize = 256;
 
 /// The ONNX operators a graph may use: those the trainer's graph builder writes
 /// (`trainer/src/export/graph.rs`, float, int8 and slim alike; every export's parity gate loads its
@@ -51,15 +53,29 @@ pub const ONNX_OPERATORS: &[&str] = &[
     "Transpose",
 ];
 
-/// The largest kernel side, stride, dilation and padding of a convolution or pool. The trainer
-/// writes 3x3 convolutions padded by 1 and 2x2 pools of stride 2; a padding of a million made
-/// tract ask for 32 TB while planning.
-pub const MAX_WINDOW: i64 = 16;
+/// The window attributes a convolution or pool may have, each value within its range: those the
+/// trainer writes (3x3 convolutions padded by 1, 2x2 pools of stride 2). A padding of a million
+/// made tract ask for 32 TB while planning, a 16x16 kernel for 11 GB.
+pub const WINDOW_ATTRIBUTES: &[(&str, std::ops::RangeInclusive<i64>)] =
+    &[("kernel_shape", 1..=3), ("strides", 1..=2), ("dilations", 1..=1), ("pads", 0..=1)];
 
 /// The most bytes any computed tensor may take, per pixel of the input square: four times the
 /// trainer's largest (VGG16's first block, 64 float channels at full size: 256 bytes a pixel). At
 /// 224 pixels that is 51 MB; at the largest input (1024) 1 GiB.
 pub const TENSOR_BYTES_PER_PIXEL: u64 = 1024;
+
+/// The most bytes all computed tensors of a frame may take together, per pixel of the input:
+/// four times the trainer's (VGG16 and its head, 224 or 112 pixels: 2 335 bytes a pixel), which
+/// bounds the element-wise work of a frame as [`MACS_PER_PIXEL`] bounds the products. 471 MB at
+/// 224.
+pub const ALL_TENSORS_BYTES_PER_PIXEL: u64 = 9_400;
+
+/// The most bytes a convolution may unfold its input into (tract lays each output position's
+/// window out in a row: input channels x kernel area x positions), per pixel of the input: twice
+/// the trainer's largest (VGG16's second convolution, 64 float channels x 3 x 3 at full size:
+/// 2 304 bytes a pixel). 231 MB at 224. A kernel's size comes from its weights too, so this is
+/// checked on the typed graph, not on the attributes alone.
+pub const UNFOLD_BYTES_PER_PIXEL: u64 = 4_608;
 
 /// The most multiply-adds per frame, per pixel of the input square: twice VGG16's conv trunk
 /// (15.4 G at 224: 306 000 a pixel) ...
@@ -96,38 +112,37 @@ pub(super) fn check_proto(graph: &pb::GraphProto) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A window attribute within [`MAX_WINDOW`]; a permutation that is one.
+/// A window attribute within [`WINDOW_ATTRIBUTES`]; a permutation that is one.
 fn check_attribute(attribute: &pb::AttributeProto) -> Result<(), String> {
     let values = &attribute.ints;
-    let least = match attribute.name.as_str() {
-        "pads" => 0,
-        "kernel_shape" | "strides" | "dilations" => 1,
-        "perm" => {
-            let mut sorted = values.clone();
-            sorted.sort_unstable();
-            return if sorted.iter().copied().eq(0..values.len() as i64) {
-                Ok(())
-            } else {
-                Err(format!("perm {values:?} is not a permutation of the axes"))
-            };
-        }
-        _ => return Ok(()),
-    };
-    match values.iter().find(|v| !(least..=MAX_WINDOW).contains(*v)) {
-        Some(v) => Err(format!("{} of {v} (the trainer's graphs stay within {least}-{MAX_WINDOW})", attribute.name)),
+    if attribute.name == "perm" {
+        let mut sorted = values.clone();
+        sorted.sort_unstable();
+        return if sorted.iter().copied().eq(0..values.len() as i64) {
+            Ok(())
+        } else {
+            Err(format!("perm {values:?} is not a permutation of the axes"))
+        };
+    }
+    let Some((name, range)) = WINDOW_ATTRIBUTES.iter().find(|(name, _)| *name == attribute.name) else { return Ok(()) };
+    match values.iter().find(|v| !range.contains(v)) {
+        Some(v) => Err(format!("{name} of {v} (the trainer's graphs stay within {}-{})", range.start(), range.end())),
         None => Ok(()),
     }
 }
 
 /// Step 2 (see the module): on the typed graph for a `side`-pixel square, before it is optimized
-/// or run, every computed tensor within [`TENSOR_BYTES_PER_PIXEL`] and the frame within
-/// [`MACS_PER_PIXEL`] and [`MACS_BESIDE_THE_TRUNK`]. Constants are left out: they are the
-/// bundle's own bytes, already read.
+/// or run: each computed tensor, all of them together, each convolution's unfolded input and the
+/// multiply-adds of a frame, within the bounds above (per pixel of the input). Constants are
+/// left out: they are the bundle's own bytes, already read.
 pub(super) fn check_typed(model: &TypedModel, side: usize) -> anyhow::Result<()> {
     let pixels = (side * side) as u64;
-    let max_bytes = TENSOR_BYTES_PER_PIXEL * pixels;
-    let max_macs = MACS_PER_PIXEL * pixels + MACS_BESIDE_THE_TRUNK;
-    let mut macs = 0u64;
+    let at_most = |what: &str, value: u64, per_pixel: u64| -> anyhow::Result<()> {
+        let bound = per_pixel * pixels;
+        anyhow::ensure!(value <= bound, "{what} of {} (at most {} for a {side}-pixel input)", megabytes(value), megabytes(bound));
+        Ok(())
+    };
+    let (mut all_bytes, mut macs) = (0u64, 0u64);
     for node in model.nodes() {
         if node.op_is::<Const>() {
             continue;
@@ -137,22 +152,38 @@ pub(super) fn check_typed(model: &TypedModel, side: usize) -> anyhow::Result<()>
             let fact = &output.fact;
             let shape =
                 fact.shape.as_concrete().ok_or_else(|| anyhow::anyhow!("{name} has an output of no fixed shape ({:?})", fact.shape))?;
-            let bytes = shape.iter().fold(fact.datum_type.size_of() as u64, |product, &d| product.saturating_mul(d as u64));
-            anyhow::ensure!(
-                bytes <= max_bytes,
-                "{name} would make a tensor {shape:?} of {} (at most {} for a {side}-pixel input)",
-                megabytes(bytes),
-                megabytes(max_bytes)
-            );
+            let bytes = volume(shape).saturating_mul(fact.datum_type.size_of() as u64);
+            at_most(&format!("{name} would make a tensor {shape:?}"), bytes, TENSOR_BYTES_PER_PIXEL)?;
+            all_bytes = all_bytes.saturating_add(bytes);
+        }
+        let pool_spec = node.op_as::<Conv>().map(|conv| &conv.pool_spec).or_else(|| node.op_as::<MaxPool>().map(|pool| &pool.pool_spec));
+        if let Some(spec) = pool_spec {
+            let input = model.outlet_fact(node.inputs[0])?;
+            at_most(&format!("{name} would pad its input into a tensor"), padded_bytes(spec, input)?, TENSOR_BYTES_PER_PIXEL)?;
+        }
+        if let Some(conv) = node.op_as::<Conv>() {
+            let window = (conv.input_channels() / conv.group.max(1)) as u64 * volume(&conv.pool_spec.kernel_shape);
+            let output = node.outputs[0].fact.shape.as_concrete().map_or(u64::MAX, volume);
+            let positions = output / conv.output_channels().max(1) as u64;
+            let element = model.outlet_fact(node.inputs[0])?.datum_type.size_of() as u64;
+            let unfolded = window.saturating_mul(positions).saturating_mul(element);
+            at_most(
+                &format!("{name} would unfold its input ({window} values a position) into a buffer"),
+                unfolded,
+                UNFOLD_BYTES_PER_PIXEL,
+            )?;
         }
         let inputs = model.node_input_facts(node.id)?;
         for (cost, count) in node.op.cost(&inputs)? {
             if matches!(cost, Cost::FMA(_)) {
-                let count = count.to_i64().map_err(|_| anyhow::anyhow!("{name} has a cost of no fixed size ({count})"))?;
-                macs = macs.saturating_add(count.max(0) as u64);
+                let count = count.to_i64().ok().and_then(|c| u64::try_from(c).ok());
+                let count = count.ok_or_else(|| anyhow::anyhow!("{name} has a cost of no fixed size"))?;
+                macs = macs.saturating_add(count);
             }
         }
     }
+    at_most("the graph's tensors would add up to a total", all_bytes, ALL_TENSORS_BYTES_PER_PIXEL)?;
+    let max_macs = MACS_PER_PIXEL * pixels + MACS_BESIDE_THE_TRUNK;
     anyhow::ensure!(
         macs <= max_macs,
         "the graph asks {:.1} G multiply-adds a frame (at most {:.1} G for a {side}-pixel input: twice VGG16's trunk)",
@@ -160,6 +191,21 @@ pub(super) fn check_typed(model: &TypedModel, side: usize) -> anyhow::Result<()>
         max_macs as f64 / 1e9
     );
     Ok(())
+}
+
+/// The bytes of a convolution's or pool's input once padded (tract pads it before some
+/// convolutions: a 1x1 kernel padded by 16 around a million channels asked for 4.5 GB).
+fn padded_bytes(spec: &PoolSpec, input: &TypedFact) -> anyhow::Result<u64> {
+    let shape = input.shape.as_concrete().ok_or_else(|| anyhow::anyhow!("an input of no fixed shape ({:?})", input.shape))?;
+    let data = spec.data_format.shape(shape.to_vec())?;
+    let hw = data.hw_dims();
+    let padded: u64 = spec.computed_padding(hw).iter().zip(hw).map(|(p, &d)| (d + p.pad_before + p.pad_after) as u64).product();
+    Ok((volume(shape) / volume(hw).max(1)).saturating_mul(padded).saturating_mul(input.datum_type.size_of() as u64))
+}
+
+/// The number of values of a shape, saturating.
+fn volume(shape: &[usize]) -> u64 {
+    shape.iter().fold(1u64, |product, &d| product.saturating_mul(d as u64))
 }
 
 fn megabytes(bytes: u64) -> String {
@@ -198,7 +244,7 @@ mod tests {
             assert!(e.contains(op) && e.contains("no graph this trainer writes"), "{e}");
         }
         let e = check_proto(&graph(vec![node("Relu", "", &["x"]); MAX_NODES + 1])).unwrap_err().to_string();
-        assert!(e.contains("5001 nodes"), "{e}");
+        assert!(e.contains("257 nodes"), "{e}");
     }
 
     #[test]
@@ -213,14 +259,15 @@ mod tests {
     #[test]
     fn windows_stay_small_and_permutations_are_permutations() {
         let conv = || node("Conv", "", &["x", "w"]);
-        let good = with(with(with(conv(), "pads", vec![1; 4]), "kernel_shape", vec![3, 3]), "strides", vec![1, 1]);
+        let good = with(with(with(conv(), "pads", vec![1; 4]), "kernel_shape", vec![3, 3]), "strides", vec![2, 2]);
         assert!(check_proto(&graph(vec![good, with(node("Transpose", "", &["x"]), "perm", vec![0, 3, 1, 2])])).is_ok());
         for (attribute, ints, said) in [
             ("pads", vec![1_000_000; 4], "pads of 1000000"),
             ("pads", vec![-1; 4], "pads of -1"),
             ("strides", vec![0, 0], "strides of 0"),
-            ("dilations", vec![1, 17], "dilations of 17"),
-            ("kernel_shape", vec![99, 3], "kernel_shape of 99"),
+            ("strides", vec![3, 3], "strides of 3"),
+            ("dilations", vec![1, 2], "dilations of 2"),
+            ("kernel_shape", vec![16, 16], "kernel_shape of 16"),
         ] {
             let e = check_proto(&graph(vec![with(conv(), attribute, ints)])).unwrap_err().to_string();
             assert!(e.contains(said) && e.contains("a Conv:"), "{e}");
