@@ -211,6 +211,10 @@ const HOSTILE_GRAPH_REASONS: &[(&str, &str)] = &[
     ("graph_conv_unfolds_huge.bundle", "would unfold its input"),
     ("graph_conv_pads_its_input.bundle", "would pad its input"),
     ("graph_matmul_chain.bundle", "multiply-adds a frame"),
+    ("graph_conv_one_output_channel.bundle", "once packed for tract's kernels"),
+    ("graph_cast_to_f16.bundle", "a cast to element type 10"),
+    ("graph_concat_30000_inputs.bundle", "30000 inputs"),
+    ("graph_packed_constant.bundle", "not stored as raw bytes"),
     ("graph_long_chain.bundle", "nodes (at most 256)"),
 ];
 
@@ -231,11 +235,19 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ints: values,
         ..Default::default()
     };
+    // Constants as the trainer writes them: raw little-endian bytes.
     let floats = |name: &str, dims: Vec<i64>, value: f32| pb::TensorProto {
         name: name.into(),
         data_type: pb::tensor_proto::DataType::Float as i32,
-        float_data: vec![value; dims.iter().product::<i64>() as usize],
+        raw_data: value.to_le_bytes().repeat(dims.iter().product::<i64>() as usize),
         dims,
+        ..Default::default()
+    };
+    let int64s = |name: &str, values: &[i64]| pb::TensorProto {
+        name: name.into(),
+        data_type: pb::tensor_proto::DataType::Int64 as i32,
+        dims: vec![values.len() as i64],
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ..Default::default()
     };
     let node = |op: &str, inputs: &[&str], output: &str| pb::NodeProto {
@@ -331,19 +343,61 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
                 into_the_score(g, "padded");
             }),
         ),
+        // ... one output channel over a window of a million values (tract packs the weights for
+        // its kernels 64 channels at a time: 4 MB of them took 80 MB) ...
+        (
+            "graph_conv_one_output_channel.bundle",
+            altered(&|g| {
+                let image = g.node.iter().find(|n| n.op_type == "Transpose").expect("the graph transposes the image").output[0].clone();
+                g.initializer.extend([floats("spread", vec![116_000, 3, 1, 1], 0.01), floats("narrow", vec![1, 116_000, 3, 3], 0.01)]);
+                g.node.push(node("GlobalAveragePool", &[&image], "pixel"));
+                g.node.push(node("Conv", &["pixel", "spread"], "channels"));
+                let mut narrow = node("Conv", &["channels", "narrow"], "narrowed");
+                narrow.attribute.push(ints("pads", vec![1; 4]));
+                g.node.push(narrow);
+                into_the_score(g, "narrowed");
+            }),
+        ),
+        // ... convolutions in half precision (135 times slower than in f32 for the same count of
+        // multiply-adds) ...
+        (
+            "graph_cast_to_f16.bundle",
+            altered(&|g| {
+                let cast = g.node.iter_mut().find(|n| n.op_type == "Cast").expect("the graph casts the image");
+                cast.attribute.iter_mut().find(|a| a.name == "to").expect("a cast says to what").i =
+                    pb::tensor_proto::DataType::Float16 as i64;
+            }),
+        ),
+        // ... a Concat of 30 000 inputs (32 s for tract to load) ...
+        (
+            "graph_concat_30000_inputs.bundle",
+            altered(&|g| {
+                let image = image_as_float(g);
+                g.node.push(node("Concat", &vec![image.as_str(); 30_000], "wide"));
+                into_the_score(g, "wide");
+            }),
+        ),
+        // ... a million int64 zeros written one by one (each a byte in the file and 8 three times
+        // over in memory) ...
+        (
+            "graph_packed_constant.bundle",
+            altered(&|g| {
+                g.initializer.push(pb::TensorProto {
+                    name: "zeros".into(),
+                    data_type: pb::tensor_proto::DataType::Int64 as i32,
+                    dims: vec![1_000_000],
+                    int64_data: vec![0; 1_000_000],
+                    ..Default::default()
+                });
+            }),
+        ),
         // ... and 150 products with one shared 16 MB matrix (3.8 G multiply-adds for a 64-pixel
         // input: a minute a frame on a board).
         (
             "graph_matmul_chain.bundle",
             altered(&|g| {
                 let image = image_as_float(g);
-                g.initializer.push(pb::TensorProto {
-                    name: "rows".into(),
-                    data_type: pb::tensor_proto::DataType::Int64 as i32,
-                    dims: vec![2],
-                    int64_data: vec![-1, 2048],
-                    ..Default::default()
-                });
+                g.initializer.push(int64s("rows", &[-1, 2048]));
                 g.initializer.push(floats("square", vec![2048, 2048], 1e-4));
                 g.node.push(node("Reshape", &[&image, "rows"], "chain_0"));
                 for i in 0..150 {
@@ -411,12 +465,7 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
             altered(&|g| {
                 let output = g.output[1].name.clone();
                 g.node.iter_mut().find(|n| n.output.contains(&output)).unwrap().output = vec!["raw_score".into()];
-                g.initializer.push(pb::TensorProto {
-                    name: "minus_1e30".into(),
-                    data_type: pb::tensor_proto::DataType::Float as i32,
-                    float_data: vec![-1e30],
-                    ..Default::default()
-                });
+                g.initializer.push(floats("minus_1e30", vec![], -1e30));
                 g.node.push(pb::NodeProto {
                     op_type: "Mul".into(),
                     name: "scaled".into(),
@@ -431,13 +480,7 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         (
             "graph_constant_of_shape.bundle",
             altered(&|g| {
-                g.initializer.push(pb::TensorProto {
-                    name: "shape".into(),
-                    data_type: pb::tensor_proto::DataType::Int64 as i32,
-                    dims: vec![1],
-                    int64_data: vec![400_000_000],
-                    ..Default::default()
-                });
+                g.initializer.push(int64s("shape", &[400_000_000]));
                 g.node.push(pb::NodeProto {
                     op_type: "ConstantOfShape".into(),
                     name: "big".into(),

@@ -8,7 +8,7 @@ use anyhow::Context;
 use image::RgbImage;
 use tract_onnx::prelude::*;
 
-mod limits;
+pub mod limits;
 pub use limits::{MAX_NODES, ONNX_OPERATORS};
 
 /// An ONNX graph planned by tract for one uint8 RGB square `[1, S, S, 3]` at a time.

@@ -1,0 +1,276 @@
+//! Step 1 of [`super`]: the protobuf, before tract reads more of it.
+
+use tract_onnx::pb;
+use tract_onnx::pb::tensor_proto::DataType;
+
+/// The most nodes a graph may have: about four times the trainer's (45 to 57, float, int8 and
+/// slim). tract's optimizer takes time more than quadratic in a chain's length (1 000 max pools
+/// took 45 s and 660 MB, 20 000 identities over a minute), which a crafted bundle would spend of
+/// a box's start or swap.
+pub const MAX_NODES: usize = 256;
+
+/// The ONNX operators a graph may use: those the trainer's graph builder writes
+/// (`trainer/src/export/graph.rs`, float, int8 and slim alike; every export's parity gate loads its
+/// graph through here, so a new operator there fails the trainer's tests until it is added). The
+/// operators a crafted graph would spend a box's memory or time with (Loop, Scan, If,
+/// ConstantOfShape, Expand, Tile, Pad, Resize, Range...) are not among them.
+pub const ONNX_OPERATORS: &[&str] = &[
+    "Add",
+    "Cast",
+    "Concat",
+    "Conv",
+    "DequantizeLinear",
+    "Div",
+    "Flatten",
+    "Gather",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "Identity",
+    "MatMul",
+    "MaxPool",
+    "Mul",
+    "QLinearConv",
+    "QuantizeLinear",
+    "ReduceL2",
+    "ReduceMax",
+    "Relu",
+    "Reshape",
+    "Softmax",
+    "Sub",
+    "Transpose",
+];
+
+/// The window attributes a convolution or pool may have, each value within its range: those the
+/// trainer writes (3x3 convolutions padded by 1, 2x2 pools of stride 2). A padding of a million
+/// made tract ask for 32 TB while planning, a 16x16 kernel for 11 GB.
+pub const WINDOW_ATTRIBUTES: &[(&str, std::ops::RangeInclusive<i64>)] =
+    &[("kernel_shape", 1..=3), ("strides", 1..=2), ("dilations", 1..=1), ("pads", 0..=1)];
+
+/// The element types a graph's constants and casts may have: those the trainer writes (float
+/// weights, int8 and uint8 quantized ones, int32 biases, int64 shapes and indices). An f16
+/// convolution ran 135 times slower than its f32 twin, for the same count of multiply-adds.
+pub const ELEMENT_TYPES: &[DataType] = &[DataType::Float, DataType::Uint8, DataType::Int8, DataType::Int32, DataType::Int64];
+
+/// The most inputs a node may take (QLinearConv's 9; the trainer's widest Concat takes 4): a
+/// Concat of 30 000 inputs took tract 32 s to load.
+pub const MAX_NODE_INPUTS: usize = 9;
+
+/// The most numbers an attribute may hold (the trainer's longest is a 4-value padding).
+pub const MAX_ATTRIBUTE_VALUES: usize = 8;
+
+/// Step 1 (see the module): refuses a graph beyond what the trainer writes before tract reads
+/// more of it than its protobuf.
+pub(in crate::runtime) fn check_proto(graph: &pb::GraphProto) -> anyhow::Result<()> {
+    anyhow::ensure!(graph.node.len() <= MAX_NODES, "the graph has {} nodes (at most {MAX_NODES})", graph.node.len());
+    anyhow::ensure!(graph.sparse_initializer.is_empty(), "the graph has sparse constants, which no graph this trainer writes has");
+    for constant in &graph.initializer {
+        check_initializer(constant).map_err(|why| anyhow::anyhow!("constant '{}': {why}", constant.name))?;
+    }
+    let constants: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    for (i, node) in graph.node.iter().enumerate() {
+        let name = if node.name.is_empty() { format!("node {i}") } else { format!("node {i} ('{}')", node.name) };
+        let op = &node.op_type;
+        anyhow::ensure!(
+            node.input.len() <= MAX_NODE_INPUTS && node.output.len() == 1,
+            "{name}, a {op}, has {} inputs and {} outputs (the trainer's nodes have at most {MAX_NODE_INPUTS}, and one)",
+            node.input.len(),
+            node.output.len()
+        );
+        let standard = node.domain.is_empty() || node.domain == "ai.onnx";
+        anyhow::ensure!(
+            standard && ONNX_OPERATORS.contains(&node.op_type.as_str()),
+            "{name} is a {}{} operator, which no graph this trainer writes has",
+            if standard { String::new() } else { format!("{}.", node.domain) },
+            node.op_type
+        );
+        // The trainer folds constants itself; tract would compute such a node while loading,
+        // whatever size it comes to (two 400 KB vectors multiply to 40 GB).
+        anyhow::ensure!(
+            !node.input.iter().all(|input| input.is_empty() || constants.contains(input.as_str())),
+            "{name}, a {op}, computes from constants only, which no graph this trainer writes does"
+        );
+        for attribute in &node.attribute {
+            check_attribute(attribute).map_err(|why| anyhow::anyhow!("{name}, a {op}: {why}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A constant as the trainer writes it: raw little-endian bytes of one of [`ELEMENT_TYPES`],
+/// exactly as many as its shape holds. Values written one by one (a packed int64 zero is one
+/// byte in the file and eight, three times over, in memory) and data kept outside are refused.
+fn check_initializer(constant: &pb::TensorProto) -> Result<(), String> {
+    let element = element_type(constant.data_type)?;
+    let spread = constant.float_data.len()
+        + constant.int32_data.len()
+        + constant.string_data.len()
+        + constant.int64_data.len()
+        + constant.double_data.len()
+        + constant.uint64_data.len();
+    let elsewhere = !constant.external_data.is_empty() || constant.data_location.is_some_and(|at| at != 0) || constant.segment.is_some();
+    if spread > 0 || elsewhere {
+        return Err("its values are not stored as raw bytes, as the trainer stores them".into());
+    }
+    let values = constant.dims.iter().try_fold(1u64, |product, &d| u64::try_from(d).ok().and_then(|d| product.checked_mul(d)));
+    let bytes = values.and_then(|v| v.checked_mul(element_size(element)));
+    if bytes != Some(constant.raw_data.len() as u64) {
+        return Err(format!("its {} bytes do not make its shape {:?} of {element:?}", constant.raw_data.len(), constant.dims));
+    }
+    Ok(())
+}
+
+/// One of [`ELEMENT_TYPES`], from its ONNX number.
+fn element_type(number: i32) -> Result<DataType, String> {
+    DataType::try_from(number)
+        .ok()
+        .filter(|t| ELEMENT_TYPES.contains(t))
+        .ok_or_else(|| format!("element type {number} is none of the trainer's ({ELEMENT_TYPES:?})"))
+}
+
+fn element_size(element: DataType) -> u64 {
+    match element {
+        DataType::Uint8 | DataType::Int8 => 1,
+        DataType::Int64 => 8,
+        _ => 4,
+    }
+}
+
+/// A window attribute within [`WINDOW_ATTRIBUTES`]; a permutation that is one; a cast to one of
+/// [`ELEMENT_TYPES`]; numbers and names only, and few of them.
+fn check_attribute(attribute: &pb::AttributeProto) -> Result<(), String> {
+    let holds_more = attribute.t.is_some()
+        || attribute.g.is_some()
+        || attribute.sparse_tensor.is_some()
+        || !attribute.tensors.is_empty()
+        || !attribute.graphs.is_empty()
+        || !attribute.sparse_tensors.is_empty()
+        || !attribute.strings.is_empty();
+    if holds_more || attribute.ints.len() + attribute.floats.len() > MAX_ATTRIBUTE_VALUES {
+        return Err(format!("attribute '{}' holds more than the trainer's attributes do", attribute.name));
+    }
+    if attribute.name == "to" {
+        return element_type(attribute.i as i32).map(|_| ()).map_err(|why| format!("a cast to {why}"));
+    }
+    let values = &attribute.ints;
+    if attribute.name == "perm" {
+        let mut sorted = values.clone();
+        sorted.sort_unstable();
+        return if sorted.iter().copied().eq(0..values.len() as i64) {
+            Ok(())
+        } else {
+            Err(format!("perm {values:?} is not a permutation of the axes"))
+        };
+    }
+    let Some((name, range)) = WINDOW_ATTRIBUTES.iter().find(|(name, _)| *name == attribute.name) else { return Ok(()) };
+    match values.iter().find(|v| !range.contains(v)) {
+        Some(v) => Err(format!("{name} of {v} (the trainer's graphs stay within {}-{})", range.start(), range.end())),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(op: &str, domain: &str, inputs: &[&str]) -> pb::NodeProto {
+        pb::NodeProto {
+            op_type: op.into(),
+            domain: domain.into(),
+            name: "n".into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec!["y".into()],
+            ..Default::default()
+        }
+    }
+
+    fn graph(nodes: Vec<pb::NodeProto>) -> pb::GraphProto {
+        let weight = pb::TensorProto {
+            name: "w".into(),
+            data_type: DataType::Float as i32,
+            dims: vec![1],
+            raw_data: vec![0; 4],
+            ..Default::default()
+        };
+        pb::GraphProto { node: nodes, initializer: vec![weight], ..Default::default() }
+    }
+
+    fn with(mut node: pb::NodeProto, name: &str, ints: Vec<i64>) -> pb::NodeProto {
+        node.attribute.push(pb::AttributeProto { name: name.into(), ints, ..Default::default() });
+        node
+    }
+
+    #[test]
+    fn only_the_trainers_operators_are_read() {
+        assert!(check_proto(&graph(vec![node("Conv", "", &["x", "w"]), node("Relu", "ai.onnx", &["y"])])).is_ok());
+        for (op, domain) in [("Loop", ""), ("ConstantOfShape", ""), ("Relu", "com.evil")] {
+            let e = check_proto(&graph(vec![node(op, domain, &["x"])])).unwrap_err().to_string();
+            assert!(e.contains(op) && e.contains("no graph this trainer writes"), "{e}");
+        }
+        let e = check_proto(&graph(vec![node("Relu", "", &["x"]); MAX_NODES + 1])).unwrap_err().to_string();
+        assert!(e.contains("257 nodes"), "{e}");
+    }
+
+    #[test]
+    fn nothing_is_computed_from_constants_alone() {
+        for inputs in [&["w", "w"][..], &["w", ""], &[]] {
+            let e = check_proto(&graph(vec![node("MatMul", "", inputs)])).unwrap_err().to_string();
+            assert!(e.contains("a MatMul, computes from constants only"), "{inputs:?}: {e}");
+        }
+        assert!(check_proto(&graph(vec![node("MatMul", "", &["x", "w"])])).is_ok());
+    }
+
+    #[test]
+    fn windows_stay_small_and_permutations_are_permutations() {
+        let conv = || node("Conv", "", &["x", "w"]);
+        let good = with(with(with(conv(), "pads", vec![1; 4]), "kernel_shape", vec![3, 3]), "strides", vec![2, 2]);
+        assert!(check_proto(&graph(vec![good, with(node("Transpose", "", &["x"]), "perm", vec![0, 3, 1, 2])])).is_ok());
+        for (attribute, ints, said) in [
+            ("pads", vec![1_000_000; 4], "pads of 1000000"),
+            ("pads", vec![-1; 4], "pads of -1"),
+            ("strides", vec![0, 0], "strides of 0"),
+            ("strides", vec![3, 3], "strides of 3"),
+            ("dilations", vec![1, 2], "dilations of 2"),
+            ("kernel_shape", vec![16, 16], "kernel_shape of 16"),
+        ] {
+            let e = check_proto(&graph(vec![with(conv(), attribute, ints)])).unwrap_err().to_string();
+            assert!(e.contains(said) && e.contains("a Conv:"), "{e}");
+        }
+        for perm in [vec![0, 0, 1, 2], vec![0, 9, 1, 2], vec![1, 2, 3]] {
+            let e = check_proto(&graph(vec![with(node("Transpose", "", &["x"]), "perm", perm.clone())])).unwrap_err().to_string();
+            assert!(e.contains("is not a permutation"), "{perm:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn constants_are_raw_bytes_of_the_trainers_types_and_nodes_are_narrow() {
+        let constant = |data_type: DataType, dims: Vec<i64>, raw: usize| pb::TensorProto {
+            name: "c".into(),
+            data_type: data_type as i32,
+            dims,
+            raw_data: vec![0; raw],
+            ..Default::default()
+        };
+        for good in
+            [constant(DataType::Float, vec![2, 3], 24), constant(DataType::Int64, vec![2], 16), constant(DataType::Uint8, vec![], 1)]
+        {
+            assert!(check_initializer(&good).is_ok());
+        }
+        let packed = pb::TensorProto { int64_data: vec![0; 10], ..constant(DataType::Int64, vec![10], 0) };
+        for (bad, said) in [
+            (constant(DataType::Float16, vec![2], 4), "element type 10"),
+            (constant(DataType::Float, vec![2, 3], 23), "23 bytes do not make its shape [2, 3]"),
+            (constant(DataType::Float, vec![-1], 0), "do not make its shape [-1]"),
+            (packed, "not stored as raw bytes"),
+        ] {
+            let e = check_initializer(&bad).unwrap_err();
+            assert!(e.contains(said), "{e}");
+        }
+        let mut cast = node("Cast", "", &["x"]);
+        cast.attribute.push(pb::AttributeProto { name: "to".into(), i: DataType::Float16 as i64, ..Default::default() });
+        let e = check_proto(&graph(vec![cast])).unwrap_err().to_string();
+        assert!(e.contains("a cast to element type 10"), "{e}");
+        let e = check_proto(&graph(vec![node("Concat", "", &["x"; MAX_NODE_INPUTS + 1])])).unwrap_err().to_string();
+        assert!(e.contains("10 inputs"), "{e}");
+    }
+}
