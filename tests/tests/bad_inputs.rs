@@ -275,6 +275,18 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
             node("Add", &["score_before", "scaled_largest"], &output),
         ]);
     };
+    // The image averaged to one pixel, spread over `channels`, then one output channel of a
+    // `kernel` x `kernel` convolution padded by 1 over them.
+    let one_pixel_wide_then_padded = |g: &mut pb::GraphProto, channels: i64, kernel: i64| {
+        let image = g.node.iter().find(|n| n.op_type == "Transpose").expect("the graph transposes the image").output[0].clone();
+        g.initializer.extend([floats("spread", vec![channels, 3, 1, 1], 0.01), floats("narrow", vec![1, channels, kernel, kernel], 0.01)]);
+        g.node.push(node("GlobalAveragePool", &[&image], "pixel"));
+        g.node.push(node("Conv", &["pixel", "spread"], "channels"));
+        let mut narrow = node("Conv", &["channels", "narrow"], "narrowed");
+        narrow.attribute.push(ints("pads", vec![1; 4]));
+        g.node.push(narrow);
+        into_the_score(g, "narrowed");
+    };
     let image_as_float =
         |g: &pb::GraphProto| g.node.iter().find(|n| n.op_type == "Cast").expect("the graph casts the image").output[0].clone();
     vec![
@@ -330,34 +342,10 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ),
         // ... a 1 x 1 kernel padded by 1 around 500 000 channels of one pixel (tract pads the
         // input first: a million channels padded by 16 asked for 4.5 GB) ...
-        (
-            "graph_conv_pads_its_input.bundle",
-            altered(&|g| {
-                let image = g.node.iter().find(|n| n.op_type == "Transpose").expect("the graph transposes the image").output[0].clone();
-                g.initializer.extend([floats("spread", vec![500_000, 3, 1, 1], 0.01), floats("gather", vec![1, 500_000, 1, 1], 0.01)]);
-                g.node.push(node("GlobalAveragePool", &[&image], "pixel"));
-                g.node.push(node("Conv", &["pixel", "spread"], "channels"));
-                let mut padded = node("Conv", &["channels", "gather"], "padded");
-                padded.attribute.push(ints("pads", vec![1; 4]));
-                g.node.push(padded);
-                into_the_score(g, "padded");
-            }),
-        ),
+        ("graph_conv_pads_its_input.bundle", altered(&|g| one_pixel_wide_then_padded(g, 500_000, 1))),
         // ... one output channel over a window of a million values (tract packs the weights for
         // its kernels 64 channels at a time: 4 MB of them took 80 MB) ...
-        (
-            "graph_conv_one_output_channel.bundle",
-            altered(&|g| {
-                let image = g.node.iter().find(|n| n.op_type == "Transpose").expect("the graph transposes the image").output[0].clone();
-                g.initializer.extend([floats("spread", vec![116_000, 3, 1, 1], 0.01), floats("narrow", vec![1, 116_000, 3, 3], 0.01)]);
-                g.node.push(node("GlobalAveragePool", &[&image], "pixel"));
-                g.node.push(node("Conv", &["pixel", "spread"], "channels"));
-                let mut narrow = node("Conv", &["channels", "narrow"], "narrowed");
-                narrow.attribute.push(ints("pads", vec![1; 4]));
-                g.node.push(narrow);
-                into_the_score(g, "narrowed");
-            }),
-        ),
+        ("graph_conv_one_output_channel.bundle", altered(&|g| one_pixel_wide_then_padded(g, 116_000, 3))),
         // ... convolutions in half precision (135 times slower than in f32 for the same count of
         // multiply-adds) ...
         (
