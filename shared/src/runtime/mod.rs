@@ -101,6 +101,7 @@ impl Graph {
         let s = input_size as usize;
         let plan = unless_panic("on this graph", || {
             let onnx_reader = tract_onnx::onnx();
+            limits::check_wire(onnx)?;
             let proto = onnx_reader.proto_model_for_read(&mut &onnx[..]).context("tract cannot read the ONNX graph")?;
             limits::check_proto(proto.graph.as_ref().context("the ONNX file has no graph")?)?;
             let model = onnx_reader.model_for_proto_model(&proto).context("tract cannot read the ONNX graph")?;

@@ -1,8 +1,10 @@
 //! What a graph may ask of a box, checked before tract computes anything with it. A bundle may come
 //! from anywhere (an upload to a live box, a file drop): a few hundred bytes of ONNX can ask tract
 //! for terabytes while it loads, or for minutes per frame, and an allocation that fails aborts the
-//! process (no panic to catch). So the graph is held to what the trainer writes, in two steps:
+//! process (no panic to catch). So the graph is held to what the trainer writes, in three steps:
 //!
+//! 0. [`wire`], on the file's bytes before they are decoded: the messages the trainer writes,
+//!    and a bounded count of fields and numbers (decoding one can take many times its bytes);
 //! 1. [`proto`], on the protobuf before tract reads more of it: the trainer's operators, element
 //!    types and raw constants only, a bounded count of nodes and of their inputs, its window
 //!    attributes, and nothing computed from constants alone (tract evaluates those while it
@@ -16,6 +18,7 @@
 
 mod proto;
 mod typed;
+mod wire;
 
 pub(super) use proto::check_proto;
 pub use proto::{ELEMENT_TYPES, MAX_ATTRIBUTE_VALUES, MAX_NODE_INPUTS, MAX_NODES, ONNX_OPERATORS, WINDOW_ATTRIBUTES};
@@ -23,3 +26,5 @@ pub(super) use typed::check_typed;
 pub use typed::{
     ALL_TENSORS_BYTES_PER_PIXEL, MACS_BESIDE_THE_TRUNK, MACS_PER_PIXEL, PACKED_WEIGHT_BYTES, TENSOR_BYTES_PER_PIXEL, UNFOLD_BYTES_PER_PIXEL,
 };
+pub use wire::MAX_FIELDS;
+pub(super) use wire::check_wire;
