@@ -40,6 +40,7 @@ pub struct Bundle {
     pub manifest: Manifest,
     pub onnx: Vec<u8>,
     pub onnx_sha256: [u8; 32],
+    #[serde(deserialize_with = "crate::bounded::self_checks")]
     pub self_checks: Vec<SelfCheck>,
     /// SHA-256 over the manifest, the ONNX hash and the self-checks: what a signature signs.
     pub content_sha256: [u8; 32],
@@ -61,7 +62,7 @@ pub enum BundleError {
         if *found < FORMAT_VERSION { "re-export it with this trainer (`trainer export --run RUN --out NAME`)" } else { "use a matching edge build" }
     )]
     UnsupportedVersion { path: PathBuf, found: u32 },
-    #[error("{path}: bundle is truncated or corrupt: {cause}")]
+    #[error("{path}: bundle is truncated or corrupt: {cause}{}", if matches!(cause, postcard::Error::SerdeDeCustom) { crate::bounded::over_a_bound() } else { String::new() })]
     Corrupt { path: PathBuf, cause: postcard::Error },
     #[error("{path}: ONNX hash mismatch (recorded {recorded}, computed {computed}): the file was altered or damaged")]
     HashMismatch { path: PathBuf, recorded: String, computed: String },

@@ -12,6 +12,7 @@
 pub mod answer;
 pub mod args;
 pub mod atomic;
+pub mod bounded;
 pub mod bundle;
 pub mod compare;
 pub mod folders;

@@ -119,6 +119,7 @@ pub struct BackboneInfo {
     pub weights_sha256: String,
     pub convention: Convention,
     /// Filters in each of the 13 convolutions (VGG16: 64, 64, 128, 128, 256 x3, 512 x6).
+    #[serde(deserialize_with = "crate::bounded::convolutions")]
     pub channels: Vec<u32>,
     /// Multiply-adds of one frame through the trunk at the bundle's input size.
     pub macs: u64,
@@ -132,6 +133,7 @@ pub struct Slimming {
     /// The teacher's [`BackboneInfo::weights_sha256`].
     pub teacher_sha256: String,
     /// The teacher's filters in each convolution; the slim trunk kept [`BackboneInfo::channels`] of them.
+    #[serde(deserialize_with = "crate::bounded::convolutions")]
     pub teacher_channels: Vec<u32>,
     /// The teacher's multiply-adds per frame at the bundle's input size.
     pub teacher_macs: u64,
@@ -213,6 +215,7 @@ pub struct CrossValidation {
 pub struct Manifest {
     pub name: String,
     /// Class names, in the order of the model's output.
+    #[serde(deserialize_with = "crate::bounded::labels")]
     pub labels: Vec<String>,
     pub preprocessing: Preprocessing,
     pub backbone: BackboneInfo,
