@@ -103,7 +103,7 @@ impl Trial {
             (Some(code), _) => Err(format!("{name}: its trial failed (exit {code})")),
             (None, Some(signal)) => {
                 let why = match signal {
-                    6 => format!(", an abort: it asked for more memory than its {} MiB (--check-memory)", self.memory >> 20),
+                    6 => format!(", an abort (most likely an allocation over its {} MiB, --check-memory)", self.memory >> 20),
                     9 => format!(", most likely by the out-of-memory killer (--check-memory {} MiB)", self.memory >> 20),
                     _ => String::new(),
                 };
@@ -188,7 +188,7 @@ mod tests {
         let died = run("echo 'memory allocation of 99 bytes failed' >&2; echo 'skipping backtrace printing to avoid potential recursion' >&2; kill -ABRT $$").unwrap_err();
         assert_eq!(
             died,
-            "upload: its trial was killed by signal 6, an abort: it asked for more memory than its 1024 MiB (--check-memory): memory allocation of 99 bytes failed"
+            "upload: its trial was killed by signal 6, an abort (most likely an allocation over its 1024 MiB, --check-memory): memory allocation of 99 bytes failed"
         );
         let missing = Trial { exe: dir.path().join("nowhere"), threads: 1, memory: 1, timeout: Duration::from_secs(1) };
         let missing = missing.run(b"", "upload").unwrap_err();

@@ -183,7 +183,11 @@ fn a_trial_that_dies_refuses_the_bundle_and_the_box_goes_on() {
     let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(other_bundle(dir.path())).unwrap());
     assert_eq!(code, 422, "{body}");
     let why: Value = serde_json::from_str(&body).unwrap();
-    assert!(why["error"].as_str().unwrap().starts_with("upload for "), "named: {why}");
+    let said = why["error"].as_str().unwrap();
+    assert!(
+        said.starts_with("upload for ") && !said.contains("cannot start its trial") && !said.contains("Usage"),
+        "named, and tried: {why}"
+    );
     let classified = status(&address)["classified"].as_u64().unwrap();
     wait_for(Duration::from_secs(10), "frames after the refusal", || status(&address)["classified"].as_u64() > Some(classified + 3));
     assert_eq!(status(&address)["model"]["hash"], hash, "the running model stays");

@@ -365,7 +365,7 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
                 into_the_score(g, "wide");
             }),
         ),
-        // ... a million int64 zeros written one by one (each a byte in the file and 8, three times
+        // ... a million int64 zeros written as numbers, not raw bytes (each a byte in the file and 8, three times
         // over, in memory, before any check saw a node) ...
         (
             "graph_packed_constant.bundle",
@@ -577,7 +577,11 @@ fn every_bad_input_gets_an_answer_or_a_clear_error_within_bounded_memory() {
 
     // Bundles made whole around a graph the trainer never writes (tract panicked on some, others
     // answered what is no answer): refused at load, naming the bundle.
-    for (name, onnx) in hostile_graphs(&shared::Bundle::read(&model).unwrap().onnx) {
+    let graphs = hostile_graphs(&shared::Bundle::read(&model).unwrap().onnx);
+    for (graph, _) in HOSTILE_GRAPH_REASONS {
+        assert!(graphs.iter().any(|(name, _)| name == graph), "{graph} has a reason but no graph: renamed?");
+    }
+    for (name, onnx) in graphs {
         let shared::Bundle { manifest, self_checks, .. } = shared::Bundle::read(&model).unwrap();
         let path = dir.path().join(name);
         shared::Bundle::new(manifest, onnx, self_checks).write(&path).unwrap();

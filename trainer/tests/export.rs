@@ -185,3 +185,30 @@ fn an_open_set_score_that_disagrees_with_the_trainer_is_caught() {
     assert!(err.to_string().contains("open-set score"), "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a failed export must write nothing");
 }
+
+/// The graphs the trainer writes stay within what the edge loads (`shared::runtime::limits`) at
+/// the extremes a bundle may have: input 32 and 1024, a full-width VGG16, 1000 classes and 5000
+/// open-set references (the fixed-size head and references weigh most at 32 pixels, the trunk's
+/// tensors at 1024), and the trunk-features graph the pure-Rust build computes features with.
+#[test]
+fn the_trainers_largest_graphs_stay_within_the_edges_limits() {
+    let trunk = Vgg16Weights::random(3, 1.0, Convention::Caffe);
+    let normalization = trunk.convention.normalization();
+    let classes = shared::bounded::MAX_LABELS;
+    let width = trainer::openset::PARTS * trunk.out_channels();
+    let references = vec![vec![0.01; width]; 5000];
+    let device = Device::flex();
+    for size in [32usize, 1024] {
+        let dims = trainer::features::feature_dims(trunk.out_channels(), size as u32);
+        let head = Head::new(HeadKind::Linear, dims, classes, 0.0, &device).to_weights();
+        let outputs = trainer::export::graph::Outputs { head_kind: HeadKind::Linear, head: &head, open_set_references: Some(&references) };
+        let graphs = [
+            trainer::export::graph::classifier(trainer::export::graph::Trunk::F32(&trunk.convs), outputs, &normalization, size, vec![]),
+            trainer::export::graph::trunk_features(&trunk.convs, &normalization, size),
+        ];
+        for graph in graphs {
+            let loaded = shared::runtime::Graph::load(&prost::Message::encode_to_vec(&graph), size as u32);
+            assert!(loaded.is_ok(), "{size} pixels: {:#}", loaded.err().unwrap());
+        }
+    }
+}

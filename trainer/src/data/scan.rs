@@ -16,6 +16,11 @@ pub enum DataError {
     Read { path: PathBuf, cause: std::io::Error },
     #[error("{path}: found {found} class folder(s) {names:?}; a classifier needs at least 2")]
     TooFewClasses { path: PathBuf, found: usize, names: Vec<String> },
+    #[error(
+        "{path}: found {found} class folders; a bundle holds at most {} labels (pick some with --classes)",
+        shared::bounded::MAX_LABELS
+    )]
+    TooManyClasses { path: PathBuf, found: usize },
     #[error("{path}: no class folder named '{class}' (found: {available})")]
     UnknownClass { path: PathBuf, class: String, available: String },
     #[error("{path}: class '{class}' has {count} usable image(s); at least {min} are needed")]
@@ -127,6 +132,9 @@ pub fn scan(roots: &[PathBuf], options: &ScanOptions, preprocessing: &Preprocess
     if classes.len() < 2 {
         return Err(DataError::TooFewClasses { path: root, found: classes.len(), names: classes });
     }
+    if classes.len() > shared::bounded::MAX_LABELS {
+        return Err(DataError::TooManyClasses { path: root, found: classes.len() });
+    }
     if options.labels {
         for class in &classes {
             shared::manifest::check_label(class).map_err(|problem| DataError::BadClassName {
@@ -211,4 +219,21 @@ fn load_sample(
         phash: hasher.hash_image(&decoded),
         image: preprocessing.prepare(&decoded),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_classes_than_a_bundle_holds_are_refused_before_any_photo_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        for class in 0..=shared::bounded::MAX_LABELS {
+            std::fs::create_dir(dir.path().join(format!("class_{class}"))).unwrap();
+        }
+        let preprocessing = Preprocessing::new(64, shared::ResizePolicy::Stretch).unwrap();
+        let Err(e) = scan(&[dir.path().to_path_buf()], &ScanOptions::default(), &preprocessing) else { panic!("1001 classes scanned") };
+        let e = e.to_string();
+        assert!(e.contains("found 1001 class folders; a bundle holds at most 1000 labels"), "{e}");
+    }
 }

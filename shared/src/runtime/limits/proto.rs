@@ -3,7 +3,7 @@
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 
-/// The most nodes a graph may have: about four times the trainer's (45 to 57, float, int8 and
+/// The most nodes a graph may have: about four times the trainer's (45 to 60, float, int8 and
 /// slim). tract's optimizer takes time more than quadratic in a chain's length (1 000 max pools
 /// took 45 s and 660 MB, 20 000 identities over a minute), which a crafted bundle would spend of
 /// a box's start or swap.

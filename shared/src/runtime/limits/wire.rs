@@ -7,8 +7,8 @@
 //! of them, or with a field the trainer never writes that holds more than a number (functions,
 //! graphs or tensors inside attributes...).
 
-/// The most fields and numbers an ONNX file may hold, all messages together: the trainer's hold a
-/// few thousand (its weights are raw bytes: one field a tensor).
+/// The most fields and numbers an ONNX file may hold, all messages together: the trainer's hold
+/// about a thousand (its weights are raw bytes: one field a tensor).
 pub const MAX_FIELDS: usize = 100_000;
 
 /// What a length-delimited field of a message is.
@@ -128,7 +128,7 @@ fn walk(mut bytes: &[u8], schema: &Schema, fields: &mut usize) -> Result<(), Str
         };
         if *fields > MAX_FIELDS {
             return Err(format!(
-                "holds over {MAX_FIELDS} fields and numbers (the trainer's hold a few thousand): decoding it could take many times its size"
+                "holds over {MAX_FIELDS} fields and numbers (the trainer's hold about a thousand): decoding it could take many times its size"
             ));
         }
     }
