@@ -11,7 +11,8 @@
 //! - [`events`]: what changed, to an MQTT broker or a web hook; [`backoff`]: waits between retries;
 //! - [`resultlog`]: the append-only binary result log that survives power loss;
 //! - [`swap`]: a new model checked off the loop and taken between two frames; [`trial`]: first
-//!   tried in a child process, when no trusted key vouches for it;
+//!   tried in a child process, when no trusted key vouches for it; [`last_good`]: the model to
+//!   start on when the model path's fails;
 //! - [`bench`], [`selftest`]: what a technician runs on a box; [`fleet`]: `edge status` of a box.
 
 pub mod backoff;
@@ -24,6 +25,7 @@ pub mod fleet;
 pub mod frame_result;
 pub mod http;
 pub mod jpeg;
+pub mod last_good;
 pub mod live;
 pub mod model;
 pub mod redact;

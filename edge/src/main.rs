@@ -21,9 +21,10 @@ use edge::events::EventSink;
 use edge::events::mqtt::{Mqtt, MqttOptions};
 use edge::events::webhook::Webhook;
 use edge::http::HttpOptions;
+use edge::last_good::LastGood;
 use edge::model::{self, EdgeModel};
 use edge::source::{self, SourceOptions};
-use edge::swap::{SwapOptions, Swapper};
+use edge::swap::{self, Candidate, Start, SwapOptions, Swapper};
 use edge::trial::{self, Trial};
 use edge::usage::UsageError;
 use edge::{bench, config, live, resultlog, selftest};
@@ -229,6 +230,9 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
 fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> {
     let model_path =
         args.model.clone().ok_or_else(|| UsageError("edge run needs --model (or `model = ...` in the --config file)".into()))?;
+    if args.last_good.as_ref() == Some(&model_path) {
+        return Err(UsageError("--last-good must be another file than --model (it is the model to fall back on)".into()).into());
+    }
     let trial =
         Trial { exe: trial::own_binary()?, threads, memory: args.check_memory, timeout: Duration::from_secs_f32(args.check_timeout) };
     let http = args.http.map(|listen| HttpOptions {
@@ -241,23 +245,19 @@ fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> any
     if let Some(http) = &http {
         http.check()?;
     }
-    // Read once: the bytes loaded are the bytes whose hash tells the swapper "already running".
-    let bytes = shared::Bundle::read_bytes(&model_path)?;
-    let model = EdgeModel::from_bytes(&bytes, &model_path, trusted)?;
-    let thresholds = Thresholds::for_model(&model.manifest, args.refusal.unknown_threshold, args.refusal.min_confidence);
+    let options = SwapOptions {
+        model_path: model_path.clone(),
+        trusted: trusted.cloned(),
+        unknown_threshold: args.refusal.unknown_threshold,
+        min_confidence: args.refusal.min_confidence,
+        trial,
+        last_good: args.last_good.clone().map(LastGood::new),
+    };
+    // The first model passes the checks a new one passes, or the last good one runs.
+    let Start { candidate, sha, refused } = swap::first_model(&options)?;
+    let Candidate { model, thresholds, .. } = candidate;
     // A new bundle at the model path, SIGHUP, or an upload: checked, then swapped in.
-    let running = shared::bundle::sha256(&bytes);
-    drop(bytes);
-    let swapper = Swapper::start(
-        SwapOptions {
-            model_path: model_path.clone(),
-            trusted: trusted.cloned(),
-            unknown_threshold: args.refusal.unknown_threshold,
-            min_confidence: args.refusal.min_confidence,
-            trial,
-        },
-        running,
-    )?;
+    let swapper = Swapper::start(options, sha, refused)?;
     let (width, height) = args.resolution;
     let options = SourceOptions { fps: args.fps, looping: args.looping, width, height, camera_format: args.camera_format.clone() };
     let source = source::open(&args.source, &options)?;

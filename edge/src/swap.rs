@@ -5,7 +5,8 @@
 //! images on this device. Only a model that passes goes to the loop,
 //! which takes it between two frames; anything else is refused, logged, and the running model
 //! stays. An accepted upload replaces the file at the model path (atomically), so a restart
-//! runs it too.
+//! runs it too. The first model goes through the same checks ([`first_model`]); with
+//! `--last-good`, every model that passed is kept, and a start whose model fails runs that one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use shared::answer::Thresholds;
 use shared::signing::TrustedKeys;
 
+use crate::last_good::LastGood;
 use crate::model::{EdgeModel, ModelInfo};
 
 /// How often the model path is looked at.
@@ -54,6 +56,53 @@ pub struct SwapOptions {
     /// How a bundle is tried in a child process before it is loaded here, when no trusted keys
     /// vouch for it.
     pub trial: crate::trial::Trial,
+    /// Where every model that passed is kept, to start on when the model path's fails.
+    pub last_good: Option<LastGood>,
+}
+
+/// The model a live box starts on.
+pub struct Start {
+    pub candidate: Candidate,
+    /// The SHA-256 of its bundle file: the same bytes at the model path later are no new model.
+    pub sha: [u8; 32],
+    /// Why the model path's bundle was refused, when the last good model runs instead: the loop
+    /// reports it as it reports a refused swap (status, events).
+    pub refused: Option<Swap>,
+}
+
+/// The model path's bundle, checked as a new one would be; when it fails (unreadable, damaged,
+/// untrusted, its trial or self-check failed) and `--last-good` holds a model that passes, that
+/// one, with the refusal. An error says why each failed.
+pub fn first_model(options: &SwapOptions) -> anyhow::Result<Start> {
+    let path = &options.model_path;
+    let why = match shared::Bundle::read_bytes(path) {
+        Ok(bytes) => match check(&bytes, path, options) {
+            Ok(candidate) => {
+                if let Some(last_good) = &options.last_good {
+                    last_good.keep_or_warn(&bytes);
+                }
+                return Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), refused: None });
+            }
+            Err(why) => why,
+        },
+        Err(e) => e.to_string(),
+    };
+    let Some(last_good) = &options.last_good else { anyhow::bail!(why) };
+    let bytes = match last_good.read() {
+        None => anyhow::bail!("{why}\n(no last good model at {} yet to start on instead)", last_good.path().display()),
+        Some(read) => read.map_err(|e| anyhow::anyhow!("{why}\n(and the last good model cannot be read: {e})"))?,
+    };
+    let candidate =
+        check(&bytes, last_good.path(), options).map_err(|e| anyhow::anyhow!("{why}\n(and the last good model fails too: {e})"))?;
+    tracing::warn!(
+        "{why}; starting on the last good model '{}' ({}, {}) until one that passes is put at {}",
+        candidate.info.name,
+        candidate.info.hash,
+        last_good.path().display(),
+        path.display()
+    );
+    let refused = Swap::Rejected { from: path.display().to_string(), why: format!("{why} (the last good model runs)") };
+    Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), refused: Some(refused) })
 }
 
 /// The running worker and watcher: `requests` for uploads, `swaps` for the loop.
@@ -64,10 +113,14 @@ pub struct Swapper {
 
 impl Swapper {
     /// Starts the worker and the watcher of `options.model_path`; `running` is the bundle file's
-    /// SHA-256 of the model the loop starts with (the same bytes again are no new model).
-    pub fn start(options: SwapOptions, running: [u8; 32]) -> anyhow::Result<Self> {
+    /// SHA-256 of the model the loop starts with (the same bytes again are no new model), and
+    /// `refused` what the loop hears first ([`Start::refused`]).
+    pub fn start(options: SwapOptions, running: [u8; 32], refused: Option<Swap>) -> anyhow::Result<Self> {
         let (requests, incoming) = mpsc::channel();
         let (ready, swaps) = mpsc::channel();
+        if let Some(refused) = refused {
+            ready.send(refused)?;
+        }
         let hangup = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))?;
         let path = options.model_path.clone();
@@ -114,7 +167,7 @@ fn watch(path: &Path, hangup: &AtomicBool, requests: &Sender<Request>) {
 fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Request>, ready: &Sender<Swap>) {
     let path = &options.model_path;
     for request in requests {
-        let (outcome, from, reply) = match request {
+        let (outcome, from, reply, bytes) = match request {
             Request::Reload => {
                 // Read once: what is hashed is what is checked, whatever the file becomes meanwhile.
                 let bytes = match shared::Bundle::read_bytes(path) {
@@ -130,12 +183,12 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                     continue;
                 }
                 let outcome = check(&bytes, path, options).map(|c| (c, sha));
-                (outcome, path.display().to_string(), None)
+                (outcome, path.display().to_string(), None, bytes)
             }
             Request::Upload { bytes, reply, slot } => {
                 let checked = take_upload(&bytes, options);
-                drop((bytes, slot));
-                (checked, "upload".to_string(), Some(reply))
+                drop(slot);
+                (checked, "upload".to_string(), Some(reply), bytes)
             }
         };
         let message = match outcome {
@@ -146,6 +199,10 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                     candidate.info.name,
                     candidate.info.hash
                 );
+                // Kept before the upload is answered: an answered upload is also the last good one.
+                if let Some(last_good) = &options.last_good {
+                    last_good.keep_or_warn(&bytes);
+                }
                 if let Some(reply) = reply {
                     let _ = reply.send(Ok(candidate.info.clone()));
                 }

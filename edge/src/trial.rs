@@ -2,9 +2,9 @@
 //! `shared::runtime` refuse every way we know for a graph to ask for too much; a way we do not
 //! know yet would abort the process (an allocation that fails is no panic to catch) or take its
 //! memory. So a box that takes bundles it cannot trust (no `--trusted-keys`) loads and self-checks
-//! each new one first in a copy of itself (`edge check-bundle`, hidden), with its address space
-//! capped, first in line for the kernel's out-of-memory killer, and a deadline. Whatever that copy
-//! does, the box and its running model stay.
+//! each one (the first, and each new one) first in a copy of itself (`edge check-bundle`,
+//! hidden), with its address space capped, first in line for the kernel's out-of-memory killer,
+//! and a deadline. Whatever that copy does, the box and its running model stay.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -144,7 +144,12 @@ pub fn check_from_stdin(memory: u64, name: &str) -> anyhow::Result<()> {
     let mut bytes = Vec::new();
     // The box's reader already held the bundle to its bound (an upload's or a file's).
     let most = shared::bundle::MAX_BUNDLE_BYTES;
-    std::io::stdin().take(most + 1).read_to_end(&mut bytes)?;
+    std::io::stdin().take(most + 1).read_to_end(&mut bytes).map_err(|e| match e.kind() {
+        std::io::ErrorKind::OutOfMemory => {
+            anyhow::anyhow!("{name}: its trial ran out of memory reading it ({} MiB, --check-memory)", memory >> 20)
+        }
+        _ => anyhow::anyhow!("{name}: its trial cannot read it: {e}"),
+    })?;
     anyhow::ensure!(bytes.len() as u64 <= most, "{name}: over {most} bytes");
     let model = crate::model::EdgeModel::from_bytes(&bytes, std::path::Path::new(name), None)?;
     let report = crate::selftest::run(&model).map_err(|e| anyhow::anyhow!("{name}: self-check: {e:#}"))?;

@@ -164,9 +164,9 @@ fn a_second_upload_waits_its_turn() {
 }
 
 /// Without trusted keys a new bundle is tried in a child process first (`trial.rs`): a trial that
-/// fails or dies (here: an address space too small for any model, as a crafted graph would
-/// exhaust it; whether an allocation aborts or panics first depends on the platform) refuses the
-/// bundle, good as it is, and the box and its model go on.
+/// fails or dies (here: an upload of 150 MB, a bundle with junk after it, in a trial's address
+/// space of 200 MB, where the running model's trial fit; as a crafted graph would exhaust it)
+/// refuses the bundle, and the box and its model go on.
 #[test]
 fn a_trial_that_dies_refuses_the_bundle_and_the_box_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -174,22 +174,123 @@ fn a_trial_that_dies_refuses_the_bundle_and_the_box_goes_on() {
     let mut command = edge();
     command
         .args(["run", "--source", "synthetic", "--fps", "30", "--quiet", "--http", "127.0.0.1:0", "--http-token", TOKEN])
-        .args(["--check-memory", "30MB", "--model"])
+        .args(["--check-memory", "200MB", "--model"])
         .arg(&bundle);
     let served = common::serve(command, &[]);
     let address = served.address.clone();
     wait_for(Duration::from_secs(20), "frames", || status(&address)["classified"].as_u64() > Some(1));
     let hash = status(&address)["model"]["hash"].clone();
-    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(other_bundle(dir.path())).unwrap());
+    let mut heavy = std::fs::read(other_bundle(dir.path())).unwrap();
+    heavy.resize(150 << 20, 0);
+    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &heavy);
     assert_eq!(code, 422, "{body}");
     let why: Value = serde_json::from_str(&body).unwrap();
     let said = why["error"].as_str().unwrap();
     assert!(
-        said.starts_with("upload for ") && !said.contains("cannot start its trial") && !said.contains("Usage"),
+        said.starts_with("upload for ") && said.contains("its trial") && said.contains("--check-memory") && !said.contains("Usage"),
         "named, and tried: {why}"
     );
     let classified = status(&address)["classified"].as_u64().unwrap();
     wait_for(Duration::from_secs(10), "frames after the refusal", || status(&address)["classified"].as_u64() > Some(classified + 3));
     assert_eq!(status(&address)["model"]["hash"], hash, "the running model stays");
     assert_eq!(request(&address, "GET", "/healthz", Some(TOKEN), b"").0, 200);
+}
+
+/// Whether two files hold the same bytes (without printing megabytes when they do not).
+fn same(a: &Path, b: &Path) -> bool {
+    std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
+}
+
+/// `--last-good`: each model that passed is kept; a box restarted on a model file that fails its
+/// checks (here: one moved over the model path, refused live, still there at the restart) starts
+/// on the last good model, says why in its status, and takes a good file again as usual. Without a
+/// last good model, the same start is an error naming the file.
+#[test]
+fn a_box_restarted_on_a_refused_model_comes_back_on_the_last_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (common::tiny_bundle(dir.path()), other_bundle(dir.path()));
+    let (model, last_good) = (dir.path().join("model.bundle"), dir.path().join("last-good.bundle"));
+    std::fs::copy(&first, &model).unwrap();
+    let start = || {
+        let mut command = edge();
+        command
+            .args(["run", "--source", "synthetic", "--fps", "30", "--quiet", "--http", "127.0.0.1:0", "--http-token", TOKEN])
+            .arg("--model")
+            .arg(&model)
+            .arg("--last-good")
+            .arg(&last_good);
+        common::serve(command, &[])
+    };
+    let served = start();
+    let address = served.address.clone();
+    wait_for(Duration::from_secs(20), "frames", || status(&address)["classified"].as_u64() > Some(1));
+    assert!(same(&last_good, &first), "the first model is kept");
+    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&second).unwrap());
+    assert_eq!(code, 200, "{body}");
+    assert!(same(&last_good, &second), "a model swapped in is kept");
+    wait_for(Duration::from_secs(10), "the upload's model", || status(&address)["model"]["labels"].as_array().map(Vec::len) == Some(3));
+    let second_hash = status(&address)["model"]["hash"].as_str().unwrap().to_string();
+
+    // A damaged bundle moved over the model path: refused live, but the file stays there.
+    let mut damaged = std::fs::read(&first).unwrap();
+    let n = damaged.len();
+    damaged[n / 3] ^= 0x5a;
+    let staged = dir.path().join("staged.bundle");
+    std::fs::write(&staged, &damaged).unwrap();
+    std::fs::rename(&staged, &model).unwrap();
+    wait_for(Duration::from_secs(15), "the refusal", || status(&address)["last_swap"]["swapped"] == false);
+    assert!(same(&last_good, &second), "a refused model is not kept");
+    drop(served);
+
+    // The restart meets the damaged file and starts on the last good model, saying why.
+    let served = start();
+    let address = served.address.clone();
+    wait_for(Duration::from_secs(20), "frames", || status(&address)["classified"].as_u64() > Some(1));
+    let now = status(&address);
+    assert_eq!(now["model"]["hash"], second_hash.as_str(), "{now}");
+    assert_eq!(now["last_swap"]["swapped"], false, "{now}");
+    let detail = now["last_swap"]["detail"].as_str().unwrap();
+    assert!(detail.contains("model.bundle") && detail.contains("the last good model runs"), "{detail}");
+    assert_eq!(detail.matches("model.bundle").count(), 1, "the file named once: {detail}");
+    assert!(std::fs::read(&model).unwrap() == damaged, "the model path is the site's: left as it was");
+
+    // A good model moved over the model path is taken as usual, and kept.
+    std::fs::copy(&first, &staged).unwrap();
+    std::fs::rename(&staged, &model).unwrap();
+    wait_for(Duration::from_secs(15), "the good file's model", || status(&address)["last_swap"]["swapped"] == true);
+    assert_eq!(status(&address)["model"]["labels"].as_array().map(Vec::len), Some(2));
+    wait_for(Duration::from_secs(5), "the good file kept", || same(&last_good, &first));
+    drop(served);
+
+    // No last good model: the damaged file stops the start, named, with exit 1.
+    std::fs::write(&model, &damaged).unwrap();
+    std::fs::remove_file(&last_good).unwrap();
+    let out = edge()
+        .args(["run", "--source", "synthetic", "--max-frames", "1", "--model"])
+        .arg(&model)
+        .arg("--last-good")
+        .arg(&last_good)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("model.bundle") && said.contains("no last good model"), "{said}");
+}
+
+/// The first model is tried as a new one is: a trial that dies (an address space too small for
+/// any model) refuses it at the start, as it would refuse it live.
+#[test]
+fn the_first_model_is_tried_like_a_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = common::tiny_bundle(dir.path());
+    let out = edge()
+        .args(["run", "--source", "synthetic", "--max-frames", "1", "--check-memory", "30MB", "--model"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("tiny.bundle") && !said.contains("cannot start its trial"), "{said}");
+    let out = edge().args(["run", "--source", "synthetic", "--max-frames", "1", "--model"]).arg(&bundle).output().unwrap();
+    assert!(out.status.success(), "the same model within the default bounds: {}", String::from_utf8_lossy(&out.stderr));
 }

@@ -45,10 +45,8 @@ impl Consumer for Events {
     }
 
     fn model(&mut self, note: &ModelNote<'_>) -> anyhow::Result<()> {
-        let event = match note {
-            ModelNote::Swapped(info) => FieldEvent::now(EventKind::ModelSwapped, format!("{} {}", info.name, info.hash)),
-            ModelNote::Rejected { from, why } => FieldEvent::now(EventKind::ModelRejected, format!("{from}: {why}")),
-        };
+        let kind = if matches!(note, ModelNote::Swapped(_)) { EventKind::ModelSwapped } else { EventKind::ModelRejected };
+        let event = FieldEvent::now(kind, note.detail());
         self.publish(&event);
         Ok(())
     }

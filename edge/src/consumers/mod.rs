@@ -90,6 +90,18 @@ pub enum ModelNote<'a> {
     Rejected { from: &'a str, why: &'a str },
 }
 
+impl ModelNote<'_> {
+    /// What the status and the events say of it: the new model's name and hash, or where the
+    /// refused one came from and why (once, when the reason already names the file).
+    pub fn detail(&self) -> String {
+        match self {
+            Self::Swapped(info) => format!("{} {}", info.name, info.hash),
+            Self::Rejected { from, why } if why.starts_with(from) => why.to_string(),
+            Self::Rejected { from, why } => format!("{from}: {why}"),
+        }
+    }
+}
+
 pub trait Consumer: Send {
     /// A classified frame. An error ends the loop (standard output closed, the log's disk gone):
     /// a consumer that must never stop the loop returns `Ok` and says what went wrong itself.

@@ -229,14 +229,12 @@ impl Consumer for Feed {
     }
 
     fn model(&mut self, note: &ModelNote<'_>) -> anyhow::Result<()> {
-        let (swapped, detail) = match note {
-            ModelNote::Swapped(info) => {
-                *self.shared.model.lock().expect("model") = (*info).clone();
-                self.shared.metrics.lock().expect("metrics").model(info);
-                (true, format!("{} {}", info.name, info.hash))
-            }
-            ModelNote::Rejected { from, why } => (false, format!("{from}: {why}")),
-        };
+        let swapped = matches!(note, ModelNote::Swapped(_));
+        if let ModelNote::Swapped(info) = note {
+            *self.shared.model.lock().expect("model") = (*info).clone();
+            self.shared.metrics.lock().expect("metrics").model(info);
+        }
+        let detail = note.detail();
         let mut view = self.shared.view.lock().expect("view");
         view.last_swap = Some(SwapRecord { at_ms: crate::unix_ms(), swapped, detail });
         // The history's probabilities were the old model's classes.
