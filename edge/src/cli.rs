@@ -162,8 +162,8 @@ pub struct RunArgs {
     /// The most --save-frames may hold (e.g. 500MB, 2GB); the oldest files go first.
     #[arg(long, default_value = "1GB", value_parser = shared::args::size)]
     pub save_cap: u64,
-    /// Without --trusted-keys, each bundle (the one it starts with, a changed model file, an
-    /// upload) is first loaded and self-checked in a child process with this much address space (e.g. 2GB), so that one
+    /// Without --trusted-keys, a new bundle (a changed model file, an upload, and with
+    /// --last-good the one it starts with) is first loaded and self-checked in a child process with this much address space (e.g. 2GB), so that one
     /// crafted to ask for too much memory cannot take the box down with it.
     #[arg(long, default_value = "4GB", value_parser = shared::args::size)]
     pub check_memory: u64,
@@ -172,9 +172,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 120.0, value_parser = shared::args::seconds)]
     pub check_timeout: f32,
     /// Keep a copy of each model that passed its checks in this file (e.g.
-    /// /var/lib/flowercam/models/last-good.bundle), and start on it when the bundle at --model
-    /// fails them (damaged, refused by its trial or self-check, unsigned): a box restarted on a
-    /// bad model file comes back on the model it ran before, and says why. Not kept when unset.
+    /// /var/lib/flowercam/models/last-good.bundle), check the bundle at --model at the start as
+    /// a new one is checked, and start on the copy when it fails (damaged, refused by its trial or
+    /// self-check, unsigned): a box restarted on a bad model file comes back on the model it ran
+    /// before, and says why. Unset: nothing kept, and the model is loaded without a trial.
     #[arg(long, value_name = "FILE")]
     pub last_good: Option<PathBuf>,
     /// Seconds between status lines on standard error.

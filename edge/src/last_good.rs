@@ -26,13 +26,31 @@ impl LastGood {
     /// Written atomically, so a power cut leaves the old copy or the new one, never half of one.
     /// Returns whether it wrote.
     pub fn keep(&self, bundle: &[u8]) -> std::io::Result<bool> {
-        let same = std::fs::metadata(&self.path).is_ok_and(|m| m.len() == bundle.len() as u64)
-            && std::fs::read(&self.path).is_ok_and(|held| held == bundle);
-        if same {
+        if self.holds(bundle) {
             return Ok(false);
         }
         shared::atomic::write_atomic(&self.path, bundle)?;
         Ok(true)
+    }
+
+    /// Whether the copy holds exactly these bytes (read a piece at a time: a board need not hold
+    /// two bundles in memory to tell).
+    pub fn holds(&self, bundle: &[u8]) -> bool {
+        use std::io::Read;
+        let Ok(mut file) = std::fs::File::open(&self.path) else { return false };
+        if !file.metadata().is_ok_and(|m| m.is_file() && m.len() == bundle.len() as u64) {
+            return false;
+        }
+        let mut piece = vec![0u8; 1 << 20];
+        let mut rest = bundle;
+        while !rest.is_empty() {
+            let n = piece.len().min(rest.len());
+            if file.read_exact(&mut piece[..n]).is_err() || piece[..n] != rest[..n] {
+                return false;
+            }
+            rest = &rest[n..];
+        }
+        true
     }
 
     /// [`LastGood::keep`], where a failure is logged, not raised: the model runs either way.
@@ -59,7 +77,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let last_good = LastGood::new(dir.path().join("last-good.bundle"));
         assert!(last_good.read().is_none(), "nothing kept yet");
+        assert!(!last_good.holds(b"first model"));
         assert!(last_good.keep(b"first model").unwrap(), "a first model is written");
+        assert!(last_good.holds(b"first model") && !last_good.holds(b"first mode") && !last_good.holds(b"first_model"));
         assert!(!last_good.keep(b"first model").unwrap(), "the same bytes are not written again");
         assert!(last_good.keep(b"second model").unwrap(), "other bytes replace them");
         assert!(last_good.keep(b"second mode!").unwrap(), "of the same length too");

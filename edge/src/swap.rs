@@ -5,8 +5,8 @@
 //! images on this device. Only a model that passes goes to the loop,
 //! which takes it between two frames; anything else is refused, logged, and the running model
 //! stays. An accepted upload replaces the file at the model path (atomically), so a restart
-//! runs it too. The first model goes through the same checks ([`first_model`]); with
-//! `--last-good`, every model that passed is kept, and a start whose model fails runs that one.
+//! runs it too. With `--last-good`, each model that passed is kept, the first model goes through
+//! the same checks, and a start whose model fails them runs the last good one ([`first_model`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -70,30 +70,41 @@ pub struct Start {
     pub refused: Option<Swap>,
 }
 
-/// The model path's bundle, checked as a new one would be; when it fails (unreadable, damaged,
-/// untrusted, its trial or self-check failed) and `--last-good` holds a model that passes, that
-/// one, with the refusal. An error says why each failed.
+/// The model a live box starts on.
+///
+/// - Without `--last-good` (a start by hand, nothing to fall back on): the model path's bundle,
+///   loaded here as `edge classify` loads a file (the graph limits, no trial), so that starting
+///   stays quick; an error says why it cannot run.
+/// - With it: the model path's bundle, checked as a new one would be, unless it is the last good
+///   model (it passed on this box already, and a restart on it stays quick). When it fails
+///   (unreadable, damaged, untrusted, its trial or self-check failed), the last good model, with
+///   the refusal. An error says why each failed.
 pub fn first_model(options: &SwapOptions) -> anyhow::Result<Start> {
     let path = &options.model_path;
+    let Some(last_good) = &options.last_good else {
+        let bytes = shared::Bundle::read_bytes(path)?;
+        let candidate = load(&bytes, path, options).map_err(anyhow::Error::msg)?;
+        return Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), refused: None });
+    };
     let why = match shared::Bundle::read_bytes(path) {
-        Ok(bytes) => match check(&bytes, path, options) {
-            Ok(candidate) => {
-                if let Some(last_good) = &options.last_good {
+        Ok(bytes) => {
+            let outcome = if last_good.holds(&bytes) { load(&bytes, path, options) } else { check(&bytes, path, options) };
+            match outcome {
+                Ok(candidate) => {
                     last_good.keep_or_warn(&bytes);
+                    return Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), refused: None });
                 }
-                return Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), refused: None });
+                Err(why) => why,
             }
-            Err(why) => why,
-        },
+        }
         Err(e) => e.to_string(),
     };
-    let Some(last_good) = &options.last_good else { anyhow::bail!(why) };
     let bytes = match last_good.read() {
         None => anyhow::bail!("{why}\n(no last good model at {} yet to start on instead)", last_good.path().display()),
         Some(read) => read.map_err(|e| anyhow::anyhow!("{why}\n(and the last good model cannot be read: {e})"))?,
     };
     let candidate =
-        check(&bytes, last_good.path(), options).map_err(|e| anyhow::anyhow!("{why}\n(and the last good model fails too: {e})"))?;
+        load(&bytes, last_good.path(), options).map_err(|e| anyhow::anyhow!("{why}\n(and the last good model fails too: {e})"))?;
     tracing::warn!(
         "{why}; starting on the last good model '{}' ({}, {}) until one that passes is put at {}",
         candidate.info.name,
@@ -239,7 +250,16 @@ fn take_upload(bytes: &[u8], options: &SwapOptions) -> Result<(Candidate, [u8; 3
 /// [`check_bundle`], where a panic (a bug that a crafted bundle found) refuses the bundle and
 /// leaves the worker alive for the next one.
 fn check(bytes: &[u8], path: &Path, options: &SwapOptions) -> Result<Candidate, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_bundle(bytes, path, options)))
+    unless_panic(|| check_bundle(bytes, path, options))
+}
+
+/// [`candidate`], as [`check`] guards it: for a bundle that passed on this box already.
+fn load(bytes: &[u8], path: &Path, options: &SwapOptions) -> Result<Candidate, String> {
+    unless_panic(|| candidate(bytes, path, options))
+}
+
+fn unless_panic(check: impl FnOnce() -> Result<Candidate, String>) -> Result<Candidate, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(check))
         .unwrap_or_else(|_| Err("checking it panicked (the panic is printed on standard error)".into()))
 }
 
@@ -253,13 +273,20 @@ fn check_bundle(bytes: &[u8], path: &Path, options: &SwapOptions) -> Result<Cand
     if tried {
         options.trial.run(bytes, &path.display().to_string())?;
     }
-    let model = EdgeModel::from_bytes(bytes, path, options.trusted.as_ref()).map_err(|e| format!("{e:#}"))?;
+    let candidate = candidate(bytes, path, options)?;
     if !tried {
-        let report = crate::selftest::run(&model).map_err(|e| format!("self-check: {e:#}"))?;
+        let report = crate::selftest::run(&candidate.model).map_err(|e| format!("self-check: {e:#}"))?;
         if !report.passed {
             return Err(report.refusal());
         }
     }
+    Ok(candidate)
+}
+
+/// The bundle loaded here (integrity, the signature with trusted keys, the graph limits), with
+/// the thresholds it runs with.
+fn candidate(bytes: &[u8], path: &Path, options: &SwapOptions) -> Result<Candidate, String> {
+    let model = EdgeModel::from_bytes(bytes, path, options.trusted.as_ref()).map_err(|e| format!("{e:#}"))?;
     let thresholds = Thresholds::for_model(&model.manifest, options.unknown_threshold, options.min_confidence);
     let info = model.info(options.trusted.is_some());
     Ok(Candidate { model, thresholds, info })

@@ -2,7 +2,7 @@
 //! `shared::runtime` refuse every way we know for a graph to ask for too much; a way we do not
 //! know yet would abort the process (an allocation that fails is no panic to catch) or take its
 //! memory. So a box that takes bundles it cannot trust (no `--trusted-keys`) loads and self-checks
-//! each one (the first, and each new one) first in a copy of itself (`edge check-bundle`,
+//! each new one (and with `--last-good` the first) in a copy of itself (`edge check-bundle`,
 //! hidden), with its address space capped, first in line for the kernel's out-of-memory killer,
 //! and a deadline. Whatever that copy does, the box and its running model stay.
 

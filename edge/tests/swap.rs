@@ -277,20 +277,28 @@ fn a_box_restarted_on_a_refused_model_comes_back_on_the_last_good_one() {
     assert!(said.contains("model.bundle") && said.contains("no last good model"), "{said}");
 }
 
-/// The first model is tried as a new one is: a trial that dies (an address space too small for
-/// any model) refuses it at the start, as it would refuse it live.
+/// With `--last-good`, the first model is tried as a new one is: a trial that dies (an address
+/// space too small for any model) refuses it at the start, as it would refuse it live. A model
+/// that passed on this box (the last good one) is not tried again at a restart, and a start by
+/// hand (no `--last-good`) loads its model directly: both stay quick.
 #[test]
-fn the_first_model_is_tried_like_a_new_one() {
+fn the_first_model_is_tried_like_a_new_one_unless_it_passed_here_before() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = common::tiny_bundle(dir.path());
-    let out = edge()
-        .args(["run", "--source", "synthetic", "--max-frames", "1", "--check-memory", "30MB", "--model"])
-        .arg(&bundle)
-        .output()
-        .unwrap();
+    let last_good = dir.path().join("last-good.bundle");
+    let start = |extra: &[&str]| {
+        edge().args(["run", "--source", "synthetic", "--max-frames", "1", "--model"]).arg(&bundle).args(extra).output().unwrap()
+    };
+    let with_last_good = ["--last-good", last_good.to_str().unwrap()];
+    let out = start(&[&with_last_good[..], &["--check-memory", "30MB"]].concat());
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(said.contains("tiny.bundle") && !said.contains("cannot start its trial"), "{said}");
-    let out = edge().args(["run", "--source", "synthetic", "--max-frames", "1", "--model"]).arg(&bundle).output().unwrap();
-    assert!(out.status.success(), "the same model within the default bounds: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("tiny.bundle") && said.contains("--check-memory") && said.contains("no last good model"), "{said}");
+    let out = start(&with_last_good);
+    assert!(out.status.success(), "within the default bounds: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(same(&bundle, &last_good), "it passed, and is kept");
+    let out = start(&[&with_last_good[..], &["--check-memory", "30MB"]].concat());
+    assert!(out.status.success(), "the last good model is not tried again: {}", String::from_utf8_lossy(&out.stderr));
+    let out = start(&["--check-memory", "30MB"]);
+    assert!(out.status.success(), "a start by hand loads its model directly: {}", String::from_utf8_lossy(&out.stderr));
 }
