@@ -216,6 +216,11 @@ const HOSTILE_GRAPH_REASONS: &[(&str, &str)] = &[
     ("graph_concat_30000_inputs.bundle", "30000 inputs"),
     ("graph_packed_constant.bundle", "holds over 100000 fields and numbers"),
     ("graph_long_chain.bundle", "nodes (at most 256)"),
+    ("graph_constant_2000_axes.bundle", "2000 axes (the trainer's tensors have at most 6)"),
+    ("graph_reshape_to_2000_axes.bundle", "takes a shape other than a constant of at most 6 axes"),
+    ("graph_gather_adds_axes.bundle", "would make a tensor of 9 axes"),
+    ("graph_constants_left_of_matmuls.bundle", "once packed for tract's kernels"),
+    ("graph_pool_7d.bundle", "kernel_shape of 7 values"),
 ];
 
 /// Graphs the trainer never writes, each from the tiny bundle's `onnx` with one change: (bundle
@@ -275,17 +280,28 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
             node("Add", &["score_before", "scaled_largest"], &output),
         ]);
     };
-    // The image averaged to one pixel, spread over `channels`, then one output channel of a
-    // `kernel` x `kernel` convolution padded by 1 over them.
-    let one_pixel_wide_then_padded = |g: &mut pb::GraphProto, channels: i64, kernel: i64| {
+    // The image averaged to one pixel, spread over `channels`, then `narrows` convolutions of
+    // one output channel each, `kernel` x `kernel` and padded by 1, over them.
+    let one_pixel_wide_then_padded = |g: &mut pb::GraphProto, channels: i64, kernel: i64, narrows: usize| {
         let image = g.node.iter().find(|n| n.op_type == "Transpose").expect("the graph transposes the image").output[0].clone();
-        g.initializer.extend([floats("spread", vec![channels, 3, 1, 1], 0.01), floats("narrow", vec![1, channels, kernel, kernel], 0.01)]);
+        g.initializer.push(floats("spread", vec![channels, 3, 1, 1], 0.01));
         g.node.push(node("GlobalAveragePool", &[&image], "pixel"));
         g.node.push(node("Conv", &["pixel", "spread"], "channels"));
-        let mut narrow = node("Conv", &["channels", "narrow"], "narrowed");
-        narrow.attribute.push(ints("pads", vec![1; 4]));
-        g.node.push(narrow);
-        into_the_score(g, "narrowed");
+        let mut sum = String::new();
+        for i in 0..narrows {
+            let (weights, narrowed) = (format!("narrow_{i}"), format!("narrowed_{i}"));
+            g.initializer.push(floats(&weights, vec![1, channels, kernel, kernel], 0.01 * (i + 1) as f32));
+            let mut narrow = node("Conv", &["channels", &weights], &narrowed);
+            narrow.attribute.push(ints("pads", vec![1; 4]));
+            g.node.push(narrow);
+            sum = if i == 0 {
+                narrowed
+            } else {
+                g.node.push(node("Add", &[&sum, &narrowed], &format!("sum_{i}")));
+                format!("sum_{i}")
+            };
+        }
+        into_the_score(g, &sum);
     };
     let image_as_float =
         |g: &pb::GraphProto| g.node.iter().find(|n| n.op_type == "Cast").expect("the graph casts the image").output[0].clone();
@@ -342,10 +358,10 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ),
         // ... a 1 x 1 kernel padded by 1 around 500 000 channels of one pixel (tract pads the
         // input first: a million channels padded by 16 asked for 4.5 GB) ...
-        ("graph_conv_pads_its_input.bundle", altered(&|g| one_pixel_wide_then_padded(g, 500_000, 1))),
-        // ... one output channel over a window of a million values (tract packs the weights for
-        // its kernels 64 channels at a time: 4 MB of them took 80 MB) ...
-        ("graph_conv_one_output_channel.bundle", altered(&|g| one_pixel_wide_then_padded(g, 116_000, 3))),
+        ("graph_conv_pads_its_input.bundle", altered(&|g| one_pixel_wide_then_padded(g, 500_000, 1, 1))),
+        // ... one output channel over a window of a million values, twice (tract packs the
+        // weights for its kernels 64 channels at a time: 4 MB of them took 80 MB) ...
+        ("graph_conv_one_output_channel.bundle", altered(&|g| one_pixel_wide_then_padded(g, 116_000, 3, 2))),
         // ... convolutions in half precision (135 times slower than in f32 for the same count of
         // multiply-adds) ...
         (
@@ -379,19 +395,96 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
                 });
             }),
         ),
-        // ... and 150 products with one shared 16 MB matrix (3.8 G multiply-adds for a 64-pixel
-        // input: a minute a frame on a board).
+        // ... and ten products of 256 rows with one shared 16 MB matrix (10.7 G multiply-adds
+        // for a 64-pixel input: minutes a frame on a board).
         (
             "graph_matmul_chain.bundle",
             altered(&|g| {
                 let image = image_as_float(g);
-                g.initializer.push(int64s("rows", &[-1, 2048]));
+                g.initializer.push(int64s("flat", &[-1]));
+                g.initializer.push(int64s("spread", &(0..256 * 2048).map(|i| i % (64 * 64 * 3)).collect::<Vec<_>>()));
+                g.initializer.push(int64s("rows", &[256, 2048]));
                 g.initializer.push(floats("square", vec![2048, 2048], 1e-4));
-                g.node.push(node("Reshape", &[&image, "rows"], "chain_0"));
-                for i in 0..150 {
+                g.node.extend([
+                    node("Reshape", &[&image, "flat"], "flat_image"),
+                    node("Gather", &["flat_image", "spread"], "spread_image"),
+                    node("Reshape", &["spread_image", "rows"], "chain_0"),
+                ]);
+                for i in 0..10 {
                     g.node.push(node("MatMul", &[&format!("chain_{i}"), "square"], &format!("chain_{}", i + 1)));
                 }
-                into_the_score(g, "chain_150");
+                into_the_score(g, "chain_10");
+            }),
+        ),
+        // Axes without number (tract types and optimizes a graph axis by axis): a constant of
+        // 2 000 axes of one value added to the image (an abort at 3.5 GB) ...
+        (
+            "graph_constant_2000_axes.bundle",
+            altered(&|g| {
+                let image = image_as_float(g);
+                g.initializer.push(floats("many_axes", vec![1; 2000], 1.0));
+                g.node.push(node("Add", &[&image, "many_axes"], "broadcast"));
+                into_the_score(g, "broadcast");
+            }),
+        ),
+        // ... the image reshaped to 2 000 axes (an abort while optimizing) ...
+        (
+            "graph_reshape_to_2000_axes.bundle",
+            altered(&|g| {
+                let image = image_as_float(g);
+                g.initializer.push(int64s("many_axes", &[[-1].as_slice(), &[1; 1999]].concat()));
+                g.node.push(node("Reshape", &[&image, "many_axes"], "reshaped"));
+                into_the_score(g, "reshaped");
+            }),
+        ),
+        // ... a Gather whose indices add 5 axes (a chain of 70 took 112 s to load) ...
+        (
+            "graph_gather_adds_axes.bundle",
+            altered(&|g| {
+                let image = image_as_float(g);
+                g.initializer.push(pb::TensorProto {
+                    name: "deep_index".into(),
+                    data_type: pb::tensor_proto::DataType::Int64 as i32,
+                    dims: vec![1; 6],
+                    raw_data: 0i64.to_le_bytes().to_vec(),
+                    ..Default::default()
+                });
+                g.node.push(node("Gather", &[&image, "deep_index"], "gathered"));
+                into_the_score(g, "gathered");
+            }),
+        ),
+        // ... three 2 MB constant rows on the left of matrix products (tract packs a constant
+        // operand's rows 16 or more at a time: thirty 4 MB ones took 2.6 GB) ...
+        (
+            "graph_constants_left_of_matmuls.bundle",
+            altered(&|g| {
+                let image = image_as_float(g);
+                let n: i64 = 500_000;
+                g.initializer.push(int64s("flat", &[-1]));
+                g.initializer.push(int64s("column", &[n, 1]));
+                g.initializer.push(int64s("spread", &(0..n).map(|i| i % (64 * 64 * 3)).collect::<Vec<_>>()));
+                g.node.extend([
+                    node("Reshape", &[&image, "flat"], "flat_image"),
+                    node("Gather", &["flat_image", "spread"], "spread_image"),
+                    node("Reshape", &["spread_image", "column"], "image_column"),
+                ]);
+                for (i, row) in ["row_a", "row_b", "row_c"].into_iter().enumerate() {
+                    g.initializer.push(floats(row, vec![1, n], 1e-6 * (i + 1) as f32));
+                    g.node.push(node("MatMul", &[row, "image_column"], &format!("product_{row}")));
+                }
+                g.node.push(node("Add", &["product_row_a", "product_row_b"], "products_ab"));
+                g.node.push(node("Add", &["products_ab", "product_row_c"], "products"));
+                into_the_score(g, "products");
+            }),
+        ),
+        // ... and a 7-D max pool (243 comparisons an output value, which no count of
+        // multiply-adds sees: 2.6 s a frame for forty of them).
+        (
+            "graph_pool_7d.bundle",
+            altered(&|g| {
+                let pool = g.node.iter_mut().find(|n| n.op_type == "MaxPool").expect("the trunk has max pools");
+                pool.attribute.retain(|a| a.name != "kernel_shape");
+                pool.attribute.push(ints("kernel_shape", vec![3; 7]));
             }),
         ),
         // The manifest promises an open-set score; without it the box would never say `unknown`.

@@ -59,6 +59,16 @@ pub const MAX_NODE_INPUTS: usize = 9;
 /// The most numbers an attribute may hold (the trainer's longest is a 4-value padding).
 pub const MAX_ATTRIBUTE_VALUES: usize = 8;
 
+/// The most axes a tensor may have (the trainer's have at most 4: an image `[N, S, S, 3]`, a
+/// convolution's weights). tract types and optimizes a graph axis by axis: a constant of 2 000
+/// axes of one value each made it abort on 3.5 GB, and typing 5 000 took 44 s.
+pub const MAX_RANK: usize = 6;
+
+/// The window attributes' lengths: the trainer's windows are 2-D (two kernel sides, strides and
+/// dilations; four paddings). A 7-D pool of 3s does 243 comparisons an output value, which the
+/// count of multiply-adds does not see.
+const WINDOW_LENGTHS: &[(&str, usize)] = &[("kernel_shape", 2), ("strides", 2), ("dilations", 2), ("pads", 4)];
+
 /// Step 1 (see the module): refuses a graph beyond what the trainer writes before tract reads
 /// more of it than its protobuf.
 pub(in crate::runtime) fn check_proto(graph: &pb::GraphProto) -> anyhow::Result<()> {
@@ -67,7 +77,7 @@ pub(in crate::runtime) fn check_proto(graph: &pb::GraphProto) -> anyhow::Result<
     for constant in &graph.initializer {
         check_initializer(constant).map_err(|why| anyhow::anyhow!("constant '{}': {why}", constant.name))?;
     }
-    let constants: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let constants: std::collections::HashMap<&str, &pb::TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
     for (i, node) in graph.node.iter().enumerate() {
         let name = if node.name.is_empty() { format!("node {i}") } else { format!("node {i} ('{}')", node.name) };
         let op = &node.op_type;
@@ -87,9 +97,17 @@ pub(in crate::runtime) fn check_proto(graph: &pb::GraphProto) -> anyhow::Result<
         // The trainer folds constants itself; tract would compute such a node while loading,
         // whatever size it comes to (two 400 KB vectors multiply to 40 GB).
         anyhow::ensure!(
-            !node.input.iter().all(|input| input.is_empty() || constants.contains(input.as_str())),
+            !node.input.iter().all(|input| input.is_empty() || constants.contains_key(input.as_str())),
             "{name}, a {op}, computes from constants only, which no graph this trainer writes does"
         );
+        if op == "Reshape" {
+            // Its shape is a constant of at most MAX_RANK values, so the axes it makes are known.
+            let shape = node.input.get(1).and_then(|input| constants.get(input.as_str()));
+            anyhow::ensure!(
+                shape.is_some_and(|shape| shape.dims.len() == 1 && shape.dims[0] <= MAX_RANK as i64),
+                "{name}, a Reshape, takes a shape other than a constant of at most {MAX_RANK} axes, as the trainer writes"
+            );
+        }
         for attribute in &node.attribute {
             check_attribute(attribute).map_err(|why| anyhow::anyhow!("{name}, a {op}: {why}"))?;
         }
@@ -102,6 +120,9 @@ pub(in crate::runtime) fn check_proto(graph: &pb::GraphProto) -> anyhow::Result<
 /// byte in the file and eight, three times over, in memory) and data kept outside are refused.
 fn check_initializer(constant: &pb::TensorProto) -> Result<(), String> {
     let element = element_type(constant.data_type)?;
+    if constant.dims.len() > MAX_RANK {
+        return Err(format!("{} axes (the trainer's tensors have at most {MAX_RANK})", constant.dims.len()));
+    }
     let spread = constant.float_data.len()
         + constant.int32_data.len()
         + constant.string_data.len()
@@ -163,6 +184,11 @@ fn check_attribute(attribute: &pb::AttributeProto) -> Result<(), String> {
         };
     }
     let Some((name, range)) = WINDOW_ATTRIBUTES.iter().find(|(name, _)| *name == attribute.name) else { return Ok(()) };
+    if let Some((_, length)) = WINDOW_LENGTHS.iter().find(|(name, _)| *name == attribute.name)
+        && values.len() != *length
+    {
+        return Err(format!("{name} of {} values (the trainer's windows are 2-D: {length})", values.len()));
+    }
     match values.iter().find(|v| !range.contains(v)) {
         Some(v) => Err(format!("{name} of {v} (the trainer's graphs stay within {}-{})", range.start(), range.end())),
         None => Ok(()),
@@ -232,6 +258,9 @@ mod tests {
             ("strides", vec![3, 3], "strides of 3"),
             ("dilations", vec![1, 2], "dilations of 2"),
             ("kernel_shape", vec![16, 16], "kernel_shape of 16"),
+            ("kernel_shape", vec![2; 7], "kernel_shape of 7 values"),
+            ("strides", vec![1], "strides of 1 values"),
+            ("pads", vec![1, 1], "pads of 2 values"),
         ] {
             let e = check_proto(&graph(vec![with(conv(), attribute, ints)])).unwrap_err().to_string();
             assert!(e.contains(said) && e.contains("a Conv:"), "{e}");
@@ -262,6 +291,7 @@ mod tests {
             (constant(DataType::Float, vec![2, 3], 23), "23 bytes do not make its shape [2, 3]"),
             (constant(DataType::Float, vec![-1], 0), "do not make its shape [-1]"),
             (packed, "not stored as raw bytes"),
+            (constant(DataType::Float, vec![1; MAX_RANK + 1], 4), "7 axes"),
         ] {
             let e = check_initializer(&bad).unwrap_err();
             assert!(e.contains(said), "{e}");
@@ -272,5 +302,26 @@ mod tests {
         assert!(e.contains("a cast to element type 10"), "{e}");
         let e = check_proto(&graph(vec![node("Concat", "", &["x"; MAX_NODE_INPUTS + 1])])).unwrap_err().to_string();
         assert!(e.contains("10 inputs"), "{e}");
+    }
+
+    #[test]
+    fn a_reshape_takes_its_shape_from_a_short_constant() {
+        let shape = |name: &str, values: usize| pb::TensorProto {
+            name: name.into(),
+            data_type: DataType::Int64 as i32,
+            dims: vec![values as i64],
+            raw_data: vec![0; values * 8],
+            ..Default::default()
+        };
+        let with_shapes = |node: pb::NodeProto| {
+            let mut g = graph(vec![node]);
+            g.initializer.extend([shape("short", MAX_RANK), shape("long", 2000)]);
+            g
+        };
+        assert!(check_proto(&with_shapes(node("Reshape", "", &["x", "short"]))).is_ok());
+        for inputs in [&["x", "long"][..], &["x", "computed"], &["x"]] {
+            let e = check_proto(&with_shapes(node("Reshape", "", inputs))).unwrap_err().to_string();
+            assert!(e.contains("a Reshape, takes a shape other than a constant of at most 6 axes"), "{inputs:?}: {e}");
+        }
     }
 }

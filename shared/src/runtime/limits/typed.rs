@@ -3,7 +3,10 @@
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::Cost;
 use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool, PoolSpec};
+use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::konst::Const;
+
+use super::proto::MAX_RANK;
 
 /// The most bytes any computed tensor may take, per pixel of the input square: four times the
 /// trainer's largest (VGG16's first block, 64 float channels at full size: 256 bytes a pixel). At
@@ -30,18 +33,21 @@ pub const MACS_PER_PIXEL: u64 = 612_000;
 /// against a 2 048-value descriptor are 6 M).
 pub const MACS_BESIDE_THE_TRUNK: u64 = 1_000_000_000;
 
-/// The most bytes the convolutions' weights may take together once tract has packed them for its
-/// kernels (output channels rounded up to a panel of 64: 1 output channel over a 4 MB window
-/// took 80 MB): about four times VGG16's 59 MB.
+/// The most bytes the weights of the convolutions and of the matrix products may take once tract
+/// has packed them for its kernels, beyond twice the graph's own bytes (weights a bundle carries
+/// are memory it was allowed to hold: a `flatten` head at 448 pixels is 411 MB). Packing rounds
+/// output channels, or a constant matrix's rows, up to a panel of 64: 1 output channel over a
+/// 4 MB window took 80 MB, thirty 1-row constants of 4 MB 2.6 GB. About four times VGG16's 59 MB.
 pub const PACKED_WEIGHT_BYTES: u64 = 256 << 20;
 /// The panel width the packing above is counted with (tract's widest kernels on x86 and ARM).
 const PACKING_PANEL: u64 = 64;
 
 /// Step 2 (see the module): on the typed graph for a `side`-pixel square, before it is optimized
-/// or run: each computed tensor, all of them together, each convolution's unfolded input and the
-/// multiply-adds of a frame, within the bounds above (per pixel of the input). Constants are
-/// left out: they are the bundle's own bytes, already read.
-pub(in crate::runtime) fn check_typed(model: &TypedModel, side: usize) -> anyhow::Result<()> {
+/// or run: each computed tensor's axes and size, all of them together, each convolution's unfolded
+/// input, the packed weights (against `onnx_bytes`, the graph's size) and the multiply-adds of a
+/// frame, within the bounds above. Constants are left out of the tensors: they are the bundle's
+/// own bytes, already read.
+pub(in crate::runtime) fn check_typed(model: &TypedModel, side: usize, onnx_bytes: u64) -> anyhow::Result<()> {
     let pixels = (side * side) as u64;
     let at_most = |what: &str, value: u64, per_pixel: u64| -> anyhow::Result<()> {
         let bound = per_pixel * pixels;
@@ -58,6 +64,7 @@ pub(in crate::runtime) fn check_typed(model: &TypedModel, side: usize) -> anyhow
             let fact = &output.fact;
             let shape =
                 fact.shape.as_concrete().ok_or_else(|| anyhow::anyhow!("{name} has an output of no fixed shape ({:?})", fact.shape))?;
+            anyhow::ensure!(shape.len() <= MAX_RANK, "{name} would make a tensor of {} axes (at most {MAX_RANK})", shape.len());
             let bytes = volume(shape).saturating_mul(fact.datum_type.size_of() as u64);
             at_most(&format!("{name} would make a tensor {shape:?}"), bytes, TENSOR_BYTES_PER_PIXEL)?;
             all_bytes = all_bytes.saturating_add(bytes);
@@ -84,6 +91,9 @@ pub(in crate::runtime) fn check_typed(model: &TypedModel, side: usize) -> anyhow
             )?;
         }
         let inputs = model.node_input_facts(node.id)?;
+        if let Some(einsum) = node.op_as::<EinSum>() {
+            packed = packed.saturating_add(packed_constants(einsum, &inputs));
+        }
         for (cost, count) in node.op.cost(&inputs)? {
             if matches!(cost, Cost::FMA(_)) {
                 let count = count.to_i64().ok().and_then(|c| u64::try_from(c).ok());
@@ -93,11 +103,13 @@ pub(in crate::runtime) fn check_typed(model: &TypedModel, side: usize) -> anyhow
         }
     }
     at_most("the graph's tensors would add up to a total", all_bytes, ALL_TENSORS_BYTES_PER_PIXEL)?;
+    let max_packed = PACKED_WEIGHT_BYTES.saturating_add(onnx_bytes.saturating_mul(2));
     anyhow::ensure!(
-        packed <= PACKED_WEIGHT_BYTES,
-        "the convolutions' weights would take {} once packed for tract's kernels (at most {})",
+        packed <= max_packed,
+        "the weights of the convolutions and matrix products would take {} once packed for tract's kernels (at most {}: 256 MiB beyond twice the graph's {})",
         megabytes(packed),
-        megabytes(PACKED_WEIGHT_BYTES)
+        megabytes(max_packed),
+        megabytes(onnx_bytes)
     );
     let max_macs = MACS_PER_PIXEL * pixels + MACS_BESIDE_THE_TRUNK;
     anyhow::ensure!(
@@ -117,6 +129,27 @@ fn padded_bytes(spec: &PoolSpec, input: &TypedFact) -> anyhow::Result<u64> {
     let hw = data.hw_dims();
     let padded: u64 = spec.computed_padding(hw).iter().zip(hw).map(|(p, &d)| (d + p.pad_before + p.pad_after) as u64).product();
     Ok((volume(shape) / volume(hw).max(1)).saturating_mul(padded).saturating_mul(input.datum_type.size_of() as u64))
+}
+
+/// The bytes of a matrix product's constant operands (MatMul and Gemm become tract's EinSum) once
+/// packed: each as a matrix of its summed axes by the rest, the rest rounded up to a panel. A
+/// constant shared by several products counts for each (tract may pack it once: the bound errs on
+/// the safe side; the trainer shares none).
+fn packed_constants(einsum: &EinSum, inputs: &[&TypedFact]) -> u64 {
+    let mut packed = 0u64;
+    for (slot, fact) in inputs.iter().enumerate().take(2) {
+        let (Some(_), Some(shape)) = (&fact.konst, fact.shape.as_concrete()) else { continue };
+        let summed: u64 = einsum
+            .axes
+            .iter_all_axes()
+            .filter(|axis| axis.outputs.iter().all(|positions| positions.is_empty()))
+            .flat_map(|axis| axis.inputs.get(slot).into_iter().flatten())
+            .map(|&position| shape.get(position).copied().unwrap_or(1) as u64)
+            .product();
+        let rows = (volume(shape) / summed.max(1)).div_ceil(PACKING_PANEL) * PACKING_PANEL;
+        packed = packed.saturating_add(summed.saturating_mul(rows).saturating_mul(fact.datum_type.size_of() as u64));
+    }
+    packed
 }
 
 /// The number of values of a shape, saturating.
