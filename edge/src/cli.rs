@@ -163,7 +163,8 @@ pub struct RunArgs {
     #[arg(long, default_value = "1GB", value_parser = shared::args::size)]
     pub save_cap: u64,
     /// Without --trusted-keys, a new bundle (a changed model file, an upload, and with
-    /// --last-good the one it starts with) is first loaded and self-checked in a child process with this much address space (e.g. 2GB), so that one
+    /// --last-good the one it starts with unless it is the last good one) is first loaded and
+    /// self-checked in a child process with this much address space (e.g. 2GB), so that one
     /// crafted to ask for too much memory cannot take the box down with it.
     #[arg(long, default_value = "4GB", value_parser = shared::args::size)]
     pub check_memory: u64,

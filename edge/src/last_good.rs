@@ -62,10 +62,48 @@ impl LastGood {
         }
     }
 
-    /// The copy's bytes; `None` when there is none yet.
+    /// The copy's bytes; `None` when there is none yet (any other trouble is an error).
     pub fn read(&self) -> Option<Result<Vec<u8>, shared::BundleError>> {
-        self.path.exists().then(|| shared::Bundle::read_bytes(&self.path))
+        match std::fs::symlink_metadata(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            _ => Some(shared::Bundle::read_bytes(&self.path)),
+        }
     }
+
+    /// Whether `model` is the copy itself (the same file, by another name or a link): then the
+    /// model would pass as "the last good one" without its checks.
+    pub fn is(&self, model: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(&self.path), std::fs::metadata(model)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => canonical(&self.path).is_some_and(|a| canonical(model).is_some_and(|b| a == b)),
+        }
+    }
+
+    /// Its folder must exist: a copy that can never be written would leave the box unprotected
+    /// with only a warning to say so.
+    pub fn check_folder(&self) -> Result<(), String> {
+        let folder = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if folder.is_dir() {
+            Ok(())
+        } else {
+            Err(format!("--last-good {}: its folder {} does not exist", self.path.display(), folder.display()))
+        }
+    }
+
+    /// Removes what a write cut short (a power cut) left beside the copy.
+    pub fn remove_leftovers(&self) {
+        let removed = shared::atomic::remove_stale_temporaries(&self.path);
+        if removed > 0 {
+            tracing::info!("removed {removed} unfinished copies beside {}", self.path.display());
+        }
+    }
+}
+
+/// A path with its folder resolved (the file itself need not exist).
+fn canonical(path: &Path) -> Option<PathBuf> {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    Some(folder.canonicalize().ok()?.join(path.file_name()?))
 }
 
 #[cfg(test)]
@@ -89,10 +127,30 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_that_cannot_be_written_is_an_error_naming_nothing_lost() {
+    fn a_copy_in_a_folder_that_is_not_there_is_refused_before_anything_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let last_good = LastGood::new(dir.path().join("no such folder").join("last-good.bundle"));
+        let e = last_good.check_folder().unwrap_err();
+        assert!(e.contains("no such folder") && e.contains("does not exist"), "{e}");
         assert!(last_good.keep(b"model").is_err());
         assert!(last_good.read().is_none());
+        assert!(LastGood::new(dir.path().join("last-good.bundle")).check_folder().is_ok());
+    }
+
+    #[test]
+    fn the_model_itself_is_recognised_by_any_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("model.bundle");
+        std::fs::write(&model, b"model").unwrap();
+        std::os::unix::fs::symlink(&model, dir.path().join("link.bundle")).unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        for same in [model.clone(), dir.path().join("link.bundle"), sub.join("..").join("model.bundle")] {
+            assert!(LastGood::new(same.clone()).is(&model), "{}", same.display());
+        }
+        assert!(!LastGood::new(dir.path().join("last-good.bundle")).is(&model));
+        // Not written yet: the same name through another spelling of its folder.
+        let unwritten = dir.path().join("new.bundle");
+        assert!(LastGood::new(sub.join("..").join("new.bundle")).is(&unwritten));
     }
 }

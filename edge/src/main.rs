@@ -230,9 +230,16 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
 fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> {
     let model_path =
         args.model.clone().ok_or_else(|| UsageError("edge run needs --model (or `model = ...` in the --config file)".into()))?;
-    if args.last_good.as_ref() == Some(&model_path) {
-        return Err(UsageError("--last-good must be another file than --model (it is the model to fall back on)".into()).into());
+    let last_good = args.last_good.clone().map(LastGood::new);
+    if let Some(last_good) = &last_good {
+        if last_good.is(&model_path) {
+            return Err(UsageError("--last-good must be another file than --model (it is the model to fall back on)".into()).into());
+        }
+        last_good.check_folder().map_err(UsageError)?;
+        last_good.remove_leftovers();
     }
+    // What an upload cut short by a power cut left beside the model.
+    shared::atomic::remove_stale_temporaries(&model_path);
     let trial =
         Trial { exe: trial::own_binary()?, threads, memory: args.check_memory, timeout: Duration::from_secs_f32(args.check_timeout) };
     let http = args.http.map(|listen| HttpOptions {
@@ -251,13 +258,18 @@ fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> any
         unknown_threshold: args.refusal.unknown_threshold,
         min_confidence: args.refusal.min_confidence,
         trial,
-        last_good: args.last_good.clone().map(LastGood::new),
+        last_good,
     };
-    // The first model passes the checks a new one passes, or the last good one runs.
+    let watch = swap::Watch::begin(&model_path)?;
+    if options.last_good.is_some() {
+        // Its trial may take up to --check-timeout before the first frame's READY.
+        edge::consumers::systemd::extend_start(Duration::from_secs_f32(args.check_timeout) + Duration::from_secs(120));
+    }
+    // The first model, or (with --last-good) the last good one when it fails its checks.
     let Start { candidate, sha, refused } = swap::first_model(&options)?;
     let Candidate { model, thresholds, .. } = candidate;
     // A new bundle at the model path, SIGHUP, or an upload: checked, then swapped in.
-    let swapper = Swapper::start(options, sha, refused)?;
+    let swapper = Swapper::start(options, watch, sha, refused)?;
     let (width, height) = args.resolution;
     let options = SourceOptions { fps: args.fps, looping: args.looping, width, height, camera_format: args.camera_format.clone() };
     let source = source::open(&args.source, &options)?;

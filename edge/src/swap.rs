@@ -89,6 +89,7 @@ pub fn first_model(options: &SwapOptions) -> anyhow::Result<Start> {
     let why = match shared::Bundle::read_bytes(path) {
         Ok(bytes) => {
             let outcome = if last_good.holds(&bytes) { load(&bytes, path, options) } else { check(&bytes, path, options) };
+            let outcome = outcome.map_err(|why| named(path, &why));
             match outcome {
                 Ok(candidate) => {
                     last_good.keep_or_warn(&bytes);
@@ -103,8 +104,8 @@ pub fn first_model(options: &SwapOptions) -> anyhow::Result<Start> {
         None => anyhow::bail!("{why}\n(no last good model at {} yet to start on instead)", last_good.path().display()),
         Some(read) => read.map_err(|e| anyhow::anyhow!("{why}\n(and the last good model cannot be read: {e})"))?,
     };
-    let candidate =
-        load(&bytes, last_good.path(), options).map_err(|e| anyhow::anyhow!("{why}\n(and the last good model fails too: {e})"))?;
+    let candidate = load(&bytes, last_good.path(), options)
+        .map_err(|e| anyhow::anyhow!("{why}\n(and the last good model fails too: {})", named(last_good.path(), &e)))?;
     tracing::warn!(
         "{why}; starting on the last good model '{}' ({}, {}) until one that passes is put at {}",
         candidate.info.name,
@@ -114,6 +115,21 @@ pub fn first_model(options: &SwapOptions) -> anyhow::Result<Start> {
     );
     let refused = Swap::Rejected { from: path.display().to_string(), why: format!("{why} (the last good model runs)") };
     Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), refused: Some(refused) })
+}
+
+/// What the watcher starts from, taken before the first model is read: a bundle put at the model
+/// path, or a SIGHUP, while a slow start tries the first one is then not missed.
+pub struct Watch {
+    hangup: Arc<AtomicBool>,
+    seen: Option<(SystemTime, u64)>,
+}
+
+impl Watch {
+    pub fn begin(path: &Path) -> anyhow::Result<Self> {
+        let hangup = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))?;
+        Ok(Self { hangup, seen: stamp(path) })
+    }
 }
 
 /// The running worker and watcher: `requests` for uploads, `swaps` for the loop.
@@ -126,17 +142,15 @@ impl Swapper {
     /// Starts the worker and the watcher of `options.model_path`; `running` is the bundle file's
     /// SHA-256 of the model the loop starts with (the same bytes again are no new model), and
     /// `refused` what the loop hears first ([`Start::refused`]).
-    pub fn start(options: SwapOptions, running: [u8; 32], refused: Option<Swap>) -> anyhow::Result<Self> {
+    pub fn start(options: SwapOptions, watch_from: Watch, running: [u8; 32], refused: Option<Swap>) -> anyhow::Result<Self> {
         let (requests, incoming) = mpsc::channel();
         let (ready, swaps) = mpsc::channel();
         if let Some(refused) = refused {
             ready.send(refused)?;
         }
-        let hangup = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))?;
         let path = options.model_path.clone();
         let reload = requests.clone();
-        std::thread::Builder::new().name("model-watch".into()).spawn(move || watch(&path, &hangup, &reload))?;
+        std::thread::Builder::new().name("model-watch".into()).spawn(move || watch(&path, watch_from, &reload))?;
         std::thread::Builder::new().name("model-swap".into()).spawn(move || work(&options, running, &incoming, &ready))?;
         Ok(Swapper { requests, swaps })
     }
@@ -150,8 +164,8 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 
 /// Asks for a reload when the file's stamp changed and then held still for one look (a copy in
 /// progress is not read half-written), or on SIGHUP.
-fn watch(path: &Path, hangup: &AtomicBool, requests: &Sender<Request>) {
-    let mut seen = stamp(path);
+fn watch(path: &Path, from: Watch, requests: &Sender<Request>) {
+    let Watch { hangup, mut seen } = from;
     let mut changed: Option<(SystemTime, u64)> = None;
     loop {
         std::thread::sleep(WATCH_EVERY);
@@ -245,6 +259,13 @@ fn take_upload(bytes: &[u8], options: &SwapOptions) -> Result<(Candidate, [u8; 3
     let candidate = check(bytes, &named, options)?;
     shared::atomic::write_atomic(path, bytes).map_err(|e| format!("{}: cannot put the upload in place: {e}", path.display()))?;
     Ok((candidate, shared::bundle::sha256(bytes)))
+}
+
+/// `why` a bundle was refused, naming it once (a reason from a check that did not name it, a
+/// self-check's, gets its path in front).
+pub fn named(path: &Path, why: &str) -> String {
+    let name = path.display().to_string();
+    if why.starts_with(&name) { why.to_string() } else { format!("{name}: {why}") }
 }
 
 /// [`check_bundle`], where a panic (a bug that a crafted bundle found) refuses the bundle and

@@ -99,8 +99,15 @@ impl Trial {
         match (status.code(), status.signal()) {
             (Some(0), _) => Ok(()),
             (Some(_), _) if last.starts_with(name) => Err(last.to_string()),
-            (Some(_), _) if !last.is_empty() => Err(format!("{name}: {last}")),
-            (Some(code), _) => Err(format!("{name}: its trial failed (exit {code})")),
+            // Its last words are not its own error line: a panic, or an allocation that failed
+            // where even saying so may fail.
+            (Some(code), _) => {
+                let memory = ["memory allocation", "out of memory", "allocate"].iter().any(|m| last.contains(m));
+                let why =
+                    if memory { format!(", most likely out of its {} MiB (--check-memory)", self.memory >> 20) } else { String::new() };
+                let last = if last.is_empty() { String::new() } else { format!(": {last}") };
+                Err(format!("{name}: its trial failed (exit {code}){why}{last}"))
+            }
             (None, Some(signal)) => {
                 let why = match signal {
                     6 => format!(", an abort (most likely an allocation over its {} MiB, --check-memory)", self.memory >> 20),
@@ -187,7 +194,17 @@ mod tests {
         let said = run("echo 'some log line' >&2; echo 'error: upload: cannot load the model: why' >&2; exit 1");
         assert_eq!(said, Err("upload: cannot load the model: why".into()), "the child's last line, as it said it");
         let panicked = run("echo 'panicked at x.rs:1:2:' >&2; echo 'a message' >&2; echo 'note: run with RUST_BACKTRACE=1' >&2; exit 101");
-        assert_eq!(panicked, Err("upload: a message".into()), "named, and the panic's message rather than the note");
+        assert_eq!(
+            panicked,
+            Err("upload: its trial failed (exit 101): a message".into()),
+            "named, and the panic's message rather than the note"
+        );
+        let cut = run("printf 'memory allocation of 41' >&2; exit 134");
+        assert_eq!(
+            cut,
+            Err("upload: its trial failed (exit 134), most likely out of its 1024 MiB (--check-memory): memory allocation of 41".into()),
+            "an allocation that failed, even half said"
+        );
         let noisy = run("head -c 300000 /dev/zero | tr '\\0' 'x' >&2; echo >&2; echo 'error: upload: the end' >&2; exit 1");
         assert_eq!(noisy, Err("upload: the end".into()), "the end of a long say is kept");
         let died = run("echo 'memory allocation of 99 bytes failed' >&2; echo 'skipping backtrace printing to avoid potential recursion' >&2; kill -ABRT $$").unwrap_err();

@@ -301,4 +301,10 @@ fn the_first_model_is_tried_like_a_new_one_unless_it_passed_here_before() {
     assert!(out.status.success(), "the last good model is not tried again: {}", String::from_utf8_lossy(&out.stderr));
     let out = start(&["--check-memory", "30MB"]);
     assert!(out.status.success(), "a start by hand loads its model directly: {}", String::from_utf8_lossy(&out.stderr));
+    // The model itself, under another name, is no last good model: it would skip its trial.
+    let link = dir.path().join("link.bundle");
+    std::os::unix::fs::symlink(&bundle, &link).unwrap();
+    let out = start(&["--last-good", link.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another file than --model"));
 }

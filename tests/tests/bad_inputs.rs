@@ -218,7 +218,8 @@ const HOSTILE_GRAPH_REASONS: &[(&str, &str)] = &[
     ("graph_long_chain.bundle", "nodes (at most 256)"),
     ("graph_constant_2000_axes.bundle", "2000 axes (the trainer's tensors have at most 6)"),
     ("graph_reshape_to_2000_axes.bundle", "takes a shape other than a constant of at most 6 axes"),
-    ("graph_gather_adds_axes.bundle", "would make a tensor of 9 axes"),
+    ("graph_gather_adds_axes.bundle", "takes indices other than a constant of at most one axis"),
+    ("graph_conv_kernel_from_weights.bundle", "has no kernel_shape"),
     ("graph_constants_left_of_matmuls.bundle", "once packed for tract's kernels"),
     ("graph_pool_7d.bundle", "kernel_shape of 7 values"),
 ];
@@ -286,13 +287,15 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         let image = g.node.iter().find(|n| n.op_type == "Transpose").expect("the graph transposes the image").output[0].clone();
         g.initializer.push(floats("spread", vec![channels, 3, 1, 1], 0.01));
         g.node.push(node("GlobalAveragePool", &[&image], "pixel"));
-        g.node.push(node("Conv", &["pixel", "spread"], "channels"));
+        let mut spread = node("Conv", &["pixel", "spread"], "channels");
+        spread.attribute.push(ints("kernel_shape", vec![1, 1]));
+        g.node.push(spread);
         let mut sum = String::new();
         for i in 0..narrows {
             let (weights, narrowed) = (format!("narrow_{i}"), format!("narrowed_{i}"));
             g.initializer.push(floats(&weights, vec![1, channels, kernel, kernel], 0.01 * (i + 1) as f32));
             let mut narrow = node("Conv", &["channels", &weights], &narrowed);
-            narrow.attribute.push(ints("pads", vec![1; 4]));
+            narrow.attribute.extend([ints("pads", vec![1; 4]), ints("kernel_shape", vec![kernel, kernel])]);
             g.node.push(narrow);
             sum = if i == 0 {
                 narrowed
@@ -344,15 +347,29 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
                 into_the_score(g, "broadcast");
             }),
         ),
-        // ... a 16 x 16 kernel given by its weights alone, over 256 channels (tract unfolded them
-        // into gigabytes: 2.9 GB and 76 s a check at 224 pixels) ...
+        // ... a 16 x 16 kernel given by its weights alone (tract takes a missing kernel_shape from
+        // them, of any size: unfolded over 256 channels, 2.9 GB and 76 s a check at 224 pixels) ...
+        (
+            "graph_conv_kernel_from_weights.bundle",
+            altered(&|g| {
+                let image = g.node.iter().find(|n| n.op_type == "Transpose").expect("the graph transposes the image").output[0].clone();
+                g.initializer.push(floats("deep", vec![1, 3, 16, 16], 0.01));
+                g.node.push(node("Conv", &[&image, "deep"], "unfolded"));
+                into_the_score(g, "unfolded");
+            }),
+        ),
+        // ... a 3 x 3 kernel over 256 channels at full size (unfolded: twice the trainer's
+        // largest) ...
         (
             "graph_conv_unfolds_huge.bundle",
             altered(&|g| {
                 let image = g.node.iter().find(|n| n.op_type == "Transpose").expect("the graph transposes the image").output[0].clone();
-                g.initializer.extend([floats("wide", vec![256, 3, 1, 1], 0.01), floats("deep", vec![1, 256, 16, 16], 0.01)]);
-                g.node.push(node("Conv", &[&image, "wide"], "channels_256"));
-                g.node.push(node("Conv", &["channels_256", "deep"], "unfolded"));
+                g.initializer.extend([floats("wide", vec![256, 3, 1, 1], 0.01), floats("deep", vec![1, 256, 3, 3], 0.01)]);
+                let mut wide = node("Conv", &[&image, "wide"], "channels_256");
+                wide.attribute.push(ints("kernel_shape", vec![1, 1]));
+                let mut deep = node("Conv", &["channels_256", "deep"], "unfolded");
+                deep.attribute.push(ints("kernel_shape", vec![3, 3]));
+                g.node.extend([wide, deep]);
                 into_the_score(g, "unfolded");
             }),
         ),
@@ -437,7 +454,7 @@ fn hostile_graphs(onnx: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
                 into_the_score(g, "reshaped");
             }),
         ),
-        // ... a Gather whose indices add 5 axes (a chain of 70 took 112 s to load) ...
+        // ... a Gather whose indices add 5 axes (a chain of 70 made 491 and took 112 s to load) ...
         (
             "graph_gather_adds_axes.bundle",
             altered(&|g| {

@@ -96,8 +96,7 @@ impl ModelNote<'_> {
     pub fn detail(&self) -> String {
         match self {
             Self::Swapped(info) => format!("{} {}", info.name, info.hash),
-            Self::Rejected { from, why } if why.starts_with(from) => why.to_string(),
-            Self::Rejected { from, why } => format!("{from}: {why}"),
+            Self::Rejected { from, why } => crate::swap::named(std::path::Path::new(from), why),
         }
     }
 }

@@ -37,6 +37,17 @@ impl Systemd {
     }
 }
 
+/// Asks systemd (when it listens) for `by` more to start in than `TimeoutStartSec`, before a
+/// start that may take long (the first model's trial).
+pub fn extend_start(by: Duration) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
+        if let Err(e) = sd_notify::notify(&[NotifyState::ExtendTimeoutUsec(usec)]) {
+            tracing::warn!("cannot notify systemd on NOTIFY_SOCKET: {e}");
+        }
+    }
+}
+
 impl Consumer for Systemd {
     fn frame(&mut self, frame: &Classified<'_>) -> anyhow::Result<()> {
         let since_ping = self.last_ping.elapsed();

@@ -108,7 +108,7 @@ impl Graph {
             let inputs = model.inputs.len();
             anyhow::ensure!(inputs == 1, "the graph has {inputs} inputs (expected one, the uint8 image [1, {s}, {s}, 3])");
             let typed = model.with_input_fact(0, u8::fact([1, s, s, 3]).into())?.into_typed().context("tract cannot type the graph")?;
-            limits::check_typed(&typed, s, onnx.len() as u64)?;
+            limits::check_typed(&typed, s)?;
             typed.into_optimized().context("tract cannot optimize the graph")?.into_runnable().context("tract cannot plan the graph")
         })?;
         Ok(Self { plan, input_size, classes: None })

@@ -100,19 +100,49 @@ pub(in crate::runtime) fn check_proto(graph: &pb::GraphProto) -> anyhow::Result<
             !node.input.iter().all(|input| input.is_empty() || constants.contains_key(input.as_str())),
             "{name}, a {op}, computes from constants only, which no graph this trainer writes does"
         );
-        if op == "Reshape" {
-            // Its shape is a constant of at most MAX_RANK values, so the axes it makes are known.
-            let shape = node.input.get(1).and_then(|input| constants.get(input.as_str()));
-            anyhow::ensure!(
-                shape.is_some_and(|shape| shape.dims.len() == 1 && shape.dims[0] <= MAX_RANK as i64),
-                "{name}, a Reshape, takes a shape other than a constant of at most {MAX_RANK} axes, as the trainer writes"
-            );
-        }
         for attribute in &node.attribute {
             check_attribute(attribute).map_err(|why| anyhow::anyhow!("{name}, a {op}: {why}"))?;
         }
+        check_shapes_known(node, &constants).map_err(|why| anyhow::anyhow!("{name}, a {op}, {why}"))?;
     }
     Ok(())
+}
+
+/// The inputs that decide a node's axes, as the trainer writes them, so that no node makes more
+/// axes than [`MAX_RANK`] or a window other than its weights say: a Reshape's shape and a
+/// Gather's indices are constants (of at most `MAX_RANK` values, and of at most one axis: a
+/// Gather adds its indices' axes, and a chain of them made 491 axes and took 112 s to load); a
+/// window says its `kernel_shape`, with no `auto_pad`, and a convolution's weights are a constant
+/// of 4 axes whose kernel is that one (tract takes a missing kernel, of any size and any number of
+/// axes, from the weights).
+fn check_shapes_known(node: &pb::NodeProto, constants: &std::collections::HashMap<&str, &pb::TensorProto>) -> Result<(), String> {
+    let constant = |slot: usize| node.input.get(slot).and_then(|input| constants.get(input.as_str())).copied();
+    let attribute = |name: &str| node.attribute.iter().find(|a| a.name == name);
+    match node.op_type.as_str() {
+        "Reshape" if constant(1).is_none_or(|shape| shape.dims.len() != 1 || shape.dims[0] > MAX_RANK as i64) => {
+            Err(format!("takes a shape other than a constant of at most {MAX_RANK} axes, as the trainer writes"))
+        }
+        "Gather" if constant(1).is_none_or(|indices| indices.dims.len() > 1) => {
+            Err("takes indices other than a constant of at most one axis, as the trainer writes".into())
+        }
+        "Conv" | "QLinearConv" | "MaxPool" => {
+            if attribute("auto_pad").is_some_and(|a| !a.s.is_empty() && a.s != b"NOTSET") {
+                return Err("has an auto_pad, which the trainer's windows do not".into());
+            }
+            let kernel =
+                attribute("kernel_shape").map(|a| a.ints.clone()).ok_or("has no kernel_shape, which the trainer's windows have")?;
+            let weights = match node.op_type.as_str() {
+                "Conv" => 1,
+                "QLinearConv" => 3,
+                _ => return Ok(()),
+            };
+            match constant(weights) {
+                Some(w) if w.dims.len() == 4 && w.dims[2..] == kernel[..] => Ok(()),
+                _ => Err(format!("takes weights other than a constant of 4 axes with its kernel_shape {kernel:?}, as the trainer writes")),
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A constant as the trainer writes it: raw little-endian bytes of one of [`ELEMENT_TYPES`],
@@ -218,7 +248,13 @@ mod tests {
             raw_data: vec![0; 4],
             ..Default::default()
         };
-        pb::GraphProto { node: nodes, initializer: vec![weight], ..Default::default() }
+        let kernel = pb::TensorProto { name: "k".into(), dims: vec![1, 1, 3, 3], raw_data: vec![0; 36], ..weight.clone() };
+        pb::GraphProto { node: nodes, initializer: vec![weight, kernel], ..Default::default() }
+    }
+
+    /// A convolution as the trainer writes it: 3x3, its kernel a constant.
+    fn conv() -> pb::NodeProto {
+        with(node("Conv", "", &["x", "k"]), "kernel_shape", vec![3, 3])
     }
 
     fn with(mut node: pb::NodeProto, name: &str, ints: Vec<i64>) -> pb::NodeProto {
@@ -228,7 +264,7 @@ mod tests {
 
     #[test]
     fn only_the_trainers_operators_are_read() {
-        assert!(check_proto(&graph(vec![node("Conv", "", &["x", "w"]), node("Relu", "ai.onnx", &["y"])])).is_ok());
+        assert!(check_proto(&graph(vec![conv(), node("Relu", "ai.onnx", &["y"])])).is_ok());
         for (op, domain) in [("Loop", ""), ("ConstantOfShape", ""), ("Relu", "com.evil")] {
             let e = check_proto(&graph(vec![node(op, domain, &["x"])])).unwrap_err().to_string();
             assert!(e.contains(op) && e.contains("no graph this trainer writes"), "{e}");
@@ -248,8 +284,7 @@ mod tests {
 
     #[test]
     fn windows_stay_small_and_permutations_are_permutations() {
-        let conv = || node("Conv", "", &["x", "w"]);
-        let good = with(with(with(conv(), "pads", vec![1; 4]), "kernel_shape", vec![3, 3]), "strides", vec![2, 2]);
+        let good = with(with(conv(), "pads", vec![1; 4]), "strides", vec![2, 2]);
         assert!(check_proto(&graph(vec![good, with(node("Transpose", "", &["x"]), "perm", vec![0, 3, 1, 2])])).is_ok());
         for (attribute, ints, said) in [
             ("pads", vec![1_000_000; 4], "pads of 1000000"),
@@ -258,12 +293,31 @@ mod tests {
             ("strides", vec![3, 3], "strides of 3"),
             ("dilations", vec![1, 2], "dilations of 2"),
             ("kernel_shape", vec![16, 16], "kernel_shape of 16"),
-            ("kernel_shape", vec![2; 7], "kernel_shape of 7 values"),
             ("strides", vec![1], "strides of 1 values"),
             ("pads", vec![1, 1], "pads of 2 values"),
         ] {
-            let e = check_proto(&graph(vec![with(conv(), attribute, ints)])).unwrap_err().to_string();
+            let mut bad = conv();
+            bad.attribute.retain(|a| a.name != attribute);
+            let e = check_proto(&graph(vec![with(bad, attribute, ints)])).unwrap_err().to_string();
             assert!(e.contains(said) && e.contains("a Conv:"), "{e}");
+        }
+        let pool = |kernel: Vec<i64>| with(node("MaxPool", "", &["x"]), "kernel_shape", kernel);
+        assert!(check_proto(&graph(vec![pool(vec![2, 2])])).is_ok());
+        let e = check_proto(&graph(vec![pool(vec![2; 7])])).unwrap_err().to_string();
+        assert!(e.contains("kernel_shape of 7 values"), "{e}");
+        // The kernel is said, and is the weights' own.
+        let mut auto = conv();
+        auto.attribute.push(pb::AttributeProto { name: "auto_pad".into(), s: b"SAME_UPPER".to_vec(), ..Default::default() });
+        for (bad, said) in [
+            (node("Conv", "", &["x", "k"]), "has no kernel_shape"),
+            (node("MaxPool", "", &["x"]), "has no kernel_shape"),
+            (auto, "has an auto_pad"),
+            (with(node("Conv", "", &["x", "w"]), "kernel_shape", vec![3, 3]), "weights other than a constant of 4 axes"),
+            (with(node("Conv", "", &["x", "k"]), "kernel_shape", vec![1, 1]), "weights other than a constant of 4 axes"),
+            (with(node("Conv", "", &["x", "computed"]), "kernel_shape", vec![3, 3]), "weights other than a constant"),
+        ] {
+            let e = check_proto(&graph(vec![bad])).unwrap_err().to_string();
+            assert!(e.contains(said), "{said}: {e}");
         }
         for perm in [vec![0, 0, 1, 2], vec![0, 9, 1, 2], vec![1, 2, 3]] {
             let e = check_proto(&graph(vec![with(node("Transpose", "", &["x"]), "perm", perm.clone())])).unwrap_err().to_string();
@@ -322,6 +376,12 @@ mod tests {
         for inputs in [&["x", "long"][..], &["x", "computed"], &["x"]] {
             let e = check_proto(&with_shapes(node("Reshape", "", inputs))).unwrap_err().to_string();
             assert!(e.contains("a Reshape, takes a shape other than a constant of at most 6 axes"), "{inputs:?}: {e}");
+        }
+        // A Gather adds its indices' axes: the trainer's are a constant list.
+        assert!(check_proto(&with_shapes(node("Gather", "", &["x", "short"]))).is_ok());
+        for inputs in [&["x", "k"][..], &["x", "computed"]] {
+            let e = check_proto(&with_shapes(node("Gather", "", inputs))).unwrap_err().to_string();
+            assert!(e.contains("a Gather, takes indices other than a constant of at most one axis"), "{inputs:?}: {e}");
         }
     }
 }

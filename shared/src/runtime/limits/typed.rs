@@ -34,8 +34,9 @@ pub const MACS_PER_PIXEL: u64 = 612_000;
 pub const MACS_BESIDE_THE_TRUNK: u64 = 1_000_000_000;
 
 /// The most bytes the weights of the convolutions and of the matrix products may take once tract
-/// has packed them for its kernels, beyond twice the graph's own bytes (weights a bundle carries
-/// are memory it was allowed to hold: a `flatten` head at 448 pixels is 411 MB). Packing rounds
+/// has packed them for its kernels, beyond twice those weights' own bytes (each constant counted
+/// once: weights a bundle carries are memory it was allowed to hold, a `flatten` head at 448
+/// pixels is 411 MB; bytes it carries for nothing do not raise the bound). Packing rounds
 /// output channels, or a constant matrix's rows, up to a panel of 64: 1 output channel over a
 /// 4 MB window took 80 MB, thirty 1-row constants of 4 MB 2.6 GB. About four times VGG16's 59 MB.
 pub const PACKED_WEIGHT_BYTES: u64 = 256 << 20;
@@ -44,10 +45,10 @@ const PACKING_PANEL: u64 = 64;
 
 /// Step 2 (see the module): on the typed graph for a `side`-pixel square, before it is optimized
 /// or run: each computed tensor's axes and size, all of them together, each convolution's unfolded
-/// input, the packed weights (against `onnx_bytes`, the graph's size) and the multiply-adds of a
-/// frame, within the bounds above. Constants are left out of the tensors: they are the bundle's
+/// input, the packed weights (against their own size) and the multiply-adds of a frame, within
+/// the bounds above. Constants are left out of the tensors: they are the bundle's
 /// own bytes, already read.
-pub(in crate::runtime) fn check_typed(model: &TypedModel, side: usize, onnx_bytes: u64) -> anyhow::Result<()> {
+pub(in crate::runtime) fn check_typed(model: &TypedModel, side: usize) -> anyhow::Result<()> {
     let pixels = (side * side) as u64;
     let at_most = |what: &str, value: u64, per_pixel: u64| -> anyhow::Result<()> {
         let bound = per_pixel * pixels;
@@ -55,6 +56,12 @@ pub(in crate::runtime) fn check_typed(model: &TypedModel, side: usize, onnx_byte
         Ok(())
     };
     let (mut all_bytes, mut macs, mut packed) = (0u64, 0u64, 0u64);
+    // The weights the convolutions and matrix products carry, each constant once.
+    let mut carried: std::collections::HashMap<OutletId, u64> = std::collections::HashMap::new();
+    let mut carry = |outlet: OutletId, fact: &TypedFact| {
+        let bytes = fact.shape.as_concrete().map_or(0, volume).saturating_mul(fact.datum_type.size_of() as u64);
+        carried.insert(outlet, bytes);
+    };
     for node in model.nodes() {
         if node.op_is::<Const>() {
             continue;
@@ -82,7 +89,9 @@ pub(in crate::runtime) fn check_typed(model: &TypedModel, side: usize, onnx_byte
             let unfolded = window.saturating_mul(positions).saturating_mul(element);
             let groups = conv.group.max(1) as u64;
             let panels = (conv.output_channels() as u64 / groups).div_ceil(PACKING_PANEL) * PACKING_PANEL;
-            let weight = model.outlet_fact(node.inputs[1])?.datum_type.size_of() as u64;
+            let weights = model.outlet_fact(node.inputs[1])?;
+            carry(node.inputs[1], weights);
+            let weight = weights.datum_type.size_of() as u64;
             packed = packed.saturating_add((groups * panels).saturating_mul(window).saturating_mul(weight));
             at_most(
                 &format!("{name} would unfold its input ({window} values a position) into a buffer"),
@@ -92,6 +101,14 @@ pub(in crate::runtime) fn check_typed(model: &TypedModel, side: usize, onnx_byte
         }
         let inputs = model.node_input_facts(node.id)?;
         if let Some(einsum) = node.op_as::<EinSum>() {
+            for (slot, fact) in inputs.iter().enumerate().take(2).filter(|(_, fact)| fact.konst.is_some()) {
+                anyhow::ensure!(
+                    fact.rank() <= 2,
+                    "{name} multiplies by a constant of {} axes (the trainer's matrix products take matrices)",
+                    fact.rank()
+                );
+                carry(node.inputs[slot], fact);
+            }
             packed = packed.saturating_add(packed_constants(einsum, &inputs));
         }
         for (cost, count) in node.op.cost(&inputs)? {
@@ -103,13 +120,14 @@ pub(in crate::runtime) fn check_typed(model: &TypedModel, side: usize, onnx_byte
         }
     }
     at_most("the graph's tensors would add up to a total", all_bytes, ALL_TENSORS_BYTES_PER_PIXEL)?;
-    let max_packed = PACKED_WEIGHT_BYTES.saturating_add(onnx_bytes.saturating_mul(2));
+    let carried: u64 = carried.values().sum();
+    let max_packed = PACKED_WEIGHT_BYTES.saturating_add(carried.saturating_mul(2));
     anyhow::ensure!(
         packed <= max_packed,
-        "the weights of the convolutions and matrix products would take {} once packed for tract's kernels (at most {}: 256 MiB beyond twice the graph's {})",
+        "the weights of the convolutions and matrix products would take {} once packed for tract's kernels (at most {}: 256 MiB beyond twice their own {})",
         megabytes(packed),
         megabytes(max_packed),
-        megabytes(onnx_bytes)
+        megabytes(carried)
     );
     let max_macs = MACS_PER_PIXEL * pixels + MACS_BESIDE_THE_TRUNK;
     anyhow::ensure!(
