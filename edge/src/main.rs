@@ -268,6 +268,7 @@ fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> any
     // The first model, or (with --last-good) the last good one when it fails its checks.
     let Start { candidate, sha, refused } = swap::first_model(&options)?;
     let Candidate { model, thresholds, .. } = candidate;
+    let watch = if refused.is_some() { watch.retry_after(swap::RETRY_REFUSED_START) } else { watch };
     // A new bundle at the model path, SIGHUP, or an upload: checked, then swapped in.
     let swapper = Swapper::start(options, watch, sha, refused)?;
     let (width, height) = args.resolution;

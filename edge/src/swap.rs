@@ -122,13 +122,25 @@ pub fn first_model(options: &SwapOptions) -> anyhow::Result<Start> {
 pub struct Watch {
     hangup: Arc<AtomicBool>,
     seen: Option<(SystemTime, u64)>,
+    /// When to look at the model path once more whatever its stamp says ([`Watch::retry_after`]).
+    retry_at: Option<std::time::Instant>,
 }
+
+/// How long after a start that refused the model path's bundle it is tried once more: a trial
+/// may have overrun its deadline, or been killed, only because the board was busy booting.
+pub const RETRY_REFUSED_START: Duration = Duration::from_secs(300);
 
 impl Watch {
     pub fn begin(path: &Path) -> anyhow::Result<Self> {
         let hangup = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))?;
-        Ok(Self { hangup, seen: stamp(path) })
+        Ok(Self { hangup, seen: stamp(path), retry_at: None })
+    }
+
+    /// Looks at the model path once more after `delay`, as if it had changed.
+    pub fn retry_after(mut self, delay: Duration) -> Self {
+        self.retry_at = Some(std::time::Instant::now() + delay);
+        self
     }
 }
 
@@ -165,14 +177,19 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 /// Asks for a reload when the file's stamp changed and then held still for one look (a copy in
 /// progress is not read half-written), or on SIGHUP.
 fn watch(path: &Path, from: Watch, requests: &Sender<Request>) {
-    let Watch { hangup, mut seen } = from;
+    let Watch { hangup, mut seen, mut retry_at } = from;
     let mut changed: Option<(SystemTime, u64)> = None;
     loop {
-        std::thread::sleep(WATCH_EVERY);
+        std::thread::sleep(WATCH_EVERY.min(retry_at.map_or(WATCH_EVERY, |at| at.saturating_duration_since(std::time::Instant::now()))));
         let now = stamp(path);
         let mut reload = hangup.swap(false, Ordering::SeqCst);
         if reload {
             tracing::info!("SIGHUP: checking {} for a new model", path.display());
+        }
+        if retry_at.is_some_and(|at| std::time::Instant::now() >= at) {
+            retry_at = None;
+            reload = true;
+            tracing::info!("checking {} once more: it was refused at the start", path.display());
         }
         if now.is_some() && now != seen {
             if changed == now {
@@ -311,4 +328,23 @@ fn candidate(bytes: &[u8], path: &Path, options: &SwapOptions) -> Result<Candida
     let thresholds = Thresholds::for_model(&model.manifest, options.unknown_threshold, options.min_confidence);
     let info = model.info(options.trusted.is_some());
     Ok(Candidate { model, thresholds, info })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_refused_at_the_start_is_looked_at_once_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.bundle");
+        std::fs::write(&path, b"refused at the start").unwrap();
+        let (requests, incoming) = mpsc::channel();
+        let from =
+            Watch { hangup: Arc::new(AtomicBool::new(false)), seen: stamp(&path), retry_at: None }.retry_after(Duration::from_millis(200));
+        std::thread::spawn(move || watch(&path, from, &requests));
+        let first = incoming.recv_timeout(Duration::from_secs(5));
+        assert!(matches!(first, Ok(Request::Reload)), "one look after the delay");
+        assert!(incoming.recv_timeout(Duration::from_millis(2500)).is_err(), "and only one, the file unchanged");
+    }
 }

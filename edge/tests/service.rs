@@ -278,9 +278,23 @@ fn a_stalled_source_turns_healthz_503_and_stops_the_watchdog_pings() {
     socket.set_nonblocking(true).unwrap();
     let mut command = edge();
     command.env("NOTIFY_SOCKET", &socket_path).env("WATCHDOG_USEC", "200000").stdin(Stdio::piped());
+    let last_good = dir.path().join("last-good.bundle");
     let mut s = serve(
         command,
-        &["run", "--model", model.to_str().unwrap(), "--source", "stdin:mjpeg", "--quiet", "--http", "127.0.0.1:0", "--stale-after", "1"],
+        &[
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--last-good",
+            last_good.to_str().unwrap(),
+            "--source",
+            "stdin:mjpeg",
+            "--quiet",
+            "--http",
+            "127.0.0.1:0",
+            "--stale-after",
+            "1",
+        ],
     );
     let mut stdin = s.child.stdin.take().unwrap();
     // Frames at 20 fps for a second and a half, then nothing: the pipe stays open, the source stalls.
@@ -291,6 +305,8 @@ fn a_stalled_source_turns_healthz_503_and_stops_the_watchdog_pings() {
     }
     let while_streaming = drain(&socket);
     assert!(while_streaming.iter().any(|m| m == "READY=1"), "{while_streaming:?}");
+    // The first model's trial (--last-good) may take up to --check-timeout (120 s): asked for first.
+    assert_eq!(while_streaming.first().map(String::as_str), Some("EXTEND_TIMEOUT_USEC=240000000"), "{while_streaming:?}");
     let pings = while_streaming.iter().filter(|m| *m == "WATCHDOG=1").count();
     assert!(pings >= 3, "a ping every 100 ms while frames are classified: {while_streaming:?}");
     assert!(while_streaming.iter().any(|m| m.starts_with("STATUS=") && m.contains("fps")), "{while_streaming:?}");
