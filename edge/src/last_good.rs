@@ -90,14 +90,6 @@ impl LastGood {
             Err(format!("--last-good {}: its folder {} does not exist", self.path.display(), folder.display()))
         }
     }
-
-    /// Removes what a write cut short (a power cut) left beside the copy.
-    pub fn remove_leftovers(&self) {
-        let removed = shared::atomic::remove_stale_temporaries(&self.path);
-        if removed > 0 {
-            tracing::info!("removed {removed} unfinished copies beside {}", self.path.display());
-        }
-    }
 }
 
 /// A path with its folder resolved (the file itself need not exist).

@@ -236,10 +236,14 @@ fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> any
             return Err(UsageError("--last-good must be another file than --model (it is the model to fall back on)".into()).into());
         }
         last_good.check_folder().map_err(UsageError)?;
-        last_good.remove_leftovers();
     }
-    // What an upload cut short by a power cut left beside the model.
-    shared::atomic::remove_stale_temporaries(&model_path);
+    // What a write cut short by a power cut (an upload, a copy) left beside the model and its copy.
+    for path in std::iter::once(model_path.as_path()).chain(last_good.as_ref().map(LastGood::path)) {
+        let removed = shared::atomic::remove_stale_temporaries(path);
+        if removed > 0 {
+            tracing::info!("removed {removed} unfinished copies beside {}", path.display());
+        }
+    }
     let trial =
         Trial { exe: trial::own_binary()?, threads, memory: args.check_memory, timeout: Duration::from_secs_f32(args.check_timeout) };
     let http = args.http.map(|listen| HttpOptions {

@@ -88,14 +88,17 @@ pub fn first_model(options: &SwapOptions) -> anyhow::Result<Start> {
     };
     let why = match shared::Bundle::read_bytes(path) {
         Ok(bytes) => {
-            let outcome = if last_good.holds(&bytes) { load(&bytes, path, options) } else { check(&bytes, path, options) };
-            let outcome = outcome.map_err(|why| named(path, &why));
+            // The last good model passed here already: loaded, and not copied over itself.
+            let passed_here = last_good.holds(&bytes);
+            let outcome = if passed_here { load(&bytes, path, options) } else { check(&bytes, path, options) };
             match outcome {
                 Ok(candidate) => {
-                    last_good.keep_or_warn(&bytes);
+                    if !passed_here {
+                        last_good.keep_or_warn(&bytes);
+                    }
                     return Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), refused: None });
                 }
-                Err(why) => why,
+                Err(why) => named(path, &why),
             }
         }
         Err(e) => e.to_string(),

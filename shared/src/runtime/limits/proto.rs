@@ -77,7 +77,7 @@ pub(in crate::runtime) fn check_proto(graph: &pb::GraphProto) -> anyhow::Result<
     for constant in &graph.initializer {
         check_initializer(constant).map_err(|why| anyhow::anyhow!("constant '{}': {why}", constant.name))?;
     }
-    let constants: std::collections::HashMap<&str, &pb::TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    let constants: Constants = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
     for (i, node) in graph.node.iter().enumerate() {
         let name = if node.name.is_empty() { format!("node {i}") } else { format!("node {i} ('{}')", node.name) };
         let op = &node.op_type;
@@ -109,6 +109,14 @@ pub(in crate::runtime) fn check_proto(graph: &pb::GraphProto) -> anyhow::Result<
     Ok(())
 }
 
+/// The graph's constants (initializers), by name.
+type Constants<'a> = std::collections::HashMap<&'a str, &'a pb::TensorProto>;
+
+/// The constant a node takes in input `slot`, if that input is one.
+fn input_constant<'a>(node: &pb::NodeProto, constants: &Constants<'a>, slot: usize) -> Option<&'a pb::TensorProto> {
+    node.input.get(slot).and_then(|input| constants.get(input.as_str())).copied()
+}
+
 /// The inputs that decide a node's axes, as the trainer writes them, so that no node makes more
 /// axes than [`MAX_RANK`] or a window other than its weights say: a Reshape's shape and a
 /// Gather's indices are constants (of at most `MAX_RANK` values, and of at most one axis: a
@@ -116,8 +124,8 @@ pub(in crate::runtime) fn check_proto(graph: &pb::GraphProto) -> anyhow::Result<
 /// window says its `kernel_shape`, with no `auto_pad`, and a convolution's weights are a constant
 /// of 4 axes whose kernel is that one (tract takes a missing kernel, of any size and any number of
 /// axes, from the weights).
-fn check_shapes_known(node: &pb::NodeProto, constants: &std::collections::HashMap<&str, &pb::TensorProto>) -> Result<(), String> {
-    let constant = |slot: usize| node.input.get(slot).and_then(|input| constants.get(input.as_str())).copied();
+fn check_shapes_known(node: &pb::NodeProto, constants: &Constants) -> Result<(), String> {
+    let constant = |slot: usize| input_constant(node, constants, slot);
     let attribute = |name: &str| node.attribute.iter().find(|a| a.name == name);
     match node.op_type.as_str() {
         "Reshape" if constant(1).is_none_or(|shape| shape.dims.len() != 1 || shape.dims[0] > MAX_RANK as i64) => {
@@ -149,15 +157,14 @@ fn check_shapes_known(node: &pb::NodeProto, constants: &std::collections::HashMa
 /// The quantization scales as the trainer writes them: one float constant each (a scale per
 /// layer), finite and above zero. tract answers otherwise than onnxruntime for a scale of 0, NaN
 /// or one small enough to saturate its integer arithmetic (1e-8 turned 255 into 0).
-fn check_scales(node: &pb::NodeProto, constants: &std::collections::HashMap<&str, &pb::TensorProto>) -> Result<(), String> {
+fn check_scales(node: &pb::NodeProto, constants: &Constants) -> Result<(), String> {
     let slots: &[usize] = match node.op_type.as_str() {
         "QuantizeLinear" | "DequantizeLinear" => &[1],
         "QLinearConv" => &[1, 4, 6],
         _ => return Ok(()),
     };
     for &slot in slots {
-        let scale = node.input.get(slot).and_then(|input| constants.get(input.as_str()));
-        let value = scale
+        let value = input_constant(node, constants, slot)
             .filter(|c| c.data_type == DataType::Float as i32 && c.raw_data.len() == 4)
             .map(|c| f32::from_le_bytes([c.raw_data[0], c.raw_data[1], c.raw_data[2], c.raw_data[3]]));
         match value {
@@ -268,15 +275,14 @@ mod tests {
         }
     }
 
+    /// A constant as the trainer writes it: `raw` bytes of `data_type`, shaped `dims`.
+    fn tensor(name: &str, data_type: DataType, dims: Vec<i64>, raw: Vec<u8>) -> pb::TensorProto {
+        pb::TensorProto { name: name.into(), data_type: data_type as i32, dims, raw_data: raw, ..Default::default() }
+    }
+
     fn graph(nodes: Vec<pb::NodeProto>) -> pb::GraphProto {
-        let weight = pb::TensorProto {
-            name: "w".into(),
-            data_type: DataType::Float as i32,
-            dims: vec![1],
-            raw_data: vec![0; 4],
-            ..Default::default()
-        };
-        let kernel = pb::TensorProto { name: "k".into(), dims: vec![1, 1, 3, 3], raw_data: vec![0; 36], ..weight.clone() };
+        let weight = tensor("w", DataType::Float, vec![1], vec![0; 4]);
+        let kernel = tensor("k", DataType::Float, vec![1, 1, 3, 3], vec![0; 36]);
         pb::GraphProto { node: nodes, initializer: vec![weight, kernel], ..Default::default() }
     }
 
@@ -355,13 +361,7 @@ mod tests {
 
     #[test]
     fn constants_are_raw_bytes_of_the_trainers_types_and_nodes_are_narrow() {
-        let constant = |data_type: DataType, dims: Vec<i64>, raw: usize| pb::TensorProto {
-            name: "c".into(),
-            data_type: data_type as i32,
-            dims,
-            raw_data: vec![0; raw],
-            ..Default::default()
-        };
+        let constant = |data_type: DataType, dims: Vec<i64>, raw: usize| tensor("c", data_type, dims, vec![0; raw]);
         for good in
             [constant(DataType::Float, vec![2, 3], 24), constant(DataType::Int64, vec![2], 16), constant(DataType::Uint8, vec![], 1)]
         {
@@ -388,13 +388,7 @@ mod tests {
 
     #[test]
     fn a_reshape_takes_its_shape_from_a_short_constant() {
-        let shape = |name: &str, values: usize| pb::TensorProto {
-            name: name.into(),
-            data_type: DataType::Int64 as i32,
-            dims: vec![values as i64],
-            raw_data: vec![0; values * 8],
-            ..Default::default()
-        };
+        let shape = |name: &str, values: usize| tensor(name, DataType::Int64, vec![values as i64], vec![0; values * 8]);
         let with_shapes = |node: pb::NodeProto| {
             let mut g = graph(vec![node]);
             g.initializer.extend([shape("short", MAX_RANK), shape("long", 2000)]);
@@ -415,12 +409,7 @@ mod tests {
 
     #[test]
     fn quantization_scales_are_single_positive_floats() {
-        let scalar = |name: &str, value: f32| pb::TensorProto {
-            name: name.into(),
-            data_type: DataType::Float as i32,
-            raw_data: value.to_le_bytes().to_vec(),
-            ..Default::default()
-        };
+        let scalar = |name: &str, value: f32| tensor(name, DataType::Float, vec![], value.to_le_bytes().to_vec());
         let with_scales = |node: pb::NodeProto| {
             let mut g = graph(vec![node]);
             g.initializer.extend([scalar("good", 0.02), scalar("zero", 0.0), scalar("nan", f32::NAN), scalar("tiny", 1e-8)]);
