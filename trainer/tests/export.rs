@@ -189,7 +189,7 @@ fn an_open_set_score_that_disagrees_with_the_trainer_is_caught() {
 /// The graphs the trainer writes stay within what the edge loads (`shared::runtime::limits`) at
 /// the extremes a bundle may have: input 32 and 1024, a full-width VGG16, 1000 classes and 5000
 /// open-set references (the fixed-size head and references weigh most at 32 pixels, the trunk's
-/// tensors at 1024), and the trunk-features graph the pure-Rust build computes features with.
+/// tensors at 1024).
 #[test]
 fn the_trainers_largest_graphs_stay_within_the_edges_limits() {
     let trunk = Vgg16Weights::random(3, 1.0, Convention::Caffe);
@@ -202,14 +202,10 @@ fn the_trainers_largest_graphs_stay_within_the_edges_limits() {
         let dims = trainer::features::feature_dims(trunk.out_channels(), size as u32);
         let head = Head::new(HeadKind::Linear, dims, classes, 0.0, &device).to_weights();
         let outputs = trainer::export::graph::Outputs { head_kind: HeadKind::Linear, head: &head, open_set_references: Some(&references) };
-        let graphs = [
-            trainer::export::graph::classifier(trainer::export::graph::Trunk::F32(&trunk.convs), outputs, &normalization, size, vec![]),
-            trainer::export::graph::trunk_features(&trunk.convs, &normalization, size),
-        ];
-        for graph in graphs {
-            let loaded = shared::runtime::Graph::load(&prost::Message::encode_to_vec(&graph), size as u32);
-            assert!(loaded.is_ok(), "{size} pixels: {:#}", loaded.err().unwrap());
-        }
+        let graph =
+            trainer::export::graph::classifier(trainer::export::graph::Trunk::F32(&trunk.convs), outputs, &normalization, size, vec![]);
+        let loaded = shared::runtime::Graph::load(&prost::Message::encode_to_vec(&graph), size as u32);
+        assert!(loaded.is_ok(), "{size} pixels: {:#}", loaded.err().unwrap());
     }
     // The original recipe's `flatten` head grows with the input: at 320 pixels its first matrix
     // is 210 MB, which with the trunk's 59 MB packs past 256 MB; the bound allows what a graph

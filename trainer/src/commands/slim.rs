@@ -135,12 +135,7 @@ fn slim_trunk(t: &Teacher, args: &SlimArgs, out: &Path) -> anyhow::Result<SlimRe
         })
         .collect();
     let engine = std::cell::OnceCell::new();
-    let make_engine = || -> anyhow::Result<&TrunkEngine> {
-        if engine.get().is_none() {
-            let _ = engine.set(TrunkEngine::for_run(t.backend, &teacher.convs, &normalization, t.input_size, &device)?);
-        }
-        Ok(engine.get().expect("just set"))
-    };
+    let make_engine = || engine.get_or_init(|| TrunkEngine::for_run(t.device, &teacher.convs, &normalization, &device));
     let target_features = features::extract(make_engine, &cache, shape, jobs, "teacher features")?;
     let images: Vec<image::RgbImage> = dataset.samples.iter().map(|s| s.image.clone()).collect();
     let distillation = Distillation {

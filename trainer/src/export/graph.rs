@@ -353,19 +353,6 @@ pub fn trunk_int8(g: &mut GraphBuilder, x: String, q: &QuantizedTrunk) -> TrunkO
     }
 }
 
-/// The graph the trainer's default build computes frozen-trunk features with
-/// ([`crate::features::TrunkEngine`]): the export's preprocessing and float32 trunk, answering
-/// block 5's feature map `[N, C, s, s]`, then block 4 averaged `[N, C4]` and max-pooled `[N, C4]`.
-pub fn trunk_features(convs: &[ConvWeights], normalization: &Normalization, input_size: usize) -> pb::ModelProto {
-    let mut g = GraphBuilder::default();
-    let x = preprocessing(&mut g, ONNX_INPUT, normalization);
-    let (trunk, _) = trunk_f32(&mut g, x, convs);
-    let (average4, max4) = pooled_block4(&mut g, &trunk);
-    let outputs: Vec<_> = [&trunk.features, &average4, &max4].into_iter().map(|t| (t.as_str(), DataType::Float, &[][..])).collect();
-    let s = Some(input_size);
-    g.finish((ONNX_INPUT, DataType::Uint8, &[None, s, s, Some(3)]), &outputs, vec![], "VGG16 trunk features (training only)")
-}
-
 /// Block 4's output pooled by average and by max, each `[N, C4]`: what the feature cache keeps of
 /// it, and the open-set descriptor's first half.
 fn pooled_block4(g: &mut GraphBuilder, trunk: &TrunkOutputs) -> (String, String) {

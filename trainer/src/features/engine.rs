@@ -1,86 +1,67 @@
 //! Which engine runs the frozen trunk over the photos: the slow part of a training run from an
 //! empty cache (one VGG16 pass per photo view).
 //!
-//! - libtorch (the `tch` build, CPU or CUDA) runs Burn's trunk module, batched;
-//! - with the flex backend (the pure-Rust build's), tract runs the export's own preprocessing and
-//!   trunk graph, one photo per core. Measured on the development machine (2-core AMD EPYC,
-//!   224 px, cold cache): 0.54 s per photo against 1.22 s in Burn's flex backend, which kept one
-//!   core busy (BENCHMARKS.md, "Features on the default build"). It is also the edge's engine, so
-//!   the head trains on the numbers the board's graph computes; the export then cross-checks a
-//!   few photos in Burn's trunk, so that the parity gate does not compare tract with itself
-//!   ([`crate::training::prepare::Prepared::cross_check_trunk`]).
+//! - On a GPU (libtorch, CUDA), Burn's trunk module, batched.
+//! - On the CPU, in either build, [`CpuTrunk`]: Winograd convolutions, one photo per core.
+//!   Measured on the development machine (2-core AMD EPYC with AVX-512, 224 px, the README's
+//!   320 trunk passes, 2026-12-07): 26 s, against 68-71 s for tract on the export's own trunk
+//!   graph (the default build's engine before) and 58 s for libtorch's CPU convolutions; Burn's
+//!   flex backend was 2.3x slower than tract (BENCHMARKS.md, "Features on the default build").
+//!   The export then cross-checks a few photos in Burn's trunk
+//!   ([`crate::training::prepare::Prepared::cross_check_trunk`]), and the parity
+//!   gate runs the exported graph in tract: three engines agree before a bundle exists.
 
-use anyhow::Context;
 use burn::prelude::*;
 use image::RgbImage;
 use shared::Normalization;
-use shared::runtime::Graph;
 
+use super::cpu_trunk::CpuTrunk;
 use super::{TrunkFeatures, pool, pool_max};
 use crate::backbone::ConvWeights;
-use crate::device::Backend;
+use crate::device::DeviceSpec;
 use crate::model::{Vgg16Trunk, from_vec, to_vec};
 
 pub enum TrunkEngine {
-    /// Burn's trunk module on the run's device.
+    /// Burn's trunk module on the run's GPU.
     Burn { trunk: Vgg16Trunk, device: Device, normalization: Normalization },
-    /// The trunk graph ([`crate::export::graph::trunk_features`]) planned by tract.
-    Tract(Graph),
+    /// Winograd convolutions on the CPU cores.
+    Cpu(CpuTrunk),
 }
 
 impl TrunkEngine {
-    /// The fastest engine for a run on `backend`: Burn's module where it is libtorch, else tract.
-    pub fn for_run(
-        backend: Backend,
-        convs: &[ConvWeights],
-        normalization: &Normalization,
-        input_size: u32,
-        device: &Device,
-    ) -> anyhow::Result<Self> {
-        Ok(match backend {
-            Backend::Libtorch => {
+    /// The fastest engine for a run on `spec`: Burn's module on a GPU, else the CPU trunk.
+    pub fn for_run(spec: DeviceSpec, convs: &[ConvWeights], normalization: &Normalization, device: &Device) -> Self {
+        match spec {
+            DeviceSpec::Cuda(_) => {
                 Self::Burn { trunk: Vgg16Trunk::from_weights(convs, device), device: device.clone(), normalization: *normalization }
             }
-            Backend::Flex => {
-                let proto = crate::export::graph::trunk_features(convs, normalization, input_size as usize);
-                let graph = Graph::load(&prost::Message::encode_to_vec(&proto), input_size).context("the trunk graph for features")?;
-                Self::Tract(graph)
-            }
-        })
+            DeviceSpec::Cpu => Self::Cpu(CpuTrunk::new(convs, normalization)),
+        }
     }
 
-    /// Photos per [`TrunkEngine::forward`] call: a batch for Burn's GEMMs; for tract, one photo
+    /// Photos per [`TrunkEngine::forward`] call: a batch for Burn's GEMMs; on the CPU, one photo
     /// per core (at least a Burn batch, so the progress bar moves in the same steps).
     pub fn batch(&self) -> usize {
         match self {
             Self::Burn { .. } => super::EXTRACT_BATCH,
-            Self::Tract(_) => rayon::current_num_threads().max(super::EXTRACT_BATCH),
+            Self::Cpu(_) => rayon::current_num_threads().max(super::EXTRACT_BATCH),
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             Self::Burn { .. } => "burn",
-            Self::Tract(_) => "tract",
+            Self::Cpu(_) => "winograd",
         }
     }
 
     /// The features of each prepared square.
-    pub fn forward(&self, images: &[RgbImage]) -> anyhow::Result<Vec<TrunkFeatures>> {
+    pub fn forward(&self, images: &[RgbImage]) -> Vec<TrunkFeatures> {
         match self {
-            Self::Burn { trunk, device, normalization } => Ok(burn_forward(trunk, device, normalization, images)),
-            Self::Tract(graph) => {
+            Self::Burn { trunk, device, normalization } => burn_forward(trunk, device, normalization, images),
+            Self::Cpu(trunk) => {
                 use rayon::prelude::*;
-                images
-                    .par_iter()
-                    .map(|image| {
-                        let mut outputs = graph.run(image)?.into_iter();
-                        let (Some(map), Some(average4), Some(max4)) = (outputs.next(), outputs.next(), outputs.next()) else {
-                            anyhow::bail!("the trunk graph answered fewer than its 3 outputs");
-                        };
-                        Ok(TrunkFeatures { map, block4_pooled: [average4, max4].concat() })
-                    })
-                    .collect()
+                images.par_iter().map(|image| trunk.forward(image)).collect()
             }
         }
     }
@@ -121,10 +102,10 @@ mod tests {
     use super::*;
     use crate::backbone::Vgg16Weights;
 
-    /// tract on the trunk graph and Burn's module compute the same features: the cache may hold
-    /// either's, and a run on one backend reads what the other wrote.
+    /// The CPU trunk and Burn's module compute the same features: the cache may hold either's,
+    /// and a run on one device reads what the other wrote.
     #[test]
-    fn tract_and_burn_compute_the_same_features() {
+    fn cpu_and_burn_compute_the_same_features() {
         let weights = Vgg16Weights::random(7, 0.125, Convention::Caffe);
         let normalization = weights.convention.normalization();
         let size = 64;
@@ -132,10 +113,10 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let images: Vec<RgbImage> = (0..3).map(|c| preprocessing.prepare_rgb(&crate::fixtures::photo(c, &mut rng))).collect();
         let device = Device::flex();
-        let tract = TrunkEngine::for_run(Backend::Flex, &weights.convs, &normalization, size, &device).unwrap();
-        assert_eq!(tract.name(), "tract");
+        let cpu = TrunkEngine::for_run(DeviceSpec::Cpu, &weights.convs, &normalization, &device);
+        assert_eq!(cpu.name(), "winograd");
         let burn = TrunkEngine::Burn { trunk: Vgg16Trunk::from_weights(&weights.convs, &device), device, normalization };
-        let (a, b) = (tract.forward(&images).unwrap(), burn.forward(&images).unwrap());
+        let (a, b) = (cpu.forward(&images), burn.forward(&images));
         assert_eq!(a.len(), 3);
         let c = weights.out_channels();
         for (x, y) in a.iter().zip(&b) {
@@ -144,7 +125,7 @@ mod tests {
             let scale = y.map.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
             assert!(scale > 1e-3, "the random trunk gives non-trivial features");
             for (u, v) in x.map.iter().chain(&x.block4_pooled).zip(y.map.iter().chain(&y.block4_pooled)) {
-                assert!((u - v).abs() <= 1e-4 * scale, "tract {u} against burn {v} (scale {scale})");
+                assert!((u - v).abs() <= 1e-4 * scale, "winograd {u} against burn {v} (scale {scale})");
             }
         }
     }

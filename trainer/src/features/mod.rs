@@ -1,5 +1,5 @@
-//! Trunk features, computed once per image view (in libtorch where it is the backend, else in
-//! tract: [`engine`]) and cached on disk.
+//! Trunk features, computed once per image view (on the CPU by Winograd convolutions, on a GPU
+//! by libtorch: [`engine`]) and cached on disk.
 //!
 //! With a frozen trunk the expensive part of training is one forward pass per image; the head
 //! then trains in seconds on the stored features. A cache entry is keyed by everything that
@@ -8,7 +8,9 @@
 //! holds the block-5 feature map (what the heads see) followed by the block-4 output pooled by
 //! average and by max (what the open-set descriptor adds): one trunk pass gives both.
 
+mod cpu_trunk;
 pub mod engine;
+mod winograd;
 
 use std::path::{Path, PathBuf};
 
@@ -173,7 +175,7 @@ pub fn pool_max(feature_map: &[f32], dims: [usize; 3]) -> Vec<f32> {
 /// Computes (or loads) the features of each job: (cache key, lazily produced image). `engine`
 /// is asked for only when some feature map is not cached.
 pub fn extract<'a, 't>(
-    engine: impl FnOnce() -> anyhow::Result<&'t TrunkEngine>,
+    engine: impl FnOnce() -> &'t TrunkEngine,
     cache: &FeatureCache,
     shape: FeatureShape,
     jobs: Vec<(String, Box<dyn Fn() -> RgbImage + Send + Sync + 'a>)>,
@@ -188,7 +190,7 @@ pub fn extract<'a, 't>(
         tracing::info!("{label}: all {} feature maps cached", jobs.len());
         return Ok(out.into_iter().map(|f| f.expect("every job cached")).collect());
     }
-    let engine = engine()?;
+    let engine = engine();
     tracing::info!(
         "{label}: {} of {} feature maps cached, computing {} in {}",
         jobs.len() - missing.len(),
@@ -202,7 +204,7 @@ pub fn extract<'a, 't>(
             use rayon::prelude::*;
             chunk.par_iter().map(|&i| (jobs[i].1)()).collect()
         };
-        let features = engine.forward(&images)?;
+        let features = engine.forward(&images);
         for (&i, f) in chunk.iter().zip(features) {
             anyhow::ensure!(
                 f.map.len() == map_len && f.block4_pooled.len() == 2 * shape.block4_channels,

@@ -44,8 +44,9 @@ impl Phases {
 /// costs one trunk pass in the slowest engine, and a wrong trunk graph shows on any photo.
 pub const TRUNK_CROSS_CHECK_PHOTOS: usize = 2;
 /// Largest difference allowed there, relative to the largest feature: float32 rounding through
-/// two engines' 13 convolutions (measured 2.3e-5 on the VGG16 trunk at 224), with room to spare; a
-/// wrong trunk graph (a channel order, a missing ReLU or pool) differs by the order of 1.
+/// two engines' 13 convolutions (Winograd against Burn: measured 4.5e-5 on the VGG16 trunk at 224
+/// with flex, 4.8e-5 with libtorch), with room to spare; a wrong trunk (a channel order, a missing
+/// ReLU or pool) differs by the order of 1.
 pub const TRUNK_CROSS_CHECK_TOLERANCE: f32 = 1e-3;
 
 /// Data, split and backbone, checked and loaded: what training and export both start from.
@@ -107,18 +108,8 @@ impl Prepared {
         self.groups.iter().enumerate().filter(|&(i, &g)| g != i).count()
     }
 
-    fn trunk(&self) -> anyhow::Result<&TrunkEngine> {
-        if let Some(engine) = self.trunk.get() {
-            return Ok(engine);
-        }
-        let engine = TrunkEngine::for_run(
-            self.config.backend,
-            &self.backbone.convs,
-            &self.normalization,
-            self.preprocessing.input_size,
-            &self.device,
-        )?;
-        Ok(self.trunk.get_or_init(|| engine))
+    fn trunk(&self) -> &TrunkEngine {
+        self.trunk.get_or_init(|| TrunkEngine::for_run(self.config.device, &self.backbone.convs, &self.normalization, &self.device))
     }
 
     pub fn feature_dims(&self) -> [usize; 3] {
@@ -178,12 +169,12 @@ impl Prepared {
         self.features_of(jobs, label)
     }
 
-    /// Where tract computed the frozen trunk's features (the pure-Rust build), the parity gate
-    /// would compare the exported trunk with itself: so the first [`TRUNK_CROSS_CHECK_PHOTOS`] of
-    /// `items` also go through Burn's own trunk, whose features must agree with the cached ones.
-    /// Returns the largest difference relative to the features' scale (`None`: Burn computed them).
+    /// Where the CPU trunk computed the frozen trunk's features (Winograd convolutions, not the
+    /// module the trainer's maths is written in), the first [`TRUNK_CROSS_CHECK_PHOTOS`] of `items`
+    /// also go through Burn's own trunk, whose features must agree with the cached ones. Returns
+    /// the largest difference relative to the features' scale (`None`: Burn computed them).
     pub fn cross_check_trunk(&self, items: &[usize]) -> anyhow::Result<Option<f32>> {
-        if self.config.backend != crate::device::Backend::Flex || self.config.trains_trunk() {
+        if self.config.device != crate::device::DeviceSpec::Cpu || self.config.trains_trunk() {
             return Ok(None);
         }
         let items = &items[..items.len().min(TRUNK_CROSS_CHECK_PHOTOS)];
@@ -201,7 +192,7 @@ impl Prepared {
             if relative.is_nan() || relative > TRUNK_CROSS_CHECK_TOLERANCE {
                 return Err(crate::export::parity::ParityFailure {
                     details: format!(
-                        "{}: the trunk's features from tract differ from Burn's by {relative:.2e} of their scale (tolerance {TRUNK_CROSS_CHECK_TOLERANCE})",
+                        "{}: the trunk's features from the CPU trunk differ from Burn's by {relative:.2e} of their scale (tolerance {TRUNK_CROSS_CHECK_TOLERANCE})",
                         self.dataset.samples[i].name
                     ),
                 }
