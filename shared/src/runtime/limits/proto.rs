@@ -155,26 +155,42 @@ fn check_shapes_known(node: &pb::NodeProto, constants: &Constants) -> Result<(),
 }
 
 /// The quantization scales as the trainer writes them: one float constant each (a scale per
-/// layer), finite and above zero. tract answers otherwise than onnxruntime for a scale of 0, NaN
-/// or one small enough to saturate its integer arithmetic (1e-8 turned 255 into 0).
+/// layer), finite and above zero, and a QLinearConv's requantization multiplier
+/// (`x_scale * w_scale / y_scale`) at most [`MAX_REQUANT_MULTIPLIER`]. tract answers otherwise
+/// than onnxruntime for a scale of 0, NaN or one small enough to saturate its integer arithmetic
+/// (1e-8 turned 255 into 0), and for multipliers from about 2e4.
 fn check_scales(node: &pb::NodeProto, constants: &Constants) -> Result<(), String> {
     let slots: &[usize] = match node.op_type.as_str() {
         "QuantizeLinear" | "DequantizeLinear" => &[1],
         "QLinearConv" => &[1, 4, 6],
         _ => return Ok(()),
     };
+    let mut scales = Vec::with_capacity(slots.len());
     for &slot in slots {
         let value = input_constant(node, constants, slot)
             .filter(|c| c.data_type == DataType::Float as i32 && c.raw_data.len() == 4)
             .map(|c| f32::from_le_bytes([c.raw_data[0], c.raw_data[1], c.raw_data[2], c.raw_data[3]]));
         match value {
-            Some(v) if v.is_finite() && v >= MIN_SCALE => {}
+            Some(v) if v.is_finite() && v >= MIN_SCALE => scales.push(v as f64),
             Some(v) => return Err(format!("has a scale of {v} (the trainer's are finite and at least {MIN_SCALE:e})")),
             None => return Err("takes a scale other than one float constant, as the trainer writes".into()),
         }
     }
+    if let [x_scale, w_scale, y_scale] = scales[..] {
+        let multiplier = x_scale * w_scale / y_scale;
+        if multiplier > MAX_REQUANT_MULTIPLIER {
+            return Err(format!(
+                "has a requantization multiplier x_scale * w_scale / y_scale of {multiplier:e} (the trainer's are at most {MAX_REQUANT_MULTIPLIER})"
+            ));
+        }
+    }
     Ok(())
 }
+
+/// The largest QLinearConv requantization multiplier taken: the trainer's largest, measured in
+/// its int8 graphs (full trunk and keep 0.5, 112 px), is 6.7e-3; an output scale below the
+/// product of the input scales is what integer kernels are not written for.
+const MAX_REQUANT_MULTIPLIER: f64 = 1.0;
 
 /// The smallest quantization scale taken: far below the trainer's (its smallest, measured: 1.3e-3
 /// in the daffodil/coltsfoot int8 graph, 3.4e-4 in a synthetic one).
@@ -425,5 +441,14 @@ mod tests {
             let e = check_proto(&with_scales(node("QuantizeLinear", "", inputs))).unwrap_err().to_string();
             assert!(e.contains("a scale other than one float constant"), "{inputs:?}: {e}");
         }
+        // A QLinearConv's multiplier x_scale * w_scale / y_scale: 0.02 * 0.02 / 0.02 passes,
+        // 0.02 * 0.02 / 1e-6 (400) does not, though each scale alone would.
+        let mut qconv = with_scales(node("QLinearConv", "", &["x", "good", "w", "w", "good", "w", "good", "w"]));
+        qconv.initializer.push(scalar("small", 1e-6));
+        let check = |g: &pb::GraphProto| check_scales(&g.node[0], &g.initializer.iter().map(|t| (t.name.as_str(), t)).collect());
+        assert!(check(&qconv).is_ok());
+        qconv.node[0].input[6] = "small".into();
+        let e = check(&qconv).unwrap_err();
+        assert!(e.contains("a requantization multiplier x_scale * w_scale / y_scale of 3.99") && e.contains("at most 1"), "{e}");
     }
 }
