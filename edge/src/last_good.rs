@@ -53,13 +53,19 @@ impl LastGood {
         true
     }
 
-    /// [`LastGood::keep`], where a failure is logged, not raised: the model runs either way.
-    pub fn keep_or_warn(&self, bundle: &[u8]) {
+    /// [`LastGood::keep`], where a failure is logged and returned, not raised: the model runs
+    /// either way, and the loop tells the status and the events ([`crate::swap::Swap::Kept`]).
+    pub fn keep_or_warn(&self, bundle: &[u8]) -> Option<String> {
         match self.keep(bundle) {
             Ok(true) => tracing::info!("kept this model as the last good one, {}", self.path.display()),
             Ok(false) => {}
-            Err(e) => tracing::warn!("cannot keep this model as the last good one, {}: {e}", self.path.display()),
+            Err(e) => {
+                let problem = format!("cannot keep the running model as the last good one, {}: {e}", self.path.display());
+                tracing::warn!("{problem}");
+                return Some(problem);
+            }
         }
+        None
     }
 
     /// The copy's bytes; `None` when there is none yet (any other trouble is an error).

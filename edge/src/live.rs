@@ -209,6 +209,11 @@ pub fn run(
                             consumer.model(&ModelNote::Rejected { from: &from, why: &why })?;
                         }
                     }
+                    Swap::Kept { problem } => {
+                        for consumer in consumers.iter_mut() {
+                            consumer.model(&ModelNote::Kept { problem: problem.as_deref() })?;
+                        }
+                    }
                 }
             }
             let model: &dyn Classify = swapped.as_deref().unwrap_or(model);

@@ -270,11 +270,12 @@ fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> any
         edge::consumers::systemd::extend_start(Duration::from_secs_f32(args.check_timeout) + Duration::from_secs(120));
     }
     // The first model, or (with --last-good) the last good one when it fails its checks.
-    let Start { candidate, sha, refused } = swap::first_model(&options)?;
+    let start = swap::first_model(&options)?;
+    let watch = if start.refused() { watch.retry_after(swap::RETRY_REFUSED_START) } else { watch };
+    let Start { candidate, sha, notes } = start;
     let Candidate { model, thresholds, .. } = candidate;
-    let watch = if refused.is_some() { watch.retry_after(swap::RETRY_REFUSED_START) } else { watch };
     // A new bundle at the model path, SIGHUP, or an upload: checked, then swapped in.
-    let swapper = Swapper::start(options, watch, sha, refused)?;
+    let swapper = Swapper::start(options, watch, sha, notes)?;
     let (width, height) = args.resolution;
     let options = SourceOptions { fps: args.fps, looping: args.looping, width, height, camera_format: args.camera_format.clone() };
     let source = source::open(&args.source, &options)?;

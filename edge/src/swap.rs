@@ -35,7 +35,16 @@ pub struct Candidate {
 /// What the loop hears from the worker.
 pub enum Swap {
     Ready(Box<Candidate>),
-    Rejected { from: String, why: String },
+    Rejected {
+        from: String,
+        why: String,
+    },
+    /// With `--last-good`: the running model was offered to the copy, and `problem` says why it
+    /// could not be kept (a full or read-only disk), `None` when the copy holds it. A box whose
+    /// copy is stale would come back on an older model after a restart on a bad file.
+    Kept {
+        problem: Option<String>,
+    },
 }
 
 /// Asks the worker for a check.
@@ -65,9 +74,17 @@ pub struct Start {
     pub candidate: Candidate,
     /// The SHA-256 of its bundle file: the same bytes at the model path later are no new model.
     pub sha: [u8; 32],
-    /// Why the model path's bundle was refused, when the last good model runs instead: the loop
-    /// reports it as it reports a refused swap (status, events).
-    pub refused: Option<Swap>,
+    /// What the loop hears first, as it hears a swap (status, events): why the model path's
+    /// bundle was refused when the last good model runs instead, and whether the model that
+    /// passed could be kept.
+    pub notes: Vec<Swap>,
+}
+
+impl Start {
+    /// Whether the model path's bundle was refused (the last good model runs).
+    pub fn refused(&self) -> bool {
+        self.notes.iter().any(|note| matches!(note, Swap::Rejected { .. }))
+    }
 }
 
 /// The model a live box starts on.
@@ -84,7 +101,7 @@ pub fn first_model(options: &SwapOptions) -> anyhow::Result<Start> {
     let Some(last_good) = &options.last_good else {
         let bytes = shared::Bundle::read_bytes(path)?;
         let candidate = load(&bytes, path, options).map_err(anyhow::Error::msg)?;
-        return Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), refused: None });
+        return Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), notes: Vec::new() });
     };
     let why = match shared::Bundle::read_bytes(path) {
         Ok(bytes) => {
@@ -93,10 +110,8 @@ pub fn first_model(options: &SwapOptions) -> anyhow::Result<Start> {
             let outcome = if passed_here { load(&bytes, path, options) } else { check(&bytes, path, options) };
             match outcome {
                 Ok(candidate) => {
-                    if !passed_here {
-                        last_good.keep_or_warn(&bytes);
-                    }
-                    return Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), refused: None });
+                    let notes = if passed_here { Vec::new() } else { vec![Swap::Kept { problem: last_good.keep_or_warn(&bytes) }] };
+                    return Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), notes });
                 }
                 Err(why) => named(path, &why),
             }
@@ -117,7 +132,7 @@ pub fn first_model(options: &SwapOptions) -> anyhow::Result<Start> {
         path.display()
     );
     let refused = Swap::Rejected { from: path.display().to_string(), why: format!("{why} (the last good model runs)") };
-    Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), refused: Some(refused) })
+    Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), notes: vec![refused] })
 }
 
 /// What the watcher starts from, taken before the first model is read: a bundle put at the model
@@ -156,12 +171,12 @@ pub struct Swapper {
 impl Swapper {
     /// Starts the worker and the watcher of `options.model_path`; `running` is the bundle file's
     /// SHA-256 of the model the loop starts with (the same bytes again are no new model), and
-    /// `refused` what the loop hears first ([`Start::refused`]).
-    pub fn start(options: SwapOptions, watch_from: Watch, running: [u8; 32], refused: Option<Swap>) -> anyhow::Result<Self> {
+    /// `notes` what the loop hears first ([`Start::notes`]).
+    pub fn start(options: SwapOptions, watch_from: Watch, running: [u8; 32], notes: Vec<Swap>) -> anyhow::Result<Self> {
         let (requests, incoming) = mpsc::channel();
         let (ready, swaps) = mpsc::channel();
-        if let Some(refused) = refused {
-            ready.send(refused)?;
+        for note in notes {
+            ready.send(note)?;
         }
         let path = options.model_path.clone();
         let reload = requests.clone();
@@ -236,7 +251,7 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                 (checked, "upload".to_string(), Some(reply), bytes)
             }
         };
-        let message = match outcome {
+        let messages = match outcome {
             Ok((candidate, sha)) => {
                 running = sha;
                 tracing::info!(
@@ -245,24 +260,24 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                     candidate.info.hash
                 );
                 // Kept before the upload is answered: an answered upload is also the last good one.
-                if let Some(last_good) = &options.last_good {
-                    last_good.keep_or_warn(&bytes);
-                }
+                let kept = options.last_good.as_ref().map(|last_good| Swap::Kept { problem: last_good.keep_or_warn(&bytes) });
                 if let Some(reply) = reply {
                     let _ = reply.send(Ok(candidate.info.clone()));
                 }
-                Swap::Ready(Box::new(candidate))
+                std::iter::once(Swap::Ready(Box::new(candidate))).chain(kept).collect()
             }
             Err(why) => {
                 tracing::warn!("new model from {from} refused, the running one stays: {why}");
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(why.clone()));
                 }
-                Swap::Rejected { from, why }
+                vec![Swap::Rejected { from, why }]
             }
         };
-        if ready.send(message).is_err() {
-            return;
+        for message in messages {
+            if ready.send(message).is_err() {
+                return;
+            }
         }
     }
 }

@@ -201,6 +201,18 @@ fn same(a: &Path, b: &Path) -> bool {
     std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
 }
 
+/// A live box on synthetic frames with the page and uploads, keeping its last good model.
+fn serve_with_last_good(model: &Path, last_good: &Path) -> common::Served {
+    let mut command = edge();
+    command
+        .args(["run", "--source", "synthetic", "--fps", "30", "--quiet", "--http", "127.0.0.1:0", "--http-token", TOKEN])
+        .arg("--model")
+        .arg(model)
+        .arg("--last-good")
+        .arg(last_good);
+    common::serve(command, &[])
+}
+
 /// `--last-good`: each model that passed is kept; a box restarted on a model file that fails its
 /// checks (here: one moved over the model path, refused live, still there at the restart) starts
 /// on the last good model, says why in its status, and takes a good file again as usual. Without a
@@ -211,16 +223,7 @@ fn a_box_restarted_on_a_refused_model_comes_back_on_the_last_good_one() {
     let (first, second) = (common::tiny_bundle(dir.path()), other_bundle(dir.path()));
     let (model, last_good) = (dir.path().join("model.bundle"), dir.path().join("last-good.bundle"));
     std::fs::copy(&first, &model).unwrap();
-    let start = || {
-        let mut command = edge();
-        command
-            .args(["run", "--source", "synthetic", "--fps", "30", "--quiet", "--http", "127.0.0.1:0", "--http-token", TOKEN])
-            .arg("--model")
-            .arg(&model)
-            .arg("--last-good")
-            .arg(&last_good);
-        common::serve(command, &[])
-    };
+    let start = || serve_with_last_good(&model, &last_good);
     let served = start();
     let address = served.address.clone();
     wait_for(Duration::from_secs(20), "frames", || status(&address)["classified"].as_u64() > Some(1));
@@ -275,6 +278,41 @@ fn a_box_restarted_on_a_refused_model_comes_back_on_the_last_good_one() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{said}");
     assert!(said.contains("model.bundle") && said.contains("no last good model"), "{said}");
+}
+
+/// A copy that cannot be written (here the `--last-good` path is a folder, which no rename
+/// replaces, root or not) leaves the model running and says so in `/api/status` and `/metrics`,
+/// from the start and after a swap, until a copy succeeds.
+#[test]
+fn a_model_that_cannot_be_kept_shows_in_the_status_until_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (common::tiny_bundle(dir.path()), other_bundle(dir.path()));
+    let (model, last_good) = (dir.path().join("model.bundle"), dir.path().join("last-good.bundle"));
+    std::fs::copy(&first, &model).unwrap();
+    std::fs::create_dir(&last_good).unwrap();
+    let served = serve_with_last_good(&model, &last_good);
+    let address = served.address.clone();
+    wait_for(Duration::from_secs(20), "frames", || status(&address)["classified"].as_u64() > Some(1));
+    let now = status(&address);
+    let problem = now["last_good_problem"].as_str().unwrap_or_else(|| panic!("no problem shown: {now}"));
+    assert!(problem.contains("cannot keep the running model") && problem.contains("last-good.bundle"), "{problem}");
+    assert_eq!(now["model"]["labels"].as_array().map(Vec::len), Some(2), "the model runs all the same: {now}");
+    let metrics = request(&address, "GET", "/metrics", Some(TOKEN), b"").1;
+    assert!(metrics.contains("flowercam_last_good_problem 1"), "{metrics}");
+
+    // Still not kept after a swap; once the copy can be written, the next model is kept and the
+    // status clears.
+    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&second).unwrap());
+    assert_eq!(code, 200, "{body}");
+    wait_for(Duration::from_secs(10), "the upload's model", || status(&address)["model"]["labels"].as_array().map(Vec::len) == Some(3));
+    assert!(status(&address)["last_good_problem"].is_string());
+    std::fs::remove_dir(&last_good).unwrap();
+    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&first).unwrap());
+    assert_eq!(code, 200, "{body}");
+    wait_for(Duration::from_secs(10), "the status cleared", || status(&address)["last_good_problem"].is_null());
+    assert!(same(&last_good, &first), "kept now");
+    let metrics = request(&address, "GET", "/metrics", Some(TOKEN), b"").1;
+    assert!(metrics.contains("flowercam_last_good_problem 0"), "{metrics}");
 }
 
 /// With `--last-good`, the first model is tried as a new one is: a trial that dies (an address

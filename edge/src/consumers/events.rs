@@ -45,7 +45,13 @@ impl Consumer for Events {
     }
 
     fn model(&mut self, note: &ModelNote<'_>) -> anyhow::Result<()> {
-        let kind = if matches!(note, ModelNote::Swapped(_)) { EventKind::ModelSwapped } else { EventKind::ModelRejected };
+        let kind = match note {
+            ModelNote::Swapped(_) => EventKind::ModelSwapped,
+            ModelNote::Rejected { .. } => EventKind::ModelRejected,
+            ModelNote::Kept { problem: Some(_) } => EventKind::ModelNotKept,
+            // Kept as it should be: nothing to tell.
+            ModelNote::Kept { problem: None } => return Ok(()),
+        };
         let event = FieldEvent::now(kind, note.detail());
         self.publish(&event);
         Ok(())
@@ -60,5 +66,38 @@ impl Consumer for Events {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Keeps what it is sent.
+    struct Recorder(Arc<Mutex<Vec<String>>>);
+
+    impl EventSink for Recorder {
+        fn send(&mut self, event: &FieldEvent) {
+            self.0.lock().unwrap().push(String::from_utf8_lossy(&event.to_json()).into_owned());
+        }
+        fn close(&mut self, _limit: Duration) {}
+        fn dropped(&self) -> u64 {
+            0
+        }
+    }
+
+    /// A model that could not be kept is an event naming why; one kept is none.
+    #[test]
+    fn a_model_not_kept_is_an_event_and_a_kept_one_is_not() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let mut events = Events::new(Duration::from_secs(5), vec![Box::new(Recorder(Arc::clone(&sent)))]);
+        events.model(&ModelNote::Kept { problem: None }).unwrap();
+        assert!(sent.lock().unwrap().is_empty());
+        events.model(&ModelNote::Kept { problem: Some("cannot keep it: disk full") }).unwrap();
+        let sent = sent.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].contains(r#""event":"model_not_kept""#) && sent[0].contains("disk full"), "{}", sent[0]);
     }
 }

@@ -84,19 +84,29 @@ pub struct Classified<'a> {
     pub status: &'a LoopStatus,
 }
 
-/// The model changed, or a new one was refused (see [`crate::swap`]).
+/// The model changed, a new one was refused, or the running one was offered to the last good
+/// copy (see [`crate::swap`]).
 pub enum ModelNote<'a> {
     Swapped(&'a ModelInfo),
-    Rejected { from: &'a str, why: &'a str },
+    Rejected {
+        from: &'a str,
+        why: &'a str,
+    },
+    /// `--last-good`: why the running model could not be kept, `None` when it was.
+    Kept {
+        problem: Option<&'a str>,
+    },
 }
 
 impl ModelNote<'_> {
-    /// What the status and the events say of it: the new model's name and hash, or where the
-    /// refused one came from and why (once, when the reason already names the file).
+    /// What the status and the events say of it: the new model's name and hash, where the
+    /// refused one came from and why (once, when the reason already names the file), or why the
+    /// running model could not be kept.
     pub fn detail(&self) -> String {
         match self {
             Self::Swapped(info) => format!("{} {}", info.name, info.hash),
             Self::Rejected { from, why } => crate::swap::named(std::path::Path::new(from), why),
+            Self::Kept { problem } => problem.unwrap_or("kept as the last good model").to_string(),
         }
     }
 }

@@ -39,6 +39,9 @@ pub enum EventKind {
     ModelSwapped,
     /// A new model was refused; the old one keeps running.
     ModelRejected,
+    /// `--last-good`: the running model could not be kept as the last good one (a full or
+    /// read-only disk); a restart on a bad model file would come back on an older model.
+    ModelNotKept,
 }
 
 shared::named_enum!(EventKind, "event", {
@@ -51,6 +54,7 @@ shared::named_enum!(EventKind, "event", {
     EventKind::SourceBack => "source_back",
     EventKind::ModelSwapped => "model_swapped",
     EventKind::ModelRejected => "model_rejected",
+    EventKind::ModelNotKept => "model_not_kept",
 });
 
 impl From<EventKind> for &'static str {

@@ -25,6 +25,8 @@ pub struct Metrics {
     /// 1 for the model running now, 0 for one a swap replaced.
     model_info: Family<Labels, Gauge>,
     current_model: Labels,
+    /// 1 while the running model could not be kept as the last good one (`--last-good`).
+    last_good_problem: Gauge,
     /// The loop's totals at the last update: its counters are absolute, ours count up by the
     /// difference.
     seen: Totals,
@@ -71,6 +73,12 @@ impl Metrics {
         registry.register("model_info", "The model being run (1), and ones a swap replaced (0)", model_info.clone());
         let current_model = model_labels(model);
         model_info.get_or_create(&current_model).set(1);
+        let last_good_problem = Gauge::default();
+        registry.register(
+            "last_good_problem",
+            "1 while the running model could not be kept as the last good one (--last-good), else 0",
+            last_good_problem.clone(),
+        );
         Self {
             registry,
             classified,
@@ -83,6 +91,7 @@ impl Metrics {
             answers,
             model_info,
             current_model,
+            last_good_problem,
             seen: Totals::default(),
         }
     }
@@ -92,6 +101,11 @@ impl Metrics {
         self.model_info.get_or_create(&self.current_model).set(0);
         self.current_model = model_labels(model);
         self.model_info.get_or_create(&self.current_model).set(1);
+    }
+
+    /// Whether the running model could be kept as the last good one.
+    pub fn kept(&mut self, problem: bool) {
+        self.last_good_problem.set(i64::from(problem));
     }
 
     pub fn frame(&mut self, frame: &Classified<'_>) {

@@ -53,6 +53,9 @@ pub struct Status {
     pub latest: Option<Latest>,
     /// The last new model offered (swapped in, or refused), if any.
     pub last_swap: Option<SwapRecord>,
+    /// With `--last-good`: why the running model could not be kept as the last good one (`null`
+    /// while the copy holds it, or without `--last-good`).
+    pub last_good_problem: Option<String>,
 }
 
 /// A new model offered to the box, and what became of it.
@@ -82,6 +85,7 @@ pub enum Health {
 struct View {
     latest: Option<Latest>,
     last_swap: Option<SwapRecord>,
+    last_good_problem: Option<String>,
     counters: Option<LoopStatus>,
     last_frame_at: Option<Instant>,
     recent: VecDeque<Instant>,
@@ -166,6 +170,7 @@ impl Shared {
             stream_clients: self.stream_clients.load(Ordering::Relaxed),
             latest: view.latest.clone(),
             last_swap: view.last_swap.clone(),
+            last_good_problem: view.last_good_problem.clone(),
         }
     }
 
@@ -229,6 +234,11 @@ impl Consumer for Feed {
     }
 
     fn model(&mut self, note: &ModelNote<'_>) -> anyhow::Result<()> {
+        if let ModelNote::Kept { problem } = note {
+            self.shared.view.lock().expect("view").last_good_problem = problem.map(str::to_string);
+            self.shared.metrics.lock().expect("metrics").kept(problem.is_some());
+            return Ok(());
+        }
         let swapped = matches!(note, ModelNote::Swapped(_));
         if let ModelNote::Swapped(info) = note {
             *self.shared.model.lock().expect("model") = (*info).clone();
