@@ -402,7 +402,7 @@ pub struct TrainArgs {
     /// Run the field-conditions suite at the end of training on this many validation photos
     /// (taken from each class in turn): one accuracy per condition (see `trainer evaluate
     /// --help`), by the trained head on the frozen trunk's features. Costs 14 trunk passes per
-    /// photo the first time (cached after): about 3 min for 32 photos on 2 CPU cores, seconds on a
+    /// photo the first time (cached after): about 40 s for 32 photos on 2 CPU cores, seconds on a
     /// GPU. With the default refit the validation photos are in the exported head's fit, so
     /// this measures robustness; `trainer evaluate --conditions` on unseen photos measures
     /// generalisation. 0 (default): skipped.

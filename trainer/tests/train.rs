@@ -233,6 +233,34 @@ fn trains_on_flex() {
     assert!(summary["export"]["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
 }
 
+/// The export checks the features training used against Burn's trunk, cached ones included: a
+/// cache whose entries are whole (their checksums match) but whose values no trunk computed (an
+/// engine's bug in an earlier run, a foreign writer) fails the export, naming the photo.
+#[test]
+fn features_no_trunk_computed_fail_the_export_even_from_the_cache() {
+    use sha2::{Digest, Sha256};
+    let f = fixture(&["stripes", "columns"], 8);
+    json(&trainer(&f.train_args("clean", &["--json", "--input-size", "32"])));
+    let mut forged = 0;
+    for entry in std::fs::read_dir(f.path("cache")).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let values = &bytes[..bytes.len() - 32];
+        let mut scaled: Vec<u8> =
+            values.chunks_exact(4).flat_map(|b| (f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * 1.5).to_le_bytes()).collect();
+        let checksum = Sha256::digest(&scaled);
+        scaled.extend_from_slice(&checksum);
+        std::fs::write(&path, scaled).unwrap();
+        forged += 1;
+    }
+    assert!(forged > 0, "the first run filled the cache");
+    let out = trainer(&f.train_args("forged", &["--input-size", "32"]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "a parity failure: {said}");
+    assert!(said.contains("the cached features differ from Burn's trunk's") && said.contains(".jpg"), "{said}");
+    assert!(!f.path("models").join("forged.bundle").exists(), "nothing exported");
+}
+
 #[test]
 fn trains_through_the_trunk_with_the_recipe_flags() {
     let f = fixture(&["stripes", "columns"], 8);

@@ -205,7 +205,7 @@ pub fn export_outcome(
         best.head_kind
     );
     if let Some(diff) = p.cross_check_trunk(&p.split.val)? {
-        tracing::info!("trunk cross-check: the CPU trunk's features against Burn's, largest difference {diff:.1e} of their scale");
+        tracing::info!("trunk cross-check: the features training used against Burn's trunk, largest difference {diff:.1e} of their scale");
     }
     let trunk = match &best.trunk {
         Some(records) => records.iter().map(Into::into).collect(),

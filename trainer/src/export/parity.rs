@@ -16,7 +16,7 @@ pub struct Gate {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("export parity gate failed: tract disagrees with the trained model\n{details}")]
+#[error("export parity gate failed: the model would not answer as it was trained\n{details}")]
 pub struct ParityFailure {
     pub details: String,
 }

@@ -103,29 +103,32 @@ mod tests {
     use crate::backbone::Vgg16Weights;
 
     /// The CPU trunk and Burn's module compute the same features: the cache may hold either's,
-    /// and a run on one device reads what the other wrote.
+    /// and a run on one device reads what the other wrote. At 64 px every map is a multiple of 4
+    /// pixels (whole tiles); at 80 px the maps of 5 x 5 cut tiles at the border and the pools
+    /// drop an odd row and column.
     #[test]
     fn cpu_and_burn_compute_the_same_features() {
         let weights = Vgg16Weights::random(7, 0.125, Convention::Caffe);
         let normalization = weights.convention.normalization();
-        let size = 64;
-        let preprocessing = Preprocessing::new(size, ResizePolicy::CenterCrop).unwrap();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let images: Vec<RgbImage> = (0..3).map(|c| preprocessing.prepare_rgb(&crate::fixtures::photo(c, &mut rng))).collect();
         let device = Device::flex();
         let cpu = TrunkEngine::for_run(DeviceSpec::Cpu, &weights.convs, &normalization, &device);
         assert_eq!(cpu.name(), "winograd");
         let burn = TrunkEngine::Burn { trunk: Vgg16Trunk::from_weights(&weights.convs, &device), device, normalization };
-        let (a, b) = (cpu.forward(&images), burn.forward(&images));
-        assert_eq!(a.len(), 3);
-        let c = weights.out_channels();
-        for (x, y) in a.iter().zip(&b) {
-            assert_eq!(x.map.len(), c * 2 * 2, "block 5 map [C, 2, 2] at 64 px");
-            assert_eq!(x.block4_pooled.len(), 2 * weights.block4_channels());
-            let scale = y.map.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-            assert!(scale > 1e-3, "the random trunk gives non-trivial features");
-            for (u, v) in x.map.iter().chain(&x.block4_pooled).zip(y.map.iter().chain(&y.block4_pooled)) {
-                assert!((u - v).abs() <= 1e-4 * scale, "winograd {u} against burn {v} (scale {scale})");
+        for (size, side) in [(64, 2), (80, 2)] {
+            let preprocessing = Preprocessing::new(size, ResizePolicy::CenterCrop).unwrap();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+            let images: Vec<RgbImage> = (0..3).map(|c| preprocessing.prepare_rgb(&crate::fixtures::photo(c, &mut rng))).collect();
+            let (a, b) = (cpu.forward(&images), burn.forward(&images));
+            assert_eq!(a.len(), 3);
+            let c = weights.out_channels();
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.map.len(), c * side * side, "block 5 map [C, {side}, {side}] at {size} px");
+                assert_eq!(x.block4_pooled.len(), 2 * weights.block4_channels());
+                let scale = y.map.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+                assert!(scale > 1e-3, "the random trunk gives non-trivial features");
+                for (u, v) in x.map.iter().chain(&x.block4_pooled).zip(y.map.iter().chain(&y.block4_pooled)) {
+                    assert!((u - v).abs() <= 1e-4 * scale, "{size} px: winograd {u} against burn {v} (scale {scale})");
+                }
             }
         }
     }

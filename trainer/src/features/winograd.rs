@@ -53,13 +53,14 @@ const G: [[f32; 3]; 6] = [
     [0.0, 0.0, 1.0],
 ];
 
-/// Tiles per block of work when the block's transformed inputs and products fit this many bytes
-/// (a core's L2 cache, 1 MiB on the machines measured): with the early layers, 3136 tiles at 224
-/// pixels, in blocks, the whole trunk ran 1.2-1.3x faster than with every layer whole.
+/// Tiles per block of work: as many as keep a block's transformed inputs (or its products, for
+/// as many output channels) within this many bytes, a core's L2 cache (1 MiB on the machines
+/// measured). With the early layers, 3136 tiles at 224 pixels, in blocks, the whole trunk ran
+/// 1.2-1.3x faster than with every layer whole.
 const BLOCK_BYTES: usize = 1 << 20;
 /// Fewer tiles than this make the matrix products too short, and each block re-reads the
-/// transformed kernels (2.4 MB to 38 MB from 128 channels up): the deep layers work in blocks of
-/// [`DEEP_BLOCK_TILES`] instead.
+/// transformed kernels (9.4 MB to 38 MB for 256 and 512 channels): the layers of 228 channels and
+/// more (VGG16's 256 and 512) work in blocks of [`DEEP_BLOCK_TILES`] instead.
 const MIN_BLOCK_TILES: usize = 32;
 /// Tiles per block of the deep layers: at 224 pixels each of them is one block (196 tiles or
 /// fewer), and at larger inputs a thread's buffers stay under 40 MB.
@@ -74,7 +75,7 @@ pub struct WinogradConv {
     bias: Vec<f32>,
 }
 
-/// Reusable buffers of one thread's passes.
+/// Buffers reused from one convolution to the next of a pass (and from block to block).
 #[derive(Default)]
 pub struct Scratch {
     transformed: Vec<f32>,
@@ -129,8 +130,8 @@ impl WinogradConv {
         let mut first = 0;
         while first < tiles {
             let count = per_block.min(tiles - first);
+            // Every value is written below (and every product by the matrix products): no zeroing.
             let v = &mut scratch.transformed;
-            v.clear();
             v.resize(36 * count * c_n, 0.0);
             for t in 0..count {
                 let (ty, tx) = ((first + t) / tiles_x, (first + t) % tiles_x);
@@ -156,7 +157,6 @@ impl WinogradConv {
                 }
             }
             let m = &mut scratch.products;
-            m.clear();
             m.resize(36 * count * k_n, 0.0);
             for p in 0..36 {
                 let lhs = &v[p * count * c_n..(p + 1) * count * c_n];

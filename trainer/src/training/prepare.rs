@@ -41,7 +41,7 @@ impl Phases {
 }
 
 /// Validation photos whose trunk features [`Prepared::cross_check_trunk`] recomputes in Burn: each
-/// costs one trunk pass in the slowest engine, and a wrong trunk graph shows on any photo.
+/// costs one trunk pass in the slowest engine, and a wrong trunk shows on any photo.
 pub const TRUNK_CROSS_CHECK_PHOTOS: usize = 2;
 /// Largest difference allowed there, relative to the largest feature: float32 rounding through
 /// two engines' 13 convolutions (Winograd against Burn: measured 4.5e-5 on the VGG16 trunk at 224
@@ -169,36 +169,47 @@ impl Prepared {
         self.features_of(jobs, label)
     }
 
-    /// Where the CPU trunk computed the frozen trunk's features (Winograd convolutions, not the
-    /// module the trainer's maths is written in), the first [`TRUNK_CROSS_CHECK_PHOTOS`] of `items`
-    /// also go through Burn's own trunk, whose features must agree with the cached ones. Returns
-    /// the largest difference relative to the features' scale (`None`: Burn computed them).
+    /// The first [`TRUNK_CROSS_CHECK_PHOTOS`] of `items` through Burn's own trunk (the module the
+    /// trainer's maths is written in), whose features must agree with those training used (from
+    /// the cache, which any engine of any earlier run may have written) and, on the CPU, with a
+    /// fresh pass of the CPU trunk (Winograd convolutions): so a wrong engine or a wrong cache
+    /// entry fails the export. Returns the largest difference relative to the features' scale
+    /// (`None` when the trunk was trained: then no features come from elsewhere).
     pub fn cross_check_trunk(&self, items: &[usize]) -> anyhow::Result<Option<f32>> {
-        if self.config.device != crate::device::DeviceSpec::Cpu || self.config.trains_trunk() {
+        if self.config.trains_trunk() {
             return Ok(None);
         }
         let items = &items[..items.len().min(TRUNK_CROSS_CHECK_PHOTOS)];
-        let cached = self.clean_trunk_features(items, "trunk cross-check")?;
-        let trunk = Vgg16Trunk::from_weights(&self.backbone.convs, &self.device);
         let images: Vec<RgbImage> = items.iter().map(|&i| self.dataset.samples[i].image.clone()).collect();
+        let mut checked = vec![("the cached features", self.clean_trunk_features(items, "trunk cross-check")?)];
+        if let engine @ TrunkEngine::Cpu(_) = self.trunk() {
+            checked.push(("the CPU trunk's features", engine.forward(&images)));
+        }
+        let trunk = Vgg16Trunk::from_weights(&self.backbone.convs, &self.device);
         let burn = features::burn_forward(&trunk, &self.device, &self.normalization, &images);
         let mut worst = 0f32;
-        for ((c, b), &i) in cached.iter().zip(&burn).zip(items) {
-            let scale = b.map.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
-            let diff =
-                c.map.iter().chain(&c.block4_pooled).zip(b.map.iter().chain(&b.block4_pooled)).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            let relative = diff / scale;
-            // NaN (a broken trunk) fails too.
-            if relative.is_nan() || relative > TRUNK_CROSS_CHECK_TOLERANCE {
-                return Err(crate::export::parity::ParityFailure {
-                    details: format!(
-                        "{}: the trunk's features from the CPU trunk differ from Burn's by {relative:.2e} of their scale (tolerance {TRUNK_CROSS_CHECK_TOLERANCE})",
-                        self.dataset.samples[i].name
-                    ),
+        for (what, features) in &checked {
+            for ((c, b), &i) in features.iter().zip(&burn).zip(items) {
+                let scale = b.map.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+                let diff = c
+                    .map
+                    .iter()
+                    .chain(&c.block4_pooled)
+                    .zip(b.map.iter().chain(&b.block4_pooled))
+                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                let relative = diff / scale;
+                // NaN (a broken trunk) fails too.
+                if relative.is_nan() || relative > TRUNK_CROSS_CHECK_TOLERANCE {
+                    return Err(crate::export::parity::ParityFailure {
+                        details: format!(
+                            "{}: {what} differ from Burn's trunk's by {relative:.2e} of their scale (tolerance {TRUNK_CROSS_CHECK_TOLERANCE})",
+                            self.dataset.samples[i].name
+                        ),
+                    }
+                    .into());
                 }
-                .into());
+                worst = worst.max(relative);
             }
-            worst = worst.max(relative);
         }
         Ok(Some(worst))
     }
