@@ -51,6 +51,11 @@ def main():
     p.add_argument("--classes", default="daffodil,coltsfoot")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--recipe", action="store_true", help="also time one epoch of the original recipe in both")
+    p.add_argument(
+        "--torch-modes",
+        default="frozen,cached",
+        help="which reference runs to time: frozen (the trunk on every batch, ~14 min a round on 2 cores), cached",
+    )
     p.add_argument("--trainer", default="target/release/trainer")
     p.add_argument("--work", default="runs/bench-training", help="run folders of our trainer")
     p.add_argument("--out", default="bench/results/training.json")
@@ -87,7 +92,7 @@ def main():
                 ours,
             )
         split = os.path.join(run_dir, "split.csv")
-        for mode in ["frozen", "cached"]:
+        for mode in args.torch_modes.split(","):
             record(f"torch-{mode}", [python, reference, *common, "--mode", mode, "--split", split, "--json"], torch)
         if args.recipe:
             recipe_dir = os.path.join(args.work, f"recipe_{r}")
