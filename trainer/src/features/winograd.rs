@@ -113,90 +113,114 @@ impl WinogradConv {
         self.out_channels
     }
 
-    /// `relu(conv(x) + bias)` of an `[h, w, C]` map, as `[h, w, K]`.
+    /// `relu(conv(x) + bias)` of an `[h, w, C]` map, as `[h, w, K]`: tile by tile, in blocks of
+    /// tiles, the inputs transformed, multiplied by the kernels, the products transformed back.
     pub fn forward(&self, x: &[f32], h: usize, w: usize, scratch: &mut Scratch) -> Vec<f32> {
         let (c_n, k_n) = (self.in_channels, self.out_channels);
         assert_eq!(x.len(), h * w * c_n, "an [h, w, C] map");
-        let (tiles_y, tiles_x) = (h.div_ceil(4), w.div_ceil(4));
-        let tiles = tiles_y * tiles_x;
+        let map = Map { h, w, tiles_x: w.div_ceil(4) };
+        let tiles = h.div_ceil(4) * map.tiles_x;
         let per_block = BLOCK_BYTES / (36 * 4 * c_n.max(k_n));
         let per_block = if per_block < MIN_BLOCK_TILES { DEEP_BLOCK_TILES } else { per_block };
         let mut out = vec![0f32; h * w * k_n];
-        let zeros = vec![0f32; c_n];
-        let mut rows: Vec<Vec<f32>> = vec![vec![0f32; c_n]; 36];
-        let mut cols: Vec<Vec<f32>> = vec![vec![0f32; c_n]; 6];
-        let mut half: Vec<Vec<f32>> = vec![vec![0f32; k_n]; 24];
-        let mut quad: Vec<Vec<f32>> = vec![vec![0f32; k_n]; 4];
         let mut first = 0;
         while first < tiles {
-            let count = per_block.min(tiles - first);
-            // Every value is written below (and every product by the matrix products): no zeroing.
-            let v = &mut scratch.transformed;
-            v.resize(36 * count * c_n, 0.0);
-            for t in 0..count {
-                let (ty, tx) = ((first + t) / tiles_x, (first + t) % tiles_x);
-                // Rows of the 6x6 tile (zeros outside the map: the padding), transformed along x...
-                for r in 0..6 {
-                    let y = (ty * 4 + r).wrapping_sub(1);
-                    let pixel = |col: usize| {
-                        let xx = (tx * 4 + col).wrapping_sub(1);
-                        if y < h && xx < w { &x[(y * w + xx) * c_n..(y * w + xx + 1) * c_n] } else { &zeros[..] }
-                    };
-                    let mut dst: [&mut [f32]; 6] = rows_mut(&mut rows[r * 6..r * 6 + 6]);
-                    input_transform([pixel(0), pixel(1), pixel(2), pixel(3), pixel(4), pixel(5)], &mut dst);
-                }
-                // ...then along y, into position (i, j)'s matrix, row t.
-                for j in 0..6 {
-                    let column = [0, 1, 2, 3, 4, 5].map(|r| &rows[r * 6 + j][..]);
-                    let mut dst: [&mut [f32]; 6] = rows_mut(&mut cols);
-                    input_transform(column, &mut dst);
-                    for (i, col) in cols.iter().enumerate() {
-                        let at = ((i * 6 + j) * count + t) * c_n;
-                        v[at..at + c_n].copy_from_slice(col);
-                    }
-                }
-            }
-            let m = &mut scratch.products;
-            m.resize(36 * count * k_n, 0.0);
+            let block = first..(first + per_block).min(tiles);
+            // Every value of both buffers is written (no zeroing): by the input transform, and by
+            // the matrix products.
+            scratch.transformed.resize(36 * block.len() * c_n, 0.0);
+            scratch.products.resize(36 * block.len() * k_n, 0.0);
+            transform_inputs(x, map, c_n, block.clone(), &mut scratch.transformed);
             for p in 0..36 {
-                let lhs = &v[p * count * c_n..(p + 1) * count * c_n];
+                let count = block.len();
+                let lhs = &scratch.transformed[p * count * c_n..(p + 1) * count * c_n];
                 let rhs = &self.kernels[p * c_n * k_n..(p + 1) * c_n * k_n];
-                let dst = &mut m[p * count * k_n..(p + 1) * count * k_n];
+                let dst = &mut scratch.products[p * count * k_n..(p + 1) * count * k_n];
                 matmul(dst, lhs, rhs, count, c_n, k_n);
             }
-            for t in 0..count {
-                let (ty, tx) = ((first + t) / tiles_x, (first + t) % tiles_x);
-                let product = |i: usize, j: usize| {
-                    let at = ((i * 6 + j) * count + t) * k_n;
-                    &m[at..at + k_n]
-                };
-                // Along the product's rows, then its columns: 4x4 outputs.
-                for j in 0..6 {
-                    let mut dst: [&mut [f32]; 4] = rows_mut(&mut half[j * 4..j * 4 + 4]);
-                    output_transform([0, 1, 2, 3, 4, 5].map(|i| product(i, j)), &mut dst);
+            self.transform_outputs(&scratch.products, map, block.clone(), &mut out);
+            first = block.end;
+        }
+        out
+    }
+
+    /// The products of a block of tiles back to 4x4 outputs, plus the bias, through the ReLU,
+    /// into `out` (`[h, w, K]`; the parts of border tiles outside the map are dropped).
+    fn transform_outputs(&self, products: &[f32], map: Map, block: std::ops::Range<usize>, out: &mut [f32]) {
+        let k_n = self.out_channels;
+        let count = block.len();
+        let mut half: Vec<Vec<f32>> = vec![vec![0f32; k_n]; 24];
+        let mut quad: Vec<Vec<f32>> = vec![vec![0f32; k_n]; 4];
+        for (t, tile) in block.enumerate() {
+            let (ty, tx) = (tile / map.tiles_x, tile % map.tiles_x);
+            let product = |i: usize, j: usize| {
+                let at = ((i * 6 + j) * count + t) * k_n;
+                &products[at..at + k_n]
+            };
+            // Along the product's rows, then its columns.
+            for j in 0..6 {
+                let mut dst: [&mut [f32]; 4] = rows_mut(&mut half[j * 4..j * 4 + 4]);
+                output_transform([0, 1, 2, 3, 4, 5].map(|i| product(i, j)), &mut dst);
+            }
+            for a in 0..4 {
+                let y = ty * 4 + a;
+                if y >= map.h {
+                    break;
                 }
-                for a in 0..4 {
-                    let y = ty * 4 + a;
-                    if y >= h {
+                let mut dst: [&mut [f32]; 4] = rows_mut(&mut quad);
+                output_transform([0, 1, 2, 3, 4, 5].map(|j| &half[j * 4 + a][..]), &mut dst);
+                for (b, values) in quad.iter().enumerate() {
+                    let xx = tx * 4 + b;
+                    if xx >= map.w {
                         break;
                     }
-                    let mut dst: [&mut [f32]; 4] = rows_mut(&mut quad);
-                    output_transform([0, 1, 2, 3, 4, 5].map(|j| &half[j * 4 + a][..]), &mut dst);
-                    for (b, values) in quad.iter().enumerate() {
-                        let xx = tx * 4 + b;
-                        if xx >= w {
-                            break;
-                        }
-                        let pixel = &mut out[(y * w + xx) * k_n..(y * w + xx + 1) * k_n];
-                        for ((o, v), bias) in pixel.iter_mut().zip(values).zip(&self.bias) {
-                            *o = (v + bias).max(0.0);
-                        }
+                    let pixel = &mut out[(y * map.w + xx) * k_n..(y * map.w + xx + 1) * k_n];
+                    for ((o, v), bias) in pixel.iter_mut().zip(values).zip(&self.bias) {
+                        *o = (v + bias).max(0.0);
                     }
                 }
             }
-            first += count;
         }
-        out
+    }
+}
+
+/// A map's size, and its 4x4 output tiles per row.
+#[derive(Clone, Copy)]
+struct Map {
+    h: usize,
+    w: usize,
+    tiles_x: usize,
+}
+
+/// The 6x6 input tiles of a block of tiles, transformed, into `transformed`: position `(i, j)`'s
+/// matrix `[tiles, C]`, one row per tile. Pixels outside the map are zeros (the padding).
+fn transform_inputs(x: &[f32], map: Map, c_n: usize, block: std::ops::Range<usize>, transformed: &mut [f32]) {
+    let count = block.len();
+    let zeros = vec![0f32; c_n];
+    let mut rows: Vec<Vec<f32>> = vec![vec![0f32; c_n]; 36];
+    let mut cols: Vec<Vec<f32>> = vec![vec![0f32; c_n]; 6];
+    for (t, tile) in block.enumerate() {
+        let (ty, tx) = (tile / map.tiles_x, tile % map.tiles_x);
+        // The tile's rows, transformed along x...
+        for r in 0..6 {
+            let y = (ty * 4 + r).wrapping_sub(1);
+            let pixel = |col: usize| {
+                let xx = (tx * 4 + col).wrapping_sub(1);
+                if y < map.h && xx < map.w { &x[(y * map.w + xx) * c_n..(y * map.w + xx + 1) * c_n] } else { &zeros[..] }
+            };
+            let mut dst: [&mut [f32]; 6] = rows_mut(&mut rows[r * 6..r * 6 + 6]);
+            input_transform([pixel(0), pixel(1), pixel(2), pixel(3), pixel(4), pixel(5)], &mut dst);
+        }
+        // ...then along y, into position (i, j)'s matrix, row t.
+        for j in 0..6 {
+            let column = [0, 1, 2, 3, 4, 5].map(|r| &rows[r * 6 + j][..]);
+            let mut dst: [&mut [f32]; 6] = rows_mut(&mut cols);
+            input_transform(column, &mut dst);
+            for (i, col) in cols.iter().enumerate() {
+                let at = ((i * 6 + j) * count + t) * c_n;
+                transformed[at..at + c_n].copy_from_slice(col);
+            }
+        }
     }
 }
 
