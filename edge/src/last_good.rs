@@ -55,12 +55,17 @@ impl LastGood {
 
     /// [`LastGood::keep`], where a failure is logged and returned, not raised: the model runs
     /// either way, and the loop tells the status and the events ([`crate::swap::Swap::Kept`]).
-    pub fn keep_or_warn(&self, bundle: &[u8]) -> Option<String> {
+    /// `sha` is the bundle's SHA-256, to name it.
+    pub fn keep_or_warn(&self, bundle: &[u8], sha: &[u8; 32]) -> Option<String> {
         match self.keep(bundle) {
             Ok(true) => tracing::info!("kept this model as the last good one, {}", self.path.display()),
             Ok(false) => {}
             Err(e) => {
-                let problem = format!("cannot keep the running model as the last good one, {}: {e}", self.path.display());
+                let problem = format!(
+                    "cannot keep the running model (bundle sha256 {}) as the last good one, {}: {e}",
+                    &hex::encode(sha)[..12],
+                    self.path.display()
+                );
                 tracing::warn!("{problem}");
                 return Some(problem);
             }

@@ -110,8 +110,9 @@ pub fn first_model(options: &SwapOptions) -> anyhow::Result<Start> {
             let outcome = if passed_here { load(&bytes, path, options) } else { check(&bytes, path, options) };
             match outcome {
                 Ok(candidate) => {
-                    let notes = if passed_here { Vec::new() } else { vec![Swap::Kept { problem: last_good.keep_or_warn(&bytes) }] };
-                    return Ok(Start { candidate, sha: shared::bundle::sha256(&bytes), notes });
+                    let sha = shared::bundle::sha256(&bytes);
+                    let notes = if passed_here { Vec::new() } else { vec![Swap::Kept { problem: last_good.keep_or_warn(&bytes, &sha) }] };
+                    return Ok(Start { candidate, sha, notes });
                 }
                 Err(why) => named(path, &why),
             }
@@ -240,6 +241,14 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                 let sha = shared::bundle::sha256(&bytes);
                 if sha == running {
                     tracing::info!("{}: the model already running", path.display());
+                    // A copy that failed (a full disk since freed) is tried again: SIGHUP
+                    // (`systemctl reload`) clears the problem without a new model.
+                    let retry = options.last_good.as_ref().filter(|last_good| !last_good.holds(&bytes));
+                    if let Some(last_good) = retry
+                        && ready.send(Swap::Kept { problem: last_good.keep_or_warn(&bytes, &sha) }).is_err()
+                    {
+                        return;
+                    }
                     continue;
                 }
                 let outcome = check(&bytes, path, options).map(|c| (c, sha));
@@ -260,7 +269,7 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                     candidate.info.hash
                 );
                 // Kept before the upload is answered: an answered upload is also the last good one.
-                let kept = options.last_good.as_ref().map(|last_good| Swap::Kept { problem: last_good.keep_or_warn(&bytes) });
+                let kept = options.last_good.as_ref().map(|last_good| Swap::Kept { problem: last_good.keep_or_warn(&bytes, &sha) });
                 if let Some(reply) = reply {
                     let _ = reply.send(Ok(candidate.info.clone()));
                 }

@@ -282,7 +282,7 @@ fn a_box_restarted_on_a_refused_model_comes_back_on_the_last_good_one() {
 
 /// A copy that cannot be written (here the `--last-good` path is a folder, which no rename
 /// replaces, root or not) leaves the model running and says so in `/api/status` and `/metrics`,
-/// from the start and after a swap, until a copy succeeds.
+/// from the start and after a swap, until a copy succeeds (here on SIGHUP, with no new model).
 #[test]
 fn a_model_that_cannot_be_kept_shows_in_the_status_until_it_is() {
     let dir = tempfile::tempdir().unwrap();
@@ -300,17 +300,22 @@ fn a_model_that_cannot_be_kept_shows_in_the_status_until_it_is() {
     let metrics = request(&address, "GET", "/metrics", Some(TOKEN), b"").1;
     assert!(metrics.contains("flowercam_last_good_problem 1"), "{metrics}");
 
-    // Still not kept after a swap; once the copy can be written, the next model is kept and the
-    // status clears.
+    // A swap is offered to the copy too: the problem now names the uploaded bundle.
     let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&second).unwrap());
     assert_eq!(code, 200, "{body}");
-    wait_for(Duration::from_secs(10), "the upload's model", || status(&address)["model"]["labels"].as_array().map(Vec::len) == Some(3));
-    assert!(status(&address)["last_good_problem"].is_string());
+    let first_problem = problem.to_string();
+    wait_for(Duration::from_secs(10), "the upload's problem", || {
+        status(&address)["last_good_problem"].as_str().is_some_and(|p| p != first_problem && p.contains("cannot keep"))
+    });
+    assert_eq!(status(&address)["model"]["labels"].as_array().map(Vec::len), Some(3));
+
+    // Once the copy can be written, SIGHUP (`systemctl reload`) keeps the running model, with no
+    // new one, and the status clears.
     std::fs::remove_dir(&last_good).unwrap();
-    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&first).unwrap());
-    assert_eq!(code, 200, "{body}");
+    let pid = served.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
     wait_for(Duration::from_secs(10), "the status cleared", || status(&address)["last_good_problem"].is_null());
-    assert!(same(&last_good, &first), "kept now");
+    assert!(same(&last_good, &second), "the running model kept now");
     let metrics = request(&address, "GET", "/metrics", Some(TOKEN), b"").1;
     assert!(metrics.contains("flowercam_last_good_problem 0"), "{metrics}");
 }

@@ -13,11 +13,14 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 pub struct Events {
     detector: Detector,
     sinks: Vec<Box<dyn EventSink>>,
+    /// Whether the running model could not be kept as the last good one: a `model_kept` event
+    /// tells the receivers when that ends.
+    unkept: bool,
 }
 
 impl Events {
     pub fn new(stale_after: Duration, sinks: Vec<Box<dyn EventSink>>) -> Self {
-        Self { detector: Detector::new(stale_after, Instant::now()), sinks }
+        Self { detector: Detector::new(stale_after, Instant::now()), sinks, unkept: false }
     }
 
     /// Logs the event and queues it for every receiver; never blocks.
@@ -48,9 +51,15 @@ impl Consumer for Events {
         let kind = match note {
             ModelNote::Swapped(_) => EventKind::ModelSwapped,
             ModelNote::Rejected { .. } => EventKind::ModelRejected,
-            ModelNote::Kept { problem: Some(_) } => EventKind::ModelNotKept,
-            // Kept as it should be: nothing to tell.
-            ModelNote::Kept { problem: None } => return Ok(()),
+            ModelNote::Kept { problem } => {
+                let was_unkept = std::mem::replace(&mut self.unkept, problem.is_some());
+                match problem {
+                    Some(_) => EventKind::ModelNotKept,
+                    None if was_unkept => EventKind::ModelKept,
+                    // Kept, as always: nothing to tell.
+                    None => return Ok(()),
+                }
+            }
         };
         let event = FieldEvent::now(kind, note.detail());
         self.publish(&event);
@@ -88,16 +97,20 @@ mod tests {
         }
     }
 
-    /// A model that could not be kept is an event naming why; one kept is none.
+    /// A model that could not be kept is an event naming why; the first one kept after that is
+    /// `model_kept`; one kept as usual is none.
     #[test]
-    fn a_model_not_kept_is_an_event_and_a_kept_one_is_not() {
+    fn a_model_not_kept_is_an_event_and_so_is_its_end() {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let mut events = Events::new(Duration::from_secs(5), vec![Box::new(Recorder(Arc::clone(&sent)))]);
         events.model(&ModelNote::Kept { problem: None }).unwrap();
         assert!(sent.lock().unwrap().is_empty());
         events.model(&ModelNote::Kept { problem: Some("cannot keep it: disk full") }).unwrap();
+        events.model(&ModelNote::Kept { problem: None }).unwrap();
+        events.model(&ModelNote::Kept { problem: None }).unwrap();
         let sent = sent.lock().unwrap();
-        assert_eq!(sent.len(), 1);
+        assert_eq!(sent.len(), 2, "{sent:?}");
         assert!(sent[0].contains(r#""event":"model_not_kept""#) && sent[0].contains("disk full"), "{}", sent[0]);
+        assert!(sent[1].contains(r#""event":"model_kept""#), "{}", sent[1]);
     }
 }

@@ -121,7 +121,8 @@ pub trait Consumer: Send {
         Ok(())
     }
 
-    /// A new model took over between two frames, or one was refused.
+    /// A new model took over between two frames, one was refused, or the running one was offered
+    /// to the last good copy.
     fn model(&mut self, _note: &ModelNote<'_>) -> anyhow::Result<()> {
         Ok(())
     }

@@ -42,6 +42,8 @@ pub enum EventKind {
     /// `--last-good`: the running model could not be kept as the last good one (a full or
     /// read-only disk); a restart on a bad model file would come back on an older model.
     ModelNotKept,
+    /// The running model was kept after `model_not_kept`.
+    ModelKept,
 }
 
 shared::named_enum!(EventKind, "event", {
@@ -55,6 +57,7 @@ shared::named_enum!(EventKind, "event", {
     EventKind::ModelSwapped => "model_swapped",
     EventKind::ModelRejected => "model_rejected",
     EventKind::ModelNotKept => "model_not_kept",
+    EventKind::ModelKept => "model_kept",
 });
 
 impl From<EventKind> for &'static str {
