@@ -281,6 +281,12 @@ fn every_event_reaches_the_broker_across_a_restart_with_availability_and_discove
     for frame in [&unknown_frame, &class_frame] {
         send(&mut stdin, frame, 60);
     }
+    // A damaged bundle over the model path: refused, a model event (not an answer).
+    let mut damaged = std::fs::read(&bundle).unwrap();
+    let n = damaged.len();
+    damaged[n / 3] ^= 0x5a;
+    std::fs::write(&bundle, &damaged).unwrap();
+    wait_for(Duration::from_secs(15), "the refusal", || logged.events().iter().any(|e| e["event"] == "model_rejected"));
     wait_for(Duration::from_secs(30), "every logged event at the subscriber", || {
         let got: std::collections::HashSet<_> = received.events().iter().map(key).collect();
         let want = logged.events();
@@ -291,7 +297,7 @@ fn every_event_reaches_the_broker_across_a_restart_with_availability_and_discove
 
     let want = logged.events();
     let kinds: Vec<&str> = want.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    for kind in ["label_changed", "unknown_began", "unknown_ended", "source_stale", "source_back"] {
+    for kind in ["label_changed", "unknown_began", "unknown_ended", "source_stale", "source_back", "model_rejected"] {
         assert!(kinds.contains(&kind), "no {kind} among {kinds:?}");
     }
     // In order, each once, apart from QoS 1 re-sends of unacknowledged ones.
@@ -318,8 +324,11 @@ fn every_event_reaches_the_broker_across_a_restart_with_availability_and_discove
     assert!(discovery.len() >= 2, "discovery again after the restart: {discovery:?}");
     let config: Value = serde_json::from_str(&discovery[0]).unwrap();
     assert_eq!(config["state_topic"], "flowercam/box1/state");
+    // The retained state is the answer (Home Assistant's sensor), not the model event after it.
     let state: Value = serde_json::from_str(received.on("flowercam/box1/state").last().unwrap()).unwrap();
-    assert_eq!(key(&state), key(want.last().unwrap()), "the state topic holds the latest event");
+    assert_eq!(want.last().unwrap()["event"], "model_rejected");
+    let answer = want.iter().rev().find(|e| e["event"] != "model_rejected").unwrap();
+    assert_eq!(key(&state), key(answer), "the state topic holds the latest event about the answer");
 }
 
 #[test]

@@ -60,6 +60,15 @@ shared::named_enum!(EventKind, "event", {
     EventKind::ModelKept => "model_kept",
 });
 
+impl EventKind {
+    /// Whether the event says what the box answers now (a class, `unknown`, `unsure`, no frames):
+    /// what MQTT's retained `state` (and Home Assistant's sensor) shows. Model events are news,
+    /// not the answer; retained, they hid it until it next changed.
+    pub fn tells_the_answer(self) -> bool {
+        !matches!(self, Self::ModelSwapped | Self::ModelRejected | Self::ModelNotKept | Self::ModelKept)
+    }
+}
+
 impl From<EventKind> for &'static str {
     fn from(kind: EventKind) -> Self {
         kind.name()

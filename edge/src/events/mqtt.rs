@@ -296,7 +296,9 @@ fn feed(link: &Link) {
         };
         let json = event.to_json();
         if link.send(&link.topics.events, false, json.clone(), Some(event.clone())) {
-            link.send(&link.topics.state, true, json, None);
+            if event.event.tells_the_answer() {
+                link.send(&link.topics.state, true, json, None);
+            }
         } else {
             // The client's queue is full: try again shortly.
             link.outbox.unpop(event);
