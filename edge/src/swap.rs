@@ -242,9 +242,9 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                 if sha == running {
                     tracing::info!("{}: the model already running", path.display());
                     // A copy that failed (a full disk since freed) is tried again: SIGHUP
-                    // (`systemctl reload`) clears the problem without a new model.
-                    let retry = options.last_good.as_ref().filter(|last_good| !last_good.holds(&bytes));
-                    if let Some(last_good) = retry
+                    // (`systemctl reload`) clears the problem without a new model. (`keep` writes
+                    // nothing when the copy holds these bytes already.)
+                    if let Some(last_good) = &options.last_good
                         && ready.send(Swap::Kept { problem: last_good.keep_or_warn(&bytes, &sha) }).is_err()
                     {
                         return;
