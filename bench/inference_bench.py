@@ -25,8 +25,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_json(cmd):
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+def run_json(cmd, env=None):
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=None if env is None else {**os.environ, **env})
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
     return json.loads(done.stdout)
@@ -42,6 +42,8 @@ def main():
     p.add_argument("--trainer", default="target/release/trainer")
     p.add_argument("--out", default="bench/results")
     p.add_argument("--field", help="class folders from other sources (e.g. ../shared/data/field) to score each bundle on")
+    p.add_argument("--im2col", action="store_true",
+                   help="also time tract with its own im2col convolutions (FLOWERCAM_CONV=im2col), the edge's engine before Winograd's")
     p.add_argument("--plot-only", action="store_true", help="no timing: re-read the bundles' accuracy, reprint and replot OUT/inference.json")
     args = p.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
@@ -96,11 +98,15 @@ def measure(args, models, threads):
         for b, info in models.items():
             onnx = b[: -len(".bundle")] + ".onnx"
             for t in threads:
-                tract = run_json([args.edge, "--threads", str(t), "bench", "--model", b, "--runs", str(args.runs), "--json"])
-                ort = run_json([sys.executable, "bench/ort_bench.py", onnx, "--threads", str(t), "--runs", str(args.runs)])
-                for engine, res in [("tract", tract), ("onnxruntime", ort)]:
+                edge = [args.edge, "--threads", str(t), "bench", "--model", b, "--runs", str(args.runs), "--json"]
+                results = [("tract", run_json(edge))]
+                if args.im2col:
+                    results.append(("tract-im2col", run_json(edge, env={"FLOWERCAM_CONV": "im2col"})))
+                results.append(("onnxruntime", run_json([sys.executable, "bench/ort_bench.py", onnx, "--threads", str(t), "--runs", str(args.runs)])))
+                for engine, res in results:
                     rows.append({**info, "bundle": b, "round": r, "engine": engine, "threads": t, "median_ms": res["median_ms"]})
-                print(f"round {r} {info['name']:28s} {t} thr: tract {tract['median_ms']:7.1f} ms, ort {ort['median_ms']:7.1f} ms", file=sys.stderr)
+                said = ", ".join(f"{engine} {res['median_ms']:7.1f} ms" for engine, res in results)
+                print(f"round {r} {info['name']:28s} {t} thr: {said}", file=sys.stderr)
     return rows
 
 
@@ -108,11 +114,14 @@ def summarize(args, rows, models, threads, path):
     table = []
     for b, info in models.items():
         for t in threads:
-            med = {e: statistics.median(x["median_ms"] for x in rows if x["bundle"] == b and x["threads"] == t and x["engine"] == e) for e in ["tract", "onnxruntime"]}
-            table.append({**info, "bundle": b, "threads": t, "tract_ms": med["tract"], "ort_ms": med["onnxruntime"]})
+            times = {e: [x["median_ms"] for x in rows if x["bundle"] == b and x["threads"] == t and x["engine"] == e] for e in ["tract", "tract-im2col", "onnxruntime"]}
+            med = {e: statistics.median(v) if v else None for e, v in times.items()}
+            table.append({**info, "bundle": b, "threads": t, "tract_ms": med["tract"], "im2col_ms": med["tract-im2col"], "ort_ms": med["onnxruntime"]})
     print(f"median of {args.rounds} alternating rounds x {args.runs} runs; {cpu_model()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-    print("| model | classes | trunk | GMAC | input | precision | val acc | CV acc | field top / answered / targets refused / other refused | threads | tract ms | tract fps | onnxruntime ms | tract/ort |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    im2col = any(x["im2col_ms"] for x in table)
+    print("| model | classes | trunk | GMAC | input | precision | val acc | CV acc | field top / answered / targets refused / other refused | threads | tract ms | tract fps |"
+          + (" tract im2col ms |" if im2col else "") + " onnxruntime ms | tract/ort |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if im2col else "") + "---|---|")
     for x in table:
         field = (
             f"{x['field_accuracy']:.3f} / {x['field_answered']:.3f} / {x['field_target_refused']:.3f} / {x['field_other_refused']:.3f}"
@@ -122,7 +131,8 @@ def summarize(args, rows, models, threads, path):
         cv = f"{x['cv_accuracy']:.3f}" if x.get("cv_accuracy") else "-"
         print(
             f"| {x['name']} | {x['classes']} | {x['trunk']} | {x['trunk_gmac']:.2f} | {x['input_size']} | {x['precision']} | {x['val_accuracy']:.3f} | {cv} | {field} | {x['threads']} | "
-            f"{x['tract_ms']:.0f} | {1000 / x['tract_ms']:.1f} | {x['ort_ms']:.0f} | {x['tract_ms'] / x['ort_ms']:.2f} |"
+            f"{x['tract_ms']:.0f} | {1000 / x['tract_ms']:.1f} | " + (f"{x['im2col_ms']:.0f} | " if im2col else "")
+            + f"{x['ort_ms']:.0f} | {x['tract_ms'] / x['ort_ms']:.2f} |"
         )
     os.makedirs(args.out, exist_ok=True)
     with open(path + ".tmp", "w") as f:

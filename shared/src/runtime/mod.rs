@@ -9,6 +9,7 @@ use image::RgbImage;
 use tract_onnx::prelude::*;
 
 pub mod limits;
+pub mod winograd_op;
 pub use limits::{MAX_NODES, ONNX_OPERATORS};
 
 /// An ONNX graph planned by tract for one uint8 RGB square `[1, S, S, 3]` at a time.
@@ -109,6 +110,10 @@ impl Graph {
             anyhow::ensure!(inputs == 1, "the graph has {inputs} inputs (expected one, the uint8 image [1, {s}, {s}, 3])");
             let typed = model.with_input_fact(0, u8::fact([1, s, s, 3]).into())?.into_typed().context("tract cannot type the graph")?;
             limits::check_typed(&typed, s)?;
+            let mut typed = typed.into_decluttered().context("tract cannot optimize the graph")?;
+            if winograd_op::enabled() {
+                winograd_op::use_winograd(&mut typed).context("cannot rewrite the graph's convolutions")?;
+            }
             typed.into_optimized().context("tract cannot optimize the graph")?.into_runnable().context("tract cannot plan the graph")
         })?;
         Ok(Self { plan, input_size, classes: None })

@@ -1,5 +1,5 @@
 //! The frozen VGG16 trunk on the CPU, built for one job: features of one photo per core, as fast
-//! as the CPU allows. Its convolutions are Winograd's ([`super::winograd`]); the layout (blocks,
+//! as the CPU allows. Its convolutions are Winograd's ([`shared::winograd`]); the layout (blocks,
 //! pools, what is kept of block 4) is the one Burn's module and the exported graph have, and the
 //! network's input is `shared`'s single preprocessing definition.
 //!
@@ -8,9 +8,9 @@
 
 use image::RgbImage;
 use shared::Normalization;
+use shared::winograd::{Scratch, WinogradConv};
 
 use super::TrunkFeatures;
-use super::winograd::{Scratch, WinogradConv};
 use crate::backbone::{ConvWeights, VGG16_BLOCKS};
 
 pub struct CpuTrunk {
@@ -21,7 +21,7 @@ pub struct CpuTrunk {
 impl CpuTrunk {
     /// Transforms each convolution's kernels once (4x the weights' bytes: 236 MB for VGG16).
     pub fn new(convs: &[ConvWeights], normalization: &Normalization) -> Self {
-        let convs = convs.iter().map(|c| WinogradConv::new(c.in_channels, c.out_channels, &c.weight, &c.bias)).collect();
+        let convs = convs.iter().map(|c| WinogradConv::new(c.in_channels, c.out_channels, &c.weight, &c.bias, true)).collect();
         Self { convs, normalization: *normalization }
     }
 

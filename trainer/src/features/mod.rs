@@ -10,7 +10,6 @@
 
 mod cpu_trunk;
 pub mod engine;
-mod winograd;
 
 use std::path::{Path, PathBuf};
 

@@ -1,15 +1,21 @@
-//! A 3x3 convolution (stride 1, padding 1, then bias and ReLU) by Winograd's F(4x4, 3x3)
-//! algorithm, on channels-last `[H, W, C]` maps: what VGG16's frozen trunk is made of.
+//! A 3x3 convolution (stride 1, padding 1, then bias and, if asked, ReLU) by Winograd's
+//! F(4x4, 3x3) algorithm, on channels-last `[H, W, C]` maps: what VGG16's trunk is made of. The
+//! trainer's frozen-trunk features run it, and so does every graph tract loads
+//! ([`crate::runtime::winograd_op`]), so the board gets the same speed.
 //!
-//! Why: a frozen-trunk pass over every photo is most of a cold training run, and a direct or
-//! im2col convolution (tract's, Burn's, libtorch's on the CPU) spends 9 multiply-adds per output
-//! and input channel. Winograd's algorithm (Lavin & Gray, "Fast Algorithms for Convolutional
-//! Neural Networks", 2016) computes each 4x4 output tile from a 6x6 input tile with 36 products
-//! per channel pair instead of 144, as 36 matrix products `[tiles, C] x [C, K]` run by the `gemm`
-//! crate, between cheap linear transforms of the input tiles and of the products. float32
-//! rounding grows by about one decimal digit (1e-6 to 1e-5 of the largest output per layer, more
-//! with more channels; 4.5e-5 through VGG16's 13), far inside what a frozen trunk's features
-//! need; the export still checks them against Burn's trunk.
+//! Why: a trunk pass is most of a cold training run and all of a frame on the board, and a
+//! direct or im2col convolution (tract's, Burn's, libtorch's on the CPU) spends 9 multiply-adds
+//! per output and input channel. Winograd's algorithm (Lavin & Gray, "Fast Algorithms for
+//! Convolutional Neural Networks", 2016) computes each 4x4 output tile from a 6x6 input tile with
+//! 36 products per channel pair instead of 144, as 36 matrix products `[tiles, C] x [C, K]` run by
+//! the `gemm` crate, between cheap linear transforms of the input tiles and of the products.
+//! float32 rounding grows by about one decimal digit (1e-6 to 1e-5 of the largest output per
+//! layer, more with more channels; 4.5e-5 through VGG16's 13), far inside what a frozen trunk's
+//! features need; the export's cross-check and parity gate still check them.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
 
 /// `B^T`: the input tile transform (6x6), applied to rows then columns.
 fn input_transform(s: [&[f32]; 6], d: &mut [&mut [f32]; 6]) {
@@ -73,6 +79,15 @@ pub struct WinogradConv {
     /// `U[p][c][k]`, position `p` of the 6x6 transform.
     kernels: Vec<f32>,
     bias: Vec<f32>,
+    /// ReLU fused into the output transform (the trainer's trunk); a graph's own ReLU node follows
+    /// otherwise.
+    relu: bool,
+}
+
+impl std::fmt::Debug for WinogradConv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WinogradConv({} -> {} channels, relu: {})", self.in_channels, self.out_channels, self.relu)
+    }
 }
 
 /// Buffers reused from one convolution to the next of a pass (and from block to block).
@@ -84,7 +99,7 @@ pub struct Scratch {
 
 impl WinogradConv {
     /// From ONNX-ordered weights `[K, C, 3, 3]` and a bias of `K` values.
-    pub fn new(in_channels: usize, out_channels: usize, weight: &[f32], bias: &[f32]) -> Self {
+    pub fn new(in_channels: usize, out_channels: usize, weight: &[f32], bias: &[f32], relu: bool) -> Self {
         assert_eq!(weight.len(), out_channels * in_channels * 9, "3x3 kernels [K, C, 3, 3]");
         assert_eq!(bias.len(), out_channels);
         let (c_n, k_n) = (in_channels, out_channels);
@@ -106,49 +121,107 @@ impl WinogradConv {
                 }
             }
         }
-        Self { in_channels, out_channels, kernels, bias: bias.to_vec() }
+        Self { in_channels, out_channels, kernels, bias: bias.to_vec(), relu }
+    }
+
+    pub fn in_channels(&self) -> usize {
+        self.in_channels
     }
 
     pub fn out_channels(&self) -> usize {
         self.out_channels
     }
 
-    /// `relu(conv(x) + bias)` of an `[h, w, C]` map, as `[h, w, K]`: tile by tile, in blocks of
+    /// Bytes held by the transformed kernels (4x the weights').
+    pub fn kernel_bytes(&self) -> usize {
+        self.kernels.len() * 4
+    }
+
+    /// Rows of 4x4 tiles per block of work: blocks of about [`BLOCK_BYTES`], whole tile rows, so
+    /// that a block's outputs are one slab of the output map.
+    fn rows_per_block(&self, map: Map) -> usize {
+        let per_block = BLOCK_BYTES / (36 * 4 * self.in_channels.max(self.out_channels));
+        let per_block = if per_block < MIN_BLOCK_TILES { DEEP_BLOCK_TILES } else { per_block };
+        (per_block / map.tiles_x).max(1)
+    }
+
+    /// The `[h, w, K]` output of an `[h, w, C]` map, on this thread: tile by tile, in blocks of
     /// tiles, the inputs transformed, multiplied by the kernels, the products transformed back.
     pub fn forward(&self, x: &[f32], h: usize, w: usize, scratch: &mut Scratch) -> Vec<f32> {
-        let (c_n, k_n) = (self.in_channels, self.out_channels);
-        assert_eq!(x.len(), h * w * c_n, "an [h, w, C] map");
-        let map = Map { h, w, tiles_x: w.div_ceil(4) };
-        let tiles = h.div_ceil(4) * map.tiles_x;
-        let per_block = BLOCK_BYTES / (36 * 4 * c_n.max(k_n));
-        let per_block = if per_block < MIN_BLOCK_TILES { DEEP_BLOCK_TILES } else { per_block };
-        let mut out = vec![0f32; h * w * k_n];
-        let mut first = 0;
-        while first < tiles {
-            let block = first..(first + per_block).min(tiles);
-            // Every value of both buffers is written (no zeroing): by the input transform, and by
-            // the matrix products.
-            scratch.transformed.resize(36 * block.len() * c_n, 0.0);
-            scratch.products.resize(36 * block.len() * k_n, 0.0);
-            transform_inputs(x, map, c_n, block.clone(), &mut scratch.transformed);
-            for p in 0..36 {
-                let count = block.len();
-                let lhs = &scratch.transformed[p * count * c_n..(p + 1) * count * c_n];
-                let rhs = &self.kernels[p * c_n * k_n..(p + 1) * c_n * k_n];
-                let dst = &mut scratch.products[p * count * k_n..(p + 1) * count * k_n];
-                matmul(dst, lhs, rhs, count, c_n, k_n);
-            }
-            self.transform_outputs(&scratch.products, map, block.clone(), &mut out);
-            first = block.end;
+        let map = self.map(x, h, w);
+        let rows = self.rows_per_block(map);
+        let mut out = vec![0f32; h * w * self.out_channels];
+        if out.is_empty() {
+            return out;
+        }
+        for (b, slab) in out.chunks_mut(4 * rows * w * self.out_channels).enumerate() {
+            self.block(x, map, b * rows..((b + 1) * rows).min(map.tiles_y), scratch, slab, false);
         }
         out
     }
 
-    /// The products of a block of tiles back to 4x4 outputs, plus the bias, through the ReLU,
-    /// into `out` (`[h, w, K]`; the parts of border tiles outside the map are dropped).
-    fn transform_outputs(&self, products: &[f32], map: Map, block: std::ops::Range<usize>, out: &mut [f32]) {
+    /// The same on the threads of rayon's current pool (tract's, inside a graph): blocks side by
+    /// side where there are enough of them to keep every thread busy (the wide early maps), else
+    /// one block at a time with its 36 matrix products side by side (the deep layers, where one
+    /// block holds the whole map and each thread reads only its share of the kernels).
+    pub fn forward_parallel(&self, x: &[f32], h: usize, w: usize) -> Vec<f32> {
+        let map = self.map(x, h, w);
+        let mut rows = self.rows_per_block(map);
+        let threads = rayon::current_num_threads();
+        let mut out = vec![0f32; h * w * self.out_channels];
+        if out.is_empty() {
+            return out;
+        }
+        if threads > 1 && map.tiles_y.div_ceil(rows) < 2 * threads {
+            let mut scratch = Scratch::default();
+            for (b, slab) in out.chunks_mut(4 * rows * w * self.out_channels).enumerate() {
+                self.block(x, map, b * rows..((b + 1) * rows).min(map.tiles_y), &mut scratch, slab, true);
+            }
+        } else {
+            rows = rows.min(map.tiles_y.div_ceil(threads)).max(1);
+            out.par_chunks_mut(4 * rows * w * self.out_channels).enumerate().for_each_init(Scratch::default, |scratch, (b, slab)| {
+                self.block(x, map, b * rows..((b + 1) * rows).min(map.tiles_y), scratch, slab, false)
+            });
+        }
+        out
+    }
+
+    fn map(&self, x: &[f32], h: usize, w: usize) -> Map {
+        assert_eq!(x.len(), h * w * self.in_channels, "an [h, w, C] map");
+        Map { h, w, tiles_x: w.div_ceil(4), tiles_y: h.div_ceil(4) }
+    }
+
+    /// One block of tile rows, into `out`: the output rows `4 * rows.start..`, as many as the
+    /// block covers. `parallel`: its 36 matrix products on rayon's threads.
+    fn block(&self, x: &[f32], map: Map, rows: Range<usize>, scratch: &mut Scratch, out: &mut [f32], parallel: bool) {
+        let (c_n, k_n) = (self.in_channels, self.out_channels);
+        let tiles = rows.start * map.tiles_x..rows.end * map.tiles_x;
+        let count = tiles.len();
+        let Scratch { transformed, products } = scratch;
+        // Every value of both buffers is written (no zeroing): by the input transform, and by
+        // the matrix products.
+        transformed.resize(36 * count * c_n, 0.0);
+        products.resize(36 * count * k_n, 0.0);
+        transform_inputs(x, map, c_n, tiles.clone(), transformed);
+        let product = |p: usize, dst: &mut [f32]| {
+            let lhs = &transformed[p * count * c_n..(p + 1) * count * c_n];
+            matmul(dst, lhs, &self.kernels[p * c_n * k_n..(p + 1) * c_n * k_n], count, c_n, k_n);
+        };
+        if parallel {
+            products.par_chunks_mut(count * k_n).enumerate().for_each(|(p, dst)| product(p, dst));
+        } else {
+            products.chunks_mut(count * k_n).enumerate().for_each(|(p, dst)| product(p, dst));
+        }
+        self.transform_outputs(products, map, tiles, out);
+    }
+
+    /// The products of a block of tiles back to 4x4 outputs, plus the bias (and the ReLU), into
+    /// `out`: the block's rows of the `[h, w, K]` map (the parts of border tiles outside the map
+    /// are dropped).
+    fn transform_outputs(&self, products: &[f32], map: Map, block: Range<usize>, out: &mut [f32]) {
         let k_n = self.out_channels;
         let count = block.len();
+        let first_row = block.start / map.tiles_x * 4;
         let mut half: Vec<Vec<f32>> = vec![vec![0f32; k_n]; 24];
         let mut quad: Vec<Vec<f32>> = vec![vec![0f32; k_n]; 4];
         for (t, tile) in block.enumerate() {
@@ -174,9 +247,16 @@ impl WinogradConv {
                     if xx >= map.w {
                         break;
                     }
-                    let pixel = &mut out[(y * map.w + xx) * k_n..(y * map.w + xx + 1) * k_n];
-                    for ((o, v), bias) in pixel.iter_mut().zip(values).zip(&self.bias) {
-                        *o = (v + bias).max(0.0);
+                    let at = ((y - first_row) * map.w + xx) * k_n;
+                    let pixel = &mut out[at..at + k_n];
+                    if self.relu {
+                        for ((o, v), bias) in pixel.iter_mut().zip(values).zip(&self.bias) {
+                            *o = (v + bias).max(0.0);
+                        }
+                    } else {
+                        for ((o, v), bias) in pixel.iter_mut().zip(values).zip(&self.bias) {
+                            *o = v + bias;
+                        }
                     }
                 }
             }
@@ -190,11 +270,12 @@ struct Map {
     h: usize,
     w: usize,
     tiles_x: usize,
+    tiles_y: usize,
 }
 
 /// The 6x6 input tiles of a block of tiles, transformed, into `transformed`: position `(i, j)`'s
 /// matrix `[tiles, C]`, one row per tile. Pixels outside the map are zeros (the padding).
-fn transform_inputs(x: &[f32], map: Map, c_n: usize, block: std::ops::Range<usize>, transformed: &mut [f32]) {
+fn transform_inputs(x: &[f32], map: Map, c_n: usize, block: Range<usize>, transformed: &mut [f32]) {
     let count = block.len();
     let zeros = vec![0f32; c_n];
     let mut rows: Vec<Vec<f32>> = vec![vec![0f32; c_n]; 36];
@@ -230,8 +311,7 @@ fn rows_mut<const N: usize>(buffers: &mut [Vec<f32>]) -> [&mut [f32]; N] {
     std::array::from_fn(|_| iter.next().expect("as many buffers as rows").as_mut_slice())
 }
 
-/// `dst[m, n] = lhs[m, k] * rhs[k, n]`, all row-major, on one thread (the trunk runs a photo per
-/// core).
+/// `dst[m, n] = lhs[m, k] * rhs[k, n]`, all row-major, on one thread (callers spread the work).
 fn matmul(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize) {
     assert!(dst.len() == m * n && lhs.len() == m * k && rhs.len() == k * n, "matrix shapes");
     // SAFETY: the three slices hold exactly the m x n, m x k and k x n row-major matrices the
@@ -269,6 +349,11 @@ mod tests {
 
     /// The definition: ONNX Conv (cross-correlation), padding 1, then bias and ReLU.
     fn direct(x: &[f32], h: usize, w: usize, c_n: usize, weight: &[f32], bias: &[f32]) -> Vec<f32> {
+        direct_linear(x, h, w, c_n, weight, bias).into_iter().map(|v| v.max(0.0)).collect()
+    }
+
+    /// ONNX Conv, padding 1, then bias, without the ReLU.
+    fn direct_linear(x: &[f32], h: usize, w: usize, c_n: usize, weight: &[f32], bias: &[f32]) -> Vec<f32> {
         let k_n = bias.len();
         let mut out = vec![0f32; h * w * k_n];
         for y in 0..h {
@@ -286,7 +371,7 @@ mod tests {
                             }
                         }
                     }
-                    out[(y * w + xx) * k_n + k] = (acc as f32).max(0.0);
+                    out[(y * w + xx) * k_n + k] = acc as f32;
                 }
             }
         }
@@ -315,7 +400,7 @@ mod tests {
             let weight = random(k_n * c_n * 9, 0.1, &mut rng);
             let bias = random(k_n, 1.0, &mut rng);
             let expected = direct(&x, h, w, c_n, &weight, &bias);
-            let conv = WinogradConv::new(c_n, k_n, &weight, &bias);
+            let conv = WinogradConv::new(c_n, k_n, &weight, &bias, true);
             let got = conv.forward(&x, h, w, &mut Scratch::default());
             assert_eq!(got.len(), expected.len());
             let scale = expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
@@ -340,11 +425,34 @@ mod tests {
             let x = random(h * w * c_n, 10.0, &mut rng);
             let weight = random(k_n * c_n * 9, 0.1, &mut rng);
             let bias = random(k_n, 1.0, &mut rng);
-            let got = WinogradConv::new(c_n, k_n, &weight, &bias).forward(&x, h, w, &mut Scratch::default());
+            let got = WinogradConv::new(c_n, k_n, &weight, &bias, true).forward(&x, h, w, &mut Scratch::default());
             let expected = direct(&x, h, w, c_n, &weight, &bias);
             let scale = expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
             let worst = got.iter().zip(&expected).fold(0f32, |m, (g, e)| m.max((g - e).abs()));
             assert!(worst <= TOLERANCE * scale, "{c_n}->{k_n}: worst {worst} of {scale}");
+        }
+    }
+
+    /// On a pool of threads, either way of sharing the work (blocks side by side on a wide map,
+    /// the 36 products side by side on a deep one) gives the one-thread answer, and without the
+    /// fused ReLU the negative outputs stay.
+    #[test]
+    fn on_several_threads_the_same_answer() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for (h, w, c_n, k_n) in [(70, 66, 16, 24), (14, 14, 300, 20), (5, 9, 4, 4)] {
+            let x = random(h * w * c_n, 10.0, &mut rng);
+            let weight = random(k_n * c_n * 9, 0.1, &mut rng);
+            let bias = random(k_n, 1.0, &mut rng);
+            let conv = WinogradConv::new(c_n, k_n, &weight, &bias, false);
+            let alone = conv.forward(&x, h, w, &mut Scratch::default());
+            let shared = pool.install(|| conv.forward_parallel(&x, h, w));
+            assert_eq!(alone, shared, "{h}x{w}x{c_n}->{k_n}: the same sums in the same order");
+            let expected = direct_linear(&x, h, w, c_n, &weight, &bias);
+            let scale = expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let worst = alone.iter().zip(&expected).fold(0f32, |m, (g, e)| m.max((g - e).abs()));
+            assert!(worst <= TOLERANCE * scale, "{h}x{w}x{c_n}->{k_n}: worst {worst} of {scale}");
+            assert!(alone.iter().filter(|v| **v < 0.0).count() > alone.len() / 4, "negative outputs kept");
         }
     }
 }
