@@ -102,7 +102,10 @@ impl Trial {
             // Its last words are not its own error line: a panic, or an allocation that failed
             // where even saying so may fail.
             (Some(code), _) => {
-                let memory = ["memory allocation", "out of memory", "allocate"].iter().any(|m| last.contains(m));
+                // "failed to initiate panic": the unwinder could not start a panic, which it needs
+                // memory for; under the cap that is an allocation that failed first.
+                let memory =
+                    ["memory allocation", "out of memory", "allocate", "failed to initiate panic"].iter().any(|m| last.contains(m));
                 let why =
                     if memory { format!(", most likely out of its {} MiB (--check-memory)", self.memory >> 20) } else { String::new() };
                 let last = if last.is_empty() { String::new() } else { format!(": {last}") };
@@ -204,6 +207,12 @@ mod tests {
             cut,
             Err("upload: its trial failed (exit 134), most likely out of its 1024 MiB (--check-memory): memory allocation of 41".into()),
             "an allocation that failed, even half said"
+        );
+        let unwound = run("echo 'fatal runtime error: failed to initiate panic, error 5, aborting' >&2; exit 1");
+        assert_eq!(
+            unwound,
+            Err("upload: its trial failed (exit 1), most likely out of its 1024 MiB (--check-memory): fatal runtime error: failed to initiate panic, error 5, aborting".into()),
+            "a panic that could not even start"
         );
         let noisy = run("head -c 300000 /dev/zero | tr '\\0' 'x' >&2; echo >&2; echo 'error: upload: the end' >&2; exit 1");
         assert_eq!(noisy, Err("upload: the end".into()), "the end of a long say is kept");

@@ -221,6 +221,20 @@ fn bench_reports_latency_figures() {
     assert!(total > 0.0, "{profile}");
     let shares: f64 = profile["by_op"].as_array().unwrap().iter().map(|o| o["share"].as_f64().unwrap()).sum();
     assert!((shares - 1.0).abs() < 1e-3, "{profile}");
+    // The 13 convolutions run by Winograd's algorithm (shared::runtime::winograd_op), unless
+    // FLOWERCAM_CONV=im2col leaves them to tract.
+    let nodes_of = |profile: &serde_json::Value, op: &str| {
+        profile["by_op"].as_array().unwrap().iter().find(|o| o["op"] == op).map_or(0, |o| o["nodes"].as_u64().unwrap())
+    };
+    assert_eq!(nodes_of(profile, "WinogradConv3x3"), 13, "{profile}");
+    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(["bench", "--model", s.bundle.to_str().unwrap(), "--runs", "2", "--warmup", "1", "--json", "--profile"])
+        .env("RUST_LOG", "warn")
+        .env("FLOWERCAM_CONV", "im2col")
+        .output()
+        .unwrap();
+    let r = &ok_lines(&Output { stdout: String::from_utf8_lossy(&out.stdout).replace('\n', "").into_bytes(), ..out })[0];
+    assert_eq!(nodes_of(&r["profile"], "WinogradConv3x3"), 0, "{r}");
     let text =
         String::from_utf8_lossy(&edge(&["bench", "--model", s.bundle.to_str().unwrap(), "--runs", "2", "--profile"]).stdout).into_owned();
     assert!(text.contains("slowest nodes:") && text.contains("operator"), "{text}");
