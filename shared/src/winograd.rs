@@ -132,11 +132,6 @@ impl WinogradConv {
         self.out_channels
     }
 
-    /// Bytes held by the transformed kernels (4x the weights').
-    pub fn kernel_bytes(&self) -> usize {
-        self.kernels.len() * 4
-    }
-
     /// Rows of 4x4 tiles per block of work: blocks of about [`BLOCK_BYTES`], whole tile rows, so
     /// that a block's outputs are one slab of the output map.
     fn rows_per_block(&self, map: Map) -> usize {
@@ -148,46 +143,52 @@ impl WinogradConv {
     /// The `[h, w, K]` output of an `[h, w, C]` map, on this thread: tile by tile, in blocks of
     /// tiles, the inputs transformed, multiplied by the kernels, the products transformed back.
     pub fn forward(&self, x: &[f32], h: usize, w: usize, scratch: &mut Scratch) -> Vec<f32> {
-        let map = self.map(x, h, w);
-        let rows = self.rows_per_block(map);
         let mut out = vec![0f32; h * w * self.out_channels];
-        if out.is_empty() {
-            return out;
-        }
-        for (b, slab) in out.chunks_mut(4 * rows * w * self.out_channels).enumerate() {
-            self.block(x, map, b * rows..((b + 1) * rows).min(map.tiles_y), scratch, slab, false);
-        }
+        self.forward_into(x, h, w, scratch, &mut out);
         out
     }
 
-    /// The same on the threads of rayon's current pool (tract's, inside a graph): blocks side by
-    /// side where there are enough of them to keep every thread busy (the wide early maps), else
-    /// one block at a time with its 36 matrix products side by side (the deep layers, where one
-    /// block holds the whole map and each thread reads only its share of the kernels).
-    pub fn forward_parallel(&self, x: &[f32], h: usize, w: usize) -> Vec<f32> {
-        let map = self.map(x, h, w);
-        let mut rows = self.rows_per_block(map);
-        let threads = rayon::current_num_threads();
-        let mut out = vec![0f32; h * w * self.out_channels];
+    /// [`Self::forward`] into `out` (`h * w * K` values).
+    pub fn forward_into(&self, x: &[f32], h: usize, w: usize, scratch: &mut Scratch, out: &mut [f32]) {
+        let map = self.map(x, h, w, out);
         if out.is_empty() {
-            return out;
+            return;
         }
+        let rows = self.rows_per_block(map);
+        for (b, slab) in out.chunks_mut(4 * rows * w * self.out_channels).enumerate() {
+            self.block(x, map, map.block(b, rows), scratch, slab, false);
+        }
+    }
+
+    /// [`Self::forward_into`] on the threads of rayon's current pool (tract's, inside a graph):
+    /// blocks side by side where there are enough of them to keep every thread busy (the wide
+    /// early maps), else one block at a time with its 36 matrix products side by side (the deep
+    /// layers, where one block holds the whole map and each thread reads only its share of the
+    /// kernels).
+    pub fn forward_parallel_into(&self, x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let map = self.map(x, h, w, out);
+        if out.is_empty() {
+            return;
+        }
+        let rows = self.rows_per_block(map);
+        let threads = rayon::current_num_threads();
         if threads > 1 && map.tiles_y.div_ceil(rows) < 2 * threads {
             let mut scratch = Scratch::default();
             for (b, slab) in out.chunks_mut(4 * rows * w * self.out_channels).enumerate() {
-                self.block(x, map, b * rows..((b + 1) * rows).min(map.tiles_y), &mut scratch, slab, true);
+                self.block(x, map, map.block(b, rows), &mut scratch, slab, true);
             }
         } else {
-            rows = rows.min(map.tiles_y.div_ceil(threads)).max(1);
-            out.par_chunks_mut(4 * rows * w * self.out_channels).enumerate().for_each_init(Scratch::default, |scratch, (b, slab)| {
-                self.block(x, map, b * rows..((b + 1) * rows).min(map.tiles_y), scratch, slab, false)
-            });
+            let rows = rows.min(map.tiles_y.div_ceil(threads)).max(1);
+            out.par_chunks_mut(4 * rows * w * self.out_channels)
+                .enumerate()
+                .for_each_init(Scratch::default, |scratch, (b, slab)| self.block(x, map, map.block(b, rows), scratch, slab, false));
         }
-        out
     }
 
-    fn map(&self, x: &[f32], h: usize, w: usize) -> Map {
+    /// The map's tiles, its input and output checked.
+    fn map(&self, x: &[f32], h: usize, w: usize, out: &[f32]) -> Map {
         assert_eq!(x.len(), h * w * self.in_channels, "an [h, w, C] map");
+        assert_eq!(out.len(), h * w * self.out_channels, "an [h, w, K] output");
         Map { h, w, tiles_x: w.div_ceil(4), tiles_y: h.div_ceil(4) }
     }
 
@@ -271,6 +272,13 @@ struct Map {
     w: usize,
     tiles_x: usize,
     tiles_y: usize,
+}
+
+impl Map {
+    /// The tile rows of block `b`, of `rows` tile rows each (the last one may be shorter).
+    fn block(&self, b: usize, rows: usize) -> Range<usize> {
+        b * rows..((b + 1) * rows).min(self.tiles_y)
+    }
 }
 
 /// The 6x6 input tiles of a block of tiles, transformed, into `transformed`: position `(i, j)`'s
@@ -446,7 +454,8 @@ mod tests {
             let bias = random(k_n, 1.0, &mut rng);
             let conv = WinogradConv::new(c_n, k_n, &weight, &bias, false);
             let alone = conv.forward(&x, h, w, &mut Scratch::default());
-            let shared = pool.install(|| conv.forward_parallel(&x, h, w));
+            let mut shared = vec![0f32; alone.len()];
+            pool.install(|| conv.forward_parallel_into(&x, h, w, &mut shared));
             assert_eq!(alone, shared, "{h}x{w}x{c_n}->{k_n}: the same sums in the same order");
             let expected = direct_linear(&x, h, w, c_n, &weight, &bias);
             let scale = expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()));

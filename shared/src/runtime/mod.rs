@@ -110,6 +110,8 @@ impl Graph {
             anyhow::ensure!(inputs == 1, "the graph has {inputs} inputs (expected one, the uint8 image [1, {s}, {s}, 3])");
             let typed = model.with_input_fact(0, u8::fact([1, s, s, 3]).into())?.into_typed().context("tract cannot type the graph")?;
             limits::check_typed(&typed, s)?;
+            // Decluttered first: the convolutions' weights are constants only then (the rewrite
+            // needs them), and into_optimized declutters again to cancel the rewrite's layout changes.
             let mut typed = typed.into_decluttered().context("tract cannot optimize the graph")?;
             if winograd_op::enabled() {
                 winograd_op::use_winograd(&mut typed).context("cannot rewrite the graph's convolutions")?;

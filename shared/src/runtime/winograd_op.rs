@@ -70,16 +70,17 @@ impl EvalOp for WinogradConv3x3 {
         let x = x.as_slice().context("a contiguous map")?;
         // On tract's threads (`edge --threads`), as its own matrix products are.
         let executor = current_tract_executor();
-        let mut out = Vec::with_capacity(n * h * w * self.conv.out_channels());
+        let k = self.conv.out_channels();
+        let mut out = vec![0f32; n * h * w * k];
         let mut scratch = Scratch::default();
-        for image in x.chunks_exact(h * w * c) {
-            out.extend(match &executor {
-                Executor::SingleThread => self.conv.forward(image, h, w, &mut scratch),
-                Executor::MultiThread(pool) => pool.install(|| self.conv.forward_parallel(image, h, w)),
-                Executor::RayonGlobal => self.conv.forward_parallel(image, h, w),
-            });
+        for (image, out) in x.chunks_exact(h * w * c).zip(out.chunks_exact_mut(h * w * k)) {
+            match &executor {
+                Executor::SingleThread => self.conv.forward_into(image, h, w, &mut scratch, out),
+                Executor::MultiThread(pool) => pool.install(|| self.conv.forward_parallel_into(image, h, w, out)),
+                Executor::RayonGlobal => self.conv.forward_parallel_into(image, h, w, out),
+            }
         }
-        let out = tract_ndarray::Array4::from_shape_vec((n, h, w, self.conv.out_channels()), out)?;
+        let out = tract_ndarray::Array4::from_shape_vec((n, h, w, k), out)?;
         Ok(tvec!(out.into_tensor().into_tvalue()))
     }
 }
