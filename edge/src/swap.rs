@@ -51,9 +51,21 @@ pub enum Swap {
 pub enum Request {
     /// The file at the model path changed, or SIGHUP.
     Reload,
-    /// An uploaded bundle; the reply says whether it was taken.
+    /// An uploaded bundle; the reply says whether it was taken (or why not).
     /// `slot` is the HTTP server's one upload place, freed when this request is done with.
-    Upload { bytes: Vec<u8>, reply: Sender<Result<ModelInfo, String>>, slot: tokio::sync::OwnedMutexGuard<()> },
+    Upload { bytes: Vec<u8>, reply: Sender<Result<Uploaded, String>>, slot: tokio::sync::OwnedMutexGuard<()> },
+}
+
+/// An upload that passed its checks and is being swapped in.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Uploaded {
+    /// The new model.
+    pub swapped: ModelInfo,
+    /// With `--last-good`: why it could not be kept as the last good model (absent when it was,
+    /// or without `--last-good`). The model runs either way, but a restart on a bad file would
+    /// come back on an older one: the sender is told now, not only the status page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_kept: Option<String>,
 }
 
 pub struct SwapOptions {
@@ -269,10 +281,11 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                     candidate.info.hash
                 );
                 // Kept before the upload is answered: an answered upload is also the last good one.
-                let kept = options.last_good.as_ref().map(|last_good| Swap::Kept { problem: last_good.keep_or_warn(&bytes, &sha) });
+                let problem = options.last_good.as_ref().map(|last_good| last_good.keep_or_warn(&bytes, &sha));
                 if let Some(reply) = reply {
-                    let _ = reply.send(Ok(candidate.info.clone()));
+                    let _ = reply.send(Ok(Uploaded { swapped: candidate.info.clone(), not_kept: problem.clone().flatten() }));
                 }
+                let kept = problem.map(|problem| Swap::Kept { problem });
                 std::iter::once(Swap::Ready(Box::new(candidate))).chain(kept).collect()
             }
             Err(why) => {

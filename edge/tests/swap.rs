@@ -231,6 +231,8 @@ fn a_box_restarted_on_a_refused_model_comes_back_on_the_last_good_one() {
     let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&second).unwrap());
     assert_eq!(code, 200, "{body}");
     assert!(same(&last_good, &second), "a model swapped in is kept");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert!(answer["swapped"]["hash"].is_string() && answer.get("not_kept").is_none(), "kept: nothing to say: {answer}");
     wait_for(Duration::from_secs(10), "the upload's model", || status(&address)["model"]["labels"].as_array().map(Vec::len) == Some(3));
     let second_hash = status(&address)["model"]["hash"].as_str().unwrap().to_string();
 
@@ -300,9 +302,14 @@ fn a_model_that_cannot_be_kept_shows_in_the_status_until_it_is() {
     let metrics = request(&address, "GET", "/metrics", Some(TOKEN), b"").1;
     assert!(metrics.contains("flowercam_last_good_problem 1"), "{metrics}");
 
-    // A swap is offered to the copy too: the problem now names the uploaded bundle.
+    // A swap is offered to the copy too: the problem now names the uploaded bundle, and the
+    // upload's answer says it (the model runs, but a restart would not come back on it).
     let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&second).unwrap());
     assert_eq!(code, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["swapped"]["labels"].as_array().map(Vec::len), Some(3), "{answer}");
+    let not_kept = answer["not_kept"].as_str().unwrap_or_else(|| panic!("the answer does not say it was not kept: {answer}"));
+    assert!(not_kept.contains("cannot keep") && not_kept.contains("last-good.bundle"), "{not_kept}");
     let first_problem = problem.to_string();
     wait_for(Duration::from_secs(10), "the upload's problem", || {
         status(&address)["last_good_problem"].as_str().is_some_and(|p| p != first_problem && p.contains("cannot keep"))

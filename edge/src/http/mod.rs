@@ -206,8 +206,9 @@ async fn latest(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// A new bundle: 200 and the new model once it is checked and swapped in, 422 and why when it
-/// is refused (the running model stays), 403 without a token configured.
+/// A new bundle: 200 and the new model once it is checked and swapped in (with `not_kept` when
+/// `--last-good` could not keep it), 422 and why when it is refused (the running model stays),
+/// 403 without a token configured.
 async fn upload(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let Some(uploads) = shared.uploads.clone() else {
         return (StatusCode::FORBIDDEN, "model uploads need --http-token: a model decides what this box reports\n").into_response();
@@ -234,7 +235,7 @@ async fn upload(State(shared): State<Arc<Shared>>, request: Request) -> Response
     }
     let outcome = tokio::task::spawn_blocking(move || answer.recv_timeout(shared.upload_wait)).await;
     match outcome {
-        Ok(Ok(Ok(info))) => axum::Json(serde_json::json!({ "swapped": info })).into_response(),
+        Ok(Ok(Ok(uploaded))) => axum::Json(uploaded).into_response(),
         Ok(Ok(Err(why))) => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(serde_json::json!({ "error": why }))).into_response(),
         _ => (StatusCode::GATEWAY_TIMEOUT, "the check of the new model did not finish in time\n").into_response(),
     }
