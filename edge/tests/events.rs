@@ -437,3 +437,44 @@ fn a_web_hook_that_hangs_never_holds_up_the_loop() {
     assert!(stderr.contains("done: 100 frames classified"), "{stderr}");
     assert!(!requests.lock().unwrap().is_empty(), "the hook was called");
 }
+
+/// `--last-good` whose copy cannot be written (a folder at its path, which no rename replaces,
+/// root or not): `model_not_kept`, naming the copy, reaches the broker and the web hook alike, and
+/// once the copy can be written (SIGHUP, `systemctl reload`) so does `model_kept`. The answers
+/// go on meanwhile.
+#[test]
+fn a_model_not_kept_and_kept_again_reaches_the_broker_and_the_web_hook() {
+    let Setup { dir, bundle, class_frame, threshold, broker, received, .. } = setup();
+    let last_good = dir.path().join("last-good.bundle");
+    std::fs::create_dir(&last_good).unwrap();
+    let (hook, requests) = receiver(vec![], false);
+    let copy = last_good.to_str().unwrap();
+    let args = ["--unknown-threshold", &threshold, "--mqtt", &broker.url(), "--mqtt-id", "box1", "--webhook", &hook, "--last-good", copy];
+    let (mut child, logged, mut stdin) = start_box(&bundle, &args);
+    let published = |kind: &str| received.events().into_iter().find(|e| e["event"] == kind);
+    let posted = |kind: &str| {
+        let requests = requests.lock().unwrap();
+        requests.iter().filter_map(|(_, body)| serde_json::from_slice::<Value>(body).ok()).find(|e| e["event"] == kind)
+    };
+    send(&mut stdin, &class_frame, 60);
+    wait_for(Duration::from_secs(30), "model_not_kept at the broker and the hook", || {
+        published("model_not_kept").is_some() && posted("model_not_kept").is_some()
+    });
+    for event in [published("model_not_kept").unwrap(), posted("model_not_kept").unwrap()] {
+        let detail = event["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("cannot keep") && detail.contains("last-good.bundle"), "{event}");
+    }
+    assert!(published("model_kept").is_none(), "not kept yet");
+
+    std::fs::remove_dir(&last_good).unwrap();
+    assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    send(&mut stdin, &class_frame, 60);
+    wait_for(Duration::from_secs(30), "model_kept at the broker and the hook", || {
+        published("model_kept").is_some() && posted("model_kept").is_some()
+    });
+    assert_eq!(std::fs::read(&last_good).unwrap(), std::fs::read(&bundle).unwrap(), "the running model is the copy now");
+    drop(stdin);
+    assert!(child.wait().unwrap().success(), "{}", logged.text());
+    let kinds: Vec<String> = logged.events().iter().map(|e| e["event"].as_str().unwrap().to_string()).collect();
+    assert!(kinds.contains(&"label_changed".to_string()), "the answers went on: {kinds:?}");
+}
