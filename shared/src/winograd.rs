@@ -97,6 +97,22 @@ pub struct Scratch {
     products: Vec<f32>,
 }
 
+thread_local! {
+    /// Each thread's buffers, kept from one convolution and frame to the next: a block needs a
+    /// megabyte or more, which would otherwise be allocated and faulted in again for every layer
+    /// of every frame.
+    static THREAD_SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// `f` with this thread's [`Scratch`], or a fresh one while that is in use further up the
+/// thread's stack (a rayon thread that, waiting on its own products, runs another block).
+pub fn with_thread_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
+    THREAD_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => f(&mut scratch),
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
 impl WinogradConv {
     /// From ONNX-ordered weights `[K, C, 3, 3]` and a bias of `K` values.
     pub fn new(in_channels: usize, out_channels: usize, weight: &[f32], bias: &[f32], relu: bool) -> Self {
@@ -154,10 +170,7 @@ impl WinogradConv {
         if out.is_empty() {
             return;
         }
-        let rows = self.rows_per_block(map);
-        for (b, slab) in out.chunks_mut(4 * rows * w * self.out_channels).enumerate() {
-            self.block(x, map, map.block(b, rows), scratch, slab, false);
-        }
+        self.blocks_in_turn(x, map, self.rows_per_block(map), scratch, out, false);
     }
 
     /// [`Self::forward_into`] on the threads of rayon's current pool (tract's, inside a graph):
@@ -173,16 +186,27 @@ impl WinogradConv {
         let rows = self.rows_per_block(map);
         let threads = rayon::current_num_threads();
         if threads > 1 && map.tiles_y.div_ceil(rows) < 2 * threads {
-            let mut scratch = Scratch::default();
-            for (b, slab) in out.chunks_mut(4 * rows * w * self.out_channels).enumerate() {
-                self.block(x, map, map.block(b, rows), &mut scratch, slab, true);
-            }
+            with_thread_scratch(|scratch| self.blocks_in_turn(x, map, rows, scratch, out, true));
         } else {
             let rows = rows.min(map.tiles_y.div_ceil(threads)).max(1);
-            out.par_chunks_mut(4 * rows * w * self.out_channels)
+            out.par_chunks_mut(self.slab_len(map, rows))
                 .enumerate()
-                .for_each_init(Scratch::default, |scratch, (b, slab)| self.block(x, map, map.block(b, rows), scratch, slab, false));
+                .for_each(|(b, slab)| with_thread_scratch(|scratch| self.block(x, map, map.block(b, rows), scratch, slab, false)));
         }
+    }
+
+    /// The map's blocks of `rows` tile rows one after the other (`parallel`: each one's matrix
+    /// products on rayon's threads).
+    fn blocks_in_turn(&self, x: &[f32], map: Map, rows: usize, scratch: &mut Scratch, out: &mut [f32], parallel: bool) {
+        for (b, slab) in out.chunks_mut(self.slab_len(map, rows)).enumerate() {
+            self.block(x, map, map.block(b, rows), scratch, slab, parallel);
+        }
+    }
+
+    /// The output values of a block of `rows` tile rows (4 pixel rows each; the last block of a
+    /// map may hold fewer).
+    fn slab_len(&self, map: Map, rows: usize) -> usize {
+        4 * rows * map.w * self.out_channels
     }
 
     /// The map's tiles, its input and output checked.

@@ -112,10 +112,13 @@ impl Graph {
             limits::check_typed(&typed, s)?;
             // Decluttered first: the convolutions' weights are constants only then (the rewrite
             // needs them), and into_optimized declutters again to cancel the rewrite's layout changes.
-            let mut typed = typed.into_decluttered().context("tract cannot optimize the graph")?;
-            if winograd_op::enabled() {
+            let typed = if winograd_op::enabled() {
+                let mut typed = typed.into_decluttered().context("tract cannot optimize the graph")?;
                 winograd_op::use_winograd(&mut typed).context("cannot rewrite the graph's convolutions")?;
-            }
+                typed
+            } else {
+                typed
+            };
             typed.into_optimized().context("tract cannot optimize the graph")?.into_runnable().context("tract cannot plan the graph")
         })?;
         Ok(Self { plan, input_size, classes: None })

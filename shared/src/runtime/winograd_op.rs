@@ -22,7 +22,7 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::tract_linalg::multithread::{Executor, current_tract_executor};
 
-use crate::winograd::{Scratch, WinogradConv};
+use crate::winograd::{WinogradConv, with_thread_scratch};
 
 /// The environment variable that turns the rewrite off, and the value that does.
 pub const CONV_ENV: &str = "FLOWERCAM_CONV";
@@ -72,10 +72,9 @@ impl EvalOp for WinogradConv3x3 {
         let executor = current_tract_executor();
         let k = self.conv.out_channels();
         let mut out = vec![0f32; n * h * w * k];
-        let mut scratch = Scratch::default();
         for (image, out) in x.chunks_exact(h * w * c).zip(out.chunks_exact_mut(h * w * k)) {
             match &executor {
-                Executor::SingleThread => self.conv.forward_into(image, h, w, &mut scratch, out),
+                Executor::SingleThread => with_thread_scratch(|scratch| self.conv.forward_into(image, h, w, scratch, out)),
                 Executor::MultiThread(pool) => pool.install(|| self.conv.forward_parallel_into(image, h, w, out)),
                 Executor::RayonGlobal => self.conv.forward_parallel_into(image, h, w, out),
             }
