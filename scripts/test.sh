@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: set-up, one release build with every feature CI covers
-# (flex + libtorch), the tests, and the onnxruntime cross-check of exported models.
+# (flex + libtorch), the tests, the Arm build under qemu, and the onnxruntime cross-check of
+# exported models.
 # Real-data tests run when FLOWERCAM_DATA / FLOWERCAM_BACKBONE are set (CI sets them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ cargo test --release --workspace --features "$features" --no-fail-fast
 # The tallies issue 12 asks CI to show: the bad-input corpus (run again for its count, ~5 s) and the fuzzing.
 cargo test --release --workspace --features "$features" --test bad_inputs every_bad_input -- --nocapture 2>&1 | grep "bad-input corpus"
 echo "fuzzing: ${FLOWERCAM_FUZZ_CASES:-10000} generated cases per reader (bundle, result log, MJPEG splitter, checkpoint, feature cache)"
+# The board's build: cross-built for 64-bit Arm and run under qemu (scripts/test-aarch64.sh).
+scripts/test-aarch64.sh
 # The exported ONNX files must also run in onnxruntime, the other runtime users pick.
 # In the project's virtual environment: a stock system python3 refuses pip installs (PEP 668).
 python=$(scripts/venv.sh)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The board's build, checked on this x86-64 host under qemu's user-mode emulation: the shared
+# library's unit tests (preprocessing, bundle reading, the Winograd convolutions against direct
+# ones and against tract on a VGG block), then the cross-built `edge selftest` on the edge's
+# fixture bundles (tract's plan with the Winograd operator, end to end). Once per board class's
+# instruction set, since gemm and tract pick their matrix kernels at run time from the CPU's
+# features: Cortex-A72 (Raspberry Pi 4: NEON only), Cortex-A76 (Raspberry Pi 5, like the Jetson
+# Orin's A78: fp16 and dot products too) and qemu's `max` (SVE2). Part of scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+AARCH64_EXTRA_PACKAGES=qemu-user . scripts/aarch64-env.sh
+target=aarch64-unknown-linux-gnu
+cargo test --release -p flowercam-shared --lib --target "$target" --no-run
+cargo build --release -p flowercam-edge --target "$target"
+edge="${CARGO_TARGET_DIR:-target}/$target/release/edge"
+for cpu in cortex-a72 cortex-a76 max; do
+  echo "== aarch64 under qemu, -cpu $cpu"
+  export QEMU_CPU="$cpu"
+  cargo test --release -p flowercam-shared --lib --target "$target"
+  for bundle in edge/tests/fixtures/*.bundle; do
+    qemu-aarch64 -L /usr/aarch64-linux-gnu "$edge" selftest --model "$bundle"
+  done
+done
