@@ -114,6 +114,12 @@ pub fn with_thread_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
 }
 
 impl WinogradConv {
+    /// The bytes of the transformed kernels for `in_channels` -> `out_channels` (36 floats for
+    /// each pair, against 9 in the weights).
+    pub fn kernel_bytes(in_channels: usize, out_channels: usize) -> usize {
+        36usize.saturating_mul(in_channels).saturating_mul(out_channels).saturating_mul(size_of::<f32>())
+    }
+
     /// From ONNX-ordered weights `[K, C, 3, 3]` and a bias of `K` values.
     pub fn new(in_channels: usize, out_channels: usize, weight: &[f32], bias: &[f32], relu: bool) -> Self {
         assert_eq!(weight.len(), out_channels * in_channels * 9, "3x3 kernels [K, C, 3, 3]");

@@ -12,6 +12,10 @@
 //!
 //! `FLOWERCAM_CONV=im2col` in the environment leaves every convolution to tract (to compare, or
 //! where the transformed kernels' memory, 4x the weights', is too much).
+//!
+//! A bundle may come from anywhere ([`super::limits`]), and what the rewrite allocates grows with
+//! the weights and the channels: it takes a convolution only within [`MAX_CHANNELS`] and
+//! [`MAX_KERNEL_BYTES`], and leaves the rest to tract, whose memory the limits bound.
 
 use std::sync::Arc;
 
@@ -27,6 +31,16 @@ use crate::winograd::{WinogradConv, with_thread_scratch};
 /// The environment variable that turns the rewrite off, and the value that does.
 pub const CONV_ENV: &str = "FLOWERCAM_CONV";
 pub const CONV_IM2COL: &str = "im2col";
+
+/// The most input or output channels of a convolution the rewrite takes: four times VGG16's
+/// widest (512). A block's buffers grow with them (at most 256 tiles x 36 positions x 2048
+/// channels, 75 MB, twice a thread), and a few kilobytes of weights can declare millions of
+/// input channels over a one-pixel map.
+pub const MAX_CHANNELS: usize = 2048;
+/// The most bytes the transformed kernels of one graph may take together: about twice the VGG16
+/// trunk's (236 MB, 4x its weights, at any input size). A bundle carrying 1 GiB of 3x3 kernels
+/// would otherwise have the rewrite ask for 4 GiB, and an allocation that fails aborts the box.
+pub const MAX_KERNEL_BYTES: usize = 512 << 20;
 
 /// A 3x3 convolution, stride 1, padding 1, plus bias, on channels-last `[N, H, W, C]` float32
 /// maps (see [`use_winograd`]).
@@ -109,13 +123,19 @@ pub fn enabled() -> bool {
 
 /// Replaces every convolution that Winograd's F(4x4, 3x3) computes exactly (up to rounding) with
 /// [`WinogradConv3x3`], and the max pools they feed with channels-last ones; returns how many
-/// convolutions it replaced.
+/// convolutions it replaced. Within [`MAX_CHANNELS`] and [`MAX_KERNEL_BYTES`], in the graph's
+/// order: the convolutions beyond stay tract's.
 pub fn use_winograd(model: &mut TypedModel) -> TractResult<usize> {
+    use_winograd_within(model, MAX_KERNEL_BYTES)
+}
+
+/// [`use_winograd`] with `kernel_bytes` for all transformed kernels.
+fn use_winograd_within(model: &mut TypedModel, mut kernel_bytes: usize) -> TractResult<usize> {
     let mut replaced = 0;
     for id in model.eval_order()? {
         let node = &model.nodes[id];
         let op: Box<dyn TypedOp> = if let Some(conv) = node.op_as::<Conv>() {
-            let Some(winograd) = as_winograd(model, node, conv)? else { continue };
+            let Some(winograd) = as_winograd(model, node, conv, &mut kernel_bytes)? else { continue };
             replaced += 1;
             Box::new(WinogradConv3x3 { conv: Arc::new(winograd) })
         } else if let Some(pool) = node.op_as::<MaxPool>() {
@@ -162,8 +182,9 @@ fn fed_by_winograd(model: &TypedModel, node: &TypedNode) -> bool {
 
 /// The Winograd form of `conv`, if it is one: float32 `[N, C, H, W]`, a constant `[K, C, 3, 3]`
 /// kernel and a constant bias (one per output channel, or one for all), stride and dilation 1,
-/// one group, and padding that keeps the map's size.
-fn as_winograd(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<Option<WinogradConv>> {
+/// one group, and padding that keeps the map's size; with at most [`MAX_CHANNELS`] and kernels
+/// that fit in what is left of `kernel_bytes`, which they then take.
+fn as_winograd(model: &TypedModel, node: &TypedNode, conv: &Conv, kernel_bytes: &mut usize) -> TractResult<Option<WinogradConv>> {
     let spec = &conv.pool_spec;
     let facts = model.node_input_facts(node.id)?;
     let plain = conv.q_params.is_none()
@@ -181,7 +202,7 @@ fn as_winograd(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult
     let Some(shape) = facts[0].shape.as_concrete() else { return Ok(None) };
     let &[_, c, h, w] = shape else { return Ok(None) };
     let k = spec.output_channels;
-    if [c, h, w, k].contains(&0) {
+    if [c, h, w, k].contains(&0) || c.max(k) > MAX_CHANNELS {
         return Ok(None);
     }
     let padding = spec.computed_padding(&[h, w]);
@@ -198,6 +219,8 @@ fn as_winograd(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult
         all if all.len() == k => all.to_vec(),
         _ => return Ok(None),
     };
+    let Some(left) = kernel_bytes.checked_sub(WinogradConv::kernel_bytes(c, k)) else { return Ok(None) };
+    *kernel_bytes = left;
     Ok(Some(WinogradConv::new(c, k, weight.try_as_plain_ram()?.as_slice::<f32>()?, &bias, false)))
 }
 
@@ -272,6 +295,45 @@ mod tests {
         let scale = expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
         let worst = got.iter().zip(&expected).fold(0f32, |m, (g, e)| m.max((g - e).abs()));
         assert!(worst <= 4e-5 * scale, "worst {worst} of {scale}");
+    }
+
+    /// What the rewrite may allocate is bounded: past the kernels' budget, and beyond
+    /// [`MAX_CHANNELS`], convolutions stay tract's, and the graph answers the same.
+    #[test]
+    fn convolutions_past_the_budgets_stay_tracts() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, 3, 9, 7])).unwrap();
+        let y = conv(&mut model, x, pool_spec(3, 3, 8, 1, 1, 1), 1, &mut rng);
+        let y = conv(&mut model, y, pool_spec(3, 8, 8, 1, 1, 1), 1, &mut rng);
+        let y = conv(&mut model, y, pool_spec(3, 8, 4, 1, 1, 1), 1, &mut rng);
+        model.select_output_outlets(&[y]).unwrap();
+        let input = random(&[1, 3, 9, 7], 50.0, &mut rng);
+        let expected = run(&model, &input);
+        let model = model.into_decluttered().unwrap();
+
+        // Room for the first two kernels (3 -> 8, 8 -> 8) but not the third (8 -> 4).
+        let budget = WinogradConv::kernel_bytes(3, 8) + WinogradConv::kernel_bytes(8, 8) + WinogradConv::kernel_bytes(8, 4) - 1;
+        let mut rewritten = model.clone();
+        assert_eq!(use_winograd_within(&mut rewritten, budget).unwrap(), 2);
+        assert_eq!(rewritten.nodes.iter().filter(|n| n.op_is::<Conv>()).count(), 1, "{rewritten}");
+        let got = run(&rewritten, &input);
+        let scale = expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let worst = got.iter().zip(&expected).fold(0f32, |m, (g, e)| m.max((g - e).abs()));
+        assert!(worst <= 4e-5 * scale, "worst {worst} of {scale}");
+        let mut whole = model.clone();
+        assert_eq!(use_winograd_within(&mut whole, budget + 1).unwrap(), 3);
+
+        // A few kilobytes of weights over a one-pixel map can declare more channels than a
+        // block's buffers should hold: tract's (and so within the limits of `super::limits`).
+        for (c, k) in [(MAX_CHANNELS + 1, 1), (1, MAX_CHANNELS + 1), (MAX_CHANNELS, 1)] {
+            let mut wide = TypedModel::default();
+            let x = wide.add_source("x", f32::fact([1, c, 1, 1])).unwrap();
+            let y = conv(&mut wide, x, pool_spec(3, c, k, 1, 1, 1), 1, &mut rng);
+            wide.select_output_outlets(&[y]).unwrap();
+            let mut wide = wide.into_decluttered().unwrap();
+            assert_eq!(use_winograd(&mut wide).unwrap(), usize::from(c.max(k) <= MAX_CHANNELS), "{c} -> {k} channels");
+        }
     }
 
     /// Convolutions Winograd's F(4x4, 3x3) does not compute stay tract's: other kernel sizes,
