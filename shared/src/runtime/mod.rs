@@ -67,28 +67,41 @@ thread_local! {
     static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
+/// How many [`unless_panic`] calls are running, on any thread: while there are some, a panic on
+/// a thread pool's worker (tract's, with `--threads` above 1) is one of theirs, which the
+/// pool hands back to the caller without its message.
+static GUARDED_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// What the quiet hook heard of the last panic on a worker during a guarded call.
+static LAST_WORKER_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
 /// Runs `f`, turning a panic inside it (tract asserts on some malformed graphs: a stride of 0, an
 /// axis out of range, an impossible allocation size) into an error, so that a bad bundle is
 /// refused by name instead of taking the process, or the live swapper's thread, down with it.
-/// The panic is not printed as well: the error says it. (A panic on one of tract's worker threads,
-/// with `--threads` above 1, is still printed there, then reaches this thread and is said here.)
+/// The panic is not printed as well: the error says it, also when it happened on one of tract's
+/// worker threads (it was printed there, raw, past `--log-format json`, until 2026-12-07).
 fn unless_panic<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    use std::sync::atomic::Ordering;
     static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
     QUIET_HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if GUARDED.with(std::cell::Cell::get) {
                 LAST_PANIC.with(|last| *last.borrow_mut() = Some(info.to_string()));
+            } else if rayon::current_thread_index().is_some() && GUARDED_CALLS.load(Ordering::SeqCst) > 0 {
+                *LAST_WORKER_PANIC.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(info.to_string());
             } else {
                 previous(info);
             }
         }));
     });
     let was = GUARDED.with(|g| g.replace(true));
+    GUARDED_CALLS.fetch_add(1, Ordering::SeqCst);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED_CALLS.fetch_sub(1, Ordering::SeqCst);
     GUARDED.with(|g| g.set(was));
     result.unwrap_or_else(|_| {
-        let said = LAST_PANIC.with(|last| last.borrow_mut().take()).unwrap_or_else(|| "on another thread".into());
+        let on_worker = || LAST_WORKER_PANIC.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let said = LAST_PANIC.with(|last| last.borrow_mut().take()).or_else(on_worker).unwrap_or_else(|| "on another thread".into());
         Err(anyhow::anyhow!("tract failed {what}: {}", said.replace('\n', " ")))
     })
 }
@@ -297,5 +310,23 @@ mod tests {
         });
         assert!(inner.unwrap().contains("inner"));
         assert_eq!(unless_panic("on nothing", || Ok(7)).unwrap(), 7);
+    }
+
+    /// A panic on a pool's worker thread (tract's, with more than one thread) is said by the
+    /// error too, not printed there and lost here.
+    #[test]
+    fn a_panic_on_a_worker_thread_is_said_by_the_error() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let e = unless_panic("on a worker", || -> anyhow::Result<()> {
+            pool.install(|| assert!(rayon::current_thread_index().is_some(), "on the pool"));
+            pool.install(|| panic!("an axis out of range"))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("tract failed on a worker: "), "{e}");
+        assert!(e.contains("an axis out of range") && e.contains("runtime/mod.rs"), "message and place: {e}");
+        // Heard once: a later panic elsewhere does not repeat it.
+        let e = unless_panic("again", || -> anyhow::Result<()> { panic!("here") }).unwrap_err().to_string();
+        assert!(e.contains("here") && !e.contains("axis"), "{e}");
     }
 }
