@@ -401,6 +401,30 @@ mod tests {
         assert_eq!(back, img);
     }
 
+    /// WebP, what many web pages serve photos as: decoded whole, a cut file is an error, and so is
+    /// a header declaring 16384 x 16384 pixels over a small image.
+    #[test]
+    fn decodes_a_webp_and_refuses_a_cut_or_huge_one() {
+        let img = gradient(40, 30);
+        let mut bytes = Vec::new();
+        img.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::WebP).unwrap();
+        assert_eq!(&bytes[8..16], b"WEBPVP8L", "a lossless WebP");
+        assert_eq!(decode_bytes(&bytes).unwrap().to_rgb8(), img);
+        for cut in [bytes.len() - 1, bytes.len() / 2, 24] {
+            let err = decode_bytes(&bytes[..cut]).unwrap_err();
+            assert!(matches!(err, ImageError::Decode { .. }), "cut at {cut}: {err}");
+        }
+        // VP8L's header after its 0x2f signature: width - 1 and height - 1 in 14 bits each.
+        let mut huge = bytes.clone();
+        let side = 16384u32;
+        let dims = (side - 1) | ((side - 1) << 14) | (u32::from_le_bytes(huge[21..25].try_into().unwrap()) & !((1 << 28) - 1));
+        huge[21..25].copy_from_slice(&dims.to_le_bytes());
+        // The decoder checks the header against the bitstream before our bound does: refused
+        // either way, without decoding 268 megapixels.
+        let err = decode_bytes(&huge).unwrap_err();
+        assert!(matches!(err, ImageError::TooLarge { .. } | ImageError::Decode { .. }), "{err}");
+    }
+
     #[test]
     fn conventions_parse_and_print() {
         for c in [Convention::Caffe, Convention::Torchvision] {
