@@ -116,13 +116,32 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
         let orientation = decoder.orientation()?;
         let mut image = DynamicImage::from_decoder(decoder)?;
         image.apply_orientation(orientation);
-        Ok(Ok(image))
+        Ok(Ok(if image.color().has_alpha() { DynamicImage::ImageRgb8(over_white(&image)) } else { image }))
     };
     let image = decode().map_err(|cause| ImageError::Decode { path: path.clone(), cause })??;
     if image.width() == 0 || image.height() == 0 {
         return Err(ImageError::NoPixels { path, width: image.width(), height: image.height() });
     }
     Ok(image)
+}
+
+/// An image with transparency as a viewer shows it, over white. The colour under a transparent
+/// pixel is whatever the file kept there (black for most cut-outs, the original photo for some
+/// editors): the model is to see what the person who chose the photo saw.
+fn over_white(image: &DynamicImage) -> RgbImage {
+    let converted;
+    let rgba = match image.as_rgba8() {
+        Some(rgba) => rgba,
+        None => {
+            converted = image.to_rgba8();
+            &converted
+        }
+    };
+    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+        let blend = |c: u8| ((c as u32 * a as u32 + 255 * (255 - a as u32) + 127) / 255) as u8;
+        image::Rgb([blend(r), blend(g), blend(b)])
+    })
 }
 
 impl ImageError {
@@ -205,7 +224,7 @@ impl Preprocessing {
 
     /// A stable text that changes whenever the prepared pixels would (feature-cache keys).
     pub fn fingerprint(&self) -> String {
-        format!("size={};resize={};filter=triangle;exif=applied;v1", self.input_size, self.resize)
+        format!("size={};resize={};filter=triangle;exif=applied;alpha=white;v1", self.input_size, self.resize)
     }
 }
 
@@ -423,6 +442,29 @@ mod tests {
         // either way, without decoding 268 megapixels.
         let err = decode_bytes(&huge).unwrap_err();
         assert!(matches!(err, ImageError::TooLarge { .. } | ImageError::Decode { .. }), "{err}");
+    }
+
+    /// A cut-out with transparency reaches the model as a viewer shows it, over white, whatever
+    /// colour the file kept under its transparent pixels; opaque pixels are untouched.
+    #[test]
+    fn transparent_pixels_are_white() {
+        let mut cut_out = image::RgbaImage::from_pixel(4, 2, image::Rgba([0, 0, 0, 0]));
+        cut_out.put_pixel(1, 0, image::Rgba([250, 200, 10, 255]));
+        cut_out.put_pixel(2, 0, image::Rgba([10, 20, 30, 0]));
+        cut_out.put_pixel(3, 0, image::Rgba([0, 100, 200, 128]));
+        let mut png = Vec::new();
+        DynamicImage::ImageRgba8(cut_out).write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        let decoded = decode_bytes(&png).unwrap();
+        let DynamicImage::ImageRgb8(rgb) = &decoded else { panic!("{:?}", decoded.color()) };
+        assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255], "transparent black");
+        assert_eq!(rgb.get_pixel(1, 0).0, [250, 200, 10], "opaque");
+        assert_eq!(rgb.get_pixel(2, 0).0, [255, 255, 255], "transparent, another colour kept under it");
+        assert_eq!(rgb.get_pixel(3, 0).0, [127, 177, 227], "half: halfway to white");
+        // 16 bits a channel with alpha too.
+        let deep = image::ImageBuffer::<image::Rgba<u16>, _>::from_pixel(2, 2, image::Rgba([0, 0, 0, 0]));
+        let mut png = Vec::new();
+        DynamicImage::ImageRgba16(deep).write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        assert_eq!(decode_bytes(&png).unwrap().to_rgb8().get_pixel(1, 1).0, [255, 255, 255]);
     }
 
     #[test]
