@@ -7,6 +7,7 @@
 //! - [`bundle`]: the deployable file that carries the manifest, the ONNX graph and self-checks;
 //! - [`signing`]: ed25519 keys, bundle signatures, and the keys an edge trusts;
 //! - [`runtime`]: the exported graph loaded into tract and run, for both sides;
+//! - [`webp`]: WebP files checked before their decoder, which takes no allocation limits;
 //! - [`winograd`]: the 3x3 convolutions of the trainer's trunk and of every graph tract runs;
 //! - [`atomic`]: crash-safe file writes used by both sides.
 
@@ -24,6 +25,7 @@ pub mod preprocess;
 pub mod read;
 pub mod runtime;
 pub mod signing;
+pub mod webp;
 pub mod winograd;
 
 pub use bundle::{Bundle, BundleError, SelfCheck};

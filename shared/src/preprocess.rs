@@ -45,6 +45,8 @@ pub enum ImageError {
     TooLarge { path: PathBuf, width: u32, height: u32, max_pixels: u64 },
     #[error("{path}: truncated JPEG: no end-of-image marker after the image data (an interrupted copy or download?)")]
     Truncated { path: PathBuf },
+    #[error("{path}: not a readable WebP: {reason}")]
+    BadWebp { path: PathBuf, reason: String },
 }
 
 /// The default of [`set_max_pixels`]: 50 megapixels, above any phone or camera photo of today.
@@ -102,6 +104,12 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
         return Err(ImageError::Truncated { path });
     }
     let max_pixels = max_pixels();
+    if reader.format() == Some(image::ImageFormat::WebP) {
+        crate::webp::check(bytes, max_pixels).map_err(|refusal| match refusal {
+            crate::webp::Refusal::TooLarge { width, height } => ImageError::TooLarge { path: path.clone(), width, height, max_pixels },
+            crate::webp::Refusal::Malformed(reason) => ImageError::BadWebp { path: path.clone(), reason },
+        })?;
+    }
     let decode = || -> Result<Result<DynamicImage, ImageError>, image::ImageError> {
         let mut limits = image::Limits::default();
         // Decoded pixels (up to 4 bytes each for RGBA) plus the decoder's own working room.
@@ -155,6 +163,7 @@ impl ImageError {
             ImageError::NoPixels { width, height, .. } => ImageError::NoPixels { path, width, height },
             ImageError::TooLarge { width, height, max_pixels, .. } => ImageError::TooLarge { path, width, height, max_pixels },
             ImageError::Truncated { .. } => ImageError::Truncated { path },
+            ImageError::BadWebp { reason, .. } => ImageError::BadWebp { path, reason },
         }
     }
 }
@@ -420,8 +429,8 @@ mod tests {
         assert_eq!(back, img);
     }
 
-    /// WebP, what many web pages serve photos as: decoded whole, a cut file is an error, and so is
-    /// a header declaring 16384 x 16384 pixels over a small image.
+    /// WebP, what many web pages serve photos as: decoded whole, a cut file is an error, and a
+    /// header declaring 16384 x 16384 pixels is refused before any is decoded.
     #[test]
     fn decodes_a_webp_and_refuses_a_cut_or_huge_one() {
         let img = gradient(40, 30);
@@ -431,17 +440,18 @@ mod tests {
         assert_eq!(decode_bytes(&bytes).unwrap().to_rgb8(), img);
         for cut in [bytes.len() - 1, bytes.len() / 2, 24] {
             let err = decode_bytes(&bytes[..cut]).unwrap_err();
-            assert!(matches!(err, ImageError::Decode { .. }), "cut at {cut}: {err}");
+            assert!(matches!(err, ImageError::BadWebp { .. } | ImageError::Decode { .. }), "cut at {cut}: {err}");
         }
         // VP8L's header after its 0x2f signature: width - 1 and height - 1 in 14 bits each.
         let mut huge = bytes.clone();
         let side = 16384u32;
         let dims = (side - 1) | ((side - 1) << 14) | (u32::from_le_bytes(huge[21..25].try_into().unwrap()) & !((1 << 28) - 1));
         huge[21..25].copy_from_slice(&dims.to_le_bytes());
-        // The decoder checks the header against the bitstream before our bound does: refused
-        // either way, without decoding 268 megapixels.
         let err = decode_bytes(&huge).unwrap_err();
-        assert!(matches!(err, ImageError::TooLarge { .. } | ImageError::Decode { .. }), "{err}");
+        assert!(matches!(err, ImageError::TooLarge { width: 16384, height: 16384, .. }), "{err}");
+        // What the container check refuses reaches the user named (more in `crate::webp`).
+        let err = decode_bytes(&bytes[..bytes.len() - 1]).unwrap_err();
+        assert!(err.to_string().contains("not a readable WebP: ") && err.to_string().contains("cut short"), "{err}");
     }
 
     /// A cut-out with transparency reaches the model as a viewer shows it, over white, whatever

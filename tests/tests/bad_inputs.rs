@@ -5,6 +5,7 @@
 //! resident set, from `wait4`). The test prints how many cases ran and passed.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -15,6 +16,10 @@ use rand_chacha::ChaCha8Rng;
 
 /// The most memory any single bad input may cost a binary (issue 12: a 1-4 GB board).
 const RSS_BOUND_MIB: u64 = 512;
+/// The address space each run gets, as on a 4 GB board: an allocation the machine running the
+/// tests would grant lazily (a 4 GB buffer that a read then fails to fill) fails there, and
+/// aborts the process, which the case then reports as a crash.
+const ADDRESS_SPACE_BOUND: libc::rlim_t = 4 << 30;
 
 struct Ran {
     code: Option<i32>,
@@ -28,7 +33,18 @@ struct Ran {
 /// `wait4` (which gives its peak memory), not by std's `wait`.
 #[allow(clippy::zombie_processes)]
 fn run(name: &str, args: &[&str], stdin: Option<Vec<u8>>) -> Ran {
-    let mut child = Command::new(bin(name))
+    let mut command = Command::new(bin(name));
+    // SAFETY: setrlimit is async-signal-safe; the closure only calls it.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: ADDRESS_SPACE_BOUND, rlim_max: ADDRESS_SPACE_BOUND };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
         .args(args)
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
@@ -189,6 +205,34 @@ fn image_files() -> Vec<(String, Vec<u8>)> {
     let mid = bad_crc.len() / 2;
     bad_crc[mid] ^= 0xFF;
     files.push(("flipped_byte.png".into(), bad_crc));
+    // WebP, whose decoder takes no allocation limits: a chunk declaring 4 GB (EXIF, read for the
+    // orientation), an animation of 7000 x 7000 frames, a 64-pixel canvas around a bitstream
+    // declaring 16383 x 16383, a whole photo, and the same cut.
+    let webp_chunk = |fourcc: &[u8], payload: &[u8]| {
+        let mut c = fourcc.to_vec();
+        c.extend((payload.len() as u32).to_le_bytes());
+        c.extend(payload);
+        c.extend(std::iter::repeat_n(0, payload.len() % 2));
+        c
+    };
+    let riff = |chunks: &[Vec<u8>]| {
+        let body = chunks.concat();
+        [b"RIFF".to_vec(), ((body.len() + 4) as u32).to_le_bytes().to_vec(), b"WEBP".to_vec(), body].concat()
+    };
+    let vp8x = |flags: u8, side: u32| {
+        webp_chunk(b"VP8X", &[[flags, 0, 0, 0].as_slice(), &(side - 1).to_le_bytes()[..3], &(side - 1).to_le_bytes()[..3]].concat())
+    };
+    let one_pixel = webp_chunk(b"VP8L", b"/\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07");
+    let mut exif = webp_chunk(b"EXIF", &[]);
+    exif[4..8].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    files.push(("exif_of_4_gb.webp".into(), riff(&[vp8x(0x08, 1), one_pixel.clone(), exif])));
+    files.push(("animated_7000.webp".into(), riff(&[vp8x(0x02, 7000), webp_chunk(b"ANIM", &[0; 6]), webp_chunk(b"ANMF", &[0; 16])])));
+    let vp8_16383 =
+        webp_chunk(b"VP8 ", &[[0, 0, 0, 0x9d, 0x01, 0x2a].as_slice(), &16383u16.to_le_bytes(), &16383u16.to_le_bytes(), &[0; 6]].concat());
+    files.push(("canvas_64_bitstream_16383.webp".into(), riff(&[vp8x(0, 64), vp8_16383])));
+    let webp = encode(&photo(6).into(), ImageFormat::WebP);
+    files.push(("whole.webp".into(), webp.clone()));
+    files.push(("cut.webp".into(), webp[..webp.len() / 2].to_vec()));
     files
 }
 
@@ -804,6 +848,7 @@ fn every_bad_input_gets_an_answer_or_a_clear_error_within_bounded_memory() {
             "big_6000x6000.png",
             "cmyk.jpg",
             "webp.webp",
+            "whole.webp",
         ];
         if let Some(bad) = accepted.iter().find(|n| !fine.contains(n)) {
             case.check = Err(format!("trained on {bad}"));
