@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/aarch64-env.sh
 cargo build --release -p flowercam-edge --target aarch64-unknown-linux-gnu "$@"
-echo "built target/aarch64-unknown-linux-gnu/release/edge"
+echo "built ${CARGO_TARGET_DIR:-target}/aarch64-unknown-linux-gnu/release/edge"

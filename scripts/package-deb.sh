@@ -21,8 +21,8 @@ while [ $# -gt 0 ]; do
 done
 if [ -z "$binary" ]; then
   case "$arch" in
-    amd64) cargo build --release -p flowercam-edge; binary=target/release/edge ;;
-    arm64) scripts/build-aarch64.sh; binary=target/aarch64-unknown-linux-gnu/release/edge ;;
+    amd64) cargo build --release -p flowercam-edge; binary="${CARGO_TARGET_DIR:-target}/release/edge" ;;
+    arm64) scripts/build-aarch64.sh; binary="${CARGO_TARGET_DIR:-target}/aarch64-unknown-linux-gnu/release/edge" ;;
     *) echo "scripts/package-deb.sh: --arch must be amd64 or arm64" >&2; exit 2 ;;
   esac
 fi

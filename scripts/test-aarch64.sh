@@ -3,9 +3,11 @@
 # library's unit tests (preprocessing, bundle reading, the Winograd convolutions against direct
 # ones and against tract on a VGG block), then the cross-built `edge selftest` on the edge's
 # fixture bundles (tract's plan with the Winograd operator, end to end). Once per board class's
-# instruction set, since gemm and tract pick their matrix kernels at run time from the CPU's
-# features: Cortex-A72 (Raspberry Pi 4: NEON only), Cortex-A76 (Raspberry Pi 5, like the Jetson
-# Orin's A78: fp16 and dot products too) and qemu's `max` (SVE2). Part of scripts/test.sh.
+# instruction set: Cortex-A72 (Raspberry Pi 4: NEON only), Cortex-A76 (Raspberry Pi 5, like the
+# Jetson Orin's A78: dot products too) and qemu's `max` (SVE2). tract picks its kernels from the
+# CPU's features at run time, so each runs other code for tract's operators; gemm's f32 products
+# (the Winograd convolutions') are its NEON ones on all three. Not covered: fp16, which tract
+# reads from /proc/cpuinfo, and qemu shows the host's. Part of scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AARCH64_EXTRA_PACKAGES=qemu-user . scripts/aarch64-env.sh

@@ -68,9 +68,12 @@ thread_local! {
 }
 
 /// How many [`unless_panic`] calls are running, on any thread: while there are some, a panic on
-/// a thread pool's worker (tract's, with `--threads` above 1) is one of theirs, which the
-/// pool hands back to the caller without its message.
+/// one of tract's worker threads (its pool with `--threads` above 1) is one of theirs, which the
+/// pool hands back to the caller without its message. Panics on other pools' workers (the
+/// trainer's) are printed as always: the pool re-raises them without calling the hook again.
 static GUARDED_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// How tract names the threads of the pools it makes (`Executor::multithread`: "tract-default-0").
+const TRACT_THREAD_PREFIX: &str = "tract-";
 /// What the quiet hook heard of the last panic on a worker during a guarded call.
 static LAST_WORKER_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
@@ -87,7 +90,9 @@ fn unless_panic<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow:
         std::panic::set_hook(Box::new(move |info| {
             if GUARDED.with(std::cell::Cell::get) {
                 LAST_PANIC.with(|last| *last.borrow_mut() = Some(info.to_string()));
-            } else if rayon::current_thread_index().is_some() && GUARDED_CALLS.load(Ordering::SeqCst) > 0 {
+            } else if std::thread::current().name().is_some_and(|n| n.starts_with(TRACT_THREAD_PREFIX))
+                && GUARDED_CALLS.load(Ordering::SeqCst) > 0
+            {
                 *LAST_WORKER_PANIC.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(info.to_string());
             } else {
                 previous(info);
@@ -312,21 +317,26 @@ mod tests {
         assert_eq!(unless_panic("on nothing", || Ok(7)).unwrap(), 7);
     }
 
-    /// A panic on a pool's worker thread (tract's, with more than one thread) is said by the
-    /// error too, not printed there and lost here.
+    /// A panic on one of tract's worker threads (its pool, with more than one thread) is said by
+    /// the error too, not printed there and lost here; one on another pool's worker is not taken.
     #[test]
-    fn a_panic_on_a_worker_thread_is_said_by_the_error() {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    fn a_panic_on_a_tract_worker_thread_is_said_by_the_error() {
+        use tract_linalg::multithread::Executor;
+        let Executor::MultiThread(tract_pool) = Executor::multithread(2) else { panic!("tract built without its thread pool") };
         let e = unless_panic("on a worker", || -> anyhow::Result<()> {
-            pool.install(|| assert!(rayon::current_thread_index().is_some(), "on the pool"));
-            pool.install(|| panic!("an axis out of range"))
+            tract_pool
+                .install(|| assert!(std::thread::current().name().unwrap().starts_with(TRACT_THREAD_PREFIX), "tract names its threads"));
+            tract_pool.install(|| panic!("an axis out of range"))
         })
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("tract failed on a worker: "), "{e}");
         assert!(e.contains("an axis out of range") && e.contains("runtime/mod.rs"), "message and place: {e}");
-        // Heard once: a later panic elsewhere does not repeat it.
-        let e = unless_panic("again", || -> anyhow::Result<()> { panic!("here") }).unwrap_err().to_string();
-        assert!(e.contains("here") && !e.contains("axis"), "{e}");
+        // Heard once, and only from tract's threads: a panic on another pool is not taken for
+        // tract's (it is printed, and the error cannot say it), nor is the one above repeated.
+        let other_pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let e =
+            unless_panic("again", || -> anyhow::Result<()> { other_pool.install(|| panic!("the trainer's own")) }).unwrap_err().to_string();
+        assert_eq!(e, "tract failed again: on another thread");
     }
 }

@@ -33,9 +33,9 @@ pub const CONV_ENV: &str = "FLOWERCAM_CONV";
 pub const CONV_IM2COL: &str = "im2col";
 
 /// The most input or output channels of a convolution the rewrite takes: four times VGG16's
-/// widest (512). A block's buffers grow with them (at most 256 tiles x 36 positions x 2048
-/// channels, 75 MB, twice a thread), and a few kilobytes of weights can declare millions of
-/// input channels over a one-pixel map.
+/// widest (512). A block's buffers grow with them (its tiles, 256 or one row of tiles for the
+/// deep layers, x 36 positions x the channels, twice a thread: 75 MB at 2048 channels and 256
+/// tiles), and 36 MB of weights can declare a million input channels over a one-pixel map.
 pub const MAX_CHANNELS: usize = 2048;
 /// The most bytes the transformed kernels of one graph may take together: about twice the VGG16
 /// trunk's (236 MB, 4x its weights, at any input size). A bundle carrying 1 GiB of 3x3 kernels
@@ -123,8 +123,8 @@ pub fn enabled() -> bool {
 
 /// Replaces every convolution that Winograd's F(4x4, 3x3) computes exactly (up to rounding) with
 /// [`WinogradConv3x3`], and the max pools they feed with channels-last ones; returns how many
-/// convolutions it replaced. Within [`MAX_CHANNELS`] and [`MAX_KERNEL_BYTES`], in the graph's
-/// order: the convolutions beyond stay tract's.
+/// convolutions it replaced. Within [`MAX_CHANNELS`] and [`MAX_KERNEL_BYTES`]: in the graph's
+/// order, each convolution whose kernels still fit in what is left; the others stay tract's.
 pub fn use_winograd(model: &mut TypedModel) -> TractResult<usize> {
     use_winograd_within(model, MAX_KERNEL_BYTES)
 }
