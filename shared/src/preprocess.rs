@@ -49,7 +49,8 @@ pub enum ImageError {
     BadWebp { path: PathBuf, reason: String },
 }
 
-/// The default of [`set_max_pixels`]: 50 megapixels, above any phone or camera photo of today.
+/// The default of [`set_max_pixels`]: 50 megapixels, above what phones and cameras save by
+/// default (12-50); a phone's full-resolution 108 or 200 megapixel mode needs `--max-pixels`.
 pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
 
 static MAX_PIXELS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(DEFAULT_MAX_PIXELS);
