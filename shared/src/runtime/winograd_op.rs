@@ -264,6 +264,14 @@ mod tests {
         out[0].to_plain_array_view::<f32>().unwrap().iter().copied().collect()
     }
 
+    /// Equal to tract's answer up to Winograd's rounding, relative to the answer's largest value.
+    fn assert_close(got: &[f32], expected: &[f32]) {
+        assert_eq!(got.len(), expected.len());
+        let scale = expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let worst = got.iter().zip(expected).fold(0f32, |m, (g, e)| m.max((g - e).abs()));
+        assert!(worst <= 4e-5 * scale, "worst {worst} of {scale}");
+    }
+
     /// A small VGG block pair (conv, conv, 2x2 max pool, conv, with sides that cut tiles): every
     /// convolution and the pool are rewritten, the layout changes between them cancel, and the
     /// graph answers as tract's own convolutions do.
@@ -290,11 +298,7 @@ mod tests {
         let count = |name: &str| optimized.nodes.iter().filter(|n| n.op().name() == name).count();
         assert_eq!(count("WinogradConv3x3"), 3);
         assert!(count("MoveAxis") <= 2, "only the way in and out change layout: {optimized}");
-        let got = run(&rewritten, &input);
-        assert_eq!(got.len(), expected.len());
-        let scale = expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        let worst = got.iter().zip(&expected).fold(0f32, |m, (g, e)| m.max((g - e).abs()));
-        assert!(worst <= 4e-5 * scale, "worst {worst} of {scale}");
+        assert_close(&run(&rewritten, &input), &expected);
     }
 
     /// What the rewrite may allocate is bounded: past the kernels' budget, and beyond
@@ -317,10 +321,7 @@ mod tests {
         let mut rewritten = model.clone();
         assert_eq!(use_winograd_within(&mut rewritten, budget).unwrap(), 2);
         assert_eq!(rewritten.nodes.iter().filter(|n| n.op_is::<Conv>()).count(), 1, "{rewritten}");
-        let got = run(&rewritten, &input);
-        let scale = expected.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        let worst = got.iter().zip(&expected).fold(0f32, |m, (g, e)| m.max((g - e).abs()));
-        assert!(worst <= 4e-5 * scale, "worst {worst} of {scale}");
+        assert_close(&run(&rewritten, &input), &expected);
         let mut whole = model.clone();
         assert_eq!(use_winograd_within(&mut whole, budget + 1).unwrap(), 3);
 
