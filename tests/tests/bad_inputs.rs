@@ -46,6 +46,9 @@ fn run(name: &str, args: &[&str], stdin: Option<Vec<u8>>) -> Ran {
     }
     let mut child = command
         .args(args)
+        // glibc reserves 64 MB of address space per malloc arena, up to 8 per core: on a
+        // many-core machine that alone would approach the bound above.
+        .env("MALLOC_ARENA_MAX", "4")
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
