@@ -11,7 +11,8 @@
 //! copies took 9% of a frame). Any other convolution, int8 ones included, stays tract's.
 //!
 //! `FLOWERCAM_CONV=im2col` in the environment leaves every convolution to tract (to compare, or
-//! where the transformed kernels' memory, 4x the weights', is too much).
+//! where the transformed kernels' memory, 4x the weights', is too much). The rewrite is the
+//! default on x86-64 and aarch64 only ([`enabled`]).
 //!
 //! A bundle may come from anywhere ([`super::limits`]), and what the rewrite allocates grows with
 //! the weights and the channels: it takes a convolution only within [`MAX_CHANNELS`] and
@@ -116,9 +117,26 @@ impl TypedOp for WinogradConv3x3 {
     as_op!();
 }
 
-/// Whether this process rewrites convolutions ([`CONV_ENV`]).
+/// The value of [`CONV_ENV`] that asks for the rewrite where it is not the default.
+pub const CONV_WINOGRAD: &str = "winograd";
+
+/// Whether the rewrite runs unless [`CONV_ENV`] says otherwise: where the `gemm` crate has SIMD
+/// kernels for its matrix products (x86-64, aarch64). On 32-bit Arm (armv7: Raspberry Pi OS
+/// 32-bit) it has only portable code, against tract's NEON kernels: not measured on a board, so
+/// tract's own convolutions stay there (`FLOWERCAM_CONV=winograd` to compare).
+const BY_DEFAULT: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+/// Whether this process rewrites convolutions ([`CONV_ENV`], else [`BY_DEFAULT`]).
 pub fn enabled() -> bool {
-    std::env::var(CONV_ENV).map_or(true, |v| v != CONV_IM2COL)
+    chosen(std::env::var(CONV_ENV).ok().as_deref())
+}
+
+fn chosen(setting: Option<&str>) -> bool {
+    match setting {
+        Some(CONV_IM2COL) => false,
+        Some(CONV_WINOGRAD) => true,
+        _ => BY_DEFAULT,
+    }
 }
 
 /// Replaces every convolution that Winograd's F(4x4, 3x3) computes exactly (up to rounding) with
@@ -335,6 +353,16 @@ mod tests {
             let mut wide = wide.into_decluttered().unwrap();
             assert_eq!(use_winograd(&mut wide).unwrap(), usize::from(c.max(k) <= MAX_CHANNELS), "{c} -> {k} channels");
         }
+    }
+
+    /// `FLOWERCAM_CONV` turns the rewrite off or on; unset, it runs where gemm has SIMD kernels.
+    #[test]
+    fn the_setting_chooses_and_the_architecture_decides_by_default() {
+        assert!(!chosen(Some("im2col")));
+        assert!(chosen(Some("winograd")));
+        let simd = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+        assert_eq!(chosen(None), simd);
+        assert_eq!(chosen(Some("anything else")), simd);
     }
 
     /// Convolutions Winograd's F(4x4, 3x3) does not compute stay tract's: other kernel sizes,
