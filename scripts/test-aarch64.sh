@@ -20,6 +20,7 @@ for cpu in cortex-a72 cortex-a76 max; do
   export QEMU_CPU="$cpu"
   cargo test --release -p flowercam-shared --lib --target "$target"
   for bundle in edge/tests/fixtures/*.bundle; do
-    qemu-aarch64 -L /usr/aarch64-linux-gnu "$edge" selftest --model "$bundle"
+    # The runner cargo uses for the tests (scripts/aarch64-env.sh): qemu with the Arm libraries.
+    $CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER "$edge" selftest --model "$bundle"
   done
 done

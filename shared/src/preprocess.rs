@@ -138,19 +138,12 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
 /// pixel is whatever the file kept there (black for most cut-outs, the original photo for some
 /// editors): the model is to see what the person who chose the photo saw.
 fn over_white(image: &DynamicImage) -> RgbImage {
-    let converted;
-    let rgba = match image.as_rgba8() {
-        Some(rgba) => rgba,
-        None => {
-            converted = image.to_rgba8();
-            &converted
-        }
-    };
-    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
-        let [r, g, b, a] = rgba.get_pixel(x, y).0;
-        let blend = |c: u8| ((c as u32 * a as u32 + 255 * (255 - a as u32) + 127) / 255) as u8;
-        image::Rgb([blend(r), blend(g), blend(b)])
-    })
+    let rgba = image.as_rgba8().map_or_else(|| std::borrow::Cow::Owned(image.to_rgba8()), std::borrow::Cow::Borrowed);
+    let blended = rgba.pixels().flat_map(|pixel| {
+        let [r, g, b, a] = pixel.0.map(u32::from);
+        [r, g, b].map(|c| ((c * a + 255 * (255 - a) + 127) / 255) as u8)
+    });
+    RgbImage::from_raw(rgba.width(), rgba.height(), blended.collect()).expect("3 values for each pixel")
 }
 
 impl ImageError {

@@ -115,35 +115,9 @@ pub fn check(bytes: &[u8], max_pixels: u64) -> Result<(), Refusal> {
 
 #[cfg(test)]
 mod tests {
+    use testkit::webp::{chunk, riff, vp8, vp8l, vp8x};
+
     use super::*;
-
-    fn chunk(fourcc: &[u8; 4], payload: &[u8]) -> Vec<u8> {
-        let mut c = fourcc.to_vec();
-        c.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        c.extend_from_slice(payload);
-        if payload.len() % 2 == 1 {
-            c.push(0);
-        }
-        c
-    }
-
-    fn riff(chunks: &[Vec<u8>]) -> Vec<u8> {
-        let body: Vec<u8> = chunks.concat();
-        [b"RIFF".to_vec(), ((body.len() + 4) as u32).to_le_bytes().to_vec(), b"WEBP".to_vec(), body].concat()
-    }
-
-    fn vp8l(width: u32, height: u32) -> Vec<u8> {
-        let bits = (width - 1) | ((height - 1) << 14);
-        chunk(b"VP8L", &[[0x2f].as_slice(), &bits.to_le_bytes(), &[0; 8]].concat())
-    }
-
-    fn vp8(width: u16, height: u16) -> Vec<u8> {
-        chunk(b"VP8 ", &[[0, 0, 0, 0x9d, 0x01, 0x2a].as_slice(), &width.to_le_bytes(), &height.to_le_bytes(), &[0; 6]].concat())
-    }
-
-    fn vp8x(flags: u8, width: u32, height: u32) -> Vec<u8> {
-        chunk(b"VP8X", &[[flags, 0, 0, 0].as_slice(), &(width - 1).to_le_bytes()[..3], &(height - 1).to_le_bytes()[..3]].concat())
-    }
 
     const LIMIT: u64 = 50_000_000;
 

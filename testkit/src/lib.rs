@@ -4,6 +4,9 @@
 //!   runs them; `FLOWERCAM_FUZZ_CASES` for more.
 //! - [`Damage`]: what can happen to a file's bytes (bytes flipped, a cut), for the readers of
 //!   bundles, logs, checkpoints and cache entries.
+//! - [`webp`]: WebP files built chunk by chunk, as a hostile one would declare its sizes.
+
+pub mod webp;
 
 use proptest::prelude::*;
 use proptest::sample::Index;

@@ -13,6 +13,7 @@ use e2e::bin;
 use image::{ImageFormat, Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use testkit::webp;
 
 /// The most memory any single bad input may cost a binary (issue 12: a 1-4 GB board).
 const RSS_BOUND_MIB: u64 = 512;
@@ -211,31 +212,18 @@ fn image_files() -> Vec<(String, Vec<u8>)> {
     // WebP, whose decoder takes no allocation limits: a chunk declaring 4 GB (EXIF, read for the
     // orientation), an animation of 7000 x 7000 frames, a 64-pixel canvas around a bitstream
     // declaring 16383 x 16383, a whole photo, and the same cut.
-    let webp_chunk = |fourcc: &[u8], payload: &[u8]| {
-        let mut c = fourcc.to_vec();
-        c.extend((payload.len() as u32).to_le_bytes());
-        c.extend(payload);
-        c.extend(std::iter::repeat_n(0, payload.len() % 2));
-        c
-    };
-    let riff = |chunks: &[Vec<u8>]| {
-        let body = chunks.concat();
-        [b"RIFF".to_vec(), ((body.len() + 4) as u32).to_le_bytes().to_vec(), b"WEBP".to_vec(), body].concat()
-    };
-    let vp8x = |flags: u8, side: u32| {
-        webp_chunk(b"VP8X", &[[flags, 0, 0, 0].as_slice(), &(side - 1).to_le_bytes()[..3], &(side - 1).to_le_bytes()[..3]].concat())
-    };
-    let one_pixel = webp_chunk(b"VP8L", b"/\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07");
-    let mut exif = webp_chunk(b"EXIF", &[]);
+    let one_pixel = webp::chunk(b"VP8L", b"/\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07");
+    let mut exif = webp::chunk(b"EXIF", &[]);
     exif[4..8].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
-    files.push(("exif_of_4_gb.webp".into(), riff(&[vp8x(0x08, 1), one_pixel.clone(), exif])));
-    files.push(("animated_7000.webp".into(), riff(&[vp8x(0x02, 7000), webp_chunk(b"ANIM", &[0; 6]), webp_chunk(b"ANMF", &[0; 16])])));
-    let vp8_16383 =
-        webp_chunk(b"VP8 ", &[[0, 0, 0, 0x9d, 0x01, 0x2a].as_slice(), &16383u16.to_le_bytes(), &16383u16.to_le_bytes(), &[0; 6]].concat());
-    files.push(("canvas_64_bitstream_16383.webp".into(), riff(&[vp8x(0, 64), vp8_16383])));
-    let webp = encode(&photo(6).into(), ImageFormat::WebP);
-    files.push(("whole.webp".into(), webp.clone()));
-    files.push(("cut.webp".into(), webp[..webp.len() / 2].to_vec()));
+    files.push(("exif_of_4_gb.webp".into(), webp::riff(&[webp::vp8x(0x08, 1, 1), one_pixel, exif])));
+    files.push((
+        "animated_7000.webp".into(),
+        webp::riff(&[webp::vp8x(0x02, 7000, 7000), webp::chunk(b"ANIM", &[0; 6]), webp::chunk(b"ANMF", &[0; 16])]),
+    ));
+    files.push(("canvas_64_bitstream_16383.webp".into(), webp::riff(&[webp::vp8x(0, 64, 64), webp::vp8(16383, 16383)])));
+    let whole = encode(&photo(6).into(), ImageFormat::WebP);
+    files.push(("cut.webp".into(), whole[..whole.len() / 2].to_vec()));
+    files.push(("whole.webp".into(), whole));
     files
 }
 
