@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand};
 ///
 /// Exit codes: 0 success, 1 error, 2 bad usage, 3 selftest mismatch, 4 a box unhealthy (status).
 /// Logging: RUST_LOG (default info), on standard error. The model's 3x3 convolutions run by
-/// Winograd's algorithm on x86-64 and aarch64; FLOWERCAM_CONV=im2col leaves them to tract's own
+/// Winograd's algorithm on x86-64 and aarch64, within half the memory free when it loads (the
+/// rest stay tract's, and the log says so); FLOWERCAM_CONV=im2col leaves them all to tract's own
 /// kernels (less memory), FLOWERCAM_CONV=winograd asks for it elsewhere (32-bit Arm).
 #[derive(Parser)]
 #[command(name = "edge", version, about, long_about, args_override_self = true)]

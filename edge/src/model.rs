@@ -65,11 +65,18 @@ impl EdgeModel {
     /// Reads and verifies a bundle. With `trusted` keys, only a bundle signed by one of them
     /// loads; without, any intact bundle loads and the log says it is unverified.
     pub fn load(path: &Path, trusted: Option<&TrustedKeys>) -> anyhow::Result<Self> {
-        Self::from_bytes(&Bundle::read_bytes(path)?, path, trusted)
+        // The file's bytes go before the graph loads: a bundle is mostly its weights.
+        let bundle = Self::verified(&Bundle::read_bytes(path)?, path, trusted)?;
+        Self::from_bundle(bundle, path)
     }
 
     /// [`EdgeModel::load`] on a bundle's bytes already in memory; `path` names it in messages.
     pub fn from_bytes(bytes: &[u8], path: &Path, trusted: Option<&TrustedKeys>) -> anyhow::Result<Self> {
+        Self::from_bundle(Self::verified(bytes, path, trusted)?, path)
+    }
+
+    /// The bundle in `bytes`, intact and, with `trusted` keys, signed by one of them.
+    fn verified(bytes: &[u8], path: &Path, trusted: Option<&TrustedKeys>) -> anyhow::Result<Bundle> {
         let bundle = Bundle::from_bytes(bytes, path)?;
         match (trusted, bundle.provenance()) {
             (Some(keys), Provenance::Signed { signer, fingerprint }) => {
@@ -85,7 +92,7 @@ impl EdgeModel {
                 tracing::info!("{}: unsigned, unverified (--trusted-keys refuses unsigned bundles)", path.display())
             }
         }
-        Self::from_bundle(bundle, path).with_context(|| format!("{}: cannot load the model", path.display()))
+        Ok(bundle)
     }
 
     /// What the status and events say of this model; `trusted`: its signer was checked.
@@ -101,9 +108,10 @@ impl EdgeModel {
     }
 
     fn from_bundle(bundle: Bundle, origin: &Path) -> anyhow::Result<Self> {
-        let graph = Graph::load_classifier(&bundle.onnx, &bundle.manifest)?;
         let onnx_sha256 = bundle.onnx_sha256_hex();
         let signed_by = bundle.signature.as_ref().map(|s| format!("{} (key {})", s.signer, s.fingerprint()));
+        let graph = Graph::load_classifier(bundle.onnx, &bundle.manifest)
+            .with_context(|| format!("{}: cannot load the model", origin.display()))?;
         Ok(Self { manifest: bundle.manifest, self_checks: bundle.self_checks, onnx_sha256, signed_by, graph, origin: origin.into() })
     }
 

@@ -103,7 +103,7 @@ fn each_head_and_convention_exports_and_matches_burn_in_tract() {
         // The bundle reloads, and its ONNX run again in tract gives the recorded self-checks.
         let bundle = shared::Bundle::read(&report.bundle_path).unwrap();
         assert_eq!(bundle.onnx, std::fs::read(&report.onnx_path).unwrap());
-        let graph = shared::runtime::Graph::load(&bundle.onnx, SIZE).unwrap();
+        let graph = shared::runtime::Graph::load(bundle.onnx.clone(), SIZE).unwrap();
         for check in &bundle.self_checks {
             let img = RgbImage::from_raw(SIZE, SIZE, check.rgb.clone()).unwrap();
             let got = graph.classify(&img).unwrap();
@@ -164,7 +164,7 @@ fn an_int8_export_runs_quantized_convolutions_within_its_stated_tolerance() {
     assert_eq!(int8_weights.count(), 13);
 
     // Quantization moved the probabilities (it is not the float graph), but not past the tolerance.
-    let graph = shared::runtime::Graph::load(&bundle.onnx, SIZE).unwrap();
+    let graph = shared::runtime::Graph::load(bundle.onnx.clone(), SIZE).unwrap();
     let got: Vec<Vec<f32>> = images.iter().map(|img| graph.classify(img).unwrap().probabilities).collect();
     let diff = got.iter().zip(&expected).map(|(g, e)| shared::compare::max_abs_diff(g, e)).fold(0f32, f32::max);
     assert!(diff > 0.0 && diff <= shared::INT8_PROBABILITY_TOLERANCE, "int8 vs float32: {diff}");
@@ -204,7 +204,7 @@ fn the_trainers_largest_graphs_stay_within_the_edges_limits() {
         let outputs = trainer::export::graph::Outputs { head_kind: HeadKind::Linear, head: &head, open_set_references: Some(&references) };
         let graph =
             trainer::export::graph::classifier(trainer::export::graph::Trunk::F32(&trunk.convs), outputs, &normalization, size, vec![]);
-        let loaded = shared::runtime::Graph::load(&prost::Message::encode_to_vec(&graph), size as u32);
+        let loaded = shared::runtime::Graph::load(prost::Message::encode_to_vec(&graph), size as u32);
         assert!(loaded.is_ok(), "{size} pixels: {:#}", loaded.err().unwrap());
     }
     // The original recipe's `flatten` head grows with the input: at 320 pixels its first matrix
@@ -215,6 +215,6 @@ fn the_trainers_largest_graphs_stay_within_the_edges_limits() {
     let head = Head::new(HeadKind::Flatten, dims, 2, 0.0, &device).to_weights();
     let outputs = trainer::export::graph::Outputs { head_kind: HeadKind::Flatten, head: &head, open_set_references: Some(&references) };
     let graph = trainer::export::graph::classifier(trainer::export::graph::Trunk::F32(&trunk.convs), outputs, &normalization, size, vec![]);
-    let loaded = shared::runtime::Graph::load(&prost::Message::encode_to_vec(&graph), size as u32);
+    let loaded = shared::runtime::Graph::load(prost::Message::encode_to_vec(&graph), size as u32);
     assert!(loaded.is_ok(), "flatten at {size} pixels: {:#}", loaded.err().unwrap());
 }

@@ -16,7 +16,8 @@
 //!
 //! A bundle may come from anywhere ([`super::limits`]), and what the rewrite allocates grows with
 //! the weights and the channels: it takes a convolution only within [`MAX_CHANNELS`] and
-//! [`MAX_KERNEL_BYTES`], and leaves the rest to tract, whose memory the limits bound.
+//! [`MAX_KERNEL_BYTES`], and leaves the rest to tract, whose memory the limits bound. On a box
+//! short of memory the kernels also stay within half of what is free ([`kernel_budget`]).
 
 use std::sync::Arc;
 
@@ -139,23 +140,47 @@ fn chosen(setting: Option<&str>) -> bool {
     }
 }
 
+/// What [`use_winograd`] did to a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Convolutions now run by [`WinogradConv3x3`].
+    pub replaced: usize,
+    /// Convolutions it could have taken whose kernels did not fit in the budget: tract's still.
+    pub over_budget: usize,
+}
+
 /// Replaces every convolution that Winograd's F(4x4, 3x3) computes exactly (up to rounding) with
-/// [`WinogradConv3x3`], and the max pools they feed with channels-last ones; returns how many
-/// convolutions it replaced. Within [`MAX_CHANNELS`] and [`MAX_KERNEL_BYTES`]: in the graph's
+/// [`WinogradConv3x3`], and the max pools they feed with channels-last ones. Within
+/// [`MAX_CHANNELS`] and a budget for all transformed kernels ([`kernel_budget`]): in the graph's
 /// order, each convolution whose kernels still fit in what is left; the others stay tract's.
-pub fn use_winograd(model: &mut TypedModel) -> TractResult<usize> {
-    use_winograd_within(model, MAX_KERNEL_BYTES)
+pub fn use_winograd(model: &mut TypedModel) -> TractResult<Rewrite> {
+    use_winograd_within(model, kernel_budget(super::memory::available()))
+}
+
+/// The most bytes of transformed kernels for a graph loaded when `available` bytes of memory
+/// are ([`super::memory::available`]): half of them, and never past [`MAX_KERNEL_BYTES`]. The
+/// other half is for the rest of the load and of the box: tract's buffers, the frames, and on a
+/// box that swaps models the graph still running. On a board with 1 GB, a second VGG16 graph
+/// loading beside the first keeps only its first convolutions' kernels (the widest, last ones
+/// stay tract's: slower, in a quarter of the memory) rather than waking the out-of-memory killer.
+fn kernel_budget(available: Option<u64>) -> usize {
+    available.map_or(MAX_KERNEL_BYTES, |bytes| usize::try_from(bytes / 2).unwrap_or(usize::MAX).min(MAX_KERNEL_BYTES))
 }
 
 /// [`use_winograd`] with `kernel_bytes` for all transformed kernels.
-fn use_winograd_within(model: &mut TypedModel, mut kernel_bytes: usize) -> TractResult<usize> {
-    let mut replaced = 0;
+fn use_winograd_within(model: &mut TypedModel, mut kernel_bytes: usize) -> TractResult<Rewrite> {
+    let mut rewrite = Rewrite { replaced: 0, over_budget: 0 };
     for id in model.eval_order()? {
         let node = &model.nodes[id];
         let op: Box<dyn TypedOp> = if let Some(conv) = node.op_as::<Conv>() {
-            let Some(winograd) = as_winograd(model, node, conv, &mut kernel_bytes)? else { continue };
-            replaced += 1;
-            Box::new(WinogradConv3x3 { conv: Arc::new(winograd) })
+            let Some(eligible) = eligible(model, node, conv)? else { continue };
+            let Some(left) = kernel_bytes.checked_sub(WinogradConv::kernel_bytes(eligible.c, eligible.k)) else {
+                rewrite.over_budget += 1;
+                continue;
+            };
+            kernel_bytes = left;
+            rewrite.replaced += 1;
+            Box::new(WinogradConv3x3 { conv: Arc::new(eligible.transform()?) })
         } else if let Some(pool) = node.op_as::<MaxPool>() {
             if pool.with_index_outputs.is_some() || pool.pool_spec.data_format != DataFormat::NCHW || !fed_by_winograd(model, node) {
                 continue;
@@ -166,17 +191,23 @@ fn use_winograd_within(model: &mut TypedModel, mut kernel_bytes: usize) -> Tract
         } else {
             continue;
         };
-        let name = node.name.clone();
-        let mut patch = TypedModelPatch::default();
-        let x = patch.tap_model(model, node.inputs[0])?;
-        let x = patch.wire_node(format!("{name}.channels_last"), AxisOp::Move(1, 3), &[x])?;
-        let y = patch.wire_node(format!("{name}.{}", op.name().to_lowercase()), op, &x)?;
-        let y = patch.wire_node(format!("{name}.channels_first"), AxisOp::Move(3, 1), &y)?;
-        patch.shunt_outside(model, OutletId::new(id, 0), y[0])?;
-        patch.obliterate(id)?;
-        patch.apply(model)?;
+        replace(model, id, op)?;
     }
-    Ok(replaced)
+    Ok(rewrite)
+}
+
+/// Puts `op`, which works channels last, in the place of node `id`, which works channels first.
+fn replace(model: &mut TypedModel, id: usize, op: Box<dyn TypedOp>) -> TractResult<()> {
+    let node = &model.nodes[id];
+    let name = node.name.clone();
+    let mut patch = TypedModelPatch::default();
+    let x = patch.tap_model(model, node.inputs[0])?;
+    let x = patch.wire_node(format!("{name}.channels_last"), AxisOp::Move(1, 3), &[x])?;
+    let y = patch.wire_node(format!("{name}.{}", op.name().to_lowercase()), op, &x)?;
+    let y = patch.wire_node(format!("{name}.channels_first"), AxisOp::Move(3, 1), &y)?;
+    patch.shunt_outside(model, OutletId::new(id, 0), y[0])?;
+    patch.obliterate(id)?;
+    patch.apply(model)
 }
 
 /// Whether `node`'s input comes from a [`WinogradConv3x3`] (through its change back to channels
@@ -198,11 +229,24 @@ fn fed_by_winograd(model: &TypedModel, node: &TypedNode) -> bool {
     false
 }
 
-/// The Winograd form of `conv`, if it is one: float32 `[N, C, H, W]`, a constant `[K, C, 3, 3]`
+/// A convolution Winograd's F(4x4, 3x3) computes: `c` channels in, `k` out, its weights.
+struct Eligible {
+    c: usize,
+    k: usize,
+    weight: Arc<Tensor>,
+    bias: Vec<f32>,
+}
+
+impl Eligible {
+    fn transform(&self) -> TractResult<WinogradConv> {
+        Ok(WinogradConv::new(self.c, self.k, self.weight.try_as_plain_ram()?.as_slice::<f32>()?, &self.bias, false))
+    }
+}
+
+/// `conv`, if Winograd's algorithm computes it: float32 `[N, C, H, W]`, a constant `[K, C, 3, 3]`
 /// kernel and a constant bias (one per output channel, or one for all), stride and dilation 1,
-/// one group, and padding that keeps the map's size; with at most [`MAX_CHANNELS`] and kernels
-/// that fit in what is left of `kernel_bytes`, which they then take.
-fn as_winograd(model: &TypedModel, node: &TypedNode, conv: &Conv, kernel_bytes: &mut usize) -> TractResult<Option<WinogradConv>> {
+/// one group, padding that keeps the map's size, and at most [`MAX_CHANNELS`].
+fn eligible(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<Option<Eligible>> {
     let spec = &conv.pool_spec;
     let facts = model.node_input_facts(node.id)?;
     let plain = conv.q_params.is_none()
@@ -237,9 +281,7 @@ fn as_winograd(model: &TypedModel, node: &TypedNode, conv: &Conv, kernel_bytes: 
         all if all.len() == k => all.to_vec(),
         _ => return Ok(None),
     };
-    let Some(left) = kernel_bytes.checked_sub(WinogradConv::kernel_bytes(c, k)) else { return Ok(None) };
-    *kernel_bytes = left;
-    Ok(Some(WinogradConv::new(c, k, weight.try_as_plain_ram()?.as_slice::<f32>()?, &bias, false)))
+    Ok(Some(Eligible { c, k, weight: weight.clone(), bias }))
 }
 
 #[cfg(test)]
@@ -311,7 +353,11 @@ mod tests {
         let expected = run(&model, &input);
 
         let mut rewritten = model.clone().into_decluttered().unwrap();
-        assert_eq!(use_winograd(&mut rewritten).unwrap(), 3);
+        assert_eq!(use_winograd(&mut rewritten).unwrap(), Rewrite { replaced: 3, over_budget: 0 });
+        // Each convolution's weights went with it (tract's patch drops the constants only it
+        // read): the original weights and the kernels, 4x their size, are not both kept.
+        let weights = |n: &TypedNode| n.outputs.iter().any(|o| o.fact.konst.as_ref().is_some_and(|k| k.rank() == 4));
+        assert!(!rewritten.nodes.iter().any(weights), "{rewritten}");
         let optimized = rewritten.clone().into_optimized().unwrap();
         let count = |name: &str| optimized.nodes.iter().filter(|n| n.op().name() == name).count();
         assert_eq!(count("WinogradConv3x3"), 3);
@@ -337,11 +383,11 @@ mod tests {
         // Room for the first two kernels (3 -> 8, 8 -> 8) but not the third (8 -> 4).
         let budget = WinogradConv::kernel_bytes(3, 8) + WinogradConv::kernel_bytes(8, 8) + WinogradConv::kernel_bytes(8, 4) - 1;
         let mut rewritten = model.clone();
-        assert_eq!(use_winograd_within(&mut rewritten, budget).unwrap(), 2);
+        assert_eq!(use_winograd_within(&mut rewritten, budget).unwrap(), Rewrite { replaced: 2, over_budget: 1 });
         assert_eq!(rewritten.nodes.iter().filter(|n| n.op_is::<Conv>()).count(), 1, "{rewritten}");
         assert_close(&run(&rewritten, &input), &expected);
         let mut whole = model.clone();
-        assert_eq!(use_winograd_within(&mut whole, budget + 1).unwrap(), 3);
+        assert_eq!(use_winograd_within(&mut whole, budget + 1).unwrap().replaced, 3);
 
         // A few kilobytes of weights over a one-pixel map can declare more channels than a
         // block's buffers should hold: tract's (and so within the limits of `super::limits`).
@@ -351,8 +397,17 @@ mod tests {
             let y = conv(&mut wide, x, pool_spec(3, c, k, 1, 1, 1), 1, &mut rng);
             wide.select_output_outlets(&[y]).unwrap();
             let mut wide = wide.into_decluttered().unwrap();
-            assert_eq!(use_winograd(&mut wide).unwrap(), usize::from(c.max(k) <= MAX_CHANNELS), "{c} -> {k} channels");
+            assert_eq!(use_winograd(&mut wide).unwrap().replaced, usize::from(c.max(k) <= MAX_CHANNELS), "{c} -> {k} channels");
         }
+    }
+
+    /// The kernels may take half the memory available, up to the fixed bound.
+    #[test]
+    fn the_kernels_budget_is_half_the_memory_available() {
+        assert_eq!(kernel_budget(None), MAX_KERNEL_BYTES);
+        assert_eq!(kernel_budget(Some(600 << 20)), 300 << 20);
+        assert_eq!(kernel_budget(Some(64 << 30)), MAX_KERNEL_BYTES);
+        assert_eq!(kernel_budget(Some(0)), 0);
     }
 
     /// `FLOWERCAM_CONV` turns the rewrite off or on; unset, it runs where gemm has SIMD kernels.
@@ -389,7 +444,7 @@ mod tests {
         outputs.push(model.wire_node("variable", Conv::new(spec, KernelFormat::OIHW, 1, None), &[x, w, b]).unwrap()[0]);
         model.select_output_outlets(&outputs).unwrap();
         let mut model = model.into_decluttered().unwrap();
-        assert_eq!(use_winograd(&mut model).unwrap(), 0, "{model}");
+        assert_eq!(use_winograd(&mut model).unwrap(), Rewrite { replaced: 0, over_budget: 0 }, "{model}");
         assert!(!model.nodes.iter().any(|n| n.op_is::<WinogradConv3x3>()));
     }
 }

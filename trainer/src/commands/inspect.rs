@@ -11,7 +11,7 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
     let bundle = Bundle::read(path)?;
     let m = &bundle.manifest;
     // What the edge would say of the graph: an intact container may still hold one it refuses.
-    let graph = shared::runtime::Graph::load_classifier(&bundle.onnx, m).map(drop).map_err(|e| format!("{e:#}"));
+    let graph = shared::runtime::Graph::load_classifier(bundle.onnx.clone(), m).map(drop).map_err(|e| format!("{e:#}"));
     if json {
         return Ok(serde_json::to_string_pretty(&serde_json::json!({
             "format_version": shared::bundle::FORMAT_VERSION,

@@ -70,10 +70,9 @@ fn folders(data: &Path) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
 /// Scores `model` on `data`; with `with_conditions`, also runs every image of the target folders
 /// through the field-conditions suite (15 model runs per image instead of one).
 pub fn evaluate(model: &Path, data: &Path, thresholds_override: (Option<f32>, f32), with_conditions: bool) -> anyhow::Result<Report> {
-    let bundle = Bundle::read(model)?;
-    let thresholds = Thresholds::for_model(&bundle.manifest, thresholds_override.0, thresholds_override.1);
-    let manifest = &bundle.manifest;
-    let graph = Graph::load_classifier(&bundle.onnx, manifest).with_context(|| format!("{}: cannot load", model.display()))?;
+    let Bundle { manifest, onnx, .. } = Bundle::read(model)?;
+    let thresholds = Thresholds::for_model(&manifest, thresholds_override.0, thresholds_override.1);
+    let graph = Graph::load_classifier(onnx, &manifest).with_context(|| format!("{}: cannot load", model.display()))?;
     let folders = folders(data)?;
     let labels = manifest.labels.clone();
     let targets = folders.iter().filter(|(name, _)| labels.contains(name)).count();

@@ -42,7 +42,7 @@ pub fn calibrate(convs: &[ConvWeights], normalization: &Normalization, size: usi
     let outputs: Vec<_> = taps.iter().map(|t| (*t, DataType::Float, &[][..])).collect();
     let s = Some(size);
     let proto = g.finish((shared::ONNX_INPUT, DataType::Uint8, &[None, s, s, Some(3)]), &outputs, vec![], "int8 calibration");
-    let model = shared::runtime::Graph::load(&prost::Message::encode_to_vec(&proto), size as u32).context("int8 calibration graph")?;
+    let model = shared::runtime::Graph::load(prost::Message::encode_to_vec(&proto), size as u32).context("int8 calibration graph")?;
 
     let bar = crate::progress::bar(images.len() as u64, "int8 calibration");
     let per_image = images

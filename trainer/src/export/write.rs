@@ -111,7 +111,7 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
         graph::classifier(trunk, outputs, &input.normalization, size, metadata(manifest)).encode_to_vec()
     };
     // Gate on the graph as it will be written; only the parity figures in its metadata change.
-    let model = shared::runtime::Graph::load_classifier(&build(&manifest), &manifest).context("the exported graph")?;
+    let model = shared::runtime::Graph::load_classifier(build(&manifest), &manifest).context("the exported graph")?;
     let expected_scores = input.open_set.as_ref().map(|o| o.expected.as_slice());
     let gate = parity::check(&model, &input.images, &input.expected, expected_scores, input.precision.gate())?;
     manifest.parity = gate.report.clone();
