@@ -65,8 +65,14 @@ impl EdgeModel {
     /// Reads and verifies a bundle. With `trusted` keys, only a bundle signed by one of them
     /// loads; without, any intact bundle loads and the log says it is unverified.
     pub fn load(path: &Path, trusted: Option<&TrustedKeys>) -> anyhow::Result<Self> {
-        // The file's bytes go before the graph loads: a bundle is mostly its weights.
-        let bundle = Self::verified(&Bundle::read_bytes(path)?, path, trusted)?;
+        Self::from_vec(Bundle::read_bytes(path)?, path, trusted)
+    }
+
+    /// [`EdgeModel::from_bytes`] that frees the bytes before the graph loads: a bundle is mostly
+    /// its weights, and the load's peak is when the convolutions are rewritten.
+    pub fn from_vec(bytes: Vec<u8>, path: &Path, trusted: Option<&TrustedKeys>) -> anyhow::Result<Self> {
+        let bundle = Self::verified(&bytes, path, trusted)?;
+        drop(bytes);
         Self::from_bundle(bundle, path)
     }
 

@@ -161,7 +161,7 @@ pub fn check_from_stdin(memory: u64, name: &str) -> anyhow::Result<()> {
         _ => anyhow::anyhow!("{name}: its trial cannot read it: {e}"),
     })?;
     anyhow::ensure!(bytes.len() as u64 <= most, "{name}: over {most} bytes");
-    let model = crate::model::EdgeModel::from_bytes(&bytes, std::path::Path::new(name), None)?;
+    let model = crate::model::EdgeModel::from_vec(bytes, std::path::Path::new(name), None)?;
     let report = crate::selftest::run(&model).map_err(|e| anyhow::anyhow!("{name}: self-check: {e:#}"))?;
     anyhow::ensure!(report.passed, "{name}: {}", report.refusal());
     Ok(())

@@ -140,9 +140,11 @@ impl Graph {
                 let rewrite = winograd_op::use_winograd(&mut typed).context("cannot rewrite the graph's convolutions")?;
                 if rewrite.over_budget > 0 {
                     tracing::warn!(
-                        "{} of the graph's 3x3 convolutions stay tract's (slower): their Winograd kernels would take more than \
-                         half the memory available ({} run by Winograd's algorithm)",
+                        "{} of the graph's 3x3 convolutions stay tract's (slower): their Winograd kernels would pass the {} MiB \
+                         allowed them (half the memory free as the graph loads, at most {} MiB); {} run by Winograd's algorithm",
                         rewrite.over_budget,
+                        rewrite.budget >> 20,
+                        winograd_op::MAX_KERNEL_BYTES >> 20,
                         rewrite.replaced
                     );
                 }

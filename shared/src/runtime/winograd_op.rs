@@ -147,6 +147,8 @@ pub struct Rewrite {
     pub replaced: usize,
     /// Convolutions it could have taken whose kernels did not fit in the budget: tract's still.
     pub over_budget: usize,
+    /// The bytes all transformed kernels were allowed ([`kernel_budget`]).
+    pub budget: usize,
 }
 
 /// Replaces every convolution that Winograd's F(4x4, 3x3) computes exactly (up to rounding) with
@@ -169,7 +171,7 @@ fn kernel_budget(available: Option<u64>) -> usize {
 
 /// [`use_winograd`] with `kernel_bytes` for all transformed kernels.
 fn use_winograd_within(model: &mut TypedModel, mut kernel_bytes: usize) -> TractResult<Rewrite> {
-    let mut rewrite = Rewrite { replaced: 0, over_budget: 0 };
+    let mut rewrite = Rewrite { replaced: 0, over_budget: 0, budget: kernel_bytes };
     for id in model.eval_order()? {
         let node = &model.nodes[id];
         let op: Box<dyn TypedOp> = if let Some(conv) = node.op_as::<Conv>() {
@@ -352,12 +354,18 @@ mod tests {
         let input = random(&[1, 3, 18, 13], 50.0, &mut rng);
         let expected = run(&model, &input);
 
-        let mut rewritten = model.clone().into_decluttered().unwrap();
-        assert_eq!(use_winograd(&mut rewritten).unwrap(), Rewrite { replaced: 3, over_budget: 0 });
-        // Each convolution's weights went with it (tract's patch drops the constants only it
-        // read): the original weights and the kernels, 4x their size, are not both kept.
-        let weights = |n: &TypedNode| n.outputs.iter().any(|o| o.fact.konst.as_ref().is_some_and(|k| k.rank() == 4));
-        assert!(!rewritten.nodes.iter().any(weights), "{rewritten}");
+        let mut rewritten = model.into_decluttered().unwrap();
+        let weights: Vec<std::sync::Weak<Tensor>> = rewritten
+            .nodes
+            .iter()
+            .flat_map(|n| n.outputs.iter().filter_map(|o| o.fact.konst.as_ref().filter(|k| k.rank() == 4).map(Arc::downgrade)))
+            .collect();
+        assert_eq!(weights.len(), 3);
+        let rewrite = use_winograd(&mut rewritten).unwrap();
+        assert_eq!((rewrite.replaced, rewrite.over_budget), (3, 0));
+        // Each convolution's weights are freed with it: the original weights and the kernels,
+        // 4x their size, are not both kept while the graph runs.
+        assert!(weights.iter().all(|w| w.upgrade().is_none()), "a convolution's weights outlived it");
         let optimized = rewritten.clone().into_optimized().unwrap();
         let count = |name: &str| optimized.nodes.iter().filter(|n| n.op().name() == name).count();
         assert_eq!(count("WinogradConv3x3"), 3);
@@ -383,7 +391,7 @@ mod tests {
         // Room for the first two kernels (3 -> 8, 8 -> 8) but not the third (8 -> 4).
         let budget = WinogradConv::kernel_bytes(3, 8) + WinogradConv::kernel_bytes(8, 8) + WinogradConv::kernel_bytes(8, 4) - 1;
         let mut rewritten = model.clone();
-        assert_eq!(use_winograd_within(&mut rewritten, budget).unwrap(), Rewrite { replaced: 2, over_budget: 1 });
+        assert_eq!(use_winograd_within(&mut rewritten, budget).unwrap(), Rewrite { replaced: 2, over_budget: 1, budget });
         assert_eq!(rewritten.nodes.iter().filter(|n| n.op_is::<Conv>()).count(), 1, "{rewritten}");
         assert_close(&run(&rewritten, &input), &expected);
         let mut whole = model.clone();
@@ -444,7 +452,8 @@ mod tests {
         outputs.push(model.wire_node("variable", Conv::new(spec, KernelFormat::OIHW, 1, None), &[x, w, b]).unwrap()[0]);
         model.select_output_outlets(&outputs).unwrap();
         let mut model = model.into_decluttered().unwrap();
-        assert_eq!(use_winograd(&mut model).unwrap(), Rewrite { replaced: 0, over_budget: 0 }, "{model}");
+        let rewrite = use_winograd(&mut model).unwrap();
+        assert_eq!((rewrite.replaced, rewrite.over_budget), (0, 0), "{model}");
         assert!(!model.nodes.iter().any(|n| n.op_is::<WinogradConv3x3>()));
     }
 }

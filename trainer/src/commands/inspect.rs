@@ -8,15 +8,17 @@ use shared::Bundle;
 use shared::bundle::Provenance;
 
 pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
-    let bundle = Bundle::read(path)?;
-    let m = &bundle.manifest;
+    let mut bundle = Bundle::read(path)?;
+    let onnx_bytes = bundle.onnx.len();
     // What the edge would say of the graph: an intact container may still hold one it refuses.
-    let graph = shared::runtime::Graph::load_classifier(bundle.onnx.clone(), m).map(drop).map_err(|e| format!("{e:#}"));
+    let graph =
+        shared::runtime::Graph::load_classifier(std::mem::take(&mut bundle.onnx), &bundle.manifest).map(drop).map_err(|e| format!("{e:#}"));
+    let m = &bundle.manifest;
     if json {
         return Ok(serde_json::to_string_pretty(&serde_json::json!({
             "format_version": shared::bundle::FORMAT_VERSION,
             "manifest": m,
-            "onnx_bytes": bundle.onnx.len(),
+            "onnx_bytes": onnx_bytes,
             "onnx_sha256": bundle.onnx_sha256_hex(),
             "content_sha256": hex::encode(bundle.content_sha256),
             "signed_by": bundle.signature.as_ref().map(|s| serde_json::json!({"signer": s.signer, "key": hex::encode(s.public_key), "fingerprint": s.fingerprint()})),
@@ -98,7 +100,7 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
             let _ = writeln!(s, "open set    none (the model always answers one of its classes)");
         }
     }
-    let _ = writeln!(s, "onnx        {} bytes, sha256 {}", bundle.onnx.len(), bundle.onnx_sha256_hex());
+    let _ = writeln!(s, "onnx        {onnx_bytes} bytes, sha256 {}", bundle.onnx_sha256_hex());
     let _ = writeln!(s, "self-checks {} images", bundle.self_checks.len());
     let _ = write!(s, "exported    by trainer {} at unix time {}", m.trainer_version, m.created_unix);
     Ok(s)
