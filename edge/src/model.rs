@@ -36,6 +36,10 @@ pub struct ModelInfo {
     /// trusted keys (`--trusted-keys`).
     pub signed_by: Option<String>,
     pub trusted: bool,
+    /// Convolutions run by tract instead of Winograd's algorithm because the memory free when
+    /// the model loaded did not hold their kernels (0 normally): slower frames until a restart
+    /// with more memory free, as after a swap on a tight box.
+    pub convolutions_left_for_memory: usize,
 }
 
 /// One image's answer, as `edge classify` prints it.
@@ -110,6 +114,7 @@ impl EdgeModel {
             signed_by: self.signed_by.clone(),
             trusted,
             precision: self.manifest.precision.to_string(),
+            convolutions_left_for_memory: self.graph.convolutions_left_for_memory(),
         }
     }
 

@@ -76,6 +76,7 @@ fn the_live_page_shows_the_answer_and_frame_rate_in_a_browser() {
     assert!(fps > 1.0, "fps {fps}");
     assert!(text_of(&first, "health").starts_with("ok: last frame classified"), "{}", text_of(&first, "health"));
     assert!(text_of(&first, "model").contains("daffodil / coltsfoot"));
+    assert!(!text_of(&first, "model").contains("slowed"), "every convolution had room: {}", text_of(&first, "model"));
     assert!(text_of(&first, "source").contains("streaming"));
 
     std::thread::sleep(Duration::from_millis(500));

@@ -74,6 +74,7 @@ fn serves_status_latest_health_metrics_and_the_page() {
     let status = json(&s.address, "/api/status");
     assert_eq!(status["model"]["labels"], serde_json::json!(["daffodil", "coltsfoot"]));
     assert_eq!(status["model"]["hash"].as_str().unwrap().len(), 64);
+    assert_eq!(status["model"]["convolutions_left_for_memory"], 0, "every convolution had room: {status}");
     assert_eq!(status["source_state"], "streaming");
     assert!(status["classified"].as_u64().unwrap() >= 1, "{status}");
     assert_eq!(status["healthy"], true);

@@ -20,6 +20,8 @@ pub struct Graph {
     input_size: u32,
     /// For a classifier ([`Graph::load_classifier`]): the number of labels every answer must have.
     classes: Option<usize>,
+    /// Convolutions Winograd's algorithm would have run but left to tract for want of memory.
+    left_for_memory: usize,
 }
 
 /// One node's time in a run of the plan ([`Graph::profile`]).
@@ -121,6 +123,7 @@ impl Graph {
     pub fn load(onnx: Vec<u8>, input_size: u32) -> anyhow::Result<Self> {
         set_tract_knobs()?;
         let s = input_size as usize;
+        let mut left_for_memory = 0;
         let plan = unless_panic("on this graph", || {
             let onnx_reader = tract_onnx::onnx();
             limits::check_wire(&onnx)?;
@@ -138,6 +141,7 @@ impl Graph {
             let typed = if winograd_op::enabled() {
                 let mut typed = typed.into_decluttered().context("tract cannot optimize the graph")?;
                 let rewrite = winograd_op::use_winograd(&mut typed).context("cannot rewrite the graph's convolutions")?;
+                left_for_memory = rewrite.over_budget;
                 if rewrite.over_budget > 0 {
                     tracing::warn!(
                         "{} of the graph's 3x3 convolutions stay tract's (slower): their Winograd kernels would pass the {} MiB \
@@ -154,7 +158,7 @@ impl Graph {
             };
             typed.into_optimized().context("tract cannot optimize the graph")?.into_runnable().context("tract cannot plan the graph")
         })?;
-        Ok(Self { plan, input_size, classes: None })
+        Ok(Self { plan, input_size, classes: None, left_for_memory })
     }
 
     /// Loads a classifier graph and checks its outputs against the manifest: class probabilities
@@ -189,6 +193,12 @@ impl Graph {
         }
         graph.classes = Some(classes);
         Ok(graph)
+    }
+
+    /// How many 3x3 convolutions run by tract (slower) because the memory free when the graph
+    /// loaded did not hold their Winograd kernels ([`winograd_op::Rewrite::over_budget`]).
+    pub fn convolutions_left_for_memory(&self) -> usize {
+        self.left_for_memory
     }
 
     pub fn input_size(&self) -> u32 {
