@@ -311,8 +311,9 @@ fn take_upload(bytes: &[u8], options: &SwapOptions) -> Result<(Candidate, [u8; 3
         return Err(format!("{} bytes is more than a bundle may be ({MAX_UPLOAD})", bytes.len()));
     }
     let path = &options.model_path;
-    // Checked in memory first: a refused upload never touches the disk.
-    let named = PathBuf::from(format!("upload for {}", path.display()));
+    // Checked in memory first: a refused upload never touches the disk. Named "upload" in what
+    // the sender is told: the box's paths are not the sender's business.
+    let named = PathBuf::from("upload");
     let candidate = check(bytes, &named, options)?;
     shared::atomic::write_atomic(path, bytes).map_err(|e| format!("{}: cannot put the upload in place: {e}", path.display()))?;
     Ok((candidate, shared::bundle::sha256(bytes)))

@@ -94,3 +94,25 @@ fn the_live_page_shows_the_answer_and_frame_rate_in_a_browser() {
     assert_eq!((png.width(), png.height()), (1100, 720));
     eprintln!("screenshot: {}", shot.display());
 }
+
+/// A label is the bundle's to choose, and a bundle may come from anywhere: the page shows it as
+/// text. One written as HTML with a script in it (a class folder named so, say) must not run
+/// in the operator's browser, where it could read the page's token.
+#[test]
+fn a_label_written_as_html_is_shown_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = r#"<img src=x onerror="document.body.dataset.pwned=1">"#;
+    let tiny = shared::Bundle::read(&tiny_bundle(dir.path())).unwrap();
+    let mut manifest = tiny.manifest.clone();
+    let renamed = manifest.labels[0].clone();
+    manifest.labels[0] = hostile.to_string();
+    let mut checks = tiny.self_checks.clone();
+    checks.iter_mut().filter(|c| c.label == renamed).for_each(|c| c.label = hostile.to_string());
+    let model = dir.path().join("hostile.bundle");
+    shared::Bundle::new(manifest, tiny.onnx.clone(), checks).write(&model).unwrap();
+    let edge = start_edge(&model);
+    let dom = chromium(&dir.path().join("p"), &["--virtual-time-budget=3000", "--dump-dom", &format!("http://{}/", edge.address)]);
+    assert!(!dom.contains("data-pwned"), "the label's script ran");
+    assert!(text_of(&dom, "model").contains("&lt;img src=x onerror="), "the label shown as text: {}", text_of(&dom, "model"));
+    assert!(dom.contains("■ &lt;img src=x"), "the legend shows it as text too");
+}

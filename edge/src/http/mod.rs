@@ -17,6 +17,7 @@
 //! or `?token=TOKEN` (what the page's own requests carry).
 
 pub mod metrics;
+mod per_address;
 pub mod state;
 mod stream;
 
@@ -112,6 +113,11 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// frames, the log, the camera). Stream viewers have their own, smaller cap (`--http-max-clients`).
 const MAX_CONNECTIONS: usize = 128;
 
+/// Connections one client may hold of [`MAX_CONNECTIONS`] ([`per_address`]): a browser takes six
+/// at most, the stream its own; one host opening connections and sending nothing, again and
+/// again, then leaves the others' (the health checks', the operator's) free.
+const MAX_CONNECTIONS_PER_CLIENT: usize = 32;
+
 /// How long a response may wait for the client to take its next bytes: a client that asks and
 /// never reads (the live stream, say) is closed then instead of holding one of the
 /// [`MAX_CONNECTIONS`] for ever.
@@ -127,13 +133,14 @@ where
     Box::pin(stream)
 }
 
-/// Serves `app`, one task per connection, within [`HEADER_TIMEOUT`], [`WRITE_TIMEOUT`] and
-/// [`MAX_CONNECTIONS`].
+/// Serves `app`, one task per connection, within [`HEADER_TIMEOUT`], [`WRITE_TIMEOUT`],
+/// [`MAX_CONNECTIONS`] and [`MAX_CONNECTIONS_PER_CLIENT`].
 async fn serve(listener: tokio::net::TcpListener, app: Router) {
     let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_client = per_address::PerAddress::new(MAX_CONNECTIONS_PER_CLIENT);
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, say: wait for some to close instead of spinning.
                 tracing::warn!("http: cannot accept a connection: {e}");
@@ -141,13 +148,17 @@ async fn serve(listener: tokio::net::TcpListener, app: Router) {
                 continue;
             }
         };
+        let Some(place) = per_client.take(peer.ip()) else {
+            tracing::debug!("http: {peer} holds {MAX_CONNECTIONS_PER_CLIENT} connections; closing a new one");
+            continue;
+        };
         let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
             tracing::debug!("http: {MAX_CONNECTIONS} connections open; closing a new one");
             continue;
         };
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = (permit, place);
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -220,12 +231,19 @@ async fn upload(State(shared): State<Arc<Shared>>, request: Request) -> Response
     };
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > swap::MAX_UPLOAD as u64) {
-        return (StatusCode::PAYLOAD_TOO_LARGE, format!("a bundle is at most {} MiB\n", swap::MAX_UPLOAD >> 20)).into_response();
+        return too_large();
     }
     // A stalled sender (a dropped link) must not keep the slot from the next upload.
     let body = match tokio::time::timeout(UPLOAD_READ_LIMIT, axum::body::to_bytes(request.into_body(), swap::MAX_UPLOAD)).await {
         Ok(Ok(body)) => body,
-        Ok(Err(e)) => return (StatusCode::BAD_REQUEST, format!("the upload was not read whole: {e}\n")).into_response(),
+        Ok(Err(e)) => {
+            // A body sent in chunks declares no length: its size is known only past the limit.
+            let e = e.into_inner();
+            if e.is::<http_body_util::LengthLimitError>() {
+                return too_large();
+            }
+            return (StatusCode::BAD_REQUEST, format!("the upload was not read whole: {e}\n")).into_response();
+        }
         Err(_) => return (StatusCode::REQUEST_TIMEOUT, "the upload did not arrive within 5 minutes\n").into_response(),
     };
     let (reply, answer) = std::sync::mpsc::channel();
@@ -239,6 +257,10 @@ async fn upload(State(shared): State<Arc<Shared>>, request: Request) -> Response
         Ok(Ok(Err(why))) => (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(serde_json::json!({ "error": why }))).into_response(),
         _ => (StatusCode::GATEWAY_TIMEOUT, "the check of the new model did not finish in time\n").into_response(),
     }
+}
+
+fn too_large() -> Response {
+    (StatusCode::PAYLOAD_TOO_LARGE, format!("a bundle is at most {} MiB\n", swap::MAX_UPLOAD >> 20)).into_response()
 }
 
 async fn history(State(shared): State<Arc<Shared>>) -> Response {
@@ -282,6 +304,43 @@ mod tests {
         assert!(refused.0.contains("not a loopback address"), "{}", refused.0);
         assert!(options("0.0.0.0:8080", Some("s3cret")).check().is_ok());
         assert!(options("0.0.0.0:8080", Some(" ")).check().is_err());
+    }
+
+    /// One client holding its share of connections idle is refused more, and another client
+    /// is answered meanwhile. (127.0.0.2 is loopback too: a second client on this machine.)
+    #[test]
+    fn one_client_cannot_take_every_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let app = Router::new().route("/", get(|| async { "here\n" }));
+            tokio::spawn(serve(listener, app));
+            let from = |client: &str| {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(format!("{client}:0").parse().unwrap()).unwrap();
+                socket.connect(address)
+            };
+            let mut idle = Vec::new();
+            for _ in 0..MAX_CONNECTIONS_PER_CLIENT {
+                idle.push(from("127.0.0.1").await.unwrap());
+            }
+            let answer = |mut connection: tokio::net::TcpStream| async move {
+                let _ = connection.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+                let mut text = String::new();
+                let read = tokio::time::timeout(Duration::from_secs(5), connection.read_to_string(&mut text)).await;
+                (read.is_ok(), text)
+            };
+            let (ended, text) = answer(from("127.0.0.1").await.unwrap()).await;
+            assert!(ended && text.is_empty(), "one more from the same client is closed unanswered: {text:?}");
+            let (ended, text) = answer(from("127.0.0.2").await.unwrap()).await;
+            assert!(ended && text.starts_with("HTTP/1.1 200") && text.ends_with("here\n"), "another client is answered: {text:?}");
+            idle.pop();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (_, text) = answer(from("127.0.0.1").await.unwrap()).await;
+            assert!(text.starts_with("HTTP/1.1 200"), "a closed connection gives its place back: {text:?}");
+        });
     }
 
     #[test]
