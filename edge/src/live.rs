@@ -167,10 +167,21 @@ fn next_swap<'a>(from: &'a std::sync::mpsc::Receiver<Swap>, swaps: &mut Option<&
     }
 }
 
+/// Hands the pages of what was freed back to the system: glibc keeps them in its arenas for the
+/// process's next allocations, so after a swap a box would go on holding the replaced model's
+/// memory (measured: 474-549 MiB after swaps of a VGG16 model that runs in 315).
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Runs until the source ends, `max_frames` are classified, or `stop` is set (Ctrl-C), handing
 /// every classified frame to every consumer, in order.
 pub fn run(
-    model: &dyn Classify,
+    mut model: Box<dyn Classify>,
     source: Box<dyn FrameSource>,
     options: &LiveOptions,
     consumers: &mut [Box<dyn Consumer>],
@@ -182,8 +193,6 @@ pub fn run(
     let mut status = LoopStatus::new(Instant::now());
     let mut smoother = Smoother::new(options.smoothing);
     let mut thresholds = options.thresholds;
-    // A model swapped in replaces the one we were given.
-    let mut swapped: Option<Box<dyn Classify>> = None;
     let mut swaps = options.swaps.as_ref();
     let (lock, ready) = &*shared;
     let result = (|| -> anyhow::Result<()> {
@@ -198,7 +207,10 @@ pub fn run(
                         thresholds = candidate.thresholds;
                         // Another model's probabilities are not averaged with this one's.
                         smoother = Smoother::new(options.smoothing);
-                        swapped = Some(Box::new(candidate.model));
+                        // Owned here, the model it replaces is freed now: a box holds one model
+                        // between swaps, not the first one for ever beside the running one.
+                        model = Box::new(candidate.model);
+                        give_back_freed_memory();
                         tracing::info!("now running '{}' ({})", candidate.info.name, candidate.info.hash);
                         for consumer in consumers.iter_mut() {
                             consumer.model(&ModelNote::Swapped(&candidate.info))?;
@@ -216,7 +228,7 @@ pub fn run(
                     }
                 }
             }
-            let model: &dyn Classify = swapped.as_deref().unwrap_or(model);
+            let model: &dyn Classify = model.as_ref();
             let next = {
                 let mut mailbox = lock.lock().expect("mailbox");
                 let next = match mailbox.frame.take() {
@@ -337,7 +349,7 @@ mod tests {
     fn run_to_lines(source: Box<dyn FrameSource>, options: &LiveOptions, stop: Arc<AtomicBool>) -> (LiveStats, Vec<serde_json::Value>) {
         let buffer = SharedBuffer::default();
         let mut consumers: Vec<Box<dyn Consumer>> = vec![Box::new(JsonLines::new(buffer.clone()))];
-        let stats = run(&Slow, source, options, &mut consumers, stop).unwrap();
+        let stats = run(Box::new(Slow), source, options, &mut consumers, stop).unwrap();
         let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
         (stats, text.lines().map(|l| serde_json::from_str(l).unwrap()).collect())
     }
@@ -373,6 +385,52 @@ mod tests {
         assert!(frames.windows(2).any(|w| w[1] > w[0] + 1), "{frames:?}");
         assert_eq!(lines[0]["label"], "b");
         assert_eq!(lines[0]["unknown_score"].as_f64().map(|s| s as f32), Some(0.1));
+    }
+
+    /// The first model is the loop's to drop: once a new one is swapped in, the box holds one
+    /// model, not the first for ever beside the running one (a VGG16 model is 300 MB).
+    #[test]
+    fn a_swapped_out_model_is_freed() {
+        struct Watched(Arc<AtomicBool>);
+        impl Drop for Watched {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        impl Classify for Watched {
+            fn labels(&self) -> &[String] {
+                Slow.labels()
+            }
+            fn prepare(&self, image: &DynamicImage) -> RgbImage {
+                Slow.prepare(image)
+            }
+            fn outputs(&self, rgb: &RgbImage) -> anyhow::Result<Outputs> {
+                Slow.outputs(rgb)
+            }
+        }
+        let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny.bundle");
+        let next = EdgeModel::load(&tiny, None).unwrap();
+        let info = next.info(false);
+        let (send, swaps) = std::sync::mpsc::channel();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let first = Box::new(Watched(Arc::clone(&dropped)));
+        let mut options = options(Some(3), 1, None);
+        options.swaps = Some(swaps);
+        send.send(Swap::Ready(Box::new(crate::swap::Candidate { model: next, thresholds: options.thresholds, info }))).unwrap();
+        // What each frame saw: whether the first model was gone by then.
+        struct Seen(Arc<AtomicBool>, Arc<Mutex<Vec<bool>>>);
+        impl Consumer for Seen {
+            fn frame(&mut self, _: &Classified<'_>) -> anyhow::Result<()> {
+                self.1.lock().unwrap().push(self.0.load(Ordering::SeqCst));
+                Ok(())
+            }
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut consumers: Vec<Box<dyn Consumer>> = vec![Box::new(Seen(Arc::clone(&dropped), Arc::clone(&seen)))];
+        let source = Box::new(Synthetic::new(32, 24, None));
+        let stats = run(first, source, &options, &mut consumers, Arc::new(AtomicBool::new(false))).unwrap();
+        assert_eq!(stats.classified, 3);
+        assert_eq!(*seen.lock().unwrap(), [true; 3], "the first model was still held while the new one ran");
     }
 
     #[test]

@@ -313,7 +313,7 @@ fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> any
     let flag = Arc::clone(&stop);
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
     let live_options = live::LiveOptions { max_frames: args.max_frames, smoothing: args.smoothing, thresholds, swaps: Some(swapper.swaps) };
-    let stats = live::run(&model, source, &live_options, &mut consumers, stop)?;
+    let stats = live::run(Box::new(model), source, &live_options, &mut consumers, stop)?;
     eprintln!(
         "done: {} frames classified in {:.1}s ({:.1} fps), {} captured, {} dropped, {} corrupt, {} reconnects",
         stats.classified, stats.seconds, stats.fps, stats.captured, stats.dropped, stats.corrupt, stats.reconnects
