@@ -21,10 +21,7 @@ pub fn available() -> Option<u64> {
             })
             .min()
     });
-    match (system, cgroup) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    system.into_iter().chain(cgroup).min()
 }
 
 /// `MemAvailable` of `/proc/meminfo`, in bytes.

@@ -123,8 +123,7 @@ impl Graph {
     pub fn load(onnx: Vec<u8>, input_size: u32) -> anyhow::Result<Self> {
         set_tract_knobs()?;
         let s = input_size as usize;
-        let mut left_for_memory = 0;
-        let plan = unless_panic("on this graph", || {
+        let (plan, rewrite) = unless_panic("on this graph", || {
             let onnx_reader = tract_onnx::onnx();
             limits::check_wire(&onnx)?;
             let proto = onnx_reader.proto_model_for_read(&mut &onnx[..]).context("tract cannot read the ONNX graph")?;
@@ -138,26 +137,31 @@ impl Graph {
             limits::check_typed(&typed, s)?;
             // Decluttered first: the convolutions' weights are constants only then (the rewrite
             // needs them), and into_optimized declutters again to cancel the rewrite's layout changes.
-            let typed = if winograd_op::enabled() {
+            let (typed, rewrite) = if winograd_op::enabled() {
                 let mut typed = typed.into_decluttered().context("tract cannot optimize the graph")?;
                 let rewrite = winograd_op::use_winograd(&mut typed).context("cannot rewrite the graph's convolutions")?;
-                left_for_memory = rewrite.over_budget;
-                if rewrite.over_budget > 0 {
-                    tracing::warn!(
-                        "{} of the graph's 3x3 convolutions stay tract's (slower): their Winograd kernels would pass the {} MiB \
-                         allowed them (half the memory free as the graph loads, at most {} MiB); {} run by Winograd's algorithm",
-                        rewrite.over_budget,
-                        rewrite.budget >> 20,
-                        winograd_op::MAX_KERNEL_BYTES >> 20,
-                        rewrite.replaced
-                    );
-                }
-                typed
+                (typed, Some(rewrite))
             } else {
-                typed
+                (typed, None)
             };
-            typed.into_optimized().context("tract cannot optimize the graph")?.into_runnable().context("tract cannot plan the graph")
+            let plan = typed
+                .into_optimized()
+                .context("tract cannot optimize the graph")?
+                .into_runnable()
+                .context("tract cannot plan the graph")?;
+            Ok((plan, rewrite))
         })?;
+        let left_for_memory = rewrite.map_or(0, |r| r.over_budget);
+        if let Some(rewrite) = rewrite.filter(|r| r.over_budget > 0) {
+            tracing::warn!(
+                "{} of the graph's 3x3 convolutions stay tract's (slower): their Winograd kernels would pass the {} MiB allowed \
+                 them (half the memory free as the graph loads, at most {} MiB); {} run by Winograd's algorithm",
+                rewrite.over_budget,
+                rewrite.budget >> 20,
+                winograd_op::MAX_KERNEL_BYTES >> 20,
+                rewrite.replaced
+            );
+        }
         Ok(Self { plan, input_size, classes: None, left_for_memory })
     }
 
