@@ -82,13 +82,11 @@ def windows(name):
     raise ValueError(name)
 
 
-def analyze():
-    load = lambda n: (lambda z: (z['paths'], z['b4'].astype(np.float32), z['b5'].astype(np.float32)))(np.load(f'{OUT}/maps_{n}.npz'))
-    tp, t4, t5 = load('tgt')
-    fp, f4, f5 = load('field')
-    _, o4, o5 = load('f17o')
-    index = {p: i for i, p in enumerate(tp)}
-    parent = list(range(len(tp)))
+def near_duplicate_groups(paths):
+    """A group id for each of `paths` (relative to data/): photos listed together in
+    flowers17's near_duplicates.tsv share one."""
+    index = {p: i for i, p in enumerate(paths)}
+    parent = list(range(len(paths)))
 
     def find(a):
         while parent[a] != a:
@@ -102,7 +100,15 @@ def analyze():
         a, b = 'flowers17/' + f[1], 'flowers17/' + f[2]
         if a in index and b in index:
             parent[find(index[a])] = find(index[b])
-    group = np.array([find(i) for i in range(len(tp))])
+    return np.array([find(i) for i in range(len(paths))])
+
+
+def analyze():
+    load = lambda n: (lambda z: (z['paths'], z['b4'].astype(np.float32), z['b5'].astype(np.float32)))(np.load(f'{OUT}/maps_{n}.npz'))
+    tp, t4, t5 = load('tgt')
+    fp, f4, f5 = load('field')
+    _, o4, o5 = load('f17o')
+    group = near_duplicate_groups(tp)
     same_group = group[:, None] == group[None, :]
     target = np.array([p.split('/')[1] != 'other' for p in fp])
     refs = parts(t4, t5)
