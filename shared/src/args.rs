@@ -31,6 +31,15 @@ pub fn seconds(s: &str) -> Result<f32, String> {
     bounded(s, 0.1, 86_400.0).map(|v| v as f32)
 }
 
+/// `--max-pixels`: a whole number of pixels, 1 to [`crate::preprocess::LARGEST_MAX_PIXELS`].
+pub fn max_pixels(s: &str) -> Result<u64, String> {
+    let largest = crate::preprocess::LARGEST_MAX_PIXELS;
+    match s.trim().parse::<u64>() {
+        Ok(v) if (1..=largest).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}': a whole number of pixels from 1 to {largest} (a gigapixel image alone takes 3 GB decoded)")),
+    }
+}
+
 /// A frame size `WIDTHxHEIGHT`, each side in `1..=16384` (`--resolution`).
 pub fn resolution(s: &str) -> Result<(u32, u32), String> {
     let parse = |side: &str| side.trim().parse::<u32>().ok().filter(|v| (1..=16_384).contains(v));

@@ -22,7 +22,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Writes several files as one: each to its temporary sibling (synced), then renamed into place
 /// in the order given, so a crash leaves the old set, or the new files up to some point of that
 /// order; put the file that readers trust last (the bundle after its `.onnx`). On an error the
-/// temporaries are removed.
+/// temporaries are removed, and the files already renamed into place are put back as they were
+/// (a bundle that cannot be replaced keeps its `.onnx` beside it, not the new one).
 pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> io::Result<()> {
     let temporaries: Vec<PathBuf> = files.iter().map(|(path, _)| temp_path(path)).collect();
     let result = (|| {
@@ -31,8 +32,31 @@ pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> io::Result<()> {
             file.write_all(bytes)?;
             file.sync_all()?;
         }
-        for ((path, _), tmp) in files.iter().zip(&temporaries) {
-            fs::rename(tmp, path)?;
+        // The old files, kept by a second name (a hard link: no copy) until all are renamed.
+        let backups: Vec<Option<PathBuf>> = files
+            .iter()
+            .map(|(path, _)| {
+                let backup = backup_path(path);
+                let _ = fs::remove_file(&backup);
+                fs::hard_link(path, &backup).ok().map(|()| backup)
+            })
+            .collect();
+        let failure =
+            files.iter().zip(&temporaries).enumerate().find_map(|(k, ((path, _), tmp))| fs::rename(tmp, path).err().map(|e| (k, e)));
+        if let Some((failed, cause)) = failure {
+            for ((path, _), backup) in files.iter().zip(&backups).take(failed) {
+                let _ = match backup {
+                    Some(old) => fs::rename(old, path),
+                    None => fs::remove_file(path),
+                };
+            }
+            for backup in backups.iter().flatten() {
+                let _ = fs::remove_file(backup);
+            }
+            return Err(cause);
+        }
+        for backup in backups.iter().flatten() {
+            let _ = fs::remove_file(backup);
         }
         Ok(())
     })();
@@ -55,7 +79,10 @@ pub fn remove_stale_temporaries(path: &Path) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = file_name.strip_prefix(&prefix).and_then(|rest| rest.strip_suffix(".tmp")).and_then(|p| p.parse::<u32>().ok())
+        let Some(pid) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp").or_else(|| rest.strip_suffix(".old")))
+            .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;
         };
@@ -65,6 +92,12 @@ pub fn remove_stale_temporaries(path: &Path) -> usize {
         }
     }
     removed
+}
+
+/// Where [`write_all_atomic`] keeps the file it replaces until the whole set is in place.
+fn backup_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.old", std::process::id()))
 }
 
 /// The temporary sibling used by [`write_atomic`]; unique per process so writers never collide.
@@ -110,6 +143,25 @@ mod tests {
         assert!(write_all_atomic(&[(&onnx, b"x"), (&dir.join("no/such/m.bundle"), b"y")]).is_err());
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 2);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_pair_whose_second_file_cannot_be_replaced_is_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let (onnx, bundle) = (dir.path().join("m.onnx"), dir.path().join("m.bundle"));
+        write_all_atomic(&[(&onnx, b"old graph"), (&bundle, b"old bundle")]).unwrap();
+        // The bundle's name taken by a folder: its rename fails after the .onnx's succeeded.
+        fs::remove_file(&bundle).unwrap();
+        fs::create_dir(&bundle).unwrap();
+        fs::write(bundle.join("keep"), b"").unwrap();
+        assert!(write_all_atomic(&[(&onnx, b"new graph"), (&bundle, b"new bundle")]).is_err());
+        assert_eq!(fs::read(&onnx).unwrap(), b"old graph", "the first file is put back");
+        let fresh = dir.path().join("fresh.onnx");
+        assert!(write_all_atomic(&[(&fresh, b"new"), (&bundle, b"new bundle")]).is_err());
+        assert!(!fresh.exists(), "a file that did not exist before is removed again");
+        let mut left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, vec!["m.bundle", "m.onnx"], "no temporaries or backups left");
     }
 
     #[test]

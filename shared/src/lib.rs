@@ -18,6 +18,7 @@ pub mod bounded;
 pub mod bundle;
 pub mod compare;
 pub mod folders;
+pub mod lock;
 pub mod logging;
 pub mod manifest;
 pub mod named;

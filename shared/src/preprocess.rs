@@ -41,8 +41,10 @@ pub enum ImageError {
     Decode { path: PathBuf, cause: image::ImageError },
     #[error("{path}: image has no pixels ({width}x{height})")]
     NoPixels { path: PathBuf, width: u32, height: u32 },
-    #[error("{path}: {width}x{height} is {megapixels:.1} megapixels, above the limit of {limit:.1} (--max-pixels)", megapixels = *width as f64 * *height as f64 / 1e6, limit = *max_pixels as f64 / 1e6)]
+    #[error("{path}: {width}x{height} is {megapixels:.1} megapixels, above the limit of {max_pixels} pixels (--max-pixels)", megapixels = *width as f64 * *height as f64 / 1e6)]
     TooLarge { path: PathBuf, width: u32, height: u32, max_pixels: u64 },
+    #[error("{path}: {width}x{height} needs {} MB to decode, and {} MB of memory is free", needed >> 20, free >> 20)]
+    NotEnoughMemory { path: PathBuf, width: u32, height: u32, needed: u64, free: u64 },
     #[error("{path}: truncated JPEG: no end-of-image marker after the image data (an interrupted copy or download?)")]
     Truncated { path: PathBuf },
     #[error("{path}: not a readable WebP: {reason}")]
@@ -52,6 +54,9 @@ pub enum ImageError {
 /// The default of [`set_max_pixels`]: 50 megapixels, above what phones and cameras save by
 /// default (12-50); a phone's full-resolution 108 or 200 megapixel mode needs `--max-pixels`.
 pub const DEFAULT_MAX_PIXELS: u64 = 50_000_000;
+
+/// The most `--max-pixels` may be set to: a gigapixel (3 GB as RGB).
+pub const LARGEST_MAX_PIXELS: u64 = 1_000_000_000;
 
 static MAX_PIXELS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(DEFAULT_MAX_PIXELS);
 
@@ -122,6 +127,14 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
         if width as u64 * height as u64 > max_pixels {
             return Ok(Err(ImageError::TooLarge { path: path.clone(), width, height, max_pixels }));
         }
+        // The decoded pixels and their RGB copy: a failed allocation would abort the process,
+        // so an image that cannot fit in the memory free is refused here, as an error for it.
+        let needed = decoder.total_bytes().saturating_add(width as u64 * height as u64 * 3);
+        if let Some(free) = crate::runtime::memory::available()
+            && needed > free
+        {
+            return Ok(Err(ImageError::NotEnoughMemory { path: path.clone(), width, height, needed, free }));
+        }
         let orientation = decoder.orientation()?;
         let mut image = DynamicImage::from_decoder(decoder)?;
         image.apply_orientation(orientation);
@@ -156,6 +169,9 @@ impl ImageError {
             ImageError::Decode { cause, .. } => ImageError::Decode { path, cause },
             ImageError::NoPixels { width, height, .. } => ImageError::NoPixels { path, width, height },
             ImageError::TooLarge { width, height, max_pixels, .. } => ImageError::TooLarge { path, width, height, max_pixels },
+            ImageError::NotEnoughMemory { width, height, needed, free, .. } => {
+                ImageError::NotEnoughMemory { path, width, height, needed, free }
+            }
             ImageError::Truncated { .. } => ImageError::Truncated { path },
             ImageError::BadWebp { reason, .. } => ImageError::BadWebp { path, reason },
         }

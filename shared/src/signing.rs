@@ -56,6 +56,26 @@ pub fn fingerprint(public_key: &[u8; 32]) -> String {
     hex::encode(&public_key[..8])
 }
 
+/// The longest key name (`trainer keygen --name`), in characters.
+pub const MAX_KEY_NAME_CHARS: usize = 100;
+
+/// A key's name as `trainer keygen --name` takes it: one line of printable text, trimmed, at
+/// most [`MAX_KEY_NAME_CHARS`]; it is shown wherever a bundle's signer is (a terminal, a log, the
+/// live page), so it must not carry control characters such as a terminal's escape sequences.
+pub fn key_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("a key name must not be empty".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("the key name {name:?} holds control characters (a line break, a terminal escape); use printable text"));
+    }
+    if name.chars().count() > MAX_KEY_NAME_CHARS {
+        return Err(format!("a key name has at most {MAX_KEY_NAME_CHARS} characters"));
+    }
+    Ok(name.to_string())
+}
+
 pub struct SecretKey {
     pub name: String,
     key: SigningKey,
@@ -88,10 +108,10 @@ impl std::fmt::Debug for SecretKey {
 impl SecretKey {
     /// A new random key (the operating system's generator).
     pub fn generate(name: &str) -> anyhow::Result<Self> {
-        anyhow::ensure!(!name.trim().is_empty() && !name.contains('\n'), "a key name must be one non-empty line");
+        let name = key_name(name).map_err(anyhow::Error::msg)?;
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no random numbers from the operating system: {e}"))?;
-        Ok(Self { name: name.trim().to_string(), key: SigningKey::from_bytes(&seed) })
+        Ok(Self { name, key: SigningKey::from_bytes(&seed) })
     }
 
     pub fn public(&self) -> PublicKey {
@@ -187,6 +207,18 @@ impl TrustedKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_name_is_one_line_of_printable_text() {
+        assert_eq!(key_name("  lab bench ").unwrap(), "lab bench");
+        assert_eq!(key_name("Gärtnerei Süd").unwrap(), "Gärtnerei Süd");
+        for bad in ["", "   ", "two\nlines", "evil\u{1b}[2J", "bell\u{7}"] {
+            assert!(key_name(bad).is_err(), "{bad:?} accepted");
+            assert!(SecretKey::generate(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(key_name(&"x".repeat(MAX_KEY_NAME_CHARS)).is_ok());
+        assert!(key_name(&"x".repeat(MAX_KEY_NAME_CHARS + 1)).is_err());
+    }
 
     #[test]
     fn sign_verify_and_every_way_to_fail() {

@@ -67,7 +67,7 @@ fn trainer_to_edge_agree_on_every_validation_image() {
     // the holder, and leaves the pair alone.
     let target = p("models/gap");
     let before = std::fs::read(format!("{target}.bundle")).unwrap();
-    let held = trainer::lock::FileLock::acquire(&dir.path().join("models/.gap.lock"), |_| unreachable!()).unwrap();
+    let held = shared::lock::FileLock::acquire(&dir.path().join("models/.gap.lock"), |_| unreachable!()).unwrap();
     let out = run("trainer", &["export", "--run", &p("gap"), "--out", &target]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

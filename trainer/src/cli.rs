@@ -20,7 +20,7 @@ pub struct Cli {
     /// The largest image (width x height) any command reads, checked from the file's header
     /// before decoding: a small file may declare gigapixels. Larger images are skipped with a
     /// message (errors under --strict).
-    #[arg(long, global = true, default_value_t = shared::preprocess::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, global = true, default_value_t = shared::preprocess::DEFAULT_MAX_PIXELS, value_parser = shared::args::max_pixels)]
     pub max_pixels: u64,
     /// Log lines on standard error: text, or json (one object a line, for log shippers).
     #[arg(long, global = true, default_value = "text")]
@@ -56,8 +56,9 @@ pub enum Command {
         /// The secret key file to write; the public key goes to the same name + .pub.
         #[arg(long, value_name = "KEY")]
         out: PathBuf,
-        /// Who signs with it (shown by `trainer inspect` and the edge), e.g. "lab workstation".
-        #[arg(long)]
+        /// Who signs with it (shown by `trainer inspect` and the edge), e.g. "lab workstation":
+        /// one line of printable text, at most 100 characters.
+        #[arg(long, value_parser = shared::signing::key_name)]
         name: String,
     },
     /// Score a bundle through tract (the edge's engine) on a class folder: folders named like a
@@ -93,7 +94,7 @@ pub struct SlimArgs {
     /// Input convention of the backbone weights, when the file does not say.
     #[arg(long, conflicts_with = "run")]
     pub backbone_convention: Option<Convention>,
-    /// Fraction of each convolution's filters to keep, in (0, 1]: 0.5 costs about a quarter of
+    /// Fraction of each convolution's filters to keep, in [0.0625, 1]: 0.5 costs about a quarter of
     /// the multiply-adds, 0.25 about a sixteenth. Or one fraction per VGG16 block, 5
     /// comma-separated (blocks 4 and 5 alike): e.g. 0.5,0.5,1,1,1 thins the first two blocks,
     /// which do 30% of the work, and keeps the deep ones whole.
@@ -195,11 +196,15 @@ fn input_size(s: &str) -> Result<u32, String> {
     shared::Preprocessing::new(size, shared::ResizePolicy::CenterCrop).map(|_| size)
 }
 
-/// `--keep`: one fraction in (0, 1] for every block, or five (blocks 4 and 5 equal).
+/// The smallest `--keep` fraction.
+pub const MIN_KEEP: f32 = 1.0 / 16.0;
+
+/// `--keep`: one fraction in [1/16, 1] for every block, or five (blocks 4 and 5 equal).
 fn block_keep(s: &str) -> Result<BlockKeep, String> {
     let fraction = |f: &str| -> Result<f32, String> {
         let keep = shared::args::probability(f)?;
-        if keep > 0.0 { Ok(keep) } else { Err(format!("'{f}' must be more than 0")) }
+        // Below it block 1 keeps fewer than 4 of its 64 filters: a trunk that sees nothing.
+        if keep >= MIN_KEEP { Ok(keep) } else { Err(format!("'{f}' is below {MIN_KEEP} (4 of block 1's 64 filters)")) }
     };
     let fractions = s.split(',').map(fraction).collect::<Result<Vec<f32>, String>>()?;
     match fractions[..] {
@@ -417,9 +422,11 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     pub fn config(&self) -> TrainConfig {
+        // Absolute: run.json is read by `--resume` and `trainer export` from any folder.
+        let absolute = crate::training::config::absolute;
         TrainConfig {
-            data: self.data.clone(),
-            backbone: self.backbone.clone(),
+            data: self.data.iter().map(|d| absolute(d)).collect(),
+            backbone: absolute(&self.backbone),
             classes: self.classes.clone(),
             convention: self.backbone_convention,
             input_size: self.input_size,
@@ -450,7 +457,7 @@ impl TrainArgs {
             min_images_per_class: self.min_images_per_class,
             backend: self.backend.unwrap_or(device::default_backend(self.device)),
             device: self.device,
-            cache_dir: if self.no_cache { Some(PathBuf::new()) } else { self.cache_dir.clone() },
+            cache_dir: if self.no_cache { Some(PathBuf::new()) } else { self.cache_dir.as_deref().map(absolute) },
         }
     }
 }

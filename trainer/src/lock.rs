@@ -5,44 +5,11 @@
 //! (released when the process ends, even by `kill -9`), on a file that holds the holder's pid for
 //! the message.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context;
+use shared::lock::FileLock;
 
 use crate::run_folder::RunFolder;
-
-/// An OS lock on a file, held while the value lives.
-#[derive(Debug)]
-pub struct FileLock {
-    _file: File,
-}
-
-impl FileLock {
-    /// Locks `path` (created if missing). When another process holds it, the error is
-    /// `busy(pid of the holder)`.
-    pub fn acquire(path: &Path, busy: impl FnOnce(&str) -> String) -> anyhow::Result<Self> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("{}: cannot open the lock file", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(path).unwrap_or_default();
-                anyhow::bail!(busy(if holder.trim().is_empty() { "unknown" } else { holder.trim() }));
-            }
-            Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("{}: cannot lock", path.display())),
-        }
-        file.set_len(0)?;
-        write!(file, "{}", std::process::id())?;
-        Ok(Self { _file: file })
-    }
-}
 
 /// Held for as long as the run's process works in the folder.
 #[derive(Debug)]

@@ -30,9 +30,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let json = args.json;
             let config = args.config();
             // Bad settings are bad usage (exit 2), found before anything is written.
-            if let Err(message) = config.validate() {
-                use clap::CommandFactory;
-                Cli::command().error(clap::error::ErrorKind::ValueValidation, message).exit();
+            let run_folder = trainer::run_folder::RunFolder::new(&args.out);
+            let destinations =
+                run_folder.check_new(&config.data, args.resume).and_then(|()| export_to.as_deref().map_or(Ok(()), check_export));
+            if let Err(message) = config.validate().and(destinations) {
+                usage_error(message);
             }
             let signing_key = args.sign.as_deref().map(shared::signing::SecretKey::read).transpose()?;
             let request = commands::train::TrainRequest {
@@ -59,6 +61,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("put that line in the edge's --trusted-keys file; key {}", public.fingerprint());
         }
         Command::Export { run, out, precision, sign, json } => {
+            if let Err(message) = check_export(&out) {
+                usage_error(message);
+            }
             let signing_key = sign.as_deref().map(shared::signing::SecretKey::read).transpose()?;
             let to = commands::train::ExportTo { out: &out, precision: precision.precision, signing_key: signing_key.as_ref() };
             let summary = commands::export::run(&trainer::run_folder::RunFolder::new(run), &to)?;
@@ -97,6 +102,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Slim(args) => match &args.run {
             Some(from) => {
                 let export_to = args.export_to.clone().unwrap_or_else(|| default_export_path(&args.out));
+                let run_folder = trainer::run_folder::RunFolder::new(&args.out);
+                if let Err(message) = run_folder.check_new(&args.data, args.resume).and_then(|()| check_export(&export_to)) {
+                    usage_error(message);
+                }
                 let done = commands::slim::run_from(&args, from, export_to)?;
                 if args.json {
                     println!("{}", serde_json::to_string_pretty(&done)?);
@@ -130,6 +139,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect { bundle, json } => println!("{}", commands::inspect::run(&bundle, json)?),
     }
     Ok(())
+}
+
+/// Bad usage: clap's message and exit 2.
+fn usage_error(message: String) -> ! {
+    use clap::CommandFactory;
+    Cli::command().error(clap::error::ErrorKind::ValueValidation, message).exit()
+}
+
+fn check_export(out: &std::path::Path) -> Result<(), String> {
+    trainer::export::write::check_destination(out)
 }
 
 /// Where a run's bundle goes without `--export-to`: `models/<the run folder's name>`.

@@ -90,8 +90,87 @@ impl RunFolder {
         self.root.join(SLIM_TRUNK)
     }
 
+    /// Refuses a folder for a new run where files would be lost or mixed up: one inside a
+    /// dataset folder of the run (its plots and CSVs would be read as photos next time), an
+    /// existing file, or a folder that holds other files and no run. `--resume` skips the last
+    /// (the run is there).
+    pub fn check_new(&self, data: &[PathBuf], resume: bool) -> Result<(), String> {
+        let out = resolved(&self.root);
+        if let Some(folder) = data.iter().find(|d| out.starts_with(resolved(d))) {
+            return Err(format!(
+                "--out {} is inside the dataset folder {}: the run's files would be read as photos by the next run; put runs elsewhere, e.g. runs/NAME",
+                self.root.display(),
+                folder.display()
+            ));
+        }
+        if self.root.exists() && !self.root.is_dir() {
+            return Err(format!("--out {}: a file, not a folder for the run", self.root.display()));
+        }
+        let holds_other_files = std::fs::read_dir(&self.root).is_ok_and(|mut entries| entries.next().is_some());
+        if !resume && holds_other_files && !self.config().exists() {
+            return Err(format!(
+                "--out {}: the folder holds other files and no training run; choose a new or empty folder (a run writes a dozen files there)",
+                self.root.display()
+            ));
+        }
+        Ok(())
+    }
+
     /// The reports a finished run leaves, for messages.
     pub fn reports() -> String {
         [METRICS, CURVES_PNG, CONFUSION_PNG, PREDICTIONS_CSV].join(", ")
+    }
+}
+
+/// `path` made absolute with every link resolved, as far as it exists (the rest appended), so
+/// that two spellings of one folder compare equal.
+fn resolved(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut missing = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            return missing.iter().rev().fold(real, |p, name| p.join(name));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_run_goes_where_it_loses_and_mixes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("daffodil")).unwrap();
+        let fresh = RunFolder::new(dir.path().join("runs/new"));
+        assert_eq!(fresh.check_new(std::slice::from_ref(&data), false), Ok(()));
+        // Inside the data, however spelled (and not yet existing).
+        for inside in [data.join("daffodil"), data.join("daffodil/../run"), data.clone()] {
+            let err = RunFolder::new(&inside).check_new(std::slice::from_ref(&data), false).unwrap_err();
+            assert!(err.contains("inside the dataset folder"), "{inside:?}: {err}");
+        }
+        // A file, and a folder of other things (the data's parent).
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, "x").unwrap();
+        assert!(RunFolder::new(&file).check_new(&[], false).unwrap_err().contains("a file"));
+        let err = RunFolder::new(dir.path()).check_new(&[], false).unwrap_err();
+        assert!(err.contains("holds other files and no training run"), "{err}");
+        // An empty folder, or one holding a run, is fine (the run's own checks follow).
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert_eq!(RunFolder::new(&empty).check_new(&[], false), Ok(()));
+        let run = RunFolder::new(dir.path().join("run"));
+        std::fs::create_dir(run.root()).unwrap();
+        std::fs::write(run.config(), "{}").unwrap();
+        assert_eq!(run.check_new(&[], false), Ok(()));
     }
 }

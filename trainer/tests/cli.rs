@@ -82,6 +82,14 @@ fn settings_that_validation_refuses_exit_2_before_anything_is_written() {
         &["--input-size", "0"],
         &["--input-size", "100000"],
         &["--input-size", "100"],
+        &["--max-pixels", "100000000000"],
+        &["--freeze-first", "13"],
+        &["--finetune", "top-block", "--finetune-epochs", "0"],
+        &["--aug-views", "17"],
+        &["--dedup-distance", "65"],
+        &["--data", "/no/such/data"],
+        &["--classes", "daffodil"],
+        &["--head", "flatten", "--input-size", "1024"],
     ];
     for bad in [&["--classes", "daffodil,daffodil"][..], &["--classes", "daffodil,,coltsfoot"], &["--cv", "1"]].iter().chain(numbers) {
         let mut args = vec!["train", "--data", "/no/such/data", "--backbone", "/no/such.onnx", "--out", out_dir.to_str().unwrap()];

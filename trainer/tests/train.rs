@@ -113,8 +113,9 @@ fn strict_makes_bad_files_fatal_and_names_them() {
 #[test]
 fn clear_errors_for_unusable_datasets() {
     let f = fixture(&["stripes", "columns"], 6);
+    // One class named is bad usage; a dataset of one class folder is bad data.
     let out = trainer(&f.train_args("run", &["--classes", "stripes", "--no-export"]));
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2"));
     let out = trainer(&f.train_args("run", &["--classes", "stripes,tulips", "--no-export"]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no class folder named 'tulips'"));
@@ -126,6 +127,46 @@ fn clear_errors_for_unusable_datasets() {
     args[i + 1] = missing.to_str().unwrap().into();
     let out = trainer(&args);
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.onnx"));
+}
+
+#[test]
+fn splits_and_folders_a_run_cannot_use_are_refused_naming_them() {
+    let f = fixture(&["stripes", "columns"], 6);
+    // A class whose photos are all one picture: no copy may go to validation without its twin.
+    let copies = f.data.join("copies");
+    std::fs::create_dir(&copies).unwrap();
+    for k in 0..6 {
+        std::fs::copy(f.data.join("stripes/img_000.jpg"), copies.join(format!("copy{k}.jpg"))).unwrap();
+    }
+    let out = trainer(&f.train_args("one_picture", &["--classes", "columns,copies", "--no-export"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("class 'copies' has no validation photo") && err.contains("--dedup-distance"), "{err}");
+    assert!(!f.path("one_picture").join("run.json").exists());
+    // More folds than pictures to fill them.
+    let out = trainer(&f.train_args("folds", &["--classes", "stripes,columns", "--cv", "40", "--no-export"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--cv 40") && err.contains("too few to fill"), "{err}");
+    // A run folder inside the data (its plots would be read as photos next time), and an
+    // export path that names a folder: bad usage, refused before any work.
+    for (run, export_to) in [(f.data.join("stripes").join("run"), f.path("models/x")), (f.path("run_ok"), f.path("models/"))] {
+        let mut args = f.train_args("unused", &["--no-export"]);
+        args.retain(|a| a != "--no-export");
+        let at = |flag: &str, args: &[String]| args.iter().position(|a| a == flag).unwrap() + 1;
+        let i = at("--out", &args);
+        args[i] = run.to_str().unwrap().into();
+        let i = at("--export-to", &args);
+        args[i] = export_to.to_str().unwrap().into();
+        if export_to.to_str().unwrap().ends_with('/') {
+            std::fs::create_dir_all(&export_to).unwrap();
+        }
+        let out = trainer(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{run:?} {export_to:?}: {err}");
+        assert!(err.contains("inside the dataset folder") || err.contains("a folder; an export path"), "{err}");
+        assert!(!run.exists(), "{run:?} written");
+    }
 }
 
 #[test]

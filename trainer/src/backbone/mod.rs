@@ -52,6 +52,24 @@ pub enum BackboneError {
     UnsupportedFormat { path: PathBuf },
 }
 
+/// The largest weights file read: VGG16 with its ImageNet classifier is 553 MB as a PyTorch file.
+pub const MAX_BACKBONE_BYTES: u64 = 2 << 30;
+
+/// A backbone must be a regular file of at most [`MAX_BACKBONE_BYTES`], checked before it is
+/// opened: a pipe would wait for ever, and a link to `/dev/zero` never ends.
+fn check_file(path: &Path) -> Result<(), BackboneError> {
+    let read_error = |cause| BackboneError::Read { path: path.into(), cause };
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(BackboneError::Format { path: path.into(), problem: "not a regular file (a device, pipe or folder)".into() });
+    }
+    if meta.len() > MAX_BACKBONE_BYTES {
+        let problem = format!("{} bytes; the largest weights file read is {} bytes", meta.len(), MAX_BACKBONE_BYTES);
+        return Err(BackboneError::Format { path: path.into(), problem });
+    }
+    Ok(())
+}
+
 /// One 3x3 convolution: weight in OIHW order, bias per output channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConvWeights {
@@ -85,6 +103,7 @@ impl Vgg16Weights {
     /// Loads from `path` by extension. `convention` overrides what the file says (or fills in
     /// what it does not say).
     pub fn load(path: &Path, convention: Option<Convention>) -> Result<Self, BackboneError> {
+        check_file(path)?;
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         let TrunkFile { convs, convention: found, slimmed_from } = match ext.as_str() {
             "onnx" => onnx::read_convs(path)?,
@@ -267,5 +286,19 @@ mod tests {
         let random = Vgg16Weights::random(1, 1.0, Convention::Caffe);
         assert_eq!(random.info(224, "00").macs, 15_346_630_656);
         assert_eq!(random.info(224, "00").slimmed_from, None);
+    }
+
+    #[test]
+    fn a_backbone_that_is_no_regular_file_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("trunk.onnx");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let zero = dir.path().join("zero.safetensors");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        // Each would hang or grow without end if it were opened and read.
+        for path in [fifo, zero, dir.path().to_path_buf()] {
+            let err = Vgg16Weights::load(&path, Some(Convention::Caffe)).unwrap_err().to_string();
+            assert!(err.starts_with(&path.display().to_string()) && err.contains("not a regular file"), "{err}");
+        }
     }
 }

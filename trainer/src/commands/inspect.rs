@@ -36,7 +36,11 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
     let _ = writeln!(s, "name        {}", m.name);
     let _ = match bundle.provenance() {
         Provenance::Unsigned => writeln!(s, "signed      no (an edge with --trusted-keys refuses it; sign with --sign KEY)"),
-        Provenance::Signed { signer, fingerprint } => writeln!(s, "signed      by '{signer}' (key {fingerprint}), signature valid"),
+        // The signer's name comes from whoever made the key: shown escaped, so a control
+        // character in it cannot drive the terminal.
+        Provenance::Signed { signer, fingerprint } => {
+            writeln!(s, "signed      by '{}' (key {fingerprint}), signature valid", signer.escape_debug())
+        }
     };
     let _ = writeln!(s, "labels      {}", m.labels.join(", "));
     let _ = writeln!(

@@ -60,8 +60,11 @@ pub struct SlimmedRun {
 /// `trainer slim --run RUN ... --out RUN2`: slims RUN's backbone into RUN2's trunk, then trains
 /// RUN's head with RUN's settings on it into RUN2 and exports the bundle to `export_to`.
 pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Result<SlimmedRun> {
-    let mut config = job::load_run_config(&RunFolder::new(from))?;
     let out = RunFolder::new(&args.out);
+    if same_file(from, out.root()) {
+        anyhow::bail!("{}: --out is the run being slimmed (--run); the slim run goes to a new folder", out.root().display());
+    }
+    let mut config = job::load_run_config(&RunFolder::new(from))?;
     // Refused before the distillation's minutes, not after them.
     if !args.resume && out.config().exists() {
         anyhow::bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", out.root().display());
@@ -94,8 +97,8 @@ pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Res
         std::fs::create_dir_all(out.root()).map_err(|e| anyhow::anyhow!("{}: cannot create the run folder: {e}", out.root().display()))?;
         Some(slim_trunk(&teacher, args, &trunk)?)
     };
-    // Its convention is in the trunk file.
-    config.backbone = trunk;
+    // Its convention is in the trunk file; absolute, as `train` records every path.
+    config.backbone = crate::training::config::absolute(&trunk);
     config.convention = None;
     let request = super::train::TrainRequest {
         config,
@@ -110,6 +113,7 @@ pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Res
 }
 
 fn slim_trunk(t: &Teacher, args: &SlimArgs, out: &Path) -> anyhow::Result<SlimReport> {
+    refuse_to_overwrite(out, &t.backbone, args.resume)?;
     // Its errors name the file.
     let teacher = Vgg16Weights::load(&t.backbone, t.convention)?;
     let input_size = t.input_size as usize;
@@ -153,6 +157,31 @@ fn slim_trunk(t: &Teacher, args: &SlimArgs, out: &Path) -> anyhow::Result<SlimRe
     slim::slim(&teacher, args.keep, input_size, out, Some(distillation))
 }
 
+/// A slim trunk is written only where nothing is lost: never over its teacher, never over an
+/// existing file or an interrupted distillation unless `--resume` continues it.
+fn refuse_to_overwrite(out: &Path, teacher: &Path, resume: bool) -> anyhow::Result<()> {
+    if same_file(out, teacher) {
+        anyhow::bail!("{}: --out is the trunk being slimmed; choose another --out", out.display());
+    }
+    let checkpoint = slim::checkpoint_path(out);
+    if !resume && checkpoint.exists() {
+        anyhow::bail!(
+            "{}: an interrupted distillation of {} is there; pass --resume to continue it, or delete it to start again",
+            checkpoint.display(),
+            out.display()
+        );
+    }
+    if !resume && out.exists() {
+        anyhow::bail!("{}: already exists; trainer slim never overwrites a file: choose another --out, or delete it", out.display());
+    }
+    Ok(())
+}
+
+/// Whether `a` and `b` name one file (through links and relative paths alike).
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b)
+}
+
 /// The slimming in a few lines: channels, multiply-adds, distillation, hashes.
 pub fn human(r: &SlimReport, out: &Path) -> String {
     let gmacs = |m: u64| m as f64 / 1e9;
@@ -193,4 +222,31 @@ pub fn next_step(r: &SlimReport, out: &Path) -> String {
         out.display(),
         r.input_size
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slim_trunk_never_replaces_its_teacher_a_file_or_an_interrupted_distillation() {
+        let dir = tempfile::tempdir().unwrap();
+        let teacher = dir.path().join("vgg16.onnx");
+        std::fs::write(&teacher, b"weights").unwrap();
+        let alias = dir.path().join("alias.onnx");
+        std::os::unix::fs::symlink(&teacher, &alias).unwrap();
+        for resume in [false, true] {
+            let err = refuse_to_overwrite(&alias, &teacher, resume).unwrap_err().to_string();
+            assert!(err.contains("is the trunk being slimmed"), "{err}");
+        }
+        let out = dir.path().join("slim.onnx");
+        assert!(refuse_to_overwrite(&out, &teacher, false).is_ok());
+        std::fs::write(&out, b"an earlier slim trunk").unwrap();
+        assert!(refuse_to_overwrite(&out, &teacher, false).unwrap_err().to_string().contains("never overwrites"));
+        assert!(refuse_to_overwrite(&out, &teacher, true).is_ok(), "--resume continues it");
+        std::fs::remove_file(&out).unwrap();
+        std::fs::write(slim::checkpoint_path(&out), b"epoch 3").unwrap();
+        assert!(refuse_to_overwrite(&out, &teacher, false).unwrap_err().to_string().contains("pass --resume"));
+        assert!(refuse_to_overwrite(&out, &teacher, true).is_ok());
+    }
 }

@@ -32,6 +32,10 @@ pub struct TrainRequest {
 pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let run = RunFolder::new(&request.out);
+    if let Some(out) = &request.export_to {
+        // A destination that cannot be written fails now, not after the training.
+        crate::export::write::create_folder(out)?;
+    }
     let outcome = training::train(request.config, &run, request.resume)?;
     let mut summary = summarize(&outcome);
     let t = Instant::now();

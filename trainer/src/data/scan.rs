@@ -14,7 +14,7 @@ use shared::preprocess::{decode_bytes, read_image_file};
 pub enum DataError {
     #[error("{path}: cannot read the dataset folder: {cause}")]
     Read { path: PathBuf, cause: std::io::Error },
-    #[error("{path}: found {found} class folder(s) {names:?}; a classifier needs at least 2")]
+    #[error("{path}: found {found} class folder(s) {names:?}; a classifier needs at least 2 (DIR/<class>/<photo>)")]
     TooFewClasses { path: PathBuf, found: usize, names: Vec<String> },
     #[error(
         "{path}: found {found} class folders; a bundle holds at most {} labels (pick some with --classes)",
@@ -129,7 +129,8 @@ pub fn scan(roots: &[PathBuf], options: &ScanOptions, preprocessing: &Preprocess
         }
         None => folders.keys().cloned().collect(),
     };
-    if classes.len() < 2 {
+    // Distillation needs photos, not classes: one folder of them will do.
+    if classes.len() < if options.labels { 2 } else { 1 } {
         return Err(DataError::TooFewClasses { path: root, found: classes.len(), names: classes });
     }
     if classes.len() > shared::bounded::MAX_LABELS {
@@ -144,9 +145,27 @@ pub fn scan(roots: &[PathBuf], options: &ScanOptions, preprocessing: &Preprocess
         }
     }
 
+    if let Some((a, b)) = differing_only_in_case(&classes).filter(|_| options.labels) {
+        return Err(DataError::BadClassName {
+            path: root,
+            problem: format!("the classes '{a}' and '{b}' differ only in case: one class in two folders? Merge or rename them"),
+        });
+    }
+
     let mut files = Vec::new();
     for (class, name) in classes.iter().enumerate() {
         for folder in &folders[name] {
+            // Photos are read from the class folder itself; say so when a folder holds more.
+            if let Ok(nested) = shared::folders::subfolders(folder)
+                && !nested.is_empty()
+            {
+                let names: Vec<&str> = nested.iter().map(|(n, _)| n.as_str()).collect();
+                tracing::warn!(
+                    "{}: sub-folders not read ({}): a class's photos go directly in its folder",
+                    folder.display(),
+                    names.join(", ")
+                );
+            }
             let entries = shared::folders::files(folder).map_err(read_error(folder))?;
             let dataset = folder.parent().unwrap_or(folder);
             files.extend(entries.into_iter().map(|p| (p, dataset.to_path_buf(), class)));
@@ -194,6 +213,12 @@ pub fn scan(roots: &[PathBuf], options: &ScanOptions, preprocessing: &Preprocess
     Ok(dataset)
 }
 
+/// Two class names that differ only in letter case, if any.
+fn differing_only_in_case(classes: &[String]) -> Option<(&str, &str)> {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    classes.iter().find_map(|c| seen.insert(c.to_lowercase(), c).map(|earlier| (earlier, c.as_str())))
+}
+
 fn load_sample(
     root: &Path,
     path: &Path,
@@ -235,5 +260,17 @@ mod tests {
         let Err(e) = scan(&[dir.path().to_path_buf()], &ScanOptions::default(), &preprocessing) else { panic!("1001 classes scanned") };
         let e = e.to_string();
         assert!(e.contains("found 1001 class folders; a bundle holds at most 1000 labels"), "{e}");
+    }
+
+    #[test]
+    fn class_folders_that_differ_only_in_case_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for class in ["Daffodil", "coltsfoot", "daffodil"] {
+            std::fs::create_dir(dir.path().join(class)).unwrap();
+        }
+        let preprocessing = Preprocessing::new(64, shared::ResizePolicy::Stretch).unwrap();
+        let Err(e) = scan(&[dir.path().to_path_buf()], &ScanOptions::default(), &preprocessing) else { panic!("scanned") };
+        assert!(e.to_string().contains("'Daffodil' and 'daffodil' differ only in case"), "{e}");
+        assert_eq!(differing_only_in_case(&["a".into(), "b".into()]), None);
     }
 }

@@ -60,21 +60,45 @@ pub fn split(classes: &[usize], groups: &[usize], options: &SplitOptions) -> Spl
     out
 }
 
+/// The first class (by index, of `n_classes`) that `split` leaves without a training or a
+/// validation photo, and which of the two it lacks: the head needs both of every class, and
+/// the export's checks run on validation photos.
+pub fn class_missing_from(split: &Split, classes: &[usize], n_classes: usize) -> Option<(usize, &'static str)> {
+    let has = |items: &[usize], class: usize| items.iter().any(|&i| classes[i] == class);
+    (0..n_classes).find_map(|class| {
+        if !has(&split.train, class) {
+            Some((class, "training"))
+        } else if !has(&split.val, class) {
+            Some((class, "validation"))
+        } else {
+            None
+        }
+    })
+}
+
+/// How many near-duplicate groups `items` span: the most folds cross-validation can fill.
+pub fn groups_among(items: &[usize], groups: &[usize]) -> usize {
+    items.iter().map(|&i| groups[i]).collect::<std::collections::BTreeSet<_>>().len()
+}
+
 /// K-fold cross-validation folds: the fold (0..k) of each item, stratified per class, with every
 /// near-duplicate group in one fold. Each class's groups, in a seeded random order, go one at a
-/// time to the fold that holds the fewest of that class's items so far.
+/// time to the fold that holds the fewest of that class's items so far, an empty fold first
+/// among equals: with at least `k` groups in all, no fold stays empty.
 pub fn folds(classes: &[usize], groups: &[usize], k: usize, seed: u64) -> Vec<usize> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xF01D);
     let n_classes = classes.iter().max().map_or(0, |m| m + 1);
     let mut fold = vec![0; classes.len()];
+    let mut totals = vec![0usize; k];
     for class in 0..n_classes {
         let mut firsts: Vec<usize> = (0..classes.len()).filter(|&i| classes[i] == class && first_of_group(groups, i) == i).collect();
         firsts.shuffle(&mut rng);
         let mut sizes = vec![0usize; k];
         for first in firsts {
             let members: Vec<usize> = (0..groups.len()).filter(|&j| groups[j] == groups[first]).collect();
-            let target = (0..k).min_by_key(|&f| (sizes[f], f)).expect("k >= 1");
+            let target = (0..k).min_by_key(|&f| (sizes[f], totals[f] > 0, f)).expect("k >= 1");
             sizes[target] += members.len();
+            totals[target] += members.len();
             for m in members {
                 fold[m] = target;
             }
@@ -121,6 +145,16 @@ mod fold_tests {
         }
         assert_eq!(folds(&classes, &groups, 4, 7), fold, "seeded");
     }
+
+    #[test]
+    fn no_fold_is_left_empty_while_there_are_groups_for_it() {
+        // Two classes of two photos each: each class alone would fill folds 0 and 1 only.
+        let classes = [0, 0, 1, 1];
+        let fold = folds(&classes, &[0, 1, 2, 3], 4, 1);
+        let mut used = fold.clone();
+        used.sort_unstable();
+        assert_eq!(used, vec![0, 1, 2, 3], "{fold:?}");
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +168,20 @@ mod tests {
         assert_eq!(classes_in_turn(&classes, 5), vec![0, 3, 4, 1, 5]);
         assert_eq!(classes_in_turn(&classes, 100).len(), 6);
         assert!(classes_in_turn(&[], 4).is_empty());
+    }
+
+    #[test]
+    fn a_class_of_one_picture_gets_no_validation_photo_and_is_named() {
+        // Class 1's three photos are one near-duplicate group: the class keeps it for training.
+        let classes = [0, 0, 0, 0, 0, 1, 1, 1];
+        let groups = [0, 1, 2, 3, 4, 5, 5, 5];
+        let s = split(&classes, &groups, &options(3));
+        assert_eq!(class_missing_from(&s, &classes, 2), Some((1, "validation")));
+        let no_train = Split { train: vec![0, 1], val: vec![2, 5], test: vec![] };
+        assert_eq!(class_missing_from(&no_train, &classes, 2), Some((1, "training")));
+        let fine = Split { train: vec![0, 5], val: vec![1, 6], test: vec![] };
+        assert_eq!(class_missing_from(&fine, &classes, 2), None);
+        assert_eq!(groups_among(&[0, 5, 6, 7], &groups), 2);
     }
 
     fn options(seed: u64) -> SplitOptions {

@@ -79,6 +79,14 @@ pub fn evaluate(model: &Path, data: &Path, thresholds_override: (Option<f32>, f3
     if targets == 0 {
         tracing::warn!("{}: no folder is named like a label ({}); every image counts as one to refuse", data.display(), labels.join(", "));
     }
+    for (name, _) in &folders {
+        if let Some(label) = labels.iter().find(|l| *l != name && l.to_lowercase() == name.to_lowercase()) {
+            tracing::warn!(
+                "{}: folder '{name}' is not the label '{label}' (labels match exactly); its images count as ones to refuse",
+                data.display()
+            );
+        }
+    }
     let jobs: Vec<(usize, &PathBuf)> = folders.iter().enumerate().flat_map(|(f, (_, files))| files.iter().map(move |p| (f, p))).collect();
     let bar = crate::progress::bar(jobs.len() as u64, if with_conditions { "evaluating, with field conditions" } else { "evaluating" });
     let results: Vec<Result<ImageResult, Skipped>> = jobs

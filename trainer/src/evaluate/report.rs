@@ -50,7 +50,7 @@ pub fn json(report: &Report) -> anyhow::Result<String> {
 pub fn csv(report: &Report) -> String {
     let mut out = String::from("path,folder,expected,answer,top_label,top_probability,unknown_score");
     for label in &report.labels {
-        let _ = write!(out, ",p_{}", csv_field(label));
+        let _ = write!(out, ",{}", crate::report::probability_column(label));
     }
     out.push('\n');
     for i in &report.images {

@@ -119,8 +119,8 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
 
     let checks = self_checks(&input, &gate.tract);
 
+    create_folder(out)?;
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let onnx_path = with_suffix(out, "onnx");
     let bundle_path = with_suffix(out, "bundle");
     let mut bundle = Bundle::new(manifest.clone(), onnx, checks);
@@ -130,7 +130,7 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
     // One export per model name at a time: a second would mix the pair, and take the first's
     // temporaries for a killed export's.
     let lock_path = with_suffix(&dir.join(format!(".{}", out.file_name().map_or("model".into(), |n| n.to_string_lossy()))), "lock");
-    let _lock = crate::lock::FileLock::acquire(&lock_path, |pid| {
+    let _lock = shared::lock::FileLock::acquire(&lock_path, |pid| {
         format!("{}: another export (pid {pid}) is writing this model; wait for it or choose another name", out.display())
     })?;
     for path in [&onnx_path, &bundle_path] {
@@ -145,6 +145,25 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
         .with_context(|| format!("{}: cannot write the model pair", out.display()))?;
     let bundle_bytes = bundle_bytes.len() as u64;
     Ok(ExportReport { onnx_path, bundle_path, bundle_bytes, manifest })
+}
+
+/// Refuses an export path that names a folder (`models/` would write `./models.bundle`): the
+/// path is `DIR/NAME`, without extension. Checked before any work.
+pub fn check_destination(out: &Path) -> Result<(), String> {
+    if out.as_os_str().to_string_lossy().ends_with('/') || out.is_dir() || out.file_name().is_none() {
+        return Err(format!(
+            "{}: a folder; an export path names the model without extension (models/NAME writes models/NAME.onnx and models/NAME.bundle)",
+            out.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Creates the folder an export writes into, so that a path that cannot be written fails before
+/// the training or the parity gate, not after.
+pub fn create_folder(out: &Path) -> anyhow::Result<()> {
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))
 }
 
 fn with_suffix(base: &Path, ext: &str) -> PathBuf {
@@ -190,4 +209,18 @@ fn metadata(m: &Manifest) -> Vec<(String, String)> {
         ("unknown_threshold".into(), m.open_set.as_ref().map_or("none".into(), |o| o.threshold.to_string())),
         ("manifest".into(), serde_json::to_string(m).expect("manifest serializes")),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_export_path_names_a_model_not_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_destination(&dir.path().join("models/daffodil")).is_ok());
+        for folder in [dir.path().to_path_buf(), PathBuf::from("models/"), PathBuf::from("/")] {
+            assert!(check_destination(&folder).unwrap_err().contains("a folder"), "{folder:?}");
+        }
+    }
 }

@@ -14,7 +14,7 @@ use crate::training::prepare::Prepared;
 pub fn write_predictions_csv(p: &Prepared, items: &[usize], probabilities: &[Vec<f32>], path: &Path) -> anyhow::Result<()> {
     let mut out = String::from("image,true,predicted,confidence");
     for class in &p.dataset.classes {
-        let _ = write!(out, ",p_{}", csv_field(class));
+        let _ = write!(out, ",{}", probability_column(class));
     }
     out.push('\n');
     for (&i, probs) in items.iter().zip(probabilities) {
@@ -45,7 +45,25 @@ pub fn confusion(classes: usize, truth: &[usize], probabilities: &[Vec<f32>]) ->
     m
 }
 
+/// The CSV header field of a class's probability column: `p_<label>`, quoted as a whole when the
+/// label needs it (a comma in a label must not add a column).
+pub fn probability_column(label: &str) -> String {
+    csv_field(&format!("p_{label}"))
+}
+
 /// One CSV field, quoted when it must be (RFC 4180).
 pub fn csv_field(field: &str) -> String {
     if field.contains([',', '"', '\n', '\r']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_with_a_comma_or_quote_stays_one_header_field() {
+        assert_eq!(probability_column("daffodil"), "p_daffodil");
+        assert_eq!(probability_column("colts,foot"), "\"p_colts,foot\"");
+        assert_eq!(probability_column("a\"b"), "\"p_a\"\"b\"");
+    }
 }

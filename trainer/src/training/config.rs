@@ -81,6 +81,20 @@ pub struct TrainConfig {
 
 pub const DEFAULT_L2: f64 = 1e-2;
 
+/// The largest first layer of a `flatten` head: half the edge's 1 GB bundle limit (the trunk,
+/// the open-set references and the rest of the head share the other half).
+pub const MAX_FLATTEN_HEAD_BYTES: u64 = shared::bundle::MAX_BUNDLE_BYTES / 2;
+
+/// The float32 weights of a `flatten` head's first layer (VGG16's 512 channels at 1/32 of the
+/// input side, flattened, into 1024 units).
+fn flatten_head_bytes(input_size: u32) -> u64 {
+    let side = u64::from(input_size / 32);
+    512 * side * side * 1024 * 4
+}
+
+/// The most `--aug-views`: 16 more trunk passes a photo is already 17x the feature time.
+pub const MAX_AUG_VIEWS: usize = 16;
+
 fn default_l2() -> f64 {
     DEFAULT_L2
 }
@@ -99,9 +113,30 @@ impl TrainConfig {
 
     pub fn validate(&self) -> Result<(), String> {
         if let Some(n) = self.freeze_first
-            && n > 13
+            && n >= 13
         {
-            return Err(format!("--freeze-first {n}: VGG16 has 13 convolutions"));
+            return Err(format!(
+                "--freeze-first {n}: VGG16 has 13 convolutions, so nothing of the trunk would train; without --freeze-first the head trains on cached features"
+            ));
+        }
+        if self.finetune_top_block && self.finetune_epochs == 0 {
+            return Err("--finetune-epochs 0 trains nothing in the --finetune stage; leave out --finetune instead".into());
+        }
+        if self.aug_views > MAX_AUG_VIEWS {
+            return Err(format!("--aug-views {}: each view is one more trunk pass per photo; at most {MAX_AUG_VIEWS}", self.aug_views));
+        }
+        if self.head == HeadKind::Flatten && flatten_head_bytes(self.input_size) > MAX_FLATTEN_HEAD_BYTES {
+            return Err(format!(
+                "--head flatten at --input-size {}: its first layer alone would be {} MB, more than a bundle may hold beside the trunk; use --head linear or gap, or a smaller input",
+                self.input_size,
+                flatten_head_bytes(self.input_size) >> 20
+            ));
+        }
+        if self.dedup_distance > 64 {
+            return Err(format!("--dedup-distance {}: the perceptual hash has 64 bits", self.dedup_distance));
+        }
+        if let Some(twice) = first_repeated(&self.data) {
+            return Err(format!("--data {} is given twice: its photos would count twice", twice.display()));
         }
         if !(0.0..1.0).contains(&self.val_fraction) || self.val_fraction <= 0.0 {
             return Err(format!("--val-fraction {} must be between 0 and 1", self.val_fraction));
@@ -129,9 +164,25 @@ impl TrainConfig {
             if classes.iter().any(|c| c.trim().is_empty()) {
                 return Err("--classes has an empty name (a stray comma?)".into());
             }
+            if classes.len() < 2 {
+                return Err(format!("--classes names {} class; a classifier needs at least 2", classes.len()));
+            }
         }
         Ok(())
     }
+}
+
+/// `path` relative to the working folder made absolute (nothing resolved or checked: a path
+/// that does not exist stays for the error that names it).
+pub fn absolute(path: &std::path::Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The first of `paths` that names the same folder as an earlier one (compared after resolving
+/// links where the folder exists, so `data` and `./data/` are one).
+fn first_repeated(paths: &[PathBuf]) -> Option<&PathBuf> {
+    let mut seen = std::collections::BTreeSet::new();
+    paths.iter().find(|p| !seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| absolute(p))))
 }
 
 /// A path or a list of paths: `data` in run.json, before and after `--data` became repeatable.

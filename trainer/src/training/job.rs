@@ -58,6 +58,12 @@ pub fn train(config: TrainConfig, run: &RunFolder, resume: bool) -> anyhow::Resu
     // The data and backbone are checked before the run folder gets a file: a run that fails
     // here (a missing folder, --strict on a bad photo) leaves nothing that looks like a run.
     // A resumed run keeps its split, whatever the folders gained meanwhile.
+    if resume && run.checkpoint().exists() && !run.split_csv().exists() {
+        bail!(
+            "{}: missing; a resumed run keeps the split it started with (a new one would move photos between training and validation)",
+            run.split_csv().display()
+        );
+    }
     let split_from = (resume && run.split_csv().exists()).then_some(run);
     let p = prepare(&config, split_from, &mut phases)?;
     std::fs::create_dir_all(run.root()).with_context(|| format!("{}: cannot create the run folder", run.root().display()))?;

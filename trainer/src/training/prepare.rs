@@ -330,11 +330,13 @@ pub fn prepare(config: &TrainConfig, from: Option<&RunFolder>, phases: &mut Phas
         }
         let hashes: Vec<_> = dataset.samples.iter().map(|s| &s.phash).collect();
         let groups = data::dedup::group(&hashes, config.dedup_distance);
+        warn_of_pictures_in_two_classes(&dataset, &groups);
         let classes: Vec<usize> = dataset.samples.iter().map(|s| s.class).collect();
         let options = SplitOptions { val_fraction: config.val_fraction, test_fraction: config.test_fraction, seed: config.seed };
         let split = data::split::split(&classes, &groups, &options);
         Ok((groups, split))
     })?;
+    check_split(config, &dataset, &split, &groups, from)?;
     let backbone = phases.time("backbone", || Vgg16Weights::load(&config.backbone, config.convention))?;
     let backbone_sha256 = backbone.sha256();
     tracing::info!("backbone {} ({} convention, weights sha256 {}...)", backbone.source, backbone.convention, &backbone_sha256[..12]);
@@ -353,4 +355,55 @@ pub fn prepare(config: &TrainConfig, from: Option<&RunFolder>, phases: &mut Phas
         cache,
         trunk: std::cell::OnceCell::new(),
     })
+}
+
+/// Warns of near-duplicates filed under different classes (the same picture with two labels:
+/// a mistake in the folders, or classes a photo cannot tell apart); their group follows the
+/// class of its first photo into one split.
+fn warn_of_pictures_in_two_classes(dataset: &Dataset, groups: &[usize]) {
+    let samples = &dataset.samples;
+    let pairs: Vec<(usize, usize)> =
+        (0..samples.len()).filter(|&i| groups[i] != i && samples[groups[i]].class != samples[i].class).map(|i| (groups[i], i)).collect();
+    if let Some(&(a, b)) = pairs.first() {
+        tracing::warn!(
+            "{} photo(s) are near-duplicates of a photo in another class, e.g. {} ({}) and {} ({}): check the folders",
+            pairs.len(),
+            samples[a].name,
+            dataset.classes[samples[a].class],
+            samples[b].name,
+            dataset.classes[samples[b].class]
+        );
+    }
+}
+
+/// Refuses a split the run cannot use, naming the class and what to change: a class without a
+/// training or validation photo (all its photos one picture, or an edited split.csv), or more
+/// cross-validation folds than groups of photos to fill them.
+fn check_split(config: &TrainConfig, dataset: &Dataset, split: &Split, groups: &[usize], from: Option<&RunFolder>) -> anyhow::Result<()> {
+    let classes: Vec<usize> = dataset.samples.iter().map(|s| s.class).collect();
+    if let Some((class, lacking)) = data::split::class_missing_from(split, &classes, dataset.classes.len()) {
+        let name = &dataset.classes[class];
+        if let Some(run) = from {
+            anyhow::bail!("{}: class '{name}' has no {lacking} photo; every class needs one of each", run.split_csv().display());
+        }
+        let photos = classes.iter().filter(|&&c| c == class).count();
+        let pictures =
+            groups.iter().zip(&classes).filter(|&(_, &c)| c == class).map(|(g, _)| g).collect::<std::collections::BTreeSet<_>>().len();
+        anyhow::bail!(
+            "class '{name}' has no {lacking} photo: its {photos} photo(s) are {pictures} distinct picture(s) once near-duplicates \
+             (--dedup-distance {}) are grouped, and a picture's copies stay in one split; add photos of it taken apart, or lower --dedup-distance",
+            config.dedup_distance
+        );
+    }
+    let held: Vec<usize> = split.train.iter().chain(&split.val).copied().collect();
+    let pictures = data::split::groups_among(&held, groups);
+    if config.cv_folds > pictures && !config.trains_trunk() {
+        anyhow::bail!(
+            "--cv {}: the training and validation photos are {pictures} distinct picture(s) (near-duplicates count as one), too few to fill {} folds; \
+             pass --cv {pictures} or fewer, or --cv 0",
+            config.cv_folds,
+            config.cv_folds
+        );
+    }
+    Ok(())
 }
