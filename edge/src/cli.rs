@@ -21,7 +21,7 @@ pub struct Cli {
     pub threads: Option<u16>,
     /// The largest image or frame (width x height) read, checked from its header before
     /// decoding: a 700-byte JPEG may declare 20000x20000 and ask for gigabytes.
-    #[arg(long, global = true, default_value_t = shared::preprocess::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, global = true, default_value_t = shared::preprocess::DEFAULT_MAX_PIXELS, value_parser = shared::args::max_pixels)]
     pub max_pixels: u64,
     /// Log lines on standard error: text, or json (one object a line, for log shippers).
     #[arg(long, global = true, default_value = "text")]
@@ -79,9 +79,9 @@ pub enum Command {
     Bench {
         #[arg(long)]
         model: PathBuf,
-        #[arg(long, default_value_t = 3)]
-        warmup: usize,
-        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=1000))]
+        warmup: u32,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         runs: u32,
         /// Also time each node of tract's plan (as many runs again): the time per operator kind
         /// and the slowest nodes, to see where a frame's time goes on this box.
@@ -125,7 +125,7 @@ pub struct RunArgs {
     /// camera:N; http://HOST/PATH (an MJPEG camera); rtsp://... and file:PATH (a recording),
     /// both through ffmpeg; stdin:mjpeg (e.g. `rpicam-vid --codec mjpeg -o - |`); dir:PATH; or
     /// synthetic. Network sources reconnect with backoff.
-    #[arg(long, default_value = "camera:0")]
+    #[arg(long, default_value = "camera:0", value_parser = crate::source::parse_spec)]
     pub source: String,
     /// Pace dir: and synthetic sources, or ask the camera for this frame rate.
     #[arg(long, value_parser = shared::args::frames_per_second)]
@@ -140,10 +140,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "mjpeg")]
     pub camera_format: String,
     /// Stop after this many classified frames.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_frames: Option<u64>,
-    /// Average probabilities and open-set scores over this many frames for `smoothed_label`.
-    #[arg(long, default_value_t = 5)]
+    /// Average probabilities and open-set scores over this many frames for `smoothed_label`
+    /// (1: no smoothing).
+    #[arg(long, default_value_t = 5, value_parser = smoothing)]
     pub smoothing: usize,
     #[command(flatten)]
     pub refusal: RefusalArgs,
@@ -209,7 +210,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "ID", value_parser = crate::events::mqtt::parse_box_id)]
     pub mqtt_id: Option<String>,
     /// The first level of the MQTT topics: <ROOT>/<ID>/{events,state,availability}.
-    #[arg(long, value_name = "ROOT", default_value = "flowercam")]
+    #[arg(long, value_name = "ROOT", default_value = "flowercam", value_parser = crate::events::mqtt::parse_topic_root)]
     pub mqtt_topic: String,
     /// POST each event's JSON to this URL (http://).
     #[arg(long, value_name = "URL")]
@@ -234,4 +235,12 @@ pub struct RefusalArgs {
     /// Answer `unsure` below this probability of the best class (default 0: never).
     #[arg(long, default_value_t = 0.0, value_parser = shared::args::probability)]
     pub min_confidence: f32,
+}
+
+/// `--smoothing`: 1 to 1000 frames.
+fn smoothing(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(format!("'{s}': a number of frames from 1 (no smoothing) to 1000")),
+    }
 }

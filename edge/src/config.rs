@@ -30,7 +30,8 @@ fn keys(run: &Command) -> impl Iterator<Item = (&str, &Arg)> {
 
 /// The command line with the file's options inserted right after `run`.
 pub fn merge(args: &[OsString], file: &Path) -> Result<Vec<OsString>, UsageError> {
-    let from_file = options_in(file)?.into_iter().flat_map(|o| std::iter::once(o.flag.into()).chain(o.value.map(Into::into)));
+    // `--flag=value` as one word: a value that starts with a dash stays a value.
+    let from_file = options_in(file)?.into_iter().map(|o| OsString::from(o.value.map_or(o.flag.clone(), |v| format!("{}={v}", o.flag))));
     let at = args.iter().position(|a| a == RUN).ok_or_else(|| UsageError("--config is an option of `edge run`".into()))?;
     Ok(args[..=at].iter().cloned().chain(from_file).chain(args[at + 1..].iter().cloned()).collect())
 }
@@ -69,6 +70,7 @@ pub fn options_in(file: &Path) -> Result<Vec<Setting>, UsageError> {
             (value, _) => {
                 let text = scalar(value).ok_or_else(|| at(format!("{name}: expected a string or a number")))?;
                 check(arg, &flag, &text).map_err(|e| at(format!("{name} = {text}: {}", clap_message(&e))))?;
+                check_url(name, &text).map_err(|e| at(e.0))?;
                 args.push(Setting { flag, value: Some(text) });
             }
         }
@@ -78,7 +80,17 @@ pub fn options_in(file: &Path) -> Result<Vec<Setting>, UsageError> {
 
 /// Runs the flag's own parser on one value (a command of that one flag parses it).
 fn check(arg: &Arg, flag: &str, value: &str) -> Result<(), clap::Error> {
-    Command::new("config").no_binary_name(true).arg(arg.clone()).try_get_matches_from([flag, value]).map(drop)
+    Command::new("config").no_binary_name(true).arg(arg.clone()).try_get_matches_from([format!("{flag}={value}")]).map(drop)
+}
+
+/// The URLs `edge run` checks when it starts (not clap, which would echo their passwords):
+/// checked here the same way, so that `config --check` finds what `run` would refuse.
+fn check_url(key: &str, url: &str) -> Result<(), UsageError> {
+    match key {
+        "mqtt" => crate::events::mqtt::BrokerUrl::parse(url).map(drop),
+        "webhook" => crate::events::webhook::check_url(url),
+        _ => Ok(()),
+    }
 }
 
 fn scalar(value: &DeValue<'_>) -> Option<String> {
@@ -165,15 +177,11 @@ mod tests {
                 "--threads",
                 "2",
                 "run",
-                "--fps",
-                "2.5",
-                "--http",
-                "127.0.0.1:8080",
+                "--fps=2.5",
+                "--http=127.0.0.1:8080",
                 "--loop",
-                "--model",
-                "m.bundle",
-                "--smoothing",
-                "3",
+                "--model=m.bundle",
+                "--smoothing=3",
                 "--fps",
                 "7"
             ])
@@ -197,6 +205,12 @@ mod tests {
             ("config = \"other.toml\"\n", "edge.toml:1: unknown key 'config'"),
             ("threads = 0\n", "edge.toml:1: threads = 0: "),
             ("fps = \n", "not valid TOML"),
+            ("max-frames = -1\n", "edge.toml:1: max-frames = -1: invalid value '-1'"),
+            ("mqtt-topic = \"+\"\n", "edge.toml:1: mqtt-topic = +: "),
+            ("mqtt = \"http://x\"\n", "edge.toml:1: --mqtt http://x: "),
+            ("mqtt = \"mqtts://u:hunter2@x\"\n", "edge.toml:1: --mqtt mqtts://u:***@x: "),
+            ("webhook = \"https://hooks.example/x\"\n", "edge.toml:1: --webhook https://hooks.example/x: "),
+            ("source = \"bogus\"\n", "edge.toml:1: source = bogus: "),
         ];
         for (text, expected) in cases {
             let (_dir, path) = write(text);

@@ -13,7 +13,9 @@
 //! - [`swap`]: a new model checked off the loop and taken between two frames; [`trial`]: first
 //!   tried in a child process, when no trusted key vouches for it; [`last_good`]: the model to
 //!   start on when the model path's fails;
-//! - [`bench`], [`selftest`]: what a technician runs on a box; [`fleet`]: `edge status` of a box.
+//! - [`bench`], [`selftest`]: what a technician runs on a box; [`fleet`]: `edge status` of a box;
+//! - [`path_text`]: a file's name printed exactly, whatever bytes it holds; [`throttle`]: a
+//!   warning at most once a period.
 
 pub mod backoff;
 pub mod bench;
@@ -28,12 +30,14 @@ pub mod jpeg;
 pub mod last_good;
 pub mod live;
 pub mod model;
+pub mod path_text;
 pub mod redact;
 pub mod resultlog;
 pub mod selftest;
 pub mod smoothing;
 pub mod source;
 pub mod swap;
+pub mod throttle;
 pub mod trial;
 pub mod usage;
 

@@ -102,11 +102,18 @@ fn answer<'a>(labels: &'a [String], outputs: &Outputs, thresholds: &Thresholds) 
 
 type Shared = Arc<(Mutex<Mailbox>, Condvar)>;
 
+/// The least time between two warnings of one kind from the capture thread (corrupt frames,
+/// losses of the source): the counters in the status count every one.
+const WARNING_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The capture thread: reads the source and keeps only the newest frame in the mailbox.
 fn spawn_capture(mut source: Box<dyn FrameSource>, shared: Shared, stop: Arc<AtomicBool>) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("capture".into()).spawn(move || {
         let (lock, ready) = &*shared;
         let live = source.is_live();
+        // Every corrupt frame and loss is counted; the log says them at most every few seconds.
+        let mut corrupt_warning = crate::throttle::Throttled::new(WARNING_PERIOD);
+        let mut lost_warning = crate::throttle::Throttled::new(WARNING_PERIOD);
         while !stop.load(Ordering::Relaxed) {
             if !live {
                 // A non-live source reads its next frame only once the previous one is taken:
@@ -128,14 +135,14 @@ fn spawn_capture(mut source: Box<dyn FrameSource>, shared: Shared, stop: Arc<Ato
                 }
                 Ok(Event::Corrupt(why)) => {
                     mailbox.corrupt += 1;
-                    tracing::warn!("skipped a frame: {why}");
+                    corrupt_warning.warn(|| format!("skipped a frame: {why}"));
                 }
                 Ok(Event::Lost(why)) => {
                     if !mailbox.lost {
                         mailbox.reconnects += 1;
                     }
                     mailbox.lost = true;
-                    tracing::warn!("source lost: {why}; reconnecting");
+                    lost_warning.warn(|| format!("source lost: {why}; reconnecting"));
                 }
                 Ok(Event::End) => mailbox.ended = true,
                 Err(e) => {

@@ -96,12 +96,12 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
                 match result {
                     Ok(p) if json => {
                         let mut line = serde_json::to_value(&p)?;
-                        line["path"] = serde_json::json!(path);
+                        line["path"] = serde_json::json!(edge::path_text::escaped(&path));
                         writeln!(out, "{line}")?
                     }
                     Ok(p) => {
                         let score = p.unknown_score.map_or(String::new(), |s| format!("\tunknown_score {s:.4}"));
-                        writeln!(out, "{}\t{}\t{:.4}{score}", path.display(), p.label, p.probability)?
+                        writeln!(out, "{}\t{}\t{:.4}{score}", edge::path_text::escaped(&path), p.label, p.probability)?
                     }
                     Err(e) => {
                         failed += 1;
@@ -117,8 +117,9 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
         }
         Command::CheckBundle { memory, name } => trial::check_from_stdin(memory, &name)?,
         Command::Config { print_default: _, check: Some(file) } => {
+            let settings = config::options_in(&file)?;
             writeln!(out, "{}: ok; it sets:", file.display())?;
-            for setting in config::options_in(&file)? {
+            for setting in settings {
                 // A secret is never printed, nor a password in a URL.
                 let value = match setting.value {
                     Some(_) if ["--http-token", "--webhook-secret"].contains(&setting.flag.as_str()) => " ***".to_string(),
@@ -150,7 +151,7 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
         }
         Command::Bench { model, warmup, runs, profile, json } => {
             let model = EdgeModel::load(&model, trusted)?;
-            let r = bench::run(&model, threads, warmup, runs as usize, profile)?;
+            let r = bench::run(&model, threads, warmup as usize, runs as usize, profile)?;
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;
             } else {
@@ -311,12 +312,28 @@ fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> any
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
+    // Ctrl-C, and SIGTERM from `systemctl stop` (and every restart and upgrade): a clean stop,
+    // with the outbox's last events, the result log synced and MQTT told. A second one while the
+    // stop is under way ends the process at once.
+    let signalled = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag))?;
+        signal_hook::flag::register(signal, Arc::clone(&flag))?;
+        signal_hook::flag::register(signal, Arc::clone(&signalled))?;
+    }
     let live_options = live::LiveOptions { max_frames: args.max_frames, smoothing: args.smoothing, thresholds, swaps: Some(swapper.swaps) };
     let stats = live::run(Box::new(model), source, &live_options, &mut consumers, stop)?;
     eprintln!(
         "done: {} frames classified in {:.1}s ({:.1} fps), {} captured, {} dropped, {} corrupt, {} reconnects",
         stats.classified, stats.seconds, stats.fps, stats.captured, stats.dropped, stats.corrupt, stats.reconnects
+    );
+    // A source that ended without one frame (a file ffmpeg cannot read, stdin closed) is an
+    // error naming it, not a success.
+    anyhow::ensure!(
+        stats.classified > 0 || signalled.load(Ordering::Relaxed),
+        "--source {}: it ended without a frame to classify ({} corrupt)",
+        edge::redact::redact(&args.source),
+        stats.corrupt
     );
     Ok(())
 }
@@ -346,7 +363,9 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            files.extend(source::dir::image_files(path)?);
+            let found = source::dir::image_files(path)?;
+            anyhow::ensure!(!found.is_empty(), "{}: no image files in the folder (sub-folders are not read)", path.display());
+            files.extend(found);
         } else {
             files.push(path.clone());
         }

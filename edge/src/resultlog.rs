@@ -28,6 +28,26 @@ pub struct ResultLog {
     file: File,
     path: PathBuf,
     last_sync: Instant,
+    /// One writer per log: two edges appending to one would interleave records no reader can
+    /// tell apart.
+    _lock: shared::lock::FileLock,
+}
+
+/// The lock beside a log (`.NAME.lock`), held by the process that appends to it.
+fn lock_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.lock"))
+}
+
+/// Whether a log's start is a header that was being written when the power went: a part of it,
+/// or nothing but zeros (a file system may show a file created just before a power cut as
+/// zeros). Such a file holds no record, so writing the header afresh loses nothing.
+fn is_torn_header(path: &Path, len: u64) -> bool {
+    if len > 1 << 20 {
+        return false;
+    }
+    let Ok(bytes) = std::fs::read(path) else { return false };
+    (bytes.len() < MAGIC.len() && MAGIC.starts_with(&bytes)) || bytes.iter().all(|&b| b == 0)
 }
 
 impl ResultLog {
@@ -43,9 +63,19 @@ impl ResultLog {
             .map_err(|e| anyhow::anyhow!("{}: cannot open the result log: {e}", path.display()))?;
         let meta = file.metadata()?;
         anyhow::ensure!(meta.is_file(), "{}: not a regular file; choose another --log", path.display());
-        let len = meta.len();
-        if len == 0 {
+        let lock = shared::lock::FileLock::acquire(&lock_path(path), |pid| {
+            format!("{}: another process (pid {pid}) is writing this result log; give each edge its own --log", path.display())
+        })?;
+        // The length once the lock is held: another writer may have appended before.
+        let len = file.metadata()?.len();
+        let torn_header = len > 0 && is_torn_header(path, len);
+        if torn_header {
+            tracing::warn!("{}: the header was cut short ({len} bytes, a power cut as the log was made); written afresh", path.display());
+            file.set_len(0)?;
+        }
+        if len == 0 || torn_header {
             file.write_all(MAGIC)?;
+            file.sync_all()?;
         } else {
             let mut records = Records::open(path).map_err(|e| anyhow::anyhow!("{e:#}; choose another --log"))?;
             let (mut kept, mut damaged, mut torn) = (0u64, 0u64, 0u64);
@@ -76,7 +106,7 @@ impl ResultLog {
                 );
             }
         }
-        Ok(Self { file, path: path.into(), last_sync: Instant::now() })
+        Ok(Self { file, path: path.into(), last_sync: Instant::now(), _lock: lock })
     }
 
     pub fn append(&mut self, record: &LogRecord) -> anyhow::Result<()> {
@@ -401,6 +431,33 @@ mod tests {
         std::fs::write(&other, "hello, this is not a log").unwrap();
         assert!(ResultLog::open(&other).is_err());
         assert!(read(Path::new("/dev/zero")).unwrap_err().to_string().contains("not a regular file"));
+    }
+
+    #[test]
+    fn one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.log");
+        let first = ResultLog::open(&path).unwrap();
+        let err = ResultLog::open(&path).err().expect("a second writer refused").to_string();
+        assert!(err.contains("another process") && err.contains(&std::process::id().to_string()), "{err}");
+        drop(first);
+        ResultLog::open(&path).unwrap().append(&record(0)).unwrap();
+    }
+
+    #[test]
+    fn a_header_torn_by_a_power_cut_is_written_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.log");
+        for start in [&MAGIC[..1], &MAGIC[..5], &MAGIC[..7], &[0u8; 4096][..]] {
+            std::fs::write(&path, start).unwrap();
+            ResultLog::open(&path).unwrap().append(&record(3)).unwrap();
+            let (records, torn) = records_and_torn(&read(&path).unwrap());
+            assert_eq!((records.len(), torn), (1, 0), "{} bytes of header", start.len());
+        }
+        // Anything else that is not a log is still refused, and left as it was.
+        std::fs::write(&path, b"FCLOX").unwrap();
+        assert!(ResultLog::open(&path).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"FCLOX");
     }
 
     mod fuzz {

@@ -76,6 +76,10 @@ fn cut_and_oversized_images_are_errors_naming_the_file() {
     assert!(stderr(&out).contains("whole.jpg") && stderr(&out).contains("--max-pixels"), "{}", stderr(&out));
     let out = edge(&["classify", "--model", model.to_str().unwrap(), whole_path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // Raised past a gigapixel, one 700-byte file could ask for more memory than any box has.
+    let out = edge(&["classify", "--max-pixels", "1000000001", "--model", model.to_str().unwrap(), whole_path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--max-pixels"), "{}", stderr(&out));
 }
 
 #[test]

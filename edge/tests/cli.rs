@@ -38,6 +38,30 @@ fn write_images(dir: &Path, n: usize) {
 }
 
 #[test]
+fn file_names_that_are_not_plain_text_are_printed_escaped_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = setup();
+    let images = s.dir.path().join("odd names");
+    write_images(&images, 1);
+    let odd = images.join(std::ffi::OsStr::from_bytes(b"a\xffb.jpg"));
+    std::fs::rename(images.join("00.jpg"), &odd).unwrap();
+    std::fs::copy(&odd, images.join("tab\there.jpg")).unwrap();
+    let bundle = s.bundle.to_str().unwrap();
+    let lines = ok_lines(&edge(&["classify", "--model", bundle, "--json", images.to_str().unwrap()]));
+    let paths: Vec<&str> = lines.iter().map(|l| l["path"].as_str().unwrap()).collect();
+    assert!(paths[0].ends_with("a\\xffb.jpg") && paths[1].ends_with("tab\\there.jpg"), "{paths:?}");
+    let out = edge(&["classify", "--model", bundle, images.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.lines().count() == 2 && text.contains("a\\xffb.jpg"), "{text}");
+    // A folder with no image in it is an error naming it, not an empty success.
+    let empty = s.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = edge(&["classify", "--model", bundle, empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no image files"));
+}
+
+#[test]
 fn classify_files_and_folders() {
     let s = setup();
     let images = s.dir.path().join("images");
@@ -255,29 +279,50 @@ fn no_camera_is_a_clear_error() {
 #[test]
 fn bad_sources_and_missing_models_are_named() {
     let s = setup();
+    // A source of no known form is bad usage; one of a known form that is not there, an error.
+    for bad in ["webcam", "stdin:yuv", "camera:-1", "https://cam/x"] {
+        let out = edge(&["run", "--model", s.bundle.to_str().unwrap(), "--source", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--source"), "{bad}");
+    }
     let out = edge(&["run", "--model", s.bundle.to_str().unwrap(), "--source", "webcam"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown --source 'webcam'"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown source 'webcam'"));
+    let out = edge(&["run", "--model", s.bundle.to_str().unwrap(), "--source", "dir:/no/such/folder"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/folder"));
+    // A source that ends without a frame is an error naming it, not a run that did its job.
+    let out = Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(["run", "--model", s.bundle.to_str().unwrap(), "--source", "stdin:mjpeg"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ended without a frame"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = edge(&["selftest", "--model", "/no/such.bundle"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such.bundle"));
 }
 
 #[test]
-fn ctrl_c_stops_cleanly_and_the_log_is_whole() {
+fn ctrl_c_and_systemctl_stop_end_cleanly_and_the_log_is_whole() {
     let s = setup();
-    let log = s.dir.path().join("results.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_edge"))
-        .args(["run", "--model", s.bundle.to_str().unwrap(), "--source", "synthetic", "--fps", "20", "--log", log.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "Ctrl-C must end the run cleanly: {:?} {}", out.status, String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("done:"));
-    let printed = String::from_utf8_lossy(&out.stdout).lines().count();
-    let logged = ok_lines(&edge(&["log", log.to_str().unwrap()])).len();
-    assert!(printed >= 1 && logged == printed, "{logged} logged vs {printed} printed");
+    // SIGINT (Ctrl-C) and SIGTERM (`systemctl stop`, every restart and upgrade) alike.
+    for signal in ["-INT", "-TERM"] {
+        let log = s.dir.path().join(format!("results{signal}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_edge"))
+            .args(["run", "--model", s.bundle.to_str().unwrap(), "--source", "synthetic", "--fps", "20", "--log", log.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{signal} must end the run cleanly: {:?} {stderr}", out.status);
+        assert!(stderr.contains("done:"), "{signal}: {stderr}");
+        let printed = String::from_utf8_lossy(&out.stdout).lines().count();
+        let logged = ok_lines(&edge(&["log", log.to_str().unwrap()])).len();
+        assert!(printed >= 1 && logged == printed, "{signal}: {logged} logged vs {printed} printed");
+    }
 }

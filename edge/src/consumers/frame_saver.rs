@@ -73,6 +73,9 @@ pub struct FrameSaver {
     /// `None` once saving stopped (the writer met an error and said so).
     queue: Option<std::sync::mpsc::SyncSender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// One saver per folder: two would each keep the cap for themselves (twice the cap in all)
+    /// and could give two frames one name.
+    _lock: shared::lock::FileLock,
 }
 
 /// Frames waiting for the writer before the loop waits too.
@@ -102,6 +105,9 @@ impl FrameSaver {
     /// writer.
     pub fn open(dir: &Path, SaveRules(when): SaveRules, cap: u64, labels: Vec<String>, model_sha256: String) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("--save-frames {}: cannot create: {e}", dir.display()))?;
+        let lock = shared::lock::FileLock::acquire(&dir.join(".lock"), |pid| {
+            format!("--save-frames {}: another process (pid {pid}) is saving frames here; give each edge its own folder", dir.display())
+        })?;
         // Only what a saver wrote counts and may be deleted by the cap: frames and sidecars by
         // their names, in real sub-folders (a symlink to elsewhere is not followed). DIR may be
         // a folder that holds other things too.
@@ -123,7 +129,7 @@ impl FrameSaver {
         writer.enforce_cap();
         let (queue, jobs) = std::sync::mpsc::sync_channel(QUEUE);
         let writer = std::thread::Builder::new().name("frame-saver".into()).spawn(move || writer.run(jobs))?;
-        Ok(Self { dir: dir.into(), when, labels, model_sha256, last_smoothed: None, queue: Some(queue), writer: Some(writer) })
+        Ok(Self { dir: dir.into(), when, labels, model_sha256, last_smoothed: None, queue: Some(queue), writer: Some(writer), _lock: lock })
     }
 
     fn reasons(&self, r: &FrameResult, classified: u64) -> Vec<&'static str> {
@@ -266,5 +272,16 @@ mod tests {
         assert_eq!(parse_save_when("unknown, change,every:10").unwrap().0, vec![SaveWhen::Unknown, SaveWhen::Change, SaveWhen::Every(10)]);
         assert!(parse_save_when("every:0").unwrap_err().contains("every:N"));
         assert!(parse_save_when("sometimes").unwrap_err().contains("'sometimes'"));
+    }
+
+    #[test]
+    fn one_saver_per_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || FrameSaver::open(dir.path(), parse_save_when("unknown").unwrap(), 1 << 20, vec!["a".into(), "b".into()], "00".into());
+        let first = open().unwrap();
+        let err = open().err().expect("a second saver refused").to_string();
+        assert!(err.contains("another process") && err.contains(&std::process::id().to_string()), "{err}");
+        drop(first);
+        assert!(open().is_ok());
     }
 }

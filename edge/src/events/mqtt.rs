@@ -83,6 +83,26 @@ pub fn parse_box_id(id: &str) -> Result<String, String> {
     Ok(id.to_string())
 }
 
+/// `--mqtt-topic`: one or more topic levels (`flowercam`, `home/garden`), none empty, without
+/// the wildcards `+` and `#` (a broker drops a client that publishes to them) and not under
+/// `$` (the broker's own topics).
+pub fn parse_topic_root(root: &str) -> Result<String, String> {
+    let bad = |why: &str| Err(format!("'{root}': {why}"));
+    if root.is_empty() || root.split('/').any(str::is_empty) {
+        return bad("topic levels must not be empty (no leading, trailing or double /)");
+    }
+    if root.contains(['+', '#']) {
+        return bad("+ and # are wildcards for subscribing, not a topic to publish to");
+    }
+    if root.starts_with('$') {
+        return bad("topics starting with $ are the broker's own");
+    }
+    if root.contains(char::is_control) || root.len() > 200 {
+        return bad("use printable text, at most 200 bytes");
+    }
+    Ok(root.to_string())
+}
+
 /// This machine's host name as a box id, `flowercam` when it has none usable.
 pub fn default_box_id() -> String {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -367,6 +387,16 @@ mod tests {
             assert!(parse_box_id(bad).is_err(), "{bad}");
         }
         assert!(parse_box_id(&default_box_id()).is_ok());
+    }
+
+    #[test]
+    fn topic_roots_are_topics_a_box_may_publish_to() {
+        for good in ["flowercam", "home/garden", "site-3/boxes"] {
+            assert_eq!(parse_topic_root(good).as_deref(), Ok(good));
+        }
+        for bad in ["", "+", "#", "a/+/b", "home/#", "$SYS", "/a", "a/", "a//b", "a\u{0}b"] {
+            assert!(parse_topic_root(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -54,7 +54,9 @@ impl Webhook {
     }
 }
 
-fn check_url(url: &str) -> Result<(), UsageError> {
+/// `--webhook`: an http:// URL with a host. Checked when `edge run` starts and by `edge config
+/// --check`, not by clap, which would echo a password in the URL.
+pub fn check_url(url: &str) -> Result<(), UsageError> {
     let bad = |why: &str| UsageError(format!("--webhook {}: {why}", redact(url)));
     if url.starts_with("https://") {
         return Err(bad("https is not built in; post to a receiver on the LAN over http://"));

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::{Event, Frame, FrameSource, Pacer};
+use crate::backoff::Backoff;
 
 pub struct DirSource {
     root: PathBuf,
@@ -12,13 +13,32 @@ pub struct DirSource {
     looping: bool,
     number: u64,
     pacer: Pacer,
+    /// Whether the pass over the folder under way has given an image yet.
+    read_this_pass: bool,
+    /// Waits before the next pass after one that gave no image.
+    backoff: Backoff,
 }
 
 impl DirSource {
     pub fn open(root: &Path, fps: Option<f32>, looping: bool) -> anyhow::Result<Self> {
         let files = image_files(root)?;
         anyhow::ensure!(!files.is_empty(), "{}: no files to read", root.display());
-        Ok(Self { root: root.into(), files, position: 0, looping, number: 0, pacer: Pacer::new(fps) })
+        let (read_this_pass, backoff) = (false, Backoff::new());
+        Ok(Self { root: root.into(), files, position: 0, looping, number: 0, pacer: Pacer::new(fps), read_this_pass, backoff })
+    }
+
+    /// At the end of a pass with `--loop`: after a pass that gave no image (the files deleted
+    /// or all unreadable), the folder is listed again after a wait that grows (0.5 s to 10 s),
+    /// rather than spun through as fast as the CPU goes. `None` when files wait to be read.
+    fn next_pass(&mut self) -> Option<Event> {
+        self.position = 0;
+        if std::mem::take(&mut self.read_this_pass) {
+            self.backoff.reset();
+            return None;
+        }
+        self.backoff.pause(&anyhow::anyhow!("{}: no readable image in a whole pass over the folder", self.root.display()));
+        self.files = image_files(&self.root).unwrap_or_default();
+        self.files.is_empty().then(|| Event::Lost(format!("{}: no files to read", self.root.display())))
     }
 }
 
@@ -33,7 +53,9 @@ impl FrameSource for DirSource {
             if !self.looping {
                 return Ok(Event::End);
             }
-            self.position = 0;
+            if let Some(event) = self.next_pass() {
+                return Ok(event);
+            }
         }
         self.pacer.wait();
         let path = &self.files[self.position];
@@ -42,6 +64,7 @@ impl FrameSource for DirSource {
         match shared::preprocess::decode_file(path) {
             Ok(image) => {
                 self.number += 1;
+                self.read_this_pass = true;
                 Ok(Event::Frame(Frame {
                     number: self.number,
                     captured_at: started,
@@ -60,5 +83,25 @@ impl FrameSource for DirSource {
 
     fn describe(&self) -> String {
         format!("dir:{} ({} files)", self.root.display(), self.files.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_looped_folder_without_a_readable_image_is_waited_on_not_spun() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bad.jpg"), b"not an image").unwrap();
+        let mut source = DirSource::open(dir.path(), None, true).unwrap();
+        let started = Instant::now();
+        assert!(matches!(source.next().unwrap(), Event::Corrupt(_)));
+        // The pass gave nothing: the next one starts after a wait, not at once.
+        assert!(matches!(source.next().unwrap(), Event::Corrupt(_)));
+        assert!(started.elapsed() >= std::time::Duration::from_millis(500), "{:?}", started.elapsed());
+        // The files deleted: the folder is listed again, and its emptiness said as a loss.
+        std::fs::remove_file(dir.path().join("bad.jpg")).unwrap();
+        assert!(matches!(source.next().unwrap(), Event::Lost(why) if why.contains("no files to read")));
     }
 }

@@ -64,6 +64,34 @@ impl Default for SourceOptions {
     }
 }
 
+/// `--source`, checked for its form when the command line is read (a wrong one is bad usage,
+/// exit 2); whether the camera, folder or stream is there is learnt when it is opened.
+pub fn parse_spec(spec: &str) -> Result<String, String> {
+    let expected = "expected camera:N, http://..., rtsp://..., file:PATH, stdin:mjpeg, dir:PATH or synthetic";
+    let redacted = crate::redact::redact(spec);
+    if spec.starts_with("https://") {
+        return Err(format!(
+            "'{redacted}': https is not supported (cameras on a local network serve plain http; put a proxy in front otherwise)"
+        ));
+    }
+    if let Some(index) = spec.strip_prefix("camera:") {
+        return match index.parse::<u32>() {
+            Ok(_) => Ok(spec.to_string()),
+            Err(_) => Err(format!("'{spec}': the camera index must be a number from 0 (camera:0)")),
+        };
+    }
+    let path_after = |prefix: &str| spec.strip_prefix(prefix).map(str::is_empty);
+    match (path_after("dir:"), path_after("file:")) {
+        (Some(true), _) | (_, Some(true)) => return Err(format!("'{spec}': a path must follow the colon")),
+        (Some(false), _) | (_, Some(false)) => return Ok(spec.to_string()),
+        _ => {}
+    }
+    if spec == "synthetic" || spec == "stdin:mjpeg" || spec.starts_with("http://") || spec.starts_with("rtsp://") {
+        return Ok(spec.to_string());
+    }
+    Err(format!("unknown source '{redacted}' ({expected})"))
+}
+
 pub fn open(spec: &str, options: &SourceOptions) -> anyhow::Result<Box<dyn FrameSource>> {
     if spec == "synthetic" {
         return Ok(Box::new(synthetic::Synthetic::new(options.width, options.height, options.fps)));
@@ -129,5 +157,21 @@ impl Pacer {
             std::thread::sleep(next - now);
         }
         self.next = Some(self.next.map_or(now, |n| n.max(now - interval)) + interval);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_of_the_wrong_form_is_bad_usage() {
+        for good in ["camera:0", "camera:2", "synthetic", "stdin:mjpeg", "dir:frames", "file:a.mp4", "http://cam/stream", "rtsp://cam/1"] {
+            assert_eq!(parse_spec(good).as_deref(), Ok(good));
+        }
+        for bad in ["bogus", "stdin:yuv", "camera:-1", "camera:", "dir:", "file:", "https://cam/x", "ftp://cam"] {
+            assert!(parse_spec(bad).is_err(), "{bad} accepted");
+        }
+        assert!(!parse_spec("https://u:hunter2@cam/x").unwrap_err().contains("hunter2"));
     }
 }

@@ -4,10 +4,14 @@
 //! lasts); the first connection is tried the same way, so a box may start before its camera.
 
 use std::io::Read;
+use std::time::{Duration, Instant};
 
 use super::mjpeg::MjpegStream;
 use super::{Event, FrameSource};
 use crate::backoff::Backoff;
+
+/// A connection that ends sooner than this counts as a failed one: the next waits.
+const SHORT_CONNECTION: Duration = Duration::from_secs(1);
 
 pub type Opener = Box<dyn FnMut() -> anyhow::Result<Box<dyn Read + Send>> + Send>;
 
@@ -16,9 +20,12 @@ pub struct Reconnecting {
     open: Opener,
     stream: Option<MjpegStream>,
     backoff: Backoff,
-    /// The last connection ended before giving a frame: wait before the next (a server that
-    /// accepts and hangs up at once is not hammered).
+    /// The last connection ended before giving a frame, or within [`SHORT_CONNECTION`]: wait
+    /// before the next (a server that accepts and hangs up at once, or a snapshot URL that
+    /// serves one JPEG a request, is not hammered).
     fruitless: bool,
+    /// When the current connection was made.
+    connected_at: Instant,
     /// Frames delivered over every connection: numbers keep rising across reconnects.
     delivered: u64,
 }
@@ -26,13 +33,13 @@ pub struct Reconnecting {
 impl Reconnecting {
     /// `name` is what messages call the source (without secrets); `open` connects once.
     pub fn new(name: String, open: Opener) -> Self {
-        Self { name, open, stream: None, backoff: Backoff::new(), fruitless: false, delivered: 0 }
+        Self { name, open, stream: None, backoff: Backoff::new(), fruitless: false, connected_at: Instant::now(), delivered: 0 }
     }
 
     /// Connects, with [`Backoff`] between failed tries, until it succeeds.
     fn connect(&mut self) -> MjpegStream {
         if self.fruitless {
-            self.backoff.pause(&anyhow::anyhow!("{}: the last connection gave no frame", self.name));
+            self.backoff.pause(&anyhow::anyhow!("{}: the last connection gave no frame or ended at once", self.name));
         }
         loop {
             match (self.open)() {
@@ -53,6 +60,7 @@ impl FrameSource for Reconnecting {
             None => {
                 let stream = self.connect();
                 self.fruitless = true;
+                self.connected_at = Instant::now();
                 self.stream.insert(stream)
             }
         };
@@ -70,6 +78,9 @@ impl FrameSource for Reconnecting {
             Err(e) => format!("{e:#}"),
         };
         self.stream = None;
+        if self.connected_at.elapsed() < SHORT_CONNECTION {
+            self.fruitless = true;
+        }
         Ok(Event::Lost(lost))
     }
 

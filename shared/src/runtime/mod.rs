@@ -270,7 +270,8 @@ impl Graph {
         );
         let outputs = Outputs { probabilities, unknown_score };
         outputs.check().map_err(anyhow::Error::msg)?;
-        Ok(outputs)
+        // `1 - cosine` of a photo against itself rounds to a hair below 0; the score is 0-2.
+        Ok(Outputs { unknown_score: outputs.unknown_score.map(|s| s.max(0.0)), ..outputs })
     }
 }
 

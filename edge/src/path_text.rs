@@ -1,0 +1,43 @@
+//! A file's path as one line of text that names it exactly: printed beside each result of
+//! `edge classify`, where a name that is not UTF-8, or holds a tab or a line break, must neither
+//! break the output nor look like another file's.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// `path` with each byte that is not UTF-8 written `\xNN` and each control character escaped
+/// (`\t`, `\n`, `\u{1b}`); a backslash is doubled, so no two paths give the same text.
+pub fn escaped(path: &Path) -> String {
+    let mut text = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '\\' {
+                text.extend(c.escape_default());
+            } else {
+                text.push(c);
+            }
+        }
+        for byte in chunk.invalid() {
+            text.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn names_that_are_not_plain_text_stay_apart_and_on_one_line() {
+        let path = |bytes: &[u8]| escaped(Path::new(OsStr::from_bytes(bytes)));
+        assert_eq!(path(b"photos/daffodil 1.jpg"), "photos/daffodil 1.jpg");
+        assert_eq!(path("Blüte.jpg".as_bytes()), "Blüte.jpg");
+        assert_eq!(path(b"a\xffb.jpg"), "a\\xffb.jpg");
+        assert_ne!(path(b"a\xffb.jpg"), path(b"a\xfeb.jpg"));
+        assert_eq!(path(b"tab\there\nline.jpg"), "tab\\there\\nline.jpg");
+        // A literal backslash-x in a name is not mistaken for an escaped byte.
+        assert_ne!(path(b"a\\xffb.jpg"), path(b"a\xffb.jpg"));
+    }
+}
