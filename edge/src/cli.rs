@@ -125,7 +125,9 @@ pub struct RunArgs {
     /// camera:N; http://HOST/PATH (an MJPEG camera); rtsp://... and file:PATH (a recording),
     /// both through ffmpeg; stdin:mjpeg (e.g. `rpicam-vid --codec mjpeg -o - |`); dir:PATH; or
     /// synthetic. Network sources reconnect with backoff.
-    #[arg(long, default_value = "camera:0", value_parser = crate::source::parse_spec)]
+    // Checked by `source::check_spec` when `run` starts, not by clap, which would echo a
+    // password in an http:// or rtsp:// URL.
+    #[arg(long, default_value = "camera:0")]
     pub source: String,
     /// Pace dir: and synthetic sources, or ask the camera for this frame rate.
     #[arg(long, value_parser = shared::args::frames_per_second)]

@@ -69,8 +69,10 @@ pub fn options_in(file: &Path) -> Result<Vec<Setting>, UsageError> {
             (_, ArgAction::SetTrue) => return Err(at(format!("{name}: expected true or false"))),
             (value, _) => {
                 let text = scalar(value).ok_or_else(|| at(format!("{name}: expected a string or a number")))?;
-                check(arg, &flag, &text).map_err(|e| at(format!("{name} = {text}: {}", clap_message(&e))))?;
-                check_url(name, &text).map_err(|e| at(e.0))?;
+                // Shown without a password, should a value hold a URL with one.
+                let shown = crate::redact::redact(&text);
+                check(arg, &flag, &text).map_err(|e| at(format!("{name} = {shown}: {}", clap_message(&e).replace(&text, &shown))))?;
+                check_at_start(name, &text).map_err(|e| at(e.0))?;
                 args.push(Setting { flag, value: Some(text) });
             }
         }
@@ -83,12 +85,13 @@ fn check(arg: &Arg, flag: &str, value: &str) -> Result<(), clap::Error> {
     Command::new("config").no_binary_name(true).arg(arg.clone()).try_get_matches_from([format!("{flag}={value}")]).map(drop)
 }
 
-/// The URLs `edge run` checks when it starts (not clap, which would echo their passwords):
+/// What `edge run` checks when it starts rather than clap (which would echo a URL's password):
 /// checked here the same way, so that `config --check` finds what `run` would refuse.
-fn check_url(key: &str, url: &str) -> Result<(), UsageError> {
+fn check_at_start(key: &str, value: &str) -> Result<(), UsageError> {
     match key {
-        "mqtt" => crate::events::mqtt::BrokerUrl::parse(url).map(drop),
-        "webhook" => crate::events::webhook::check_url(url),
+        "source" => crate::source::check_spec(value),
+        "mqtt" => crate::events::mqtt::BrokerUrl::parse(value).map(drop),
+        "webhook" => crate::events::webhook::check_url(value),
         _ => Ok(()),
     }
 }
@@ -210,7 +213,8 @@ mod tests {
             ("mqtt = \"http://x\"\n", "edge.toml:1: --mqtt http://x: "),
             ("mqtt = \"mqtts://u:hunter2@x\"\n", "edge.toml:1: --mqtt mqtts://u:***@x: "),
             ("webhook = \"https://hooks.example/x\"\n", "edge.toml:1: --webhook https://hooks.example/x: "),
-            ("source = \"bogus\"\n", "edge.toml:1: source = bogus: "),
+            ("source = \"bogus\"\n", "edge.toml:1: --source bogus: unknown source"),
+            ("source = \"https://u:hunter2@cam/x\"\n", "edge.toml:1: --source https://u:***@cam/x: https is not supported"),
         ];
         for (text, expected) in cases {
             let (_dir, path) = write(text);

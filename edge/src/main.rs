@@ -96,7 +96,7 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
                 match result {
                     Ok(p) if json => {
                         let mut line = serde_json::to_value(&p)?;
-                        line["path"] = serde_json::json!(edge::path_text::escaped(&path));
+                        line["path"] = serde_json::json!(edge::path_text::for_json(&path));
                         writeln!(out, "{line}")?
                     }
                     Ok(p) => {
@@ -229,6 +229,8 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
 
 /// `edge run`: the live loop and the consumers its flags ask for.
 fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> {
+    // Its form is bad usage (exit 2), found before the model loads.
+    source::check_spec(&args.source)?;
     let model_path =
         args.model.clone().ok_or_else(|| UsageError("edge run needs --model (or `model = ...` in the --config file)".into()))?;
     let last_good = args.last_good.clone().map(LastGood::new);
@@ -315,11 +317,12 @@ fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> any
     // Ctrl-C, and SIGTERM from `systemctl stop` (and every restart and upgrade): a clean stop,
     // with the outbox's last events, the result log synced and MQTT told. A second one while the
     // stop is under way ends the process at once.
+    // (`stop` is also set by the loop itself when it ends; only a signal arms the second one.)
     let signalled = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag))?;
-        signal_hook::flag::register(signal, Arc::clone(&flag))?;
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&signalled))?;
         signal_hook::flag::register(signal, Arc::clone(&signalled))?;
+        signal_hook::flag::register(signal, Arc::clone(&flag))?;
     }
     let live_options = live::LiveOptions { max_frames: args.max_frames, smoothing: args.smoothing, thresholds, swaps: Some(swapper.swaps) };
     let stats = live::run(Box::new(model), source, &live_options, &mut consumers, stop)?;

@@ -1,6 +1,6 @@
-//! A file's path as one line of text that names it exactly: printed beside each result of
-//! `edge classify`, where a name that is not UTF-8, or holds a tab or a line break, must neither
-//! break the output nor look like another file's.
+//! A file's path as text that names it exactly: printed beside each result of `edge classify`,
+//! where a name that is not UTF-8 (or, in the tab-separated lines, holds a tab or a line break)
+//! must neither break the output nor look like another file's.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -24,6 +24,12 @@ pub fn escaped(path: &Path) -> String {
     text
 }
 
+/// `path` for a JSON string, which carries any text as it is: the name itself when it is UTF-8,
+/// else [`escaped`].
+pub fn for_json(path: &Path) -> String {
+    path.to_str().map_or_else(|| escaped(path), str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +45,7 @@ mod tests {
         assert_eq!(path(b"tab\there\nline.jpg"), "tab\\there\\nline.jpg");
         // A literal backslash-x in a name is not mistaken for an escaped byte.
         assert_ne!(path(b"a\\xffb.jpg"), path(b"a\xffb.jpg"));
+        assert_eq!(for_json(Path::new("tab\there.jpg")), "tab\there.jpg", "JSON escapes a tab itself");
+        assert_eq!(for_json(Path::new(OsStr::from_bytes(b"a\xffb.jpg"))), "a\\xffb.jpg");
     }
 }

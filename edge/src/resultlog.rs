@@ -63,7 +63,9 @@ impl ResultLog {
             .map_err(|e| anyhow::anyhow!("{}: cannot open the result log: {e}", path.display()))?;
         let meta = file.metadata()?;
         anyhow::ensure!(meta.is_file(), "{}: not a regular file; choose another --log", path.display());
-        let lock = shared::lock::FileLock::acquire(&lock_path(path), |pid| {
+        // Named after the file itself, so that two spellings of one log (a link) share a lock.
+        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let lock = shared::lock::FileLock::acquire(&lock_path(&real), |pid| {
             format!("{}: another process (pid {pid}) is writing this result log; give each edge its own --log", path.display())
         })?;
         // The length once the lock is held: another writer may have appended before.
@@ -438,7 +440,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("results.log");
         let first = ResultLog::open(&path).unwrap();
-        let err = ResultLog::open(&path).err().expect("a second writer refused").to_string();
+        let link = dir.path().join("link.log");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let err = ResultLog::open(&link).err().expect("a second writer refused").to_string();
         assert!(err.contains("another process") && err.contains(&std::process::id().to_string()), "{err}");
         drop(first);
         ResultLog::open(&path).unwrap().append(&record(0)).unwrap();

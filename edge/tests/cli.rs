@@ -49,7 +49,7 @@ fn file_names_that_are_not_plain_text_are_printed_escaped_not_a_panic() {
     let bundle = s.bundle.to_str().unwrap();
     let lines = ok_lines(&edge(&["classify", "--model", bundle, "--json", images.to_str().unwrap()]));
     let paths: Vec<&str> = lines.iter().map(|l| l["path"].as_str().unwrap()).collect();
-    assert!(paths[0].ends_with("a\\xffb.jpg") && paths[1].ends_with("tab\\there.jpg"), "{paths:?}");
+    assert!(paths[0].ends_with("a\\xffb.jpg") && paths[1].ends_with("tab\there.jpg"), "{paths:?}");
     let out = edge(&["classify", "--model", bundle, images.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.lines().count() == 2 && text.contains("a\\xffb.jpg"), "{text}");
@@ -286,7 +286,11 @@ fn bad_sources_and_missing_models_are_named() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--source"), "{bad}");
     }
     let out = edge(&["run", "--model", s.bundle.to_str().unwrap(), "--source", "webcam"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown source 'webcam'"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--source webcam: unknown source"));
+    // A camera URL's password is never echoed, whatever is wrong with it.
+    let out = edge(&["run", "--model", s.bundle.to_str().unwrap(), "--source", "https://u:hunter2@cam/x"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(2) && !stderr.contains("hunter2") && stderr.contains("u:***@cam"), "{stderr}");
     let out = edge(&["run", "--model", s.bundle.to_str().unwrap(), "--source", "dir:/no/such/folder"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/folder"));
@@ -300,6 +304,46 @@ fn bad_sources_and_missing_models_are_named() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("ended without a frame"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = edge(&["selftest", "--model", "/no/such.bundle"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such.bundle"));
+}
+
+#[test]
+fn a_result_log_that_cannot_be_written_stops_and_classifying_goes_on() {
+    let s = setup();
+    let log = s.dir.path().join("results.log");
+    // A file-size limit of a few hundred bytes: the log's writes fail after a few records, as
+    // on a full disk (SIGXFSZ ignored, so the write returns the error instead of killing).
+    let binary = env!("CARGO_BIN_EXE_edge");
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 1; exec '{binary}' run --model '{}' --source synthetic --max-frames 40 --quiet --log '{}'",
+        s.bundle.display(),
+        log.display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.contains("the result log stopped, classifying goes on"), "{stderr}");
+    assert!(stderr.contains("done: 40 frames classified"), "{stderr}");
+    let logged = ok_lines(&edge(&["log", log.to_str().unwrap()])).len();
+    assert!((1..40).contains(&logged), "the records written before the failure stay readable: {logged}");
+}
+
+#[test]
+fn out_of_range_run_and_bench_settings_are_bad_usage() {
+    let s = setup();
+    let model = s.bundle.to_str().unwrap();
+    for bad in [
+        &["run", "--max-frames", "0"][..],
+        &["run", "--smoothing", "0"],
+        &["run", "--mqtt-topic", "a/+"],
+        &["bench", "--warmup", "1001"],
+        &["bench", "--runs", "0"],
+    ] {
+        let mut args = bad.to_vec();
+        args.extend(["--model", model]);
+        let out = edge(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(bad[1]), "{bad:?}");
+    }
 }
 
 #[test]

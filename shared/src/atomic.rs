@@ -32,15 +32,26 @@ pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> io::Result<()> {
             file.write_all(bytes)?;
             file.sync_all()?;
         }
-        // The old files, kept by a second name (a hard link: no copy) until all are renamed.
-        let backups: Vec<Option<PathBuf>> = files
-            .iter()
-            .map(|(path, _)| {
-                let backup = backup_path(path);
-                let _ = fs::remove_file(&backup);
-                fs::hard_link(path, &backup).ok().map(|()| backup)
-            })
-            .collect();
+        // The old files, kept by a second name until all are renamed: a hard link, or a copy
+        // where the file system has none (FAT on a USB stick). A file that exists and cannot
+        // be kept stops the write before anything is replaced.
+        let mut backups: Vec<Option<PathBuf>> = Vec::new();
+        for (path, _) in files {
+            if fs::symlink_metadata(path).is_err() {
+                backups.push(None);
+                continue;
+            }
+            let backup = backup_path(path);
+            let _ = fs::remove_file(&backup);
+            let kept = fs::hard_link(path, &backup).or_else(|_| fs::copy(path, &backup).map(drop));
+            if let Err(e) = kept {
+                for old in backups.iter().flatten() {
+                    let _ = fs::remove_file(old);
+                }
+                return Err(e);
+            }
+            backups.push(Some(backup));
+        }
         let failure =
             files.iter().zip(&temporaries).enumerate().find_map(|(k, ((path, _), tmp))| fs::rename(tmp, path).err().map(|e| (k, e)));
         if let Some((failed, cause)) = failure {

@@ -35,8 +35,10 @@ impl FileLock {
             }
             Err(TryLockError::Error(e)) => return Err(e).with_context(|| format!("{}: cannot lock", path.display())),
         }
-        file.set_len(0)?;
-        write!(file, "{}", std::process::id())?;
+        // The pid is only for the message of a process that finds the lock taken.
+        if let Err(e) = file.set_len(0).and_then(|()| write!(file, "{}", std::process::id())) {
+            tracing::warn!("{}: cannot write this process's id into the lock file: {e}", path.display());
+        }
         Ok(Self { _file: file })
     }
 }

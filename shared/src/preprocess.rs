@@ -127,10 +127,12 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
         if width as u64 * height as u64 > max_pixels {
             return Ok(Err(ImageError::TooLarge { path: path.clone(), width, height, max_pixels }));
         }
-        // The decoded pixels and their RGB copy: a failed allocation would abort the process,
-        // so an image that cannot fit in the memory free is refused here, as an error for it.
-        let needed = decoder.total_bytes().saturating_add(width as u64 * height as u64 * 3);
-        if let Some(free) = crate::runtime::memory::available()
+        // The decoded pixels, a rotated copy (EXIF orientation) and the RGB copy: a failed
+        // allocation would abort the process, so an image that cannot fit in the memory free,
+        // less what the decodes running beside it hold, is refused here, as an error for it.
+        let needed = decoder.total_bytes().saturating_mul(2).saturating_add(width as u64 * height as u64 * 3);
+        let reservation = Reservation::new(needed);
+        if let Some(free) = crate::runtime::memory::available().map(|free| free.saturating_sub(reservation.others))
             && needed > free
         {
             return Ok(Err(ImageError::NotEnoughMemory { path: path.clone(), width, height, needed, free }));
@@ -145,6 +147,29 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
         return Err(ImageError::NoPixels { path, width: image.width(), height: image.height() });
     }
     Ok(image)
+}
+
+/// Bytes held by the decodes under way (the trainer decodes one photo per core).
+static DECODING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// One decode's share of [`DECODING`], from its check to its end.
+struct Reservation {
+    bytes: u64,
+    /// What the other decodes held when this one began.
+    others: u64,
+}
+
+impl Reservation {
+    fn new(bytes: u64) -> Self {
+        let others = DECODING.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+        Self { bytes, others }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        DECODING.fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// An image with transparency as a viewer shows it, over white. The colour under a transparent

@@ -106,7 +106,16 @@ impl RunFolder {
         if self.root.exists() && !self.root.is_dir() {
             return Err(format!("--out {}: a file, not a folder for the run", self.root.display()));
         }
-        let holds_other_files = std::fs::read_dir(&self.root).is_ok_and(|mut entries| entries.next().is_some());
+        // Hidden entries (a lock, a `.DS_Store`) do not make a folder someone else's.
+        let holds_other_files =
+            std::fs::read_dir(&self.root).is_ok_and(|entries| entries.flatten().any(|e| !e.file_name().to_string_lossy().starts_with('.')));
+        let slim_under_way = self.slim_trunk().exists() || crate::slim::checkpoint_path(&self.slim_trunk()).exists();
+        if !resume && slim_under_way && !self.config().exists() {
+            return Err(format!(
+                "--out {}: holds a slim trunk or its interrupted distillation from an earlier `trainer slim --run`; pass --resume to continue it",
+                self.root.display()
+            ));
+        }
         if !resume && holds_other_files && !self.config().exists() {
             return Err(format!(
                 "--out {}: the folder holds other files and no training run; choose a new or empty folder (a run writes a dozen files there)",
@@ -125,7 +134,17 @@ impl RunFolder {
 /// `path` made absolute with every link resolved, as far as it exists (the rest appended), so
 /// that two spellings of one folder compare equal.
 fn resolved(path: &Path) -> PathBuf {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // `..` taken lexically first: the part that does not exist yet cannot be resolved.
+    let mut absolute = PathBuf::new();
+    for part in std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).components() {
+        match part {
+            std::path::Component::ParentDir => {
+                absolute.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => absolute.push(other),
+        }
+    }
     let mut existing = absolute.as_path();
     let mut missing = Vec::new();
     loop {
@@ -154,7 +173,7 @@ mod tests {
         let fresh = RunFolder::new(dir.path().join("runs/new"));
         assert_eq!(fresh.check_new(std::slice::from_ref(&data), false), Ok(()));
         // Inside the data, however spelled (and not yet existing).
-        for inside in [data.join("daffodil"), data.join("daffodil/../run"), data.clone()] {
+        for inside in [data.join("daffodil"), data.join("daffodil/../run"), data.join("nope/../../data/x"), data.clone()] {
             let err = RunFolder::new(&inside).check_new(std::slice::from_ref(&data), false).unwrap_err();
             assert!(err.contains("inside the dataset folder"), "{inside:?}: {err}");
         }
@@ -167,7 +186,15 @@ mod tests {
         // An empty folder, or one holding a run, is fine (the run's own checks follow).
         let empty = dir.path().join("empty");
         std::fs::create_dir(&empty).unwrap();
-        assert_eq!(RunFolder::new(&empty).check_new(&[], false), Ok(()));
+        std::fs::write(empty.join(".DS_Store"), "").unwrap();
+        assert_eq!(RunFolder::new(&empty).check_new(&[], false), Ok(()), "hidden files only");
+        assert_eq!(RunFolder::new(data.join("nope/../../runs/x")).check_new(std::slice::from_ref(&data), false), Ok(()), "outside");
+        // A slim run killed before its training began: --resume continues it.
+        let slim = RunFolder::new(dir.path().join("slim"));
+        std::fs::create_dir(slim.root()).unwrap();
+        std::fs::write(slim.slim_trunk(), "").unwrap();
+        assert!(slim.check_new(&[], false).unwrap_err().contains("pass --resume"));
+        assert_eq!(slim.check_new(&[], true), Ok(()));
         let run = RunFolder::new(dir.path().join("run"));
         std::fs::create_dir(run.root()).unwrap();
         std::fs::write(run.config(), "{}").unwrap();

@@ -14,6 +14,7 @@ pub mod synthetic;
 
 use std::time::{Duration, Instant};
 
+use crate::usage::UsageError;
 use image::DynamicImage;
 
 /// One captured frame, decoded to RGB at the source's resolution.
@@ -64,35 +65,28 @@ impl Default for SourceOptions {
     }
 }
 
-/// `--source`, checked for its form when the command line is read (a wrong one is bad usage,
-/// exit 2); whether the camera, folder or stream is there is learnt when it is opened.
-pub fn parse_spec(spec: &str) -> Result<String, String> {
-    let expected = "expected camera:N, http://..., rtsp://..., file:PATH, stdin:mjpeg, dir:PATH or synthetic";
-    let redacted = crate::redact::redact(spec);
+/// `--source`, checked for its form before anything is opened (a wrong one is bad usage, exit
+/// 2, in `run` and in `config --check`); whether the camera, folder or stream is there is learnt
+/// when it is opened. The message shows a URL without its password (clap would echo it whole).
+pub fn check_spec(spec: &str) -> Result<(), UsageError> {
+    let bad = |why: &str| Err(UsageError(format!("--source {}: {why}", crate::redact::redact(spec))));
     if spec.starts_with("https://") {
-        return Err(format!(
-            "'{redacted}': https is not supported (cameras on a local network serve plain http; put a proxy in front otherwise)"
-        ));
+        return bad("https is not supported (cameras on a local network serve plain http; put a proxy in front otherwise)");
     }
     if let Some(index) = spec.strip_prefix("camera:") {
-        return match index.parse::<u32>() {
-            Ok(_) => Ok(spec.to_string()),
-            Err(_) => Err(format!("'{spec}': the camera index must be a number from 0 (camera:0)")),
-        };
+        return if index.parse::<u32>().is_ok() { Ok(()) } else { bad("the camera index must be a number from 0 (camera:0)") };
     }
-    let path_after = |prefix: &str| spec.strip_prefix(prefix).map(str::is_empty);
-    match (path_after("dir:"), path_after("file:")) {
-        (Some(true), _) | (_, Some(true)) => return Err(format!("'{spec}': a path must follow the colon")),
-        (Some(false), _) | (_, Some(false)) => return Ok(spec.to_string()),
-        _ => {}
+    if let Some(path) = spec.strip_prefix("dir:").or_else(|| spec.strip_prefix("file:")) {
+        return if path.is_empty() { bad("a path must follow the colon") } else { Ok(()) };
     }
     if spec == "synthetic" || spec == "stdin:mjpeg" || spec.starts_with("http://") || spec.starts_with("rtsp://") {
-        return Ok(spec.to_string());
+        return Ok(());
     }
-    Err(format!("unknown source '{redacted}' ({expected})"))
+    bad("unknown source (expected camera:N, http://..., rtsp://..., file:PATH, stdin:mjpeg, dir:PATH or synthetic)")
 }
 
 pub fn open(spec: &str, options: &SourceOptions) -> anyhow::Result<Box<dyn FrameSource>> {
+    check_spec(spec)?;
     if spec == "synthetic" {
         return Ok(Box::new(synthetic::Synthetic::new(options.width, options.height, options.fps)));
     }
@@ -111,20 +105,9 @@ pub fn open(spec: &str, options: &SourceOptions) -> anyhow::Result<Box<dyn Frame
     if let Some(path) = spec.strip_prefix("file:") {
         return Ok(Box::new(ffmpeg::file(path, options.looping)?));
     }
-    if spec.starts_with("https://") {
-        anyhow::bail!(
-            "--source {}: https is not supported (cameras on a local network serve plain http; put a proxy in front otherwise)",
-            crate::redact::redact(spec)
-        );
-    }
-    if let Some(index) = spec.strip_prefix("camera:") {
-        let index: u32 = index.parse().map_err(|_| anyhow::anyhow!("--source {spec}: camera index must be a number"))?;
-        return open_camera(index, options);
-    }
-    anyhow::bail!(
-        "unknown --source '{}' (expected camera:N, http://..., rtsp://..., file:PATH, stdin:mjpeg, dir:PATH or synthetic)",
-        crate::redact::redact(spec)
-    )
+    // check_spec lets no other form through than camera:N.
+    let index = spec.strip_prefix("camera:").and_then(|i| i.parse::<u32>().ok());
+    open_camera(index.ok_or_else(|| anyhow::anyhow!("--source {}: no such source", crate::redact::redact(spec)))?, options)
 }
 
 #[cfg(feature = "camera")]
@@ -167,11 +150,11 @@ mod tests {
     #[test]
     fn a_source_of_the_wrong_form_is_bad_usage() {
         for good in ["camera:0", "camera:2", "synthetic", "stdin:mjpeg", "dir:frames", "file:a.mp4", "http://cam/stream", "rtsp://cam/1"] {
-            assert_eq!(parse_spec(good).as_deref(), Ok(good));
+            assert!(check_spec(good).is_ok(), "{good}");
         }
         for bad in ["bogus", "stdin:yuv", "camera:-1", "camera:", "dir:", "file:", "https://cam/x", "ftp://cam"] {
-            assert!(parse_spec(bad).is_err(), "{bad} accepted");
+            assert!(check_spec(bad).is_err(), "{bad} accepted");
         }
-        assert!(!parse_spec("https://u:hunter2@cam/x").unwrap_err().contains("hunter2"));
+        assert!(!check_spec("https://u:hunter2@cam/x").unwrap_err().0.contains("hunter2"));
     }
 }

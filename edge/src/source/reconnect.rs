@@ -66,7 +66,11 @@ impl FrameSource for Reconnecting {
         };
         let lost = match stream.next() {
             Ok(Event::Frame(mut frame)) => {
-                self.backoff.reset();
+                // The waits start short again only once a connection has held: a server that
+                // gives one frame a connection is asked less and less often.
+                if self.connected_at.elapsed() >= SHORT_CONNECTION {
+                    self.backoff.reset();
+                }
                 self.fruitless = false;
                 self.delivered += 1;
                 frame.number = self.delivered;
@@ -86,5 +90,38 @@ impl FrameSource for Reconnecting {
 
     fn describe(&self) -> String {
         format!("{} (MJPEG, reconnecting)", self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One small JPEG, as a snapshot URL serves it.
+    fn jpeg() -> Vec<u8> {
+        let mut bytes = Vec::new();
+        image::RgbImage::from_pixel(16, 16, image::Rgb([200, 180, 20]))
+            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Jpeg)
+            .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_server_that_gives_one_frame_a_connection_is_asked_less_and_less_often() {
+        let frame = jpeg();
+        let source = Reconnecting::new(
+            "snapshot".into(),
+            Box::new(move || Ok(Box::new(std::io::Cursor::new(frame.clone())) as Box<dyn Read + Send>)),
+        );
+        let mut source = source;
+        let started = Instant::now();
+        let mut frames = 0;
+        while frames < 3 {
+            if let Event::Frame(_) = source.next().unwrap() {
+                frames += 1;
+            }
+        }
+        // Three connections: waits of 0.5 and 1 s before the second and third (it was none).
+        assert!(started.elapsed() >= Duration::from_millis(1500), "{:?}", started.elapsed());
     }
 }

@@ -103,7 +103,9 @@ pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Res
     let request = super::train::TrainRequest {
         config,
         out: args.out.clone(),
-        resume: args.resume,
+        // A run killed after its trunk was made but before its training began has no run to
+        // resume: it starts.
+        resume: args.resume && out.config().exists(),
         export_to: Some(export_to),
         precision: Precision::F32,
         signing_key: None,
@@ -171,7 +173,8 @@ fn refuse_to_overwrite(out: &Path, teacher: &Path, resume: bool) -> anyhow::Resu
             out.display()
         );
     }
-    if !resume && out.exists() {
+    // With --resume, only a distillation under way continues: a finished trunk is kept.
+    if out.exists() && !(resume && checkpoint.exists()) {
         anyhow::bail!("{}: already exists; trainer slim never overwrites a file: choose another --out, or delete it", out.display());
     }
     Ok(())
@@ -243,10 +246,11 @@ mod tests {
         assert!(refuse_to_overwrite(&out, &teacher, false).is_ok());
         std::fs::write(&out, b"an earlier slim trunk").unwrap();
         assert!(refuse_to_overwrite(&out, &teacher, false).unwrap_err().to_string().contains("never overwrites"));
-        assert!(refuse_to_overwrite(&out, &teacher, true).is_ok(), "--resume continues it");
-        std::fs::remove_file(&out).unwrap();
+        assert!(refuse_to_overwrite(&out, &teacher, true).is_err(), "a finished trunk has nothing to resume");
         std::fs::write(slim::checkpoint_path(&out), b"epoch 3").unwrap();
         assert!(refuse_to_overwrite(&out, &teacher, false).unwrap_err().to_string().contains("pass --resume"));
+        assert!(refuse_to_overwrite(&out, &teacher, true).is_ok(), "--resume continues it");
+        std::fs::remove_file(&out).unwrap();
         assert!(refuse_to_overwrite(&out, &teacher, true).is_ok());
     }
 }
