@@ -41,6 +41,18 @@ impl FileLock {
         }
         Ok(Self { _file: file })
     }
+
+    /// Locks the folder `dir` itself, leaving no file in it (a folder people sort by hand, such
+    /// as saved frames, should hold only what they put there). When another process holds it,
+    /// the error is `busy()`; no pid can be told.
+    pub fn on_folder(dir: &Path, busy: impl FnOnce() -> String) -> anyhow::Result<Self> {
+        let folder = File::open(dir).with_context(|| format!("{}: cannot open the folder to lock it", dir.display()))?;
+        match folder.try_lock() {
+            Ok(()) => Ok(Self { _file: folder }),
+            Err(TryLockError::WouldBlock) => anyhow::bail!(busy()),
+            Err(TryLockError::Error(e)) => Err(e).with_context(|| format!("{}: cannot lock", dir.display())),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -56,5 +68,10 @@ mod tests {
         assert_eq!(err, format!("held by {}", std::process::id()));
         drop(first);
         assert!(FileLock::acquire(&path, |_| unreachable!("free again")).is_ok());
+        // A folder, locked without a file in it.
+        let folder = FileLock::on_folder(dir.path(), || unreachable!("free")).unwrap();
+        assert_eq!(FileLock::on_folder(dir.path(), || "taken".into()).unwrap_err().to_string(), "taken");
+        drop(folder);
+        assert!(FileLock::on_folder(dir.path(), || unreachable!("free again")).is_ok());
     }
 }

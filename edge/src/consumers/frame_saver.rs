@@ -105,8 +105,8 @@ impl FrameSaver {
     /// writer.
     pub fn open(dir: &Path, SaveRules(when): SaveRules, cap: u64, labels: Vec<String>, model_sha256: String) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("--save-frames {}: cannot create: {e}", dir.display()))?;
-        let lock = shared::lock::FileLock::acquire(&dir.join(".lock"), |pid| {
-            format!("--save-frames {}: another process (pid {pid}) is saving frames here; give each edge its own folder", dir.display())
+        let lock = shared::lock::FileLock::on_folder(dir, || {
+            format!("--save-frames {}: another process is saving frames here; give each edge its own folder", dir.display())
         })?;
         // Only what a saver wrote counts and may be deleted by the cap: frames and sidecars by
         // their names, in real sub-folders (a symlink to elsewhere is not followed). DIR may be
@@ -280,8 +280,10 @@ mod tests {
         let open = || FrameSaver::open(dir.path(), parse_save_when("unknown").unwrap(), 1 << 20, vec!["a".into(), "b".into()], "00".into());
         let first = open().unwrap();
         let err = open().err().expect("a second saver refused").to_string();
-        assert!(err.contains("another process") && err.contains(&std::process::id().to_string()), "{err}");
+        assert!(err.contains("another process is saving frames here"), "{err}");
         drop(first);
         assert!(open().is_ok());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "no lock file left among the frames: {left:?}");
     }
 }
