@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     let trusted = match cli.trusted_keys.as_deref().map(TrustedKeys::read).transpose() {
         Ok(trusted) => trusted,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            shared::logging::error(&format!("{e:#}"));
             return ExitCode::from(2);
         }
     };
@@ -61,11 +61,11 @@ fn main() -> ExitCode {
         Ok(Outcome::SelftestFailed) => ExitCode::from(3),
         Ok(Outcome::Unhealthy) => ExitCode::from(4),
         Err(e) if e.downcast_ref::<UsageError>().is_some() => {
-            eprintln!("error: {e:#}");
+            shared::logging::error(&format!("{e:#}"));
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            shared::logging::error(&format!("{e:#}"));
             ExitCode::from(1)
         }
     }
@@ -105,7 +105,7 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
                     }
                     Err(e) => {
                         failed += 1;
-                        eprintln!("error: {e:#}");
+                        shared::logging::error(&format!("{e:#}"));
                     }
                 }
             }
@@ -215,10 +215,10 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
                 match entry? {
                     resultlog::Entry::Record(r) => writeln!(out, "{}", serde_json::to_string(&r)?)?,
                     resultlog::Entry::Damaged { offset, bytes } => {
-                        eprintln!("note: skipped {bytes} damaged bytes at offset {} of {}", offset + 8, file.display())
+                        shared::logging::say(&format!("note: skipped {bytes} damaged bytes at offset {} of {}", offset + 8, file.display()))
                     }
                     resultlog::Entry::Torn { bytes } => {
-                        eprintln!("note: skipped a torn last record ({bytes} bytes) at the end of {}", file.display())
+                        shared::logging::say(&format!("note: skipped a torn last record ({bytes} bytes) at the end of {}", file.display()))
                     }
                 }
             }
@@ -326,10 +326,10 @@ fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> any
     }
     let live_options = live::LiveOptions { max_frames: args.max_frames, smoothing: args.smoothing, thresholds, swaps: Some(swapper.swaps) };
     let stats = live::run(Box::new(model), source, &live_options, &mut consumers, stop)?;
-    eprintln!(
+    shared::logging::say(&format!(
         "done: {} frames classified in {:.1}s ({:.1} fps), {} captured, {} dropped, {} corrupt, {} reconnects",
         stats.classified, stats.seconds, stats.fps, stats.captured, stats.dropped, stats.corrupt, stats.reconnects
-    );
+    ));
     // A source that ended without one frame (a file ffmpeg cannot read, stdin closed) is an
     // error naming it, not a success.
     anyhow::ensure!(

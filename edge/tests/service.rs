@@ -378,6 +378,14 @@ fn logs_have_no_colour_codes_in_a_file_and_json_on_request() {
         logged.iter().any(|l| l["level"] == "INFO" && l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("source: synthetic"))),
         "{err}"
     );
+    // Every line is JSON, the closing `done:` summary and a command's error included.
+    assert_eq!(logged.len(), err.lines().count(), "lines that are not JSON: {err}");
+    assert!(logged.iter().any(|l| l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("done: 2 frames"))), "{err}");
+    let failed = output(&["--log-format", "json", "run", "--model", "/no/such.bundle", "--source", "synthetic"]);
+    let err = String::from_utf8_lossy(&failed.stderr);
+    let last: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(last["level"], "ERROR", "{err}");
+    assert!(last["fields"]["message"].as_str().unwrap().contains("/no/such.bundle"), "{err}");
 }
 
 /// An MJPEG camera on loopback that serves `frames` parts per connection and then cuts it.

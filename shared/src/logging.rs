@@ -19,7 +19,28 @@ crate::named_enum!(LogFormat, "log format", {
     LogFormat::Json => "json",
 });
 
+/// The format [`init`] set, for the lines that are not `tracing` events.
+static FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// A line for the person at the terminal (a table, a summary): as it is, or with `--log-format
+/// json` an INFO event, so that every line a log shipper reads is JSON.
+pub fn say(line: &str) {
+    match FORMAT.get() {
+        Some(LogFormat::Json) => tracing::info!("{line}"),
+        _ => eprintln!("{line}"),
+    }
+}
+
+/// The error a command ends with: `error: MESSAGE`, or with `--log-format json` an ERROR event.
+pub fn error(message: &str) {
+    match FORMAT.get() {
+        Some(LogFormat::Json) => tracing::error!("{message}"),
+        _ => eprintln!("error: {message}"),
+    }
+}
+
 pub fn init(format: LogFormat) {
+    let _ = FORMAT.set(format);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
     match format {

@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            shared::logging::error(&format!("{e:#}"));
             if e.downcast_ref::<trainer::export::parity::ParityFailure>().is_some() { ExitCode::from(3) } else { ExitCode::from(1) }
         }
     }

@@ -17,7 +17,7 @@ impl StatusLine {
     fn maybe_print(&mut self, s: &LoopStatus) {
         if self.last.elapsed() >= self.every {
             self.last = Instant::now();
-            eprintln!(
+            shared::logging::say(&format!(
                 "status: {:.1} fps, {} classified, {} captured, {} dropped, {} corrupt, source {}",
                 s.mean_fps(),
                 s.classified,
@@ -25,7 +25,7 @@ impl StatusLine {
                 s.dropped,
                 s.corrupt,
                 s.source_state
-            );
+            ));
         }
     }
 }

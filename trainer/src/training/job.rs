@@ -82,7 +82,7 @@ pub fn train(config: TrainConfig, run: &RunFolder, resume: bool) -> anyhow::Resu
         let json = serde_json::to_vec_pretty(&config)?;
         shared::atomic::write_atomic(&run.config(), &json).with_context(|| format!("{}: cannot write", run.root().display()))?;
     }
-    eprintln!("{}", p.split_table());
+    shared::logging::say(&p.split_table());
     if split_from.is_none() {
         data::split_file::write(&p.dataset, &p.split, &p.groups, &run.split_csv())?;
     }
