@@ -54,22 +54,19 @@ pub fn write_all_atomic(files: &[(&Path, &[u8])]) -> io::Result<()> {
         }
         let failure =
             files.iter().zip(&temporaries).enumerate().find_map(|(k, ((path, _), tmp))| fs::rename(tmp, path).err().map(|e| (k, e)));
-        if let Some((failed, cause)) = failure {
-            for ((path, _), backup) in files.iter().zip(&backups).take(failed) {
-                let _ = match backup {
-                    Some(old) => fs::rename(old, path),
-                    None => fs::remove_file(path),
-                };
-            }
-            for backup in backups.iter().flatten() {
-                let _ = fs::remove_file(backup);
-            }
-            return Err(cause);
+        // After a failed rename, the files renamed before it are put back (a restored backup is
+        // gone from its name; removing it again is a no-op).
+        let renamed = failure.as_ref().map_or(0, |(failed, _)| *failed);
+        for ((path, _), backup) in files.iter().zip(&backups).take(renamed) {
+            let _ = match backup {
+                Some(old) => fs::rename(old, path),
+                None => fs::remove_file(path),
+            };
         }
         for backup in backups.iter().flatten() {
             let _ = fs::remove_file(backup);
         }
-        Ok(())
+        failure.map_or(Ok(()), |(_, cause)| Err(cause))
     })();
     if result.is_err() {
         for tmp in &temporaries {

@@ -4,23 +4,33 @@
 use std::io::{self, Read};
 use std::path::Path;
 
-/// The bytes of the regular file at `path`, if it holds at most `limit` of them.
-pub fn read_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    // Checked before opening: opening a pipe with no writer would wait for ever.
+/// The length of the regular file at `path`, if it is one of at most `limit` bytes; checked
+/// before opening (opening a pipe with no writer would wait for ever). For a reader that opens
+/// the file itself; [`read_file`] checks the same.
+pub fn check_file(path: &Path, limit: u64) -> io::Result<u64> {
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file (a device, pipe or folder)"));
     }
-    let too_large = || io::Error::new(io::ErrorKind::FileTooLarge, format!("larger than {}", size(limit)));
     if meta.len() > limit {
-        return Err(too_large());
+        return Err(too_large(limit));
     }
+    Ok(meta.len())
+}
+
+fn too_large(limit: u64) -> io::Error {
+    io::Error::new(io::ErrorKind::FileTooLarge, format!("larger than {}", size(limit)))
+}
+
+/// The bytes of the regular file at `path`, if it holds at most `limit` of them.
+pub fn read_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let len = check_file(path, limit)?;
     let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::with_capacity(len as usize);
     // The file may grow while it is read.
     file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
-        return Err(too_large());
+        return Err(too_large(limit));
     }
     Ok(bytes)
 }

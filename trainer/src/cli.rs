@@ -423,7 +423,7 @@ pub struct TrainArgs {
 impl TrainArgs {
     pub fn config(&self) -> TrainConfig {
         // Absolute: run.json is read by `--resume` and `trainer export` from any folder.
-        let absolute = crate::training::config::absolute;
+        let absolute = crate::paths::absolute;
         TrainConfig {
             data: self.data.iter().map(|d| absolute(d)).collect(),
             backbone: absolute(&self.backbone),

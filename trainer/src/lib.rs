@@ -9,8 +9,8 @@
 //! - [`training`]: the epoch loop, checkpoints, the whole train job;
 //! - [`export`]: ONNX graph, tract parity gate, bundle;
 //! - [`slim`]: a narrower trunk for slow boards (structured channel pruning);
-//! - [`run_folder`]: a run folder and the names of its files;
-//! - [`lock`]: one writer per run folder and per exported model;
+//! - [`run_folder`]: a run folder and the names of its files; [`paths`]: one spelling of a path;
+//! - [`lock`]: one writer per run folder;
 //! - [`evaluate`]: a bundle scored through tract on any class folder (field photos, unknowns);
 //! - [`report`]: metrics, CSVs, plots;
 //! - [`commands`]: what each CLI subcommand does.
@@ -30,6 +30,7 @@ pub mod fixtures;
 pub mod lock;
 pub mod model;
 pub mod openset;
+pub mod paths;
 pub mod progress;
 pub mod report;
 pub mod run_folder;

@@ -1,9 +1,6 @@
-//! One writer per run folder, and one per exported model. Two `trainer train` runs on one `--out`
-//! would write each other's checkpoints and leave a bundle of mixed weights; two exports to one
-//! model name would mix their pairs (and each would take the other's temporaries for a killed
-//! run's). The second fails at once, naming the holder. The lock is the operating system's
-//! (released when the process ends, even by `kill -9`), on a file that holds the holder's pid for
-//! the message.
+//! One writer per run folder ([`shared::lock::FileLock`] on `RUN/.lock`): two `trainer train`
+//! runs on one `--out` would write each other's checkpoints and leave a bundle of mixed weights.
+//! Held, the lock also makes the temporaries a killed run left safe to remove.
 
 use std::path::Path;
 

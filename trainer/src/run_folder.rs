@@ -95,8 +95,8 @@ impl RunFolder {
     /// existing file, or a folder that holds other files and no run. `--resume` skips the last
     /// (the run is there).
     pub fn check_new(&self, data: &[PathBuf], resume: bool) -> Result<(), String> {
-        let out = resolved(&self.root);
-        if let Some(folder) = data.iter().find(|d| out.starts_with(resolved(d))) {
+        let out = crate::paths::resolved(&self.root);
+        if let Some(folder) = data.iter().find(|d| out.starts_with(crate::paths::resolved(d))) {
             return Err(format!(
                 "--out {} is inside the dataset folder {}: the run's files would be read as photos by the next run; put runs elsewhere, e.g. runs/NAME",
                 self.root.display(),
@@ -128,36 +128,6 @@ impl RunFolder {
     /// The reports a finished run leaves, for messages.
     pub fn reports() -> String {
         [METRICS, CURVES_PNG, CONFUSION_PNG, PREDICTIONS_CSV].join(", ")
-    }
-}
-
-/// `path` made absolute with every link resolved, as far as it exists (the rest appended), so
-/// that two spellings of one folder compare equal.
-fn resolved(path: &Path) -> PathBuf {
-    // `..` taken lexically first: the part that does not exist yet cannot be resolved.
-    let mut absolute = PathBuf::new();
-    for part in std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).components() {
-        match part {
-            std::path::Component::ParentDir => {
-                absolute.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => absolute.push(other),
-        }
-    }
-    let mut existing = absolute.as_path();
-    let mut missing = Vec::new();
-    loop {
-        if let Ok(real) = std::fs::canonicalize(existing) {
-            return missing.iter().rev().fold(real, |p, name| p.join(name));
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                missing.push(name.to_os_string());
-                existing = parent;
-            }
-            _ => return absolute,
-        }
     }
 }
 

@@ -58,16 +58,7 @@ pub const MAX_BACKBONE_BYTES: u64 = 2 << 30;
 /// A backbone must be a regular file of at most [`MAX_BACKBONE_BYTES`], checked before it is
 /// opened: a pipe would wait for ever, and a link to `/dev/zero` never ends.
 fn check_file(path: &Path) -> Result<(), BackboneError> {
-    let read_error = |cause| BackboneError::Read { path: path.into(), cause };
-    let meta = std::fs::metadata(path).map_err(read_error)?;
-    if !meta.is_file() {
-        return Err(BackboneError::Format { path: path.into(), problem: "not a regular file (a device, pipe or folder)".into() });
-    }
-    if meta.len() > MAX_BACKBONE_BYTES {
-        let problem = format!("{} bytes; the largest weights file read is {} bytes", meta.len(), MAX_BACKBONE_BYTES);
-        return Err(BackboneError::Format { path: path.into(), problem });
-    }
-    Ok(())
+    shared::read::check_file(path, MAX_BACKBONE_BYTES).map(drop).map_err(|cause| BackboneError::Read { path: path.into(), cause })
 }
 
 /// One 3x3 convolution: weight in OIHW order, bias per output channel.

@@ -61,7 +61,7 @@ pub struct SlimmedRun {
 /// RUN's head with RUN's settings on it into RUN2 and exports the bundle to `export_to`.
 pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Result<SlimmedRun> {
     let out = RunFolder::new(&args.out);
-    if same_file(from, out.root()) {
+    if crate::paths::same(from, out.root()) {
         anyhow::bail!("{}: --out is the run being slimmed (--run); the slim run goes to a new folder", out.root().display());
     }
     let mut config = job::load_run_config(&RunFolder::new(from))?;
@@ -98,7 +98,7 @@ pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Res
         Some(slim_trunk(&teacher, args, &trunk)?)
     };
     // Its convention is in the trunk file; absolute, as `train` records every path.
-    config.backbone = crate::training::config::absolute(&trunk);
+    config.backbone = crate::paths::absolute(&trunk);
     config.convention = None;
     let request = super::train::TrainRequest {
         config,
@@ -162,7 +162,7 @@ fn slim_trunk(t: &Teacher, args: &SlimArgs, out: &Path) -> anyhow::Result<SlimRe
 /// A slim trunk is written only where nothing is lost: never over its teacher, never over an
 /// existing file or an interrupted distillation unless `--resume` continues it.
 fn refuse_to_overwrite(out: &Path, teacher: &Path, resume: bool) -> anyhow::Result<()> {
-    if same_file(out, teacher) {
+    if crate::paths::same(out, teacher) {
         anyhow::bail!("{}: --out is the trunk being slimmed; choose another --out", out.display());
     }
     let checkpoint = slim::checkpoint_path(out);
@@ -178,11 +178,6 @@ fn refuse_to_overwrite(out: &Path, teacher: &Path, resume: bool) -> anyhow::Resu
         anyhow::bail!("{}: already exists; trainer slim never overwrites a file: choose another --out, or delete it", out.display());
     }
     Ok(())
-}
-
-/// Whether `a` and `b` name one file (through links and relative paths alike).
-fn same_file(a: &Path, b: &Path) -> bool {
-    matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(a), Ok(b)) if a == b)
 }
 
 /// The slimming in a few lines: channels, multiply-adds, distillation, hashes.

@@ -119,8 +119,7 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
 
     let checks = self_checks(&input, &gate.tract);
 
-    create_folder(out)?;
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = create_folder(out)?;
     let onnx_path = with_suffix(out, "onnx");
     let bundle_path = with_suffix(out, "bundle");
     let mut bundle = Bundle::new(manifest.clone(), onnx, checks);
@@ -159,11 +158,12 @@ pub fn check_destination(out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Creates the folder an export writes into, so that a path that cannot be written fails before
-/// the training or the parity gate, not after.
-pub fn create_folder(out: &Path) -> anyhow::Result<()> {
+/// Creates the folder an export writes into, and returns it: a path that cannot be written
+/// fails before the training or the parity gate, not after.
+pub fn create_folder(out: &Path) -> anyhow::Result<&Path> {
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    Ok(dir)
 }
 
 fn with_suffix(base: &Path, ext: &str) -> PathBuf {

@@ -172,17 +172,11 @@ impl TrainConfig {
     }
 }
 
-/// `path` relative to the working folder made absolute (nothing resolved or checked: a path
-/// that does not exist stays for the error that names it).
-pub fn absolute(path: &std::path::Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
-/// The first of `paths` that names the same folder as an earlier one (compared after resolving
-/// links where the folder exists, so `data` and `./data/` are one).
+/// The first of `paths` that names the same folder as an earlier one (`data` and `./data/`
+/// are one).
 fn first_repeated(paths: &[PathBuf]) -> Option<&PathBuf> {
     let mut seen = std::collections::BTreeSet::new();
-    paths.iter().find(|p| !seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| absolute(p))))
+    paths.iter().find(|p| !seen.insert(crate::paths::resolved(p)))
 }
 
 /// A path or a list of paths: `data` in run.json, before and after `--data` became repeatable.

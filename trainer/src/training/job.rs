@@ -34,7 +34,7 @@ pub fn load_run_config(run: &RunFolder) -> anyhow::Result<TrainConfig> {
     let mut config: TrainConfig = serde_json::from_str(&text).with_context(|| format!("{}: not a run configuration", path.display()))?;
     // Runs made before paths were stored absolute hold them relative to the working folder,
     // where they are read now as then.
-    let absolute = super::config::absolute;
+    let absolute = crate::paths::absolute;
     config.data = config.data.iter().map(|d| absolute(d)).collect();
     config.backbone = absolute(&config.backbone);
     config.cache_dir = config.cache_dir.map(|c| if c.as_os_str().is_empty() { c } else { absolute(&c) });
