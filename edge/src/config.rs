@@ -73,6 +73,15 @@ pub fn options_in(file: &Path) -> Result<Vec<Setting>, UsageError> {
                 let shown = crate::redact::redact(&text);
                 check(arg, &flag, &text).map_err(|e| at(format!("{name} = {shown}: {}", clap_message(&e).replace(&text, &shown))))?;
                 check_at_start(name, &text).map_err(|e| at(e.0))?;
+                if is_relative_path(arg, name, &text) {
+                    // As on the command line; but a config file is read where it lies, and a
+                    // service starts in /, so the path is likely not where its writer meant.
+                    tracing::warn!(
+                        "{}:{line}: {name} = {shown} is a relative path: it is read from the folder edge starts in (/ under systemd), \
+                         not from the config file's folder",
+                        file.display()
+                    );
+                }
                 args.push(Setting { flag, value: Some(text) });
             }
         }
@@ -94,6 +103,20 @@ fn check_at_start(key: &str, value: &str) -> Result<(), UsageError> {
         "webhook" => crate::events::webhook::check_url(value),
         _ => Ok(()),
     }
+}
+
+/// Whether the value of `arg` (config key `key`) names a file by a relative path: a path
+/// option's value, or a `dir:`/`file:` source's.
+fn is_relative_path(arg: &Arg, key: &str, value: &str) -> bool {
+    let path = match key {
+        "source" => match value.strip_prefix("dir:").or_else(|| value.strip_prefix("file:")) {
+            Some(path) => path,
+            None => return false,
+        },
+        _ if arg.get_value_hint() == clap::ValueHint::AnyPath => value,
+        _ => return false,
+    };
+    Path::new(path).is_relative()
 }
 
 fn scalar(value: &DeValue<'_>) -> Option<String> {
@@ -118,6 +141,7 @@ pub fn default_file() -> String {
     let mut out = String::from(
         "# flowercam edge: options for `edge run --config FILE`.\n\
          # Each key is an `edge run` flag without its dashes; flags typed on the command line win.\n\
+         # Relative paths are read from the folder edge starts in (/ under systemd): give absolute ones.\n\
          # Uncomment and edit what you need; `edge config --check FILE` checks a file.\n",
     );
     for (name, arg) in keys(&run) {
@@ -166,6 +190,25 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<OsString> {
         list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn relative_paths_are_told_apart() {
+        let run = run_command();
+        let arg = |key: &str| keys(&run).find(|(long, _)| *long == key).unwrap().1;
+        for (key, value, relative) in [
+            ("model", "m.bundle", true),
+            ("model", "/var/lib/flowercam/m.bundle", false),
+            ("log", "results.log", true),
+            ("save-frames", "saved", true),
+            ("last-good", "/var/lib/lg.bundle", false),
+            ("source", "dir:frames", true),
+            ("source", "file:/srv/clip.avi", false),
+            ("source", "camera:0", false),
+            ("http", "127.0.0.1:8080", false),
+        ] {
+            assert_eq!(is_relative_path(arg(key), key, value), relative, "{key} = {value}");
+        }
     }
 
     #[test]

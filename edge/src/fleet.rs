@@ -8,6 +8,9 @@ pub struct BoxStatus {
     pub healthy: bool,
 }
 
+/// The most of a status answer read (a box's is a few KB).
+const STATUS_BYTES: u64 = 1 << 20;
+
 /// Fetches `URL/api/status` (with the token as a Bearer header, if given).
 pub fn fetch(url: &str, token: Option<&str>) -> anyhow::Result<BoxStatus> {
     let base = url.trim_end_matches('/');
@@ -22,8 +25,10 @@ pub fn fetch(url: &str, token: Option<&str>) -> anyhow::Result<BoxStatus> {
     let status = response.status();
     anyhow::ensure!(status != 401, "{shown}: the box wants a token (--token, or FLOWERCAM_HTTP_TOKEN)");
     anyhow::ensure!(status.is_success(), "{shown}/api/status: HTTP {status}");
-    let json: serde_json::Value = serde_json::from_reader(response.body_mut().as_reader())
-        .map_err(|e| anyhow::anyhow!("{shown}/api/status: not a flowercam edge's status ({e})"))?;
+    // A box's status is a few KB; anything at that URL may answer without end.
+    let body = response.body_mut().with_config().limit(STATUS_BYTES).reader();
+    let json: serde_json::Value =
+        serde_json::from_reader(body).map_err(|e| anyhow::anyhow!("{shown}/api/status: not a flowercam edge's status ({e})"))?;
     let healthy = json["healthy"].as_bool().ok_or_else(|| anyhow::anyhow!("{shown}/api/status: not a flowercam edge's status"))?;
     Ok(BoxStatus { json, healthy })
 }

@@ -306,8 +306,9 @@ pub fn run(
     })();
     stop.store(true, Ordering::Relaxed);
     lock.lock().expect("mailbox").copy_counters(&mut status);
+    // Timed before the consumers finish: the events' last delivery (up to 5 s) is no frame time.
+    let (seconds, fps) = (status.started.elapsed().as_secs_f32(), status.mean_fps());
     let finished: anyhow::Result<()> = consumers.iter_mut().try_for_each(|c| c.finish(&status));
-    let seconds = status.started.elapsed().as_secs_f32();
     let stats = LiveStats {
         classified: status.classified,
         captured: status.captured,
@@ -315,7 +316,7 @@ pub fn run(
         corrupt: status.corrupt,
         reconnects: status.reconnects,
         seconds,
-        fps: status.mean_fps(),
+        fps,
     };
     // A source blocked in a read (stdin, a camera) cannot be interrupted; don't wait for it.
     if capture.is_finished() {
@@ -392,6 +393,28 @@ mod tests {
         assert!(frames.windows(2).any(|w| w[1] > w[0] + 1), "{frames:?}");
         assert_eq!(lines[0]["label"], "b");
         assert_eq!(lines[0]["unknown_score"].as_f64().map(|s| s as f32), Some(0.1));
+    }
+
+    /// The done line's time and rate are the loop's: a consumer's last delivery (the events'
+    /// outbox gets up to 5 s) happens after them.
+    #[test]
+    fn a_slow_finish_is_not_counted_in_the_run_time() {
+        struct SlowToFinish;
+        impl Consumer for SlowToFinish {
+            fn frame(&mut self, _: &Classified<'_>) -> anyhow::Result<()> {
+                Ok(())
+            }
+            fn finish(&mut self, _: &LoopStatus) -> anyhow::Result<()> {
+                std::thread::sleep(Duration::from_millis(1500));
+                Ok(())
+            }
+        }
+        let mut consumers: Vec<Box<dyn Consumer>> = vec![Box::new(SlowToFinish)];
+        let source = Box::new(Synthetic::new(32, 24, None));
+        let stats = run(Box::new(Slow), source, &options(Some(3), 1, None), &mut consumers, Arc::new(AtomicBool::new(false))).unwrap();
+        assert_eq!(stats.classified, 3);
+        assert!(stats.seconds < 1.4, "3 frames of 40 ms, not the 1.5 s finish: {stats:?}");
+        assert!(stats.fps > 3.0 / 1.4, "{stats:?}");
     }
 
     /// The first model is the loop's to drop: once a new one is swapped in, the box holds one

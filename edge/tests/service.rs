@@ -449,6 +449,14 @@ fn recordings_play_through_ffmpeg_and_its_absence_is_said() {
     let frames = String::from_utf8_lossy(&out.stdout).lines().count();
     assert!((15..=20).contains(&frames), "a 1 s clip at 20 fps, played at its own rate: {frames} frames");
 
+    // A device or a missing file is named as what it is.
+    for (path, said) in [("/dev/zero", "not a regular file"), ("/nonexistent/clip.avi", "No such file")] {
+        let out = output(&["run", "--model", model.to_str().unwrap(), "--source", &format!("file:{path}")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("--source file:{path}: {said}")), "{err}");
+    }
+
     let no_ffmpeg = edge().args(["run", "--model", model.to_str().unwrap(), "--source", &source]).env("PATH", dir.path()).output().unwrap();
     assert_eq!(no_ffmpeg.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&no_ffmpeg.stderr).contains("needs ffmpeg, which is not installed"));
@@ -586,4 +594,28 @@ fn edge_status_reads_a_box_and_its_exit_code_says_healthy_or_not() {
     assert_eq!(no_token.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&no_token.stderr).contains("wants a token"));
     drop(stdin);
+}
+
+/// Something else at the URL that answers without end: read up to a bound, then refused.
+#[test]
+fn status_reads_a_bounded_answer() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let _ = client.read(&mut [0; 4096]);
+        let mut sent = 0usize;
+        let _ = client.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"healthy\": \"");
+        // Until the client hangs up (or 64 MB, should it never).
+        while sent < 64 << 20 && client.write_all(&[b'x'; 65536]).is_ok() {
+            sent += 65536;
+        }
+        sent
+    });
+    let out = edge().args(["status", "--url", &url]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a flowercam edge's status"), "{err}");
+    let sent = sent.join().unwrap();
+    assert!(sent < 16 << 20, "the client read {sent} bytes before giving up");
 }

@@ -22,9 +22,13 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
-    /// The model's own open-set threshold unless `unknown` overrides it (`--unknown-threshold`).
+    /// The model's own open-set threshold unless `unknown` overrides it (`--unknown-threshold`);
+    /// none for a model without an open-set score, whose override is said to be ignored.
     pub fn for_model(manifest: &crate::Manifest, unknown: Option<f32>, min_confidence: f32) -> Self {
-        Self { unknown: unknown.or(manifest.open_set.as_ref().map(|o| o.threshold)), min_confidence }
+        if let (Some(limit), None) = (unknown, &manifest.open_set) {
+            tracing::warn!("--unknown-threshold {limit} is ignored: the model has no open-set score to compare it with");
+        }
+        Self { unknown: manifest.open_set.as_ref().map(|o| unknown.unwrap_or(o.threshold)), min_confidence }
     }
 }
 
@@ -80,5 +84,19 @@ mod tests {
         let labels = vec!["a".to_string(), "b".to_string()];
         assert_eq!(Answer::Unknown.label(&labels), "unknown");
         assert_eq!(Answer::Class(1).label(&labels), "b");
+    }
+
+    #[test]
+    fn an_unknown_threshold_applies_only_to_a_model_with_an_open_set_score() {
+        let mut manifest = crate::bundle::tests::sample_manifest();
+        assert_eq!(Thresholds::for_model(&manifest, Some(0.3), 0.0).unknown, None, "nothing to compare it with");
+        manifest.open_set = Some(crate::manifest::OpenSet {
+            method: crate::manifest::OpenSetMethod::KnnCosine,
+            references: 4,
+            threshold: 0.25,
+            target_acceptance: 0.975,
+        });
+        assert_eq!(Thresholds::for_model(&manifest, None, 0.0).unknown, Some(0.25), "the model's own");
+        assert_eq!(Thresholds::for_model(&manifest, Some(0.3), 0.0).unknown, Some(0.3), "overridden");
     }
 }

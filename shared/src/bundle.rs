@@ -55,8 +55,8 @@ pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
 pub enum BundleError {
     #[error("{path}: cannot read: {cause}")]
     Io { path: PathBuf, cause: std::io::Error },
-    #[error("{path}: not a model bundle (bad magic bytes)")]
-    NotABundle { path: PathBuf },
+    #[error("{path}: not a model bundle (bad magic bytes){hint}")]
+    NotABundle { path: PathBuf, hint: &'static str },
     #[error(
         "{path}: bundle format version {found} is not supported (this build reads version {FORMAT_VERSION}); {}",
         if *found < FORMAT_VERSION { "re-export it with this trainer (`trainer export --run RUN --out NAME`)" } else { "use a matching edge build" }
@@ -149,7 +149,11 @@ impl Bundle {
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, BundleError> {
         let path = path.to_path_buf();
         if bytes.len() < 12 || &bytes[..8] != MAGIC {
-            return Err(BundleError::NotABundle { path });
+            // An ONNX model (its first field, the IR version, is tag 0x08) is the usual mistake.
+            let onnx = bytes.first() == Some(&0x08) || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+            let hint =
+                if onnx { ": an ONNX file? Give the .bundle the trainer wrote beside it (labels, preprocessing, checks)" } else { "" };
+            return Err(BundleError::NotABundle { path, hint });
         }
         let found = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
         if found != FORMAT_VERSION {
@@ -308,8 +312,11 @@ pub(crate) mod tests {
         bytes[8] = 99;
         let err = Bundle::from_bytes(&bytes, Path::new("m.bundle")).unwrap_err();
         assert!(matches!(err, BundleError::UnsupportedVersion { found: 99, .. }), "{err}");
-        let err = Bundle::from_bytes(b"\x08\x01\x12\x04onnx-protobuf....", Path::new("m.onnx")).unwrap_err();
+        let err = Bundle::from_bytes(b"\x08\x01\x12\x04onnx-protobuf....", Path::new("m.model")).unwrap_err();
         assert!(matches!(err, BundleError::NotABundle { .. }), "{err}");
+        assert!(err.to_string().contains("an ONNX file? Give the .bundle"), "{err}");
+        let err = Bundle::from_bytes(b"GIF89a and so on, more", Path::new("m.gif")).unwrap_err();
+        assert_eq!(err.to_string(), "m.gif: not a model bundle (bad magic bytes)");
     }
 
     #[test]

@@ -201,6 +201,22 @@ impl ImageError {
             ImageError::BadWebp { reason, .. } => ImageError::BadWebp { path, reason },
         }
     }
+
+    /// What went wrong, without the file's name: for a report that names the file once.
+    pub fn reason(&self) -> String {
+        let text = self.to_string();
+        let path = match self {
+            ImageError::Read { path, .. }
+            | ImageError::Empty { path }
+            | ImageError::Decode { path, .. }
+            | ImageError::NoPixels { path, .. }
+            | ImageError::TooLarge { path, .. }
+            | ImageError::NotEnoughMemory { path, .. }
+            | ImageError::Truncated { path }
+            | ImageError::BadWebp { path, .. } => path,
+        };
+        text.strip_prefix(&format!("{}: ", path.display())).unwrap_or(&text).to_string()
+    }
 }
 
 /// The longest side [`ResizePolicy::CenterCrop`] scales, in multiples of the shorter one.
@@ -330,6 +346,14 @@ impl Normalization {
 mod tests {
     use super::*;
     use image::Rgb;
+
+    #[test]
+    fn a_reason_is_the_error_without_its_file_name() {
+        let e = ImageError::Empty { path: "a: b/c.jpg".into() };
+        assert_eq!((e.to_string().as_str(), e.reason().as_str()), ("a: b/c.jpg: empty file", "empty file"));
+        let e = decode_file(Path::new("/nonexistent/x.jpg")).unwrap_err();
+        assert!(e.reason().starts_with("cannot read: "), "{e}");
+    }
 
     fn gradient(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 77]))

@@ -8,7 +8,12 @@ use std::path::Path;
 /// before opening (opening a pipe with no writer would wait for ever). For a reader that opens
 /// the file itself; [`read_file`] checks the same.
 pub fn check_file(path: &Path, limit: u64) -> io::Result<u64> {
-    let meta = std::fs::metadata(path)?;
+    let meta = std::fs::metadata(path).map_err(|e| match std::fs::symlink_metadata(path) {
+        Ok(link) if link.file_type().is_symlink() && e.kind() == io::ErrorKind::NotFound => {
+            io::Error::new(io::ErrorKind::NotFound, "a link to a file that does not exist")
+        }
+        _ => e,
+    })?;
     if !meta.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file (a device, pipe or folder)"));
     }
@@ -66,6 +71,12 @@ mod tests {
             assert!(err.to_string().contains("not a regular file"), "{special}: {err}");
         }
         assert!(read_file(dir.path(), 1 << 20).is_err(), "a folder");
+        let link = dir.path().join("link.jpg");
+        std::os::unix::fs::symlink(dir.path().join("gone.jpg"), &link).unwrap();
+        assert_eq!(read_file(&link, 10).unwrap_err().to_string(), "a link to a file that does not exist");
+        let fifo = dir.path().join("pipe");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        assert!(read_file(&fifo, 10).unwrap_err().to_string().contains("not a regular file"), "a pipe is refused, not waited on");
         std::fs::write(&path, [0xFF, 0xFE]).unwrap();
         assert_eq!(read_text(&path, 10).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }

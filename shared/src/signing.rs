@@ -148,11 +148,13 @@ impl SecretKey {
     /// Reads a secret key file; refused when group or others may read it.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{}: cannot read the key: {e}", path.display()))?;
+        let cannot = |e: std::io::Error| anyhow::anyhow!("{}: cannot read the key: {e}", path.display());
+        // A folder or a pipe first: its mode says nothing about a key.
+        crate::read::check_file(path, KEY_FILE_BYTES).map_err(cannot)?;
+        let meta = std::fs::metadata(path).map_err(cannot)?;
         let mode = meta.permissions().mode() & 0o777;
         anyhow::ensure!(mode & 0o077 == 0, "{}: permissions {mode:o} are too open for a secret key (chmod 600 it)", path.display());
-        let text =
-            crate::read::read_text(path, KEY_FILE_BYTES).map_err(|e| anyhow::anyhow!("{}: cannot read the key: {e}", path.display()))?;
+        let text = crate::read::read_text(path, KEY_FILE_BYTES).map_err(cannot)?;
         let (seed, name) = parse_line(&text, SECRET_TAG)
             .ok_or_else(|| anyhow::anyhow!("{}: not a flowercam secret key (made by `trainer keygen`)", path.display()))?;
         Ok(Self { name, key: SigningKey::from_bytes(&seed) })
@@ -252,6 +254,8 @@ mod tests {
         assert!(trusted.contains(&key.public().key));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(SecretKey::read(&path).unwrap_err().to_string().contains("too open"));
+        let folder = SecretKey::read(dir.path()).unwrap_err().to_string();
+        assert!(folder.contains("cannot read the key: not a regular file"), "a folder is named as one, not as too open: {folder}");
         let bad = dir.path().join("trusted");
         std::fs::write(&bad, "# ours\n\nssh-ed25519 AAAA me@host\n").unwrap();
         assert!(TrustedKeys::read(&bad).unwrap_err().to_string().contains("trusted:3: not a flowercam public key line"));

@@ -143,6 +143,11 @@ fn splits_and_folders_a_run_cannot_use_are_refused_naming_them() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("class 'copies' has no validation photo") && err.contains("--dedup-distance"), "{err}");
     assert!(!f.path("one_picture").join("run.json").exists());
+    // A test share that rounds to no photo: a test figure was asked for and none would come.
+    let out = trainer(&f.train_args("no_test", &["--classes", "stripes,columns", "--test-fraction", "0.01", "--no-export"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--test-fraction 0.01 holds out no photo"), "{err}");
     // More folds than pictures to fill them.
     let out = trainer(&f.train_args("folds", &["--classes", "stripes,columns", "--cv", "40", "--no-export"]));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -42,7 +42,8 @@ impl DirSource {
     }
 }
 
-/// The regular, non-hidden files of `root`, sorted by name.
+/// The non-hidden files of `root` (anything but a folder: its reader reports what it cannot
+/// read), sorted by name.
 pub fn image_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     shared::folders::files(root).map_err(|e| anyhow::anyhow!("{}: cannot read the folder: {e}", root.display()))
 }

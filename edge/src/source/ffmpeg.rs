@@ -63,7 +63,8 @@ pub fn rtsp(url: &str) -> anyhow::Result<Reconnecting> {
 
 pub fn file(path: &str, looping: bool) -> anyhow::Result<MjpegStream> {
     check_installed("file:")?;
-    anyhow::ensure!(std::path::Path::new(path).is_file(), "--source file:{path}: no such file");
+    // A device or a pipe is no recording (`stdin:mjpeg` reads a pipe); say which it is.
+    shared::read::check_file(std::path::Path::new(path), u64::MAX).map_err(|e| anyhow::anyhow!("--source file:{path}: {e}"))?;
     let options: &[&str] = if looping { &["-re", "-stream_loop", "-1"] } else { &["-re"] };
     Ok(MjpegStream::new(spawn(options, path)?, format!("file:{path}")))
 }

@@ -43,10 +43,7 @@ impl Reconnecting {
         }
         loop {
             match (self.open)() {
-                Ok(reader) => {
-                    tracing::info!("{}: connected", self.name);
-                    return MjpegStream::new(reader, self.name.clone());
-                }
+                Ok(reader) => return MjpegStream::new(reader, self.name.clone()),
                 Err(e) => self.backoff.pause(&e),
             }
         }
@@ -71,7 +68,11 @@ impl FrameSource for Reconnecting {
                 if self.connected_at.elapsed() >= SHORT_CONNECTION {
                     self.backoff.reset();
                 }
-                self.fruitless = false;
+                // Said at the first frame, not when the opener returns: an ffmpeg started for a
+                // camera that is not there has "opened" too.
+                if std::mem::take(&mut self.fruitless) {
+                    tracing::info!("{}: connected, frames arriving", self.name);
+                }
                 self.delivered += 1;
                 frame.number = self.delivered;
                 return Ok(Event::Frame(frame));

@@ -227,11 +227,7 @@ fn load_sample(
     hasher: &image_hasher::Hasher,
 ) -> Result<Sample, Skipped> {
     // The report names the file once: the reason is the error without its path.
-    let skip = |e: shared::preprocess::ImageError| {
-        let text = e.to_string();
-        let reason = text.strip_prefix(&format!("{}: ", path.display())).unwrap_or(&text).to_string();
-        Skipped { path: path.into(), reason }
-    };
+    let skip = |e: shared::preprocess::ImageError| Skipped { path: path.into(), reason: e.reason() };
     // Read once: the bytes are hashed for the feature cache and decoded.
     let bytes = read_image_file(path).map_err(skip)?;
     let decoded = decode_bytes(&bytes).map_err(|e| skip(e.at(path)))?;

@@ -43,13 +43,16 @@ pub struct Metrics {
     pub target_images: usize,
     pub other_images: usize,
     /// On the target folders: share whose most probable class is the true one (refusals aside).
-    pub accuracy: f32,
+    /// `None` (JSON null) without a target folder, as are the other figures on targets: a
+    /// folder of things to refuse says nothing of accuracy, and a 0 would read as a bad model.
+    pub accuracy: Option<f32>,
     /// On the target folders: share answered with the true class (a refusal counts as wrong).
-    pub answered_correctly: f32,
+    pub answered_correctly: Option<f32>,
     /// Share of target images refused (`unknown` or `unsure`): the cost of the refusal rule.
-    pub target_refused: f32,
-    /// Share of images in non-target folders refused: what the refusal rule is for.
-    pub other_refused: f32,
+    pub target_refused: Option<f32>,
+    /// Share of images in non-target folders refused: what the refusal rule is for; `None`
+    /// without such a folder.
+    pub other_refused: Option<f32>,
     /// Area under the ROC curve of the open-set score, target vs other images (0.5: no better
     /// than chance); `None` without both kinds of image or without a score.
     pub open_set_auroc: Option<f32>,
@@ -59,14 +62,15 @@ pub struct Metrics {
     pub answers: Vec<String>,
     pub confusion: Vec<Vec<u32>>,
     /// Expected calibration error of the most probable class on target images (10 bins).
-    pub ece: f32,
+    pub ece: Option<f32>,
     pub reliability: Vec<ReliabilityBin>,
 }
 
 pub const RELIABILITY_BINS: usize = 10;
 
-fn share(count: usize, of: usize) -> f32 {
-    if of == 0 { 0.0 } else { count as f32 / of as f32 }
+/// `count` of `of`, as a share; `None` of nothing.
+fn share(count: usize, of: usize) -> Option<f32> {
+    (of > 0).then(|| count as f32 / of as f32)
 }
 
 pub fn compute(labels: &[String], folders: &[String], scored: &[Scored]) -> Metrics {
@@ -83,9 +87,9 @@ pub fn compute(labels: &[String], folders: &[String], scored: &[Scored]) -> Metr
             ClassMetrics {
                 label: labels[c].clone(),
                 images: of_class.len(),
-                precision: share(right, answered_c),
-                recall: share(right, of_class.len()),
-                refused: share(of_class.iter().filter(|s| s.answer.is_refusal()).count(), of_class.len()),
+                precision: share(right, answered_c).unwrap_or(0.0),
+                recall: share(right, of_class.len()).unwrap_or(0.0),
+                refused: share(of_class.iter().filter(|s| s.answer.is_refusal()).count(), of_class.len()).unwrap_or(0.0),
             }
         })
         .collect();
@@ -123,7 +127,7 @@ pub fn compute(labels: &[String], folders: &[String], scored: &[Scored]) -> Metr
         folders: folders.to_vec(),
         answers,
         confusion,
-        ece,
+        ece: (!targets.is_empty()).then_some(ece),
         reliability,
     }
 }
@@ -197,10 +201,10 @@ mod tests {
         ];
         let m = compute(&labels, &folders, &images);
         assert_eq!((m.target_images, m.other_images), (4, 2));
-        assert_eq!(m.accuracy, 0.75, "argmax right on 3 of 4 targets");
-        assert_eq!(m.answered_correctly, 0.5, "the refused b counts as wrong");
-        assert_eq!(m.target_refused, 0.25);
-        assert_eq!(m.other_refused, 0.5);
+        assert_eq!(m.accuracy, Some(0.75), "argmax right on 3 of 4 targets");
+        assert_eq!(m.answered_correctly, Some(0.5), "the refused b counts as wrong");
+        assert_eq!(m.target_refused, Some(0.25));
+        assert_eq!(m.other_refused, Some(0.5));
         assert_eq!(m.per_class[1].precision, 1.0 / 3.0, "b answered 3 times (one a, one other), right once");
         assert_eq!(m.per_class[1].recall, 0.5);
         assert_eq!(m.per_class[0].precision, 1.0);
@@ -208,6 +212,18 @@ mod tests {
         assert_eq!(m.answers, ["a", "b", "unknown", "unsure"]);
         // Unknown scores: others {0.8, 0.3} vs targets {0.1, 0.2, 0.9, 0.1}: 0.8 beats 3, 0.3 beats 3.
         assert_eq!(m.open_set_auroc, Some(6.0 / 8.0));
+    }
+
+    #[test]
+    fn figures_of_a_kind_of_image_absent_are_none_not_zero() {
+        let labels = vec!["a".to_string(), "b".to_string()];
+        let only_others = [scored(None, 0, [0.6, 0.4], 0.8, Answer::Unknown)];
+        let m = compute(&labels, &["other".to_string()], &only_others);
+        assert_eq!((m.accuracy, m.answered_correctly, m.target_refused, m.ece), (None, None, None, None));
+        assert_eq!((m.other_refused, m.open_set_auroc), (Some(1.0), None));
+        let only_targets = [scored(Some(0), 0, [0.9, 0.1], 0.1, Answer::Class(0))];
+        let m = compute(&labels, &["a".to_string()], &only_targets);
+        assert_eq!((m.accuracy, m.other_refused), (Some(1.0), None));
     }
 
     #[test]

@@ -50,7 +50,8 @@ pub struct Report {
 /// The folders of `data` with their files; a folder that is missing, empty, or the lack of any
 /// folder is an error naming it.
 fn folders(data: &Path) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
-    anyhow::ensure!(data.is_dir(), "{}: no such folder", data.display());
+    anyhow::ensure!(data.exists(), "{}: no such folder", data.display());
+    anyhow::ensure!(data.is_dir(), "{}: not a folder (expected DIR/<label>/<image> and e.g. DIR/other/)", data.display());
     let subfolders = shared::folders::subfolders(data).with_context(|| format!("{}: cannot read the folder", data.display()))?;
     anyhow::ensure!(
         !subfolders.is_empty(),
@@ -70,10 +71,11 @@ fn folders(data: &Path) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
 /// Scores `model` on `data`; with `with_conditions`, also runs every image of the target folders
 /// through the field-conditions suite (15 model runs per image instead of one).
 pub fn evaluate(model: &Path, data: &Path, thresholds_override: (Option<f32>, f32), with_conditions: bool) -> anyhow::Result<Report> {
+    // The folders first: a mistyped path is said before the model takes seconds to load.
+    let folders = folders(data)?;
     let Bundle { manifest, onnx, .. } = Bundle::read(model)?;
     let thresholds = Thresholds::for_model(&manifest, thresholds_override.0, thresholds_override.1);
     let graph = Graph::load_classifier(onnx, &manifest).with_context(|| format!("{}: cannot load", model.display()))?;
-    let folders = folders(data)?;
     let labels = manifest.labels.clone();
     let targets = folders.iter().filter(|(name, _)| labels.contains(name)).count();
     if targets == 0 {
@@ -96,7 +98,7 @@ pub fn evaluate(model: &Path, data: &Path, thresholds_override: (Option<f32>, f3
             bar.inc(1);
             let skip = |reason: String| Skipped { path: path.clone(), reason };
             let failed = |e: anyhow::Error| skip(format!("the model failed on it: {e:#}"));
-            let decoded = shared::preprocess::decode_file(path).map_err(|e| skip(e.to_string()))?;
+            let decoded = shared::preprocess::decode_file(path).map_err(|e| skip(e.reason()))?;
             let square = manifest.preprocessing.prepare(&decoded);
             let outputs = graph.classify(&square).map_err(failed)?;
             let answer = Answer::of(&outputs.probabilities, outputs.unknown_score, &thresholds);

@@ -115,6 +115,11 @@ fn percent(x: f32) -> String {
     format!("{:.1}%", x * 100.0)
 }
 
+/// A share that may not exist (no image of its kind): `-` then.
+fn maybe_percent(x: Option<f32>) -> String {
+    x.map_or("-".into(), percent)
+}
+
 pub fn human(report: &Report) -> String {
     let m = &report.metrics;
     let mut text = String::new();
@@ -129,16 +134,16 @@ pub fn human(report: &Report) -> String {
         report.skipped.len(),
         report.thresholds.min_confidence
     );
-    let right = (m.accuracy * m.target_images as f32).round() as usize;
+    let right = m.accuracy.map_or(0, |a| (a * m.target_images as f32).round() as usize);
     let _ = writeln!(
         text,
-        "accuracy {} ({right} of {}); answered correctly {}; refused: {} of targets, {} of others; ECE {:.3}{}",
-        percent(m.accuracy),
+        "accuracy {} ({right} of {}); answered correctly {}; refused: {} of targets, {} of others; ECE {}{}",
+        maybe_percent(m.accuracy),
         m.target_images,
-        percent(m.answered_correctly),
-        percent(m.target_refused),
-        percent(m.other_refused),
-        m.ece,
+        maybe_percent(m.answered_correctly),
+        maybe_percent(m.target_refused),
+        maybe_percent(m.other_refused),
+        m.ece.map_or("-".into(), |e| format!("{e:.3}")),
         m.open_set_auroc.map_or(String::new(), |a| format!("; open-set AUROC {a:.3}"))
     );
     let _ = writeln!(text, "{:<20} {:>7} {:>10} {:>8} {:>8}", "class", "images", "precision", "recall", "refused");

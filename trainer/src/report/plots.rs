@@ -122,14 +122,16 @@ pub fn confusion(
 
 /// Reliability diagram: per confidence bin, the accuracy (bars) against the diagonal of perfect
 /// calibration, with the number of images per bin.
-pub fn reliability(bins: &[ReliabilityBin], ece: f32, path: &Path) -> anyhow::Result<()> {
+/// The reliability diagram; `ece` is `None` without target images (the bars are then empty).
+pub fn reliability(bins: &[ReliabilityBin], ece: Option<f32>, path: &Path) -> anyhow::Result<()> {
+    let ece = ece.map_or("-, no target images".into(), |e| format!("{e:.3}"));
     ensure_font();
     let tmp = shared::atomic::temp_path(path).with_extension("png");
     {
         let root = BitMapBackend::new(&tmp, (560, 520)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("reliability (ECE {ece:.3})"), ("sans-serif", 20))
+            .caption(format!("reliability (ECE {ece})"), ("sans-serif", 20))
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(50)

@@ -395,6 +395,24 @@ fn check_split(config: &TrainConfig, dataset: &Dataset, split: &Split, groups: &
             config.dedup_distance
         );
     }
+    if config.test_fraction > 0.0 && from.is_none() {
+        let has_test = |class: usize| split.test.iter().any(|&i| classes[i] == class);
+        let lacking: Vec<&str> = (0..dataset.classes.len()).filter(|&c| !has_test(c)).map(|c| dataset.classes[c].as_str()).collect();
+        // Asked for a test figure, the run must give one, or say whose photos it leaves out.
+        anyhow::ensure!(
+            lacking.len() < dataset.classes.len(),
+            "--test-fraction {} holds out no photo: each class's share rounds to none (or its last picture stays for training); raise it",
+            config.test_fraction
+        );
+        if !lacking.is_empty() {
+            tracing::warn!(
+                "--test-fraction {} holds out no photo of {}: the test accuracy leaves {} out",
+                config.test_fraction,
+                lacking.join(", "),
+                if lacking.len() == 1 { "it" } else { "them" }
+            );
+        }
+    }
     let held: Vec<usize> = split.train.iter().chain(&split.val).copied().collect();
     let pictures = data::split::groups_among(&held, groups);
     if config.cv_folds > pictures && !config.trains_trunk() {
