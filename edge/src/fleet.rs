@@ -15,8 +15,13 @@ const STATUS_BYTES: u64 = 1 << 20;
 pub fn fetch(url: &str, token: Option<&str>) -> anyhow::Result<BoxStatus> {
     let base = url.trim_end_matches('/');
     let shown = crate::redact::redact(base);
-    let agent: ureq::Agent =
-        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).http_status_as_error(false).build().into();
+    // No redirects: another host's answer would be shown as the box's.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
     let mut request = agent.get(format!("{base}/api/status"));
     if let Some(token) = token {
         request = request.header("Authorization", format!("Bearer {token}"));
@@ -36,23 +41,43 @@ pub fn fetch(url: &str, token: Option<&str>) -> anyhow::Result<BoxStatus> {
 /// One line a box: name, model, answer, fps, health.
 pub fn summary(url: &str, s: &BoxStatus) -> String {
     let j = &s.json;
+    // Whatever answers at the URL chooses these texts: escaped, one line, no terminal escapes.
+    let text = |v: &serde_json::Value| crate::path_text::escaped(std::path::Path::new(v.as_str().unwrap_or("?")));
     let latest = &j["latest"];
     let answer = if latest.is_null() {
         "no frame yet".to_string()
     } else {
-        format!("{} {:.2}", latest["smoothed_label"].as_str().unwrap_or("?"), latest["smoothed_probability"].as_f64().unwrap_or(f64::NAN))
+        format!("{} {:.2}", text(&latest["smoothed_label"]), latest["smoothed_probability"].as_f64().unwrap_or(f64::NAN))
     };
     format!(
         "{}\t{}\tmodel {} ({})\t{answer}\t{:.1} fps\t{} classified, {} dropped, {} corrupt, {} reconnects\t{}",
         crate::redact::redact(url),
         if s.healthy { "healthy" } else { "UNHEALTHY" },
-        j["model"]["name"].as_str().unwrap_or("?"),
-        j["model"]["hash"].as_str().unwrap_or("?").chars().take(12).collect::<String>(),
+        text(&j["model"]["name"]),
+        text(&j["model"]["hash"]).chars().take(12).collect::<String>(),
         j["fps"].as_f64().unwrap_or(0.0),
         j["classified"],
         j["dropped"],
         j["corrupt"],
         j["reconnects"],
-        j["health"].as_str().unwrap_or("")
+        text(&j["health"])
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_line_is_one_line_whatever_the_answer_holds() {
+        let json = serde_json::json!({
+            "healthy": true,
+            "model": {"name": "evil\n\u{1b}]0;title\u{7}", "hash": "ab\ncd"},
+            "latest": {"smoothed_label": "a\u{1b}[2J", "smoothed_probability": 0.9},
+            "health": "ok\nforged line",
+        });
+        let line = summary("http://box:8080", &BoxStatus { json, healthy: true });
+        assert!(!line.contains('\n') && !line.contains('\u{1b}') && !line.contains('\u{7}'), "{line:?}");
+        assert!(line.contains("evil\\n\\u{1b}]0;title\\u{7}"), "{line}");
+    }
 }

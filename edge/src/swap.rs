@@ -53,7 +53,18 @@ pub enum Request {
     Reload,
     /// An uploaded bundle; the reply says whether it was taken (or why not).
     /// `slot` is the HTTP server's one upload place, freed when this request is done with.
-    Upload { bytes: Vec<u8>, reply: Sender<Result<Uploaded, String>>, slot: tokio::sync::OwnedMutexGuard<()> },
+    Upload { bytes: Vec<u8>, reply: Sender<Result<UploadAnswer, String>>, slot: tokio::sync::OwnedMutexGuard<()> },
+}
+
+/// What a taken upload's sender is told (`POST /api/model`'s 200).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum UploadAnswer {
+    Swapped(Uploaded),
+    /// The bytes of the model running: no new model, nothing checked, swapped or written.
+    AlreadyRunning {
+        already_running: bool,
+    },
 }
 
 /// An upload that passed its checks and is being swapped in.
@@ -267,6 +278,12 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                 (outcome, path.display().to_string(), None, bytes)
             }
             Request::Upload { bytes, reply, slot } => {
+                if shared::bundle::sha256(&bytes) == running {
+                    drop(slot);
+                    tracing::info!("upload: the model already running");
+                    let _ = reply.send(Ok(UploadAnswer::AlreadyRunning { already_running: true }));
+                    continue;
+                }
                 let checked = take_upload(&bytes, options);
                 drop(slot);
                 (checked, "upload".to_string(), Some(reply), bytes)
@@ -283,7 +300,8 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                 // Kept before the upload is answered: an answered upload is also the last good one.
                 let problem = options.last_good.as_ref().map(|last_good| last_good.keep_or_warn(&bytes, &sha));
                 if let Some(reply) = reply {
-                    let _ = reply.send(Ok(Uploaded { swapped: candidate.info.clone(), not_kept: problem.clone().flatten() }));
+                    let _ = reply
+                        .send(Ok(UploadAnswer::Swapped(Uploaded { swapped: candidate.info.clone(), not_kept: problem.clone().flatten() })));
                 }
                 let kept = problem.map(|problem| Swap::Kept { problem });
                 std::iter::once(Swap::Ready(Box::new(candidate))).chain(kept).collect()

@@ -390,7 +390,8 @@ fn receiver(statuses: Vec<u16>, hang: bool) -> (String, Requests) {
                 continue;
             }
             let status = statuses.next().unwrap_or(200);
-            let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let moved = if (300..400).contains(&status) { "Location: /moved\r\n" } else { "" };
+            let _ = write!(stream, "HTTP/1.1 {status} X\r\n{moved}Content-Length: 0\r\nConnection: close\r\n\r\n");
         }
     });
     (url, requests)
@@ -419,6 +420,27 @@ fn web_hook_posts_are_signed_and_retried_after_a_server_error() {
         assert_eq!(signature, Some(edge::events::webhook::signature(b"s3cret", body).as_str()), "{head}");
     }
     assert!(!logged.text().contains("s3cret"), "the secret is never logged");
+}
+
+/// A hook that answers with a redirect: not followed (a GET without the event would have
+/// counted as delivered), the event dropped and the move said, naming where it points.
+#[test]
+fn a_web_hook_that_redirects_is_said_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = common::tiny_bundle(dir.path());
+    let (class_frame, unknown_frame, threshold) = class_and_unknown_frames(dir.path(), &bundle);
+    let (url, requests) = receiver(vec![302], false);
+    let (mut child, logged, mut stdin) = start_box(&bundle, &["--webhook", &url, "--unknown-threshold", &threshold]);
+    for frame in [&class_frame, &unknown_frame] {
+        send(&mut stdin, frame, 80);
+    }
+    wait_for(Duration::from_secs(20), "2 posts", || requests.lock().unwrap().len() >= 2);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    let stderr = logged.text();
+    let requests = requests.lock().unwrap();
+    assert!(requests.iter().all(|(head, _)| head.starts_with("POST /hook ")), "only posts, no redirect followed: {requests:?}");
+    assert!(stderr.contains("HTTP 302 Found, moved to /moved: give that URL as --webhook"), "{stderr}");
 }
 
 #[test]

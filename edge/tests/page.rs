@@ -15,25 +15,26 @@ mod common;
 
 const CHROMIUM: &str = "chromium";
 
-/// The edge on a free loopback port, once a frame is classified.
-fn start_edge(model: &Path) -> Served {
+/// The edge on a free loopback port (with `--http-token` if given), once a frame is classified.
+fn start_edge(model: &Path, token: Option<&str>) -> Served {
     let mut command = Command::new(env!("CARGO_BIN_EXE_edge"));
     command.env("RUST_LOG", "info");
-    let served = serve(
-        command,
-        &["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--fps", "8", "--quiet", "--http", "127.0.0.1:0"],
-    );
+    let mut args =
+        vec!["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--fps", "8", "--quiet", "--http", "127.0.0.1:0"];
+    args.extend(token.map(|t| ["--http-token", t]).into_iter().flatten());
+    let served = serve(command, &args);
     let started = Instant::now();
-    while !healthy(&served.address) {
+    while !healthy(&served.address, token) {
         assert!(started.elapsed() < Duration::from_secs(30), "no frame classified");
         std::thread::sleep(Duration::from_millis(100));
     }
     served
 }
 
-fn healthy(address: &str) -> bool {
+fn healthy(address: &str, token: Option<&str>) -> bool {
     let mut stream = TcpStream::connect(address).unwrap();
-    write!(stream, "GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(stream, "GET /healthz HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n").unwrap();
     let mut reply = String::new();
     stream.read_to_string(&mut reply).unwrap();
     reply.starts_with("HTTP/1.1 200")
@@ -64,7 +65,7 @@ fn text_of(dom: &str, id: &str) -> String {
 fn the_live_page_shows_the_answer_and_frame_rate_in_a_browser() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_bundle(dir.path());
-    let edge = start_edge(&model);
+    let edge = start_edge(&model, None);
     let url = format!("http://{}/", edge.address);
     // Virtual time lets the page's polling run for 3 s of page time before the DOM is dumped.
     let dump = |profile: &str| chromium(&dir.path().join(profile), &["--virtual-time-budget=3000", "--dump-dom", &url]);
@@ -110,9 +111,22 @@ fn a_label_written_as_html_is_shown_as_text() {
     checks.iter_mut().filter(|c| c.label == renamed).for_each(|c| c.label = hostile.to_string());
     let model = dir.path().join("hostile.bundle");
     shared::Bundle::new(manifest, tiny.onnx.clone(), checks).write(&model).unwrap();
-    let edge = start_edge(&model);
+    let edge = start_edge(&model, None);
     let dom = chromium(&dir.path().join("p"), &["--virtual-time-budget=3000", "--dump-dom", &format!("http://{}/", edge.address)]);
     assert!(!dom.contains("data-pwned"), "the label's script ran");
     assert!(text_of(&dom, "model").contains("&lt;img src=x onerror="), "the label shown as text: {}", text_of(&dom, "model"));
     assert!(dom.contains("■ &lt;img src=x"), "the legend shows it as text too");
+}
+
+/// A base64 token (`openssl rand -base64 24` holds `+`, `/` and `=`): the page opened with it
+/// percent-encoded must get its own polls through, as the operator's browser sends them.
+#[test]
+fn the_page_works_with_a_token_that_needs_encoding_in_a_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_bundle(dir.path());
+    let edge = start_edge(&model, Some("Zm9v+YmFy/YmF6="));
+    let url = format!("http://{}/?token=Zm9v%2BYmFy%2FYmF6%3D", edge.address);
+    let dom = chromium(&dir.path().join("p"), &["--virtual-time-budget=3000", "--dump-dom", &url]);
+    assert!(text_of(&dom, "health").starts_with("ok: last frame classified"), "the page's status polls: {}", text_of(&dom, "health"));
+    assert!(text_of(&dom, "frame").parse::<u64>().is_ok(), "the page's latest-result polls: {}", text_of(&dom, "frame"));
 }

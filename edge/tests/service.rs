@@ -229,16 +229,21 @@ fn a_token_guards_every_endpoint_and_public_addresses_need_one() {
     assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not a loopback address"));
 
+    // A base64 token (`openssl rand -base64`): its `+ / =` travel percent-encoded in a URL.
+    let token = "s3+cr/et=";
     let s = serve(
         edge(),
-        &["run", "--model", model, "--source", "synthetic", "--fps", "10", "--quiet", "--http", "127.0.0.1:0", "--http-token", "s3cret"],
+        &["run", "--model", model, "--source", "synthetic", "--fps", "10", "--quiet", "--http", "127.0.0.1:0", "--http-token", token],
     );
     for path in ["/", "/api/status", "/api/latest", "/healthz", "/metrics", "/stream.mjpg"] {
         assert_eq!(get(&s.address, path, &[]).status, 401, "{path} without the token");
         assert_eq!(get(&s.address, &format!("{path}?token=wrong"), &[]).status, 401, "{path} with a wrong token");
     }
-    assert_eq!(get(&s.address, "/api/status", &["Authorization: Bearer s3cret"]).status, 200);
-    assert_eq!(get(&s.address, "/?token=s3cret", &[]).status, 200);
+    assert_eq!(get(&s.address, "/api/status", &[&format!("Authorization: Bearer {token}")]).status, 200);
+    assert_eq!(get(&s.address, "/api/status", &[&format!("Authorization: bearer {token}")]).status, 200, "the scheme's case is free");
+    assert_eq!(get(&s.address, "/?token=s3%2Bcr%2Fet%3D", &[]).status, 200, "percent-encoded, as the page sends it");
+    assert_eq!(get(&s.address, "/?token=s3+cr/et=", &[]).status, 401, "a bare + is a space in a query, as browsers read it");
+    assert_eq!(get(&s.address, "/?token=wrong&token=s3%2Bcr%2Fet%3D", &[]).status, 401, "the first token= counts");
 }
 
 #[test]

@@ -104,6 +104,11 @@ fn uploads_and_new_files_are_checked_then_swapped_in_and_bad_ones_never_replace_
         metrics.contains(&format!("hash=\"{first_hash}\"")) && metrics.contains("labels=\"daffodil,coltsfoot,dandelion\"} 1"),
         "{metrics}"
     );
+    // The same bytes again: no new model, said at once, nothing swapped.
+    let swaps = status(&address)["last_swap"].clone();
+    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&second).unwrap());
+    assert_eq!((code, body.as_str()), (200, r#"{"already_running":true}"#));
+    assert_eq!(status(&address)["last_swap"], swaps, "no swap");
 
     // The first model written over the model path (a copy, then a rename): picked up.
     let staged = dir.path().join("staged.bundle");

@@ -209,6 +209,7 @@ impl Bundle {
         let labels = &self.manifest.labels;
         let [_, h, w, c] = self.manifest.input_shape();
         for check in &self.self_checks {
+            crate::manifest::check_name("self-check name", &check.name)?;
             if check.rgb.len() != h * w * c || check.expected.len() != labels.len() {
                 return Err(format!("self-check '{}' does not match the model's input or output size", check.name));
             }

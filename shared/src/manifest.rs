@@ -255,12 +255,40 @@ pub fn check_label(label: &str) -> Result<(), String> {
     Err(format!("class name {label:?} {problem}"))
 }
 
+/// A name a bundle carries and the edge prints, logs and serves (the model's, a self-check
+/// image's): one line of at most 255 bytes with no control character, so that it cannot forge
+/// a log line, move a terminal's cursor or fill a status page.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.len() > MAX_LABEL_BYTES {
+        Err(format!("{what} is longer than 255 bytes"))
+    } else if name.chars().any(char::is_control) {
+        Err(format!("{what} {name:?} holds a control character"))
+    } else {
+        Ok(())
+    }
+}
+
+/// `name` made one that [`check_name`] takes: control characters written as escapes, cut
+/// to 255 bytes (a photo's file name may hold a tab or be long).
+pub fn printable_name(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        let piece = if c.is_control() { c.escape_default().to_string() } else { c.to_string() };
+        if out.len() + piece.len() > MAX_LABEL_BYTES {
+            break;
+        }
+        out += &piece;
+    }
+    out
+}
+
 impl Manifest {
     /// What the rest of the product takes for granted of a manifest, checked on every bundle
     /// read (a crafted or damaged one may hold anything that deserializes): labels that are
     /// plain, distinct class names; an input size the trainer could have written; finite
     /// thresholds and tolerances.
     pub fn check(&self) -> Result<(), String> {
+        check_name("model name", &self.name)?;
         let labels = &self.labels;
         if labels.len() < 2 {
             return Err(format!("manifest lists {} classes; a classifier needs at least 2", labels.len()));
@@ -296,6 +324,18 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_one_printable_line_and_any_name_can_be_made_one() {
+        assert!(check_name("model name", "daffodil_coltsfoot v2").is_ok());
+        assert!(check_name("model name", "evil\n\x1b]0;title\x07").unwrap_err().contains("control character"));
+        assert!(check_name("model name", &"N".repeat(256)).unwrap_err().contains("longer than 255"));
+        assert_eq!(printable_name("a\tb\u{1b}c.jpg"), "a\\tb\\u{1b}c.jpg");
+        for odd in ["tab\there", &"é".repeat(200), &"\u{7}".repeat(100)] {
+            let made = printable_name(odd);
+            assert!(check_name("x", &made).is_ok(), "{made:?}");
+        }
+    }
 
     #[test]
     fn f32_gate_wants_everything_and_int8_gate_allows_one_percent() {

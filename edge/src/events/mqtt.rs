@@ -61,15 +61,33 @@ impl BrokerUrl {
             }
             None => (None, authority),
         };
-        let (host, port) = match host_port.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-                (host, port.parse::<u16>().map_err(|_| bad(&format!("bad port '{port}'")))?)
+        if host_port.contains(['?', '#']) {
+            return Err(bad("a query or fragment is not used"));
+        }
+        // `host`, `host:port`, `[v6]` or `[v6]:port`.
+        let (host, port) = match host_port.strip_prefix('[') {
+            Some(bracketed) => {
+                let (host, after) = bracketed.split_once(']').ok_or_else(|| bad("an IPv6 address's ']' is missing"))?;
+                match after {
+                    "" => (host, None),
+                    _ => (host, Some(after.strip_prefix(':').ok_or_else(|| bad(&format!("'{after}' after the address")))?)),
+                }
             }
-            _ => (host_port, DEFAULT_PORT),
+            None => match host_port.split_once(':') {
+                Some((_, port)) if port.contains(':') => return Err(bad("an IPv6 address goes in brackets: mqtt://[::1]")),
+                Some((host, port)) => (host, Some(port)),
+                None => (host_port, None),
+            },
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(port) => port.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| bad(&format!("bad port '{port}'")))?,
+        };
         if host.is_empty() {
             return Err(bad("no host"));
+        }
+        if host.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(bad("the host holds a space or a control character"));
         }
         Ok(BrokerUrl { host: host.to_string(), port, credentials })
     }
@@ -373,7 +391,22 @@ mod tests {
         assert_eq!(url, BrokerUrl { host: "broker.lan".into(), port: 1884, credentials: Some(("box".into(), "pw".into())) });
         assert_eq!(BrokerUrl::parse("mqtt://127.0.0.1").unwrap().port, 1883);
         assert_eq!(BrokerUrl::parse("tcp://[::1]:1999/").unwrap().host, "::1");
-        for bad in ["http://broker", "mqtt://", "mqtt://broker:port", "mqtt://broker/topic", "broker:1883"] {
+        let v6 = BrokerUrl::parse("mqtt://[::1]").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 1883), "brackets without a port");
+        for bad in [
+            "http://broker",
+            "mqtt://",
+            "mqtt://broker:port",
+            "mqtt://broker/topic",
+            "broker:1883",
+            "mqtt://::1",
+            "mqtt://127.0.0.1?x=1",
+            "mqtt://host:1883:1883",
+            "mqtt://127.0.0.1:0",
+            "mqtt://bro\nker",
+            "mqtt://[::1",
+            "mqtt://[::1]x",
+        ] {
             assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
         }
         let e = BrokerUrl::parse("mqtts://u:hunter2@broker").unwrap_err().to_string();

@@ -42,8 +42,10 @@ impl Webhook {
         check_url(url)?;
         let outbox = Arc::new(Outbox::new(outbox));
         let stop = Arc::new(AtomicBool::new(false));
+        // No redirects: ureq would follow a 301-303 as a GET without the event (delivered, as far
+        // as the answer goes) and fail a 307/308 for ever; a moved hook is said, not followed.
         let agent: ureq::Agent =
-            ureq::Agent::config_builder().timeout_global(Some(WEBHOOK_TIMEOUT)).http_status_as_error(false).build().into();
+            ureq::Agent::config_builder().timeout_global(Some(WEBHOOK_TIMEOUT)).http_status_as_error(false).max_redirects(0).build().into();
         let signed = if secret.is_some() { ", signed" } else { ", unsigned (no --webhook-secret)" };
         let thread = {
             let (outbox, stop, url) = (Arc::clone(&outbox), Arc::clone(&stop), url.to_string());
@@ -90,6 +92,9 @@ fn post(agent: &ureq::Agent, url: &str, secret: Option<&str>, event: &FieldEvent
                 Outcome::Delivered
             } else if status.is_server_error() || status == 408 || status == 429 {
                 Outcome::Retry(anyhow::anyhow!("web hook {}: HTTP {status}", redact(url)))
+            } else if status.is_redirection() {
+                let to = response.headers().get("location").map_or("?".into(), |l| redact(&String::from_utf8_lossy(l.as_bytes())));
+                Outcome::Refused(format!("HTTP {status}, moved to {to}: give that URL as --webhook; redirects are not followed"))
             } else {
                 Outcome::Refused(format!("HTTP {status}"))
             }

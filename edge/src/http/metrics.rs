@@ -25,6 +25,9 @@ pub struct Metrics {
     /// 1 for the model running now, 0 for one a swap replaced.
     model_info: Family<Labels, Gauge>,
     current_model: Labels,
+    /// The model the last swap replaced (its series reads 0); older ones are dropped, so that a
+    /// box swapped a thousand times does not serve a thousand series.
+    replaced_model: Option<Labels>,
     /// 1 while the running model could not be kept as the last good one (`--last-good`).
     last_good_problem: Gauge,
     /// The loop's totals at the last update: its counters are absolute, ours count up by the
@@ -70,7 +73,7 @@ impl Metrics {
         registry.register("latency_seconds", "From capture to answer, per frame", latency_seconds.clone());
         registry.register("answers", "Frames by smoothed answer (a class, unknown or unsure)", answers.clone());
         let model_info = Family::<Labels, Gauge>::default();
-        registry.register("model_info", "The model being run (1), and ones a swap replaced (0)", model_info.clone());
+        registry.register("model_info", "The model being run (1), and the one the last swap replaced (0)", model_info.clone());
         let current_model = model_labels(model);
         model_info.get_or_create(&current_model).set(1);
         let last_good_problem = Gauge::default();
@@ -91,6 +94,7 @@ impl Metrics {
             answers,
             model_info,
             current_model,
+            replaced_model: None,
             last_good_problem,
             seen: Totals::default(),
         }
@@ -98,8 +102,12 @@ impl Metrics {
 
     /// A swap: the new model is the one being run.
     pub fn model(&mut self, model: &ModelInfo) {
+        if let Some(older) = self.replaced_model.take() {
+            self.model_info.remove(&older);
+        }
         self.model_info.get_or_create(&self.current_model).set(0);
-        self.current_model = model_labels(model);
+        let replaced = std::mem::replace(&mut self.current_model, model_labels(model));
+        self.replaced_model = Some(replaced).filter(|r| *r != self.current_model);
         self.model_info.get_or_create(&self.current_model).set(1);
     }
 
@@ -129,5 +137,40 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(hash: &str) -> ModelInfo {
+        ModelInfo {
+            name: "m".into(),
+            labels: vec!["a".into(), "b".into()],
+            hash: hash.into(),
+            precision: "f32".into(),
+            signed_by: None,
+            trusted: false,
+            convolutions_left_for_memory: 0,
+        }
+    }
+
+    fn info_lines(metrics: &Metrics) -> Vec<String> {
+        metrics.encode().lines().filter(|l| l.starts_with("flowercam_model_info{")).map(str::to_string).collect()
+    }
+
+    #[test]
+    fn model_info_shows_the_running_model_and_the_one_it_replaced_only() {
+        let mut metrics = Metrics::new(&info("h0"));
+        for k in 1..=5 {
+            metrics.model(&info(&format!("h{k}")));
+        }
+        let lines = info_lines(&metrics);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("hash=\"h5\"") && l.ends_with(" 1")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("hash=\"h4\"") && l.ends_with(" 0")), "{lines:?}");
+        metrics.model(&info("h5"));
+        assert_eq!(info_lines(&metrics).len(), 1, "the same model again is one series");
     }
 }

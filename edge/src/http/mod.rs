@@ -187,8 +187,16 @@ fn router(shared: Arc<Shared>, token: Option<String>) -> Router {
 
 async fn authorize(State(token): State<Arc<Option<String>>>, request: Request, next: Next) -> Response {
     let Some(token) = token.as_deref() else { return next.run(request).await };
-    let bearer = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    let query = request.uri().query().into_iter().flat_map(|q| q.split('&')).find_map(|kv| kv.strip_prefix("token="));
+    // The scheme's name is case-insensitive (RFC 7235).
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .and_then(|(scheme, value)| scheme.eq_ignore_ascii_case("bearer").then(|| value.trim().to_string()));
+    // Decoded: a token with `+`, `/` or `=` (base64) arrives percent-encoded from the page.
+    let query =
+        request.uri().query().and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token")).map(|(_, v)| v.into_owned());
     if [bearer, query].into_iter().flatten().any(|given| same(given.as_bytes(), token.as_bytes())) {
         next.run(request).await
     } else {

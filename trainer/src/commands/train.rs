@@ -216,7 +216,7 @@ pub fn export_outcome(
         None => p.backbone.convs.clone(),
     };
     let input = crate::export::ExportInput {
-        name: to.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()),
+        name: crate::export::write::model_name(to.out),
         labels: p.dataset.classes.clone(),
         preprocessing: p.preprocessing,
         normalization: p.normalization,

@@ -155,7 +155,14 @@ pub fn check_destination(out: &Path) -> Result<(), String> {
             out.display()
         ));
     }
-    Ok(())
+    // NAME is the model's name in its manifest, which the edge checks as any bundle's.
+    let name = model_name(out);
+    shared::manifest::check_name("the model's name", &name).map_err(|problem| format!("{}: {problem}", out.display()))
+}
+
+/// The model's name in its manifest: the export path's file name.
+pub fn model_name(out: &Path) -> String {
+    out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
 }
 
 /// Creates the folder an export writes into, and returns it: a path that cannot be written
@@ -181,7 +188,7 @@ fn self_checks(input: &ExportInput, tract: &[shared::runtime::Outputs]) -> Vec<S
         .map(|i| {
             let (name, class, image) = &input.images[i];
             SelfCheck {
-                name: name.clone(),
+                name: shared::manifest::printable_name(name),
                 label: input.labels[*class].clone(),
                 rgb: image.as_raw().clone(),
                 expected: tract[i].probabilities.clone(),
