@@ -41,6 +41,7 @@ pub const RUN: &str = "run";
 pub enum Command {
     /// Classify image files or folders; one line (or JSON line) per image.
     Classify {
+        /// The model bundle (`NAME.bundle`, as the trainer wrote it).
         #[arg(long)]
         model: PathBuf,
         /// Image files, or folders of images.
@@ -48,15 +49,17 @@ pub enum Command {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         refusal: RefusalArgs,
+        /// One JSON object a line, with every probability and the most probable class.
         #[arg(long)]
         json: bool,
     },
     /// The live loop: classify frames from a source, newest frame first, one JSON line each.
     Run(Box<RunArgs>),
     /// Print a commented default config file for `run --config`, or check one.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["print_default", "check"])))]
     Config {
         /// Print every `run` option with its default, commented out.
-        #[arg(long, conflicts_with = "check", required_unless_present = "check")]
+        #[arg(long)]
         print_default: bool,
         /// Check a config file: say what is wrong (file, line, key), or print the options it sets.
         #[arg(long, value_name = "FILE")]
@@ -72,34 +75,44 @@ pub enum Command {
         /// The box's --http-token.
         #[arg(long, env = "FLOWERCAM_HTTP_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// The box's status as JSON, as /api/status gives it.
         #[arg(long)]
         json: bool,
     },
     /// Measure inference latency and frames per second at the model's input size.
     Bench {
+        /// The model bundle (`NAME.bundle`, as the trainer wrote it).
         #[arg(long)]
         model: PathBuf,
+        /// Untimed runs first (caches, thread start-up).
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=1000))]
         warmup: u32,
+        /// Timed runs.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         runs: u32,
         /// Also time each node of tract's plan (as many runs again): the time per operator kind
         /// and the slowest nodes, to see where a frame's time goes on this box.
         #[arg(long)]
         profile: bool,
+        /// The figures as one JSON object.
         #[arg(long)]
         json: bool,
     },
     /// Check this box computes what the trainer computed, on the bundle's stored images.
     Selftest {
+        /// The model bundle (`NAME.bundle`, as the trainer wrote it).
         #[arg(long)]
         model: PathBuf,
+        /// Each self-check's result as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Print a result log as JSON lines; a torn last record (power loss) or a damaged stretch
     /// inside is reported and skipped, and the records after it are printed.
-    Log { file: PathBuf },
+    Log {
+        /// The result log (`run --log FILE`).
+        file: PathBuf,
+    },
     /// Internal: a live box's trial of a new bundle (see `run --check-memory`): read it from
     /// standard input, load it and run its self-check within an address space of MEMORY bytes.
     #[command(name = crate::trial::SUBCOMMAND, hide = true)]

@@ -12,7 +12,7 @@ use clap::{Arg, ArgAction, Command, CommandFactory};
 use toml::de::{DeTable, DeValue};
 
 use crate::cli::{Cli, RUN};
-use crate::usage::UsageError;
+use shared::usage::UsageError;
 
 /// Options that are never config keys.
 const NOT_KEYS: [&str; 2] = ["config", "help"];

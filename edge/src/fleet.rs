@@ -13,7 +13,12 @@ const STATUS_BYTES: u64 = 1 << 20;
 
 /// Fetches `URL/api/status` (with the token as a Bearer header, if given).
 pub fn fetch(url: &str, token: Option<&str>) -> anyhow::Result<BoxStatus> {
-    let base = url.trim_end_matches('/');
+    // The page's own address (`http://box:8080/?token=T`) works too: its token is taken as
+    // --token's, and the status asked for beside it.
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let from_url = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+    let token = token.or(from_url.as_deref());
+    let base = base.trim_end_matches('/');
     let shown = crate::redact::redact(base);
     // No redirects: another host's answer would be shown as the box's.
     let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -39,7 +39,6 @@ pub mod source;
 pub mod swap;
 pub mod throttle;
 pub mod trial;
-pub mod usage;
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms() -> u64 {

@@ -26,10 +26,10 @@ use edge::model::{self, EdgeModel};
 use edge::source::{self, SourceOptions};
 use edge::swap::{self, Candidate, Start, SwapOptions, Swapper};
 use edge::trial::{self, Trial};
-use edge::usage::UsageError;
 use edge::{bench, config, live, resultlog, selftest};
 use shared::answer::Thresholds;
 use shared::signing::TrustedKeys;
+use shared::usage::UsageError;
 
 enum Outcome {
     Ok,

@@ -7,11 +7,12 @@ pub fn redact(url: &str) -> String {
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     let userinfo_end = authority.rfind('@').or_else(|| {
-        // A password with a `/` or `?` in it, typed unencoded: the authority then reads as
-        // `user:pa`, a port that is no number; the user information runs to the last `@`.
-        let odd_port = !authority.starts_with('[')
-            && authority.split_once(':').is_some_and(|(_, port)| !port.is_empty() && !port.bytes().all(|b| b.is_ascii_digit()));
-        if odd_port { rest.rfind('@') } else { None }
+        // A password with a `/` or `?` in it, typed unencoded, makes the authority read as
+        // `user:pa` (`user:` or `user:1234` too): with an `@` later, everything up to the last
+        // one may be user information, and is hidden. (A host:port whose path holds an `@`
+        // is hidden too: the safe side.)
+        let maybe_userinfo = !authority.starts_with('[') && authority.contains(':');
+        if maybe_userinfo { rest.rfind('@') } else { None }
     });
     let (shown, tail) = match userinfo_end {
         Some(at) => {
@@ -42,6 +43,7 @@ mod tests {
         assert_eq!(redact("mqtt://box:pw@broker"), "mqtt://box:***@broker");
         assert_eq!(redact("http://cam/a@b"), "http://cam/a@b");
         assert_eq!(redact("http://[::1]:8080/a@b"), "http://[::1]:8080/a@b");
+        assert_eq!(redact("http://cam:8080/a@b"), "http://cam:***@b", "ambiguous: hidden");
         assert_eq!(redact("not a url"), "not a url");
     }
 
@@ -49,6 +51,8 @@ mod tests {
     fn hides_a_password_typed_with_a_slash_and_a_token_in_the_query() {
         assert_eq!(redact("mqtt://u:se/cret@127.0.0.1"), "mqtt://u:***@127.0.0.1");
         assert_eq!(redact("http://u:se/c?ret@cam:8080/x"), "http://u:***@cam:8080/x");
+        assert_eq!(redact("mqtt://u:/abc@h"), "mqtt://u:***@h");
+        assert_eq!(redact("mqtt://u:1234/x@h"), "mqtt://u:***@h");
         assert_eq!(redact("http://box:8080/?token=T0k&x=1#top"), "http://box:8080/?token=***&x=1#top");
         assert_eq!(redact("http://box:8080/api?a=token=b"), "http://box:8080/api?a=token=b");
     }

@@ -281,7 +281,16 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                 if shared::bundle::sha256(&bytes) == running {
                     drop(slot);
                     tracing::info!("upload: the model already running");
-                    let _ = reply.send(Ok(UploadAnswer::AlreadyRunning { already_running: true }));
+                    // Its bytes still mend what a restart would meet: the model path (a box that
+                    // started on its last good copy holds a refused file there) and the copy.
+                    let answer =
+                        put_running_in_place(&bytes, &running, options).map(|()| UploadAnswer::AlreadyRunning { already_running: true });
+                    let _ = reply.send(answer);
+                    if let Some(last_good) = &options.last_good
+                        && ready.send(Swap::Kept { problem: last_good.keep_or_warn(&bytes, &running) }).is_err()
+                    {
+                        return;
+                    }
                     continue;
                 }
                 let checked = take_upload(&bytes, options);
@@ -335,6 +344,17 @@ fn take_upload(bytes: &[u8], options: &SwapOptions) -> Result<(Candidate, [u8; 3
     let candidate = check(bytes, &named, options)?;
     shared::atomic::write_atomic(path, bytes).map_err(|e| format!("{}: cannot put the upload in place: {e}", path.display()))?;
     Ok((candidate, shared::bundle::sha256(bytes)))
+}
+
+/// The running model's bytes at the model path, unless they are there already: they passed
+/// their checks on this box when they were taken.
+fn put_running_in_place(bytes: &[u8], running: &[u8; 32], options: &SwapOptions) -> Result<(), String> {
+    let path = &options.model_path;
+    if shared::Bundle::read_bytes(path).is_ok_and(|there| shared::bundle::sha256(&there) == *running) {
+        return Ok(());
+    }
+    tracing::info!("{}: the running model written back over the file there", path.display());
+    shared::atomic::write_atomic(path, bytes).map_err(|e| format!("{}: cannot put the upload in place: {e}", path.display()))
 }
 
 /// `why` a bundle was refused, naming it once (a reason from a check that did not name it, a

@@ -586,6 +586,10 @@ fn edge_status_reads_a_box_and_its_exit_code_says_healthy_or_not() {
     let line = edge().args(["status", "--url", &url]).env("FLOWERCAM_HTTP_TOKEN", "t0k").output().unwrap();
     let text = String::from_utf8_lossy(&line.stdout);
     assert!(line.status.success() && text.contains("healthy") && text.contains("model tiny"), "{text}");
+    // The live page's address, token and all, as an operator copies it from the browser.
+    let page = edge().args(["status", "--url", &format!("{url}/?token=t0k")]).output().unwrap();
+    let text = String::from_utf8_lossy(&page.stdout);
+    assert!(page.status.success() && text.contains("healthy") && !text.contains("t0k"), "{text}");
     let json = edge().args(["status", "--url", &url, "--token", "t0k", "--json"]).output().unwrap();
     let status: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(status["captured"], 3, "{status}");

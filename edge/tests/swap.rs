@@ -279,6 +279,10 @@ fn a_box_restarted_on_a_refused_model_comes_back_on_the_last_good_one() {
     assert!(detail.contains("model.bundle") && detail.contains("the last good model runs"), "{detail}");
     assert_eq!(detail.matches("model.bundle").count(), 1, "the file named once: {detail}");
     assert!(std::fs::read(&model).unwrap() == damaged, "the model path is the site's: left as it was");
+    // The running model uploaded: nothing to swap, but the file a restart meets is mended.
+    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&second).unwrap());
+    assert_eq!((code, body.as_str()), (200, r#"{"already_running":true}"#));
+    assert!(same(&model, &second), "the model path holds the running model again");
 
     // A good model moved over the model path is taken as usual, and kept.
     std::fs::copy(&first, &staged).unwrap();

@@ -206,10 +206,14 @@ impl Bundle {
 
     fn validate(&self) -> Result<(), String> {
         self.manifest.check()?;
+        // The signer's name is printed and served like the model's (anyone may sign a bundle).
+        if let Some(signature) = &self.signature {
+            crate::manifest::check_name("signer name", &signature.signer, crate::manifest::MAX_PATH_NAME_BYTES)?;
+        }
         let labels = &self.manifest.labels;
         let [_, h, w, c] = self.manifest.input_shape();
         for check in &self.self_checks {
-            crate::manifest::check_name("self-check name", &check.name)?;
+            crate::manifest::check_name("self-check name", &check.name, crate::manifest::MAX_PATH_NAME_BYTES)?;
             if check.rgb.len() != h * w * c || check.expected.len() != labels.len() {
                 return Err(format!("self-check '{}' does not match the model's input or output size", check.name));
             }
@@ -367,6 +371,18 @@ pub(crate) mod tests {
             assert!(matches!(err, BundleError::Invalid { .. }), "{problem}: {err}");
             assert!(err.to_string().contains(problem), "{problem}: {err}");
         }
+        // The names the edge prints and serves: the model's, a self-check's, a signer's.
+        let refused = |bundle: &Bundle| Bundle::from_bytes(&bundle.to_bytes(), Path::new("m.bundle")).unwrap_err().to_string();
+        let mut named = sample();
+        named.manifest.name = "evil\n\u{1b}]0;title".into();
+        assert!(refused(&Bundle::new(named.manifest, named.onnx, named.self_checks)).contains("model name"));
+        let mut named = sample();
+        named.self_checks[0].name = "a\nb".into();
+        assert!(refused(&Bundle::new(named.manifest, named.onnx, named.self_checks)).contains("self-check name"));
+        let mut signed = sample();
+        signed.sign(&crate::signing::SecretKey::generate("lab").unwrap());
+        signed.signature.as_mut().unwrap().signer = "lab\nforged line".into();
+        assert!(refused(&signed).contains("signer name"), "the signer's name is not signed: checked as the others");
         // Names a person gives a class stay fine.
         let mut bundle = sample();
         bundle.manifest.labels = vec!["Tussilago farfara".into(), "Unknown daffodil".into()];

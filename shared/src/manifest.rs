@@ -255,12 +255,16 @@ pub fn check_label(label: &str) -> Result<(), String> {
     Err(format!("class name {label:?} {problem}"))
 }
 
+/// The longest self-check name or signer name a bundle may carry: a photo's path as the trainer
+/// names it (with `--data` repeated, the whole path), within Linux's PATH_MAX.
+pub const MAX_PATH_NAME_BYTES: usize = 4096;
+
 /// A name a bundle carries and the edge prints, logs and serves (the model's, a self-check
-/// image's): one line of at most 255 bytes with no control character, so that it cannot forge
-/// a log line, move a terminal's cursor or fill a status page.
-pub fn check_name(what: &str, name: &str) -> Result<(), String> {
-    if name.len() > MAX_LABEL_BYTES {
-        Err(format!("{what} is longer than 255 bytes"))
+/// image's, the signer's): one line of at most `max_bytes` with no control character, so that
+/// it cannot forge a log line, move a terminal's cursor or fill a status page.
+pub fn check_name(what: &str, name: &str, max_bytes: usize) -> Result<(), String> {
+    if name.len() > max_bytes {
+        Err(format!("{what} is longer than {max_bytes} bytes"))
     } else if name.chars().any(char::is_control) {
         Err(format!("{what} {name:?} holds a control character"))
     } else {
@@ -268,18 +272,20 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
 }
 
-/// `name` made one that [`check_name`] takes: control characters written as escapes, cut
-/// to 255 bytes (a photo's file name may hold a tab or be long).
-pub fn printable_name(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
+/// `name` made one that [`check_name`] takes at `max_bytes`: control characters written as
+/// escapes, and a long one cut at its start, so its end (a photo's own file name) stays.
+pub fn printable_name(name: &str, max_bytes: usize) -> String {
+    let mut kept: Vec<String> = Vec::new();
+    let mut bytes = 0;
+    for c in name.chars().rev() {
         let piece = if c.is_control() { c.escape_default().to_string() } else { c.to_string() };
-        if out.len() + piece.len() > MAX_LABEL_BYTES {
+        if bytes + piece.len() > max_bytes {
             break;
         }
-        out += &piece;
+        bytes += piece.len();
+        kept.push(piece);
     }
-    out
+    kept.into_iter().rev().collect()
 }
 
 impl Manifest {
@@ -288,7 +294,7 @@ impl Manifest {
     /// plain, distinct class names; an input size the trainer could have written; finite
     /// thresholds and tolerances.
     pub fn check(&self) -> Result<(), String> {
-        check_name("model name", &self.name)?;
+        check_name("model name", &self.name, MAX_LABEL_BYTES)?;
         let labels = &self.labels;
         if labels.len() < 2 {
             return Err(format!("manifest lists {} classes; a classifier needs at least 2", labels.len()));
@@ -327,13 +333,14 @@ mod tests {
 
     #[test]
     fn names_are_one_printable_line_and_any_name_can_be_made_one() {
-        assert!(check_name("model name", "daffodil_coltsfoot v2").is_ok());
-        assert!(check_name("model name", "evil\n\x1b]0;title\x07").unwrap_err().contains("control character"));
-        assert!(check_name("model name", &"N".repeat(256)).unwrap_err().contains("longer than 255"));
-        assert_eq!(printable_name("a\tb\u{1b}c.jpg"), "a\\tb\\u{1b}c.jpg");
+        assert!(check_name("model name", "daffodil_coltsfoot v2", 255).is_ok());
+        assert!(check_name("model name", "evil\n\x1b]0;title\x07", 255).unwrap_err().contains("control character"));
+        assert!(check_name("model name", &"N".repeat(256), 255).unwrap_err().contains("longer than 255"));
+        assert_eq!(printable_name("a\tb\u{1b}c.jpg", 255), "a\\tb\\u{1b}c.jpg");
+        assert_eq!(printable_name("/a/very/long/path/daffodil/x.jpg", 15), "/daffodil/x.jpg", "the end is kept");
         for odd in ["tab\there", &"é".repeat(200), &"\u{7}".repeat(100)] {
-            let made = printable_name(odd);
-            assert!(check_name("x", &made).is_ok(), "{made:?}");
+            let made = printable_name(odd, 255);
+            assert!(check_name("x", &made, 255).is_ok(), "{made:?}");
         }
     }
 

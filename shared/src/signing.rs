@@ -133,6 +133,15 @@ impl SecretKey {
         for p in [path, public.as_path()] {
             anyhow::ensure!(!p.exists(), "{}: exists; a key is never overwritten (choose another --out)", p.display());
         }
+        // A key's own folder (`~/.flowercam/`) is made for it, readable by its owner only.
+        if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty() && !f.exists()) {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(folder)
+                .map_err(|e| anyhow::anyhow!("{}: cannot create the key's folder: {e}", folder.display()))?;
+        }
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -149,14 +158,14 @@ impl SecretKey {
     pub fn read(path: &Path) -> anyhow::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
         let cannot = |e: std::io::Error| anyhow::anyhow!("{}: cannot read the key: {e}", path.display());
-        // A folder or a pipe first: its mode says nothing about a key.
-        crate::read::check_file(path, KEY_FILE_BYTES).map_err(cannot)?;
-        let meta = std::fs::metadata(path).map_err(cannot)?;
-        let mode = meta.permissions().mode() & 0o777;
-        anyhow::ensure!(mode & 0o077 == 0, "{}: permissions {mode:o} are too open for a secret key (chmod 600 it)", path.display());
+        // What the file is first (a folder, a public key): its mode says nothing about a key.
         let text = crate::read::read_text(path, KEY_FILE_BYTES).map_err(cannot)?;
-        let (seed, name) = parse_line(&text, SECRET_TAG)
-            .ok_or_else(|| anyhow::anyhow!("{}: not a flowercam secret key (made by `trainer keygen`)", path.display()))?;
+        let (seed, name) = parse_line(&text, SECRET_TAG).ok_or_else(|| match parse_line(&text, PUBLIC_TAG) {
+            Some(_) => anyhow::anyhow!("{}: a public key; --sign takes the secret one (the file without .pub)", path.display()),
+            None => anyhow::anyhow!("{}: not a flowercam secret key (made by `trainer keygen`)", path.display()),
+        })?;
+        let mode = std::fs::metadata(path).map_err(cannot)?.permissions().mode() & 0o777;
+        anyhow::ensure!(mode & 0o077 == 0, "{}: permissions {mode:o} are too open for a secret key (chmod 600 it)", path.display());
         Ok(Self { name, key: SigningKey::from_bytes(&seed) })
     }
 }
@@ -254,6 +263,17 @@ mod tests {
         assert!(trusted.contains(&key.public().key));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(SecretKey::read(&path).unwrap_err().to_string().contains("too open"));
+        let public = SecretKey::read(&dir.path().join("lab.key.pub")).unwrap_err().to_string();
+        assert!(public.contains("a public key; --sign takes the secret one"), "{public}");
+        let nested = dir.path().join("new/folder/lab.key");
+        key.write(&nested).unwrap();
+        assert_eq!(
+            std::fs::metadata(nested.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+            0o700,
+            "a key's folder is its owner's"
+        );
+        // A folder readable by all (0755), which the old check called "permissions too open".
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let folder = SecretKey::read(dir.path()).unwrap_err().to_string();
         assert!(folder.contains("cannot read the key: not a regular file"), "a folder is named as one, not as too open: {folder}");
         let bad = dir.path().join("trusted");

@@ -68,11 +68,22 @@ fn trainer_to_edge_agree_on_every_validation_image() {
     let target = p("models/gap");
     let before = std::fs::read(format!("{target}.bundle")).unwrap();
     let held = shared::lock::FileLock::acquire(&dir.path().join("models/.gap.lock"), |_| unreachable!()).unwrap();
+    // With the photos out of reach: an export that read them before taking the name would
+    // fail on them, not on the lock.
+    std::fs::rename(&data, dir.path().join("data_away")).unwrap();
     let out = run("trainer", &["export", "--run", &p("gap"), "--out", &target]);
+    std::fs::rename(dir.path().join("data_away"), &data).unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("another export (pid {})", std::process::id())), "{err}");
+    assert!(err.contains(&format!("another trainer (pid {})", std::process::id())), "refused before the export's work: {err}");
     assert_eq!(std::fs::read(format!("{target}.bundle")).unwrap(), before);
+    // A training that would export to that name is refused before it trains.
+    let (data, trunk, second, cache) = (p("data"), p("trunk.onnx"), p("second"), p("cache"));
+    let train = ["train", "--data", &data, "--backbone", &trunk, "--out", &second, "--export-to", &target];
+    let out = run("trainer", &[&train[..], &["--cache-dir", &cache, "--input-size", "64"]].concat());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("another trainer (pid"), "{err}");
+    assert!(!dir.path().join("second/run.json").exists(), "no training began");
     drop(held);
     ok(&run("trainer", &["export", "--run", &p("gap"), "--out", &target]));
 

@@ -240,7 +240,7 @@ fn slim_from_a_run_trains_and_exports_with_the_runs_settings() {
 
     // Again into the same folder: refused before any work, naming it; --resume keeps the trunk.
     let out = run("trainer", &slim);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a training run"), "{}", String::from_utf8_lossy(&out.stderr));
     let resumed = ok(&run("trainer", &[slim.as_slice(), &["--resume"]].concat()));
     assert!(resumed.contains("kept ") && resumed.contains("slimmed before"), "{resumed}");

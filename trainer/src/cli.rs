@@ -19,7 +19,7 @@ use crate::training::{OptimizerKind, TrainConfig};
 pub struct Cli {
     /// The largest image (width x height) any command reads, checked from the file's header
     /// before decoding: a small file may declare gigapixels. Larger images are skipped with a
-    /// message (errors under --strict).
+    /// message (`train --strict`: an error).
     #[arg(long, global = true, default_value_t = shared::preprocess::DEFAULT_MAX_PIXELS, value_parser = shared::args::max_pixels)]
     pub max_pixels: u64,
     /// Log lines on standard error: text, or json (one object a line, for log shippers).
@@ -74,7 +74,9 @@ pub enum Command {
     Slim(SlimArgs),
     /// Print what a bundle holds (manifest, hashes, self-checks), after verifying it.
     Inspect {
+        /// The bundle (`NAME.bundle`).
         bundle: PathBuf,
+        /// The manifest, signature and graph check as one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -363,7 +365,7 @@ pub struct TrainArgs {
     /// Share of each class held out for validation.
     #[arg(long, default_value_t = 0.2, value_parser = share)]
     pub val_fraction: f32,
-    /// Share of each class held out for a final test (default none).
+    /// Share of each class held out for a final test (0: none).
     #[arg(long, default_value_t = 0.0, value_parser = share)]
     pub test_fraction: f32,
     /// Seed of the split, initialization, shuffling and augmentation.

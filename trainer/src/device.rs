@@ -149,7 +149,7 @@ fn usable(device: &Device) -> Result<(), String> {
 fn libtorch_device(device: DeviceSpec) -> anyhow::Result<Device> {
     anyhow::bail!(
         "this trainer was built without libtorch, which {device} with --backend libtorch needs; rebuild with \
-         `cargo build --release -p flowercam-trainer --features tch` after scripts/setup-libtorch.sh (see README)"
+         `scripts/setup.sh --libtorch && . scripts/env.sh && cargo build --release --features flowercam-trainer/tch` (README, set-up)"
     )
 }
 

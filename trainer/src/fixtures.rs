@@ -131,5 +131,5 @@ pub fn write_random_bundle(
         open_set: Some(crate::export::OpenSetExport { references, threshold, target_acceptance: 1.0, expected: scores }),
         cross_validation: None,
     };
-    Ok(crate::export::export(input, out)?.bundle_path)
+    Ok(crate::export::export(input, &crate::export::write::ExportLock::acquire(out)?)?.bundle_path)
 }

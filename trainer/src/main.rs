@@ -18,7 +18,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             shared::logging::error(&format!("{e:#}"));
-            if e.downcast_ref::<trainer::export::parity::ParityFailure>().is_some() { ExitCode::from(3) } else { ExitCode::from(1) }
+            if e.downcast_ref::<trainer::export::parity::ParityFailure>().is_some() {
+                ExitCode::from(3)
+            } else if is_usage(&e) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }
@@ -34,7 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let destinations =
                 run_folder.check_new(&config.data, args.resume).and_then(|()| export_to.as_deref().map_or(Ok(()), check_export));
             if let Err(message) = config.validate().and(destinations) {
-                usage_error(message);
+                usage_error("train", message);
             }
             let signing_key = args.sign.as_deref().map(shared::signing::SecretKey::read).transpose()?;
             let request = commands::train::TrainRequest {
@@ -42,7 +48,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config,
                 out: args.out.clone(),
                 resume: args.resume,
-                export_to,
+                // The model name's one writer from now on: a destination that cannot be
+                // written, or another trainer writing it, fails now, not after the training.
+                export: export_to.as_deref().map(trainer::export::write::ExportLock::acquire).transpose()?,
                 precision: args.precision.precision,
                 condition_photos: args.conditions,
             };
@@ -62,22 +70,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Export { run, out, precision, sign, json } => {
             if let Err(message) = check_export(&out) {
-                usage_error(message);
+                usage_error("export", message);
             }
             let signing_key = sign.as_deref().map(shared::signing::SecretKey::read).transpose()?;
-            let to = commands::train::ExportTo { out: &out, precision: precision.precision, signing_key: signing_key.as_ref() };
+            let lock = trainer::export::write::ExportLock::acquire(&out)?;
+            let to = commands::train::ExportTo { lock: &lock, precision: precision.precision, signing_key: signing_key.as_ref() };
             let summary = commands::export::run(&trainer::run_folder::RunFolder::new(run), &to)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
                 println!(
-                    "exported {} and {} ({} bytes, {})\nparity: {} images, max |diff| {:.2e}, mean {:.2e}, argmax agreement {:.3}; tract val accuracy {:.4}",
+                    "exported {} and {} ({} bytes, {})\nparity: {} images, max |diff| {:.2e} (tolerance {}), mean {:.2e}, argmax agreement {:.3}; tract val accuracy {:.4}",
                     summary.onnx,
                     summary.bundle,
                     summary.bundle_bytes,
                     summary.precision,
                     summary.parity_images,
                     summary.parity_max_abs_diff,
+                    summary.parity_tolerance,
                     summary.parity_mean_abs_diff,
                     summary.parity_argmax_agreement,
                     summary.tract_val_accuracy
@@ -104,7 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let export_to = args.export_to.clone().unwrap_or_else(|| default_export_path(&args.out));
                 let run_folder = trainer::run_folder::RunFolder::new(&args.out);
                 if let Err(message) = run_folder.check_new(&args.data, args.resume).and_then(|()| check_export(&export_to)) {
-                    usage_error(message);
+                    usage_error("slim", message);
                 }
                 let done = commands::slim::run_from(&args, from, export_to)?;
                 if args.json {
@@ -141,10 +151,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bad usage found once the data was read (ripgrep's rule: bad usage of any kind exits 2):
+/// a class not among the folders, more folds than pictures, a test share of no photo.
+fn is_usage(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.is::<shared::usage::UsageError>()
+            || matches!(cause.downcast_ref::<trainer::data::scan::DataError>(), Some(trainer::data::scan::DataError::UnknownClass { .. }))
+    })
+}
+
 /// Bad usage: clap's message and exit 2.
-fn usage_error(message: String) -> ! {
+fn usage_error(subcommand: &str, message: String) -> ! {
     use clap::CommandFactory;
-    Cli::command().error(clap::error::ErrorKind::ValueValidation, message).exit()
+    let mut cli = Cli::command();
+    cli.build();
+    // Its own usage line (`trainer train [OPTIONS] --data ...`), not the program's.
+    let mut command = cli.find_subcommand(subcommand).cloned().unwrap_or(cli);
+    command.error(clap::error::ErrorKind::ValueValidation, message).exit()
 }
 
 fn check_export(out: &std::path::Path) -> Result<(), String> {
@@ -190,11 +213,12 @@ fn human_summary(s: &trainer::report::summary::RunSummary, out: &std::path::Path
     text += &format!("run folder: {} ({})", out.display(), trainer::run_folder::RunFolder::reports());
     if let Some(e) = &s.export {
         text += &format!(
-            "\nexported: {} ({} bytes); parity on {} images: max |diff| {:.2e}, tract val accuracy {:.4}; unknown above {}",
+            "\nexported: {} ({} bytes); parity on {} images: max |diff| {:.2e} (tolerance {}), tract val accuracy {:.4}; unknown above {}",
             e.bundle,
             e.bundle_bytes,
             e.parity_images,
             e.parity_max_abs_diff,
+            e.parity_tolerance,
             e.tract_val_accuracy,
             e.unknown_threshold.map_or("(no open-set output)".into(), |t| format!("{t:.4}"))
         );

@@ -90,10 +90,15 @@ impl RunFolder {
         self.root.join(SLIM_TRUNK)
     }
 
+    /// Why a new run may not start here: a run is (`--resume` continues it).
+    pub fn holds_a_run(&self) -> String {
+        format!("--out {}: already holds a training run; pass --resume to continue it, or choose another --out", self.root.display())
+    }
+
     /// Refuses a folder for a new run where files would be lost or mixed up: one inside a
     /// dataset folder of the run (its plots and CSVs would be read as photos next time), an
-    /// existing file, or a folder that holds other files and no run. `--resume` skips the last
-    /// (the run is there).
+    /// existing file, a folder that holds a run already (without `--resume`), or other files
+    /// and no run.
     pub fn check_new(&self, data: &[PathBuf], resume: bool) -> Result<(), String> {
         let out = crate::paths::resolved(&self.root);
         if let Some(folder) = data.iter().find(|d| out.starts_with(crate::paths::resolved(d))) {
@@ -116,7 +121,10 @@ impl RunFolder {
                 self.root.display()
             ));
         }
-        if !resume && holds_other_files && !self.config().exists() {
+        if !resume && self.config().exists() {
+            return Err(self.holds_a_run());
+        }
+        if !resume && holds_other_files {
             return Err(format!(
                 "--out {}: the folder holds other files and no training run; choose a new or empty folder (a run writes a dozen files there)",
                 self.root.display()
@@ -168,6 +176,7 @@ mod tests {
         let run = RunFolder::new(dir.path().join("run"));
         std::fs::create_dir(run.root()).unwrap();
         std::fs::write(run.config(), "{}").unwrap();
-        assert_eq!(run.check_new(&[], false), Ok(()));
+        assert!(run.check_new(&[], false).unwrap_err().contains("already holds a training run; pass --resume"));
+        assert_eq!(run.check_new(&[], true), Ok(()), "--resume continues it");
     }
 }

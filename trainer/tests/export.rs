@@ -4,9 +4,22 @@ use burn::prelude::*;
 use image::RgbImage;
 use shared::{BackboneInfo, Convention, HeadKind, Precision, Preprocessing, ResizePolicy, TrainingSummary};
 use trainer::backbone::Vgg16Weights;
+use trainer::export::write::ExportLock;
 use trainer::export::{ExportInput, export};
 use trainer::features::images_to_tensor;
 use trainer::model::{Classifier, Head, Vgg16Trunk, to_vec};
+
+/// What an export left in `dir`, but for the name's lock (`.NAME.lock`, which stays as a
+/// lock file does).
+fn written(dir: &std::path::Path) -> Vec<String> {
+    let names = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+    names.filter(|n| !(n.starts_with('.') && n.ends_with(".lock"))).collect()
+}
+
+/// The export's hold on its model name, as the commands take it.
+fn lock(out: &std::path::Path) -> ExportLock {
+    ExportLock::acquire(out).unwrap()
+}
 
 const SIZE: u32 = 64;
 
@@ -92,7 +105,7 @@ fn each_head_and_convention_exports_and_matches_burn_in_tract() {
         let with_open_set = kind != HeadKind::Gap;
         let mut export_input = input(&m, &images, expected.clone());
         export_input.open_set = with_open_set.then(|| open_set(&m, &images));
-        let report = export(export_input, &dir.path().join("tiny")).unwrap();
+        let report = export(export_input, &lock(&dir.path().join("tiny"))).unwrap();
         let parity = &report.manifest.parity;
         assert_eq!(parity.unknown_score_max_abs_diff.is_some(), with_open_set);
         assert!(parity.unknown_score_max_abs_diff.unwrap_or(0.0) <= 1e-4, "{kind}: {parity:?}");
@@ -134,10 +147,10 @@ fn a_corrupted_export_is_caught_and_leaves_no_files() {
     let last = corrupted.head.len() - 1;
     corrupted.head[last].bias[0] = -corrupted.head[last].bias[0] + 1.0;
     let dir = tempfile::tempdir().unwrap();
-    let err = export(input(&corrupted, &images, expected), &dir.path().join("tiny")).unwrap_err();
+    let err = export(input(&corrupted, &images, expected), &lock(&dir.path().join("tiny"))).unwrap_err();
     assert!(err.downcast_ref::<trainer::export::parity::ParityFailure>().is_some(), "{err:#}");
     assert!(err.to_string().contains("img"), "the report names the worst images: {err}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a failed export must write nothing");
+    assert_eq!(written(dir.path()), Vec::<String>::new(), "a failed export must write nothing");
 }
 
 #[test]
@@ -146,7 +159,7 @@ fn an_int8_export_runs_quantized_convolutions_within_its_stated_tolerance() {
     let m = model(HeadKind::Gap, Convention::Caffe);
     let expected = burn_probabilities(&m, &images);
     let dir = tempfile::tempdir().unwrap();
-    let report = export(input_at(&m, &images, expected.clone(), Precision::Int8), &dir.path().join("tiny_int8")).unwrap();
+    let report = export(input_at(&m, &images, expected.clone(), Precision::Int8), &lock(&dir.path().join("tiny_int8"))).unwrap();
     let manifest = &report.manifest;
     assert_eq!(manifest.precision, Precision::Int8);
     assert_eq!(manifest.parity.tolerance, shared::INT8_PROBABILITY_TOLERANCE);
@@ -180,10 +193,10 @@ fn an_open_set_score_that_disagrees_with_the_trainer_is_caught() {
     let mut export_input = input(&m, &images, expected);
     export_input.open_set = Some(bad);
     let dir = tempfile::tempdir().unwrap();
-    let err = export(export_input, &dir.path().join("tiny")).unwrap_err();
+    let err = export(export_input, &lock(&dir.path().join("tiny"))).unwrap_err();
     assert!(err.downcast_ref::<trainer::export::parity::ParityFailure>().is_some(), "{err:#}");
     assert!(err.to_string().contains("open-set score"), "{err}");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "a failed export must write nothing");
+    assert_eq!(written(dir.path()), Vec::<String>::new(), "a failed export must write nothing");
 }
 
 /// The graphs the trainer writes stay within what the edge loads (`shared::runtime::limits`) at

@@ -57,6 +57,10 @@ fn export_checks_the_validation_photos_the_run_was_judged_on() {
     let f = fixture(&["stripes", "columns"], 14);
     let summary = json(&trainer(&f.train_args("run", &["--json", "--no-export"])));
     let val_images = summary["val"]["images"].as_u64().unwrap();
+    // The same command again (a new user's likeliest slip): bad usage, the run untouched.
+    let again = trainer(&f.train_args("run", &["--json", "--no-export"]));
+    assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a training run; pass --resume"));
     // Photos added to the folders after training would change a fresh split (more validation
     // photos): the export reads the run's split.csv instead, and leaves them out.
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(99);
@@ -118,6 +122,7 @@ fn clear_errors_for_unusable_datasets() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 2"));
     let out = trainer(&f.train_args("run", &["--classes", "stripes,tulips", "--no-export"]));
+    assert_eq!(out.status.code(), Some(2), "a class not among the folders is bad usage");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no class folder named 'tulips'"));
     let out = trainer(&f.train_args("run", &["--min-images-per-class", "50", "--no-export"]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usable image"));
@@ -146,12 +151,12 @@ fn splits_and_folders_a_run_cannot_use_are_refused_naming_them() {
     // A test share that rounds to no photo: a test figure was asked for and none would come.
     let out = trainer(&f.train_args("no_test", &["--classes", "stripes,columns", "--test-fraction", "0.01", "--no-export"]));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--test-fraction 0.01 holds out no photo"), "{err}");
     // More folds than pictures to fill them.
     let out = trainer(&f.train_args("folds", &["--classes", "stripes,columns", "--cv", "40", "--no-export"]));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--cv 40") && err.contains("too few to fill"), "{err}");
     // A run folder inside the data (its plots would be read as photos next time), and an
     // export path that names a folder: bad usage, refused before any work.
@@ -336,7 +341,7 @@ fn trains_through_the_trunk_with_the_recipe_flags() {
     let summary =
         json(&trainer(&f.train_args("topblock", &["--json", "--finetune", "top-block", "--finetune-epochs", "2", "--epochs", "3"])));
     let stages: Vec<&str> = summary["history"].as_array().unwrap().iter().map(|r| r["stage"].as_str().unwrap()).collect();
-    assert_eq!(stages.iter().filter(|s| **s == "Trunk").count(), 2, "{stages:?}");
+    assert_eq!(stages.iter().filter(|s| **s == "trunk").count(), 2, "{stages:?}");
 }
 
 /// The libtorch backend trains too (builds with `--features tch`, as CI's). Flex and libtorch
@@ -361,5 +366,5 @@ fn libtorch_without_the_feature_is_a_clear_error() {
     let f = fixture(&["stripes", "columns"], 6);
     let out = trainer(&f.train_args("torch", &["--backend", "libtorch"]));
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--features tch"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--features flowercam-trainer/tch"));
 }

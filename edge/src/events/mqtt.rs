@@ -27,7 +27,7 @@ use super::outbox::Outbox;
 use super::{EventSink, FieldEvent};
 use crate::backoff::Backoff;
 use crate::redact::redact;
-use crate::usage::UsageError;
+use shared::usage::UsageError;
 
 const DEFAULT_PORT: u16 = 1883;
 /// Requests rumqttc may hold; the outbox is the real queue.
@@ -52,12 +52,21 @@ impl BrokerUrl {
         };
         let authority = rest.trim_end_matches('/');
         if authority.contains('/') {
+            if authority.split_once('/').is_some_and(|(_, after)| after.contains('@')) {
+                return Err(bad("a '/' in the user or password is written %2F (as any URL writes it)"));
+            }
             return Err(bad("a path is not used; the topics come from --mqtt-topic and --mqtt-id"));
         }
+        let decoded = |part: &str| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .map(|text| text.into_owned())
+                .map_err(|_| bad("the user or password is not UTF-8 once its %XX are decoded"))
+        };
         let (credentials, host_port) = match authority.rsplit_once('@') {
             Some((userinfo, host_port)) => {
                 let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                (Some((user.to_string(), password.to_string())), host_port)
+                (Some((decoded(user)?, decoded(password)?)), host_port)
             }
             None => (None, authority),
         };
@@ -391,6 +400,10 @@ mod tests {
         assert_eq!(url, BrokerUrl { host: "broker.lan".into(), port: 1884, credentials: Some(("box".into(), "pw".into())) });
         assert_eq!(BrokerUrl::parse("mqtt://127.0.0.1").unwrap().port, 1883);
         assert_eq!(BrokerUrl::parse("tcp://[::1]:1999/").unwrap().host, "::1");
+        let encoded = BrokerUrl::parse("mqtt://box:se%2Fcr%40t@broker").unwrap();
+        assert_eq!(encoded.credentials, Some(("box".into(), "se/cr@t".into())), "percent-decoded");
+        let raw = BrokerUrl::parse("mqtt://box:se/cret@broker").unwrap_err().to_string();
+        assert!(raw.contains("written %2F") && !raw.contains("cret"), "{raw}");
         let v6 = BrokerUrl::parse("mqtt://[::1]").unwrap();
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 1883), "brackets without a port");
         for bad in [

@@ -18,7 +18,7 @@ use super::outbox::Outbox;
 use super::{EventSink, FieldEvent};
 use crate::backoff::Backoff;
 use crate::redact::redact;
-use crate::usage::UsageError;
+use shared::usage::UsageError;
 
 /// The longest a post may take, connection included.
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -93,7 +93,10 @@ fn post(agent: &ureq::Agent, url: &str, secret: Option<&str>, event: &FieldEvent
             } else if status.is_server_error() || status == 408 || status == 429 {
                 Outcome::Retry(anyhow::anyhow!("web hook {}: HTTP {status}", redact(url)))
             } else if status.is_redirection() {
-                let to = response.headers().get("location").map_or("?".into(), |l| redact(&String::from_utf8_lossy(l.as_bytes())));
+                // Whatever the receiver sends: without a password, and escaped to one line.
+                let to = response.headers().get("location").map_or("?".into(), |l| {
+                    crate::path_text::escaped(std::path::Path::new(&redact(&String::from_utf8_lossy(l.as_bytes()))))
+                });
                 Outcome::Refused(format!("HTTP {status}, moved to {to}: give that URL as --webhook; redirects are not followed"))
             } else {
                 Outcome::Refused(format!("HTTP {status}"))

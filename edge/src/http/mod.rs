@@ -35,7 +35,7 @@ use axum::routing::{get, post};
 
 pub use crate::model::ModelInfo;
 use crate::swap;
-use crate::usage::UsageError;
+use shared::usage::UsageError;
 use state::{Feed, Health, Shared};
 
 /// How long an upload's body may take to arrive (256 MiB at under 1 MB/s still fits).

@@ -14,8 +14,8 @@ pub mod synthetic;
 
 use std::time::{Duration, Instant};
 
-use crate::usage::UsageError;
 use image::DynamicImage;
+use shared::usage::UsageError;
 
 /// One captured frame, decoded to RGB at the source's resolution.
 pub struct Frame {

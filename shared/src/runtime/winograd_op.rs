@@ -136,7 +136,13 @@ fn chosen(setting: Option<&str>) -> bool {
     match setting {
         Some(CONV_IM2COL) => false,
         Some(CONV_WINOGRAD) => true,
-        _ => BY_DEFAULT,
+        None => BY_DEFAULT,
+        Some(other) => {
+            // A typo would otherwise compare the default with itself, unsaid.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| tracing::warn!("{CONV_ENV}={other:?} is neither {CONV_IM2COL} nor {CONV_WINOGRAD}: ignored"));
+            BY_DEFAULT
+        }
     }
 }
 

@@ -60,14 +60,17 @@ pub struct SlimmedRun {
 /// `trainer slim --run RUN ... --out RUN2`: slims RUN's backbone into RUN2's trunk, then trains
 /// RUN's head with RUN's settings on it into RUN2 and exports the bundle to `export_to`.
 pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Result<SlimmedRun> {
+    // Held from here: another trainer writing the name is refused before the distillation.
+    let export = crate::export::write::ExportLock::acquire(&export_to)?;
     let out = RunFolder::new(&args.out);
     if crate::paths::same(from, out.root()) {
-        anyhow::bail!("{}: --out is the run being slimmed (--run); the slim run goes to a new folder", out.root().display());
+        let message = format!("{}: --out is the run being slimmed (--run); the slim run goes to a new folder", out.root().display());
+        return Err(shared::usage::UsageError(message).into());
     }
     let mut config = job::load_run_config(&RunFolder::new(from))?;
     // Refused before the distillation's minutes, not after them.
     if !args.resume && out.config().exists() {
-        anyhow::bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", out.root().display());
+        return Err(shared::usage::UsageError(out.holds_a_run()).into());
     }
     // The run's settings, with what the command line changes; the slim trunk trains under them.
     config.input_size = args.input_size.unwrap_or(config.input_size);
@@ -106,7 +109,7 @@ pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Res
         // A run killed after its trunk was made but before its training began has no run to
         // resume: it starts.
         resume: args.resume && out.config().exists(),
-        export_to: Some(export_to),
+        export: Some(export),
         precision: Precision::F32,
         signing_key: None,
         condition_photos: 0,
@@ -116,6 +119,7 @@ pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Res
 
 fn slim_trunk(t: &Teacher, args: &SlimArgs, out: &Path) -> anyhow::Result<SlimReport> {
     refuse_to_overwrite(out, &t.backbone, args.resume)?;
+    create_folder_of(out)?;
     // Its errors name the file.
     let teacher = Vgg16Weights::load(&t.backbone, t.convention)?;
     let input_size = t.input_size as usize;
@@ -162,22 +166,36 @@ fn slim_trunk(t: &Teacher, args: &SlimArgs, out: &Path) -> anyhow::Result<SlimRe
 /// A slim trunk is written only where nothing is lost: never over its teacher, never over an
 /// existing file or an interrupted distillation unless `--resume` continues it.
 fn refuse_to_overwrite(out: &Path, teacher: &Path, resume: bool) -> anyhow::Result<()> {
+    // Bad usage (exit 2), said before the teacher's features take minutes.
+    let usage = |message: String| -> anyhow::Result<()> { Err(shared::usage::UsageError(message).into()) };
     if crate::paths::same(out, teacher) {
-        anyhow::bail!("{}: --out is the trunk being slimmed; choose another --out", out.display());
+        return usage(format!("{}: --out is the trunk being slimmed; choose another --out", out.display()));
     }
     let checkpoint = slim::checkpoint_path(out);
     if !resume && checkpoint.exists() {
-        anyhow::bail!(
+        return usage(format!(
             "{}: an interrupted distillation of {} is there; pass --resume to continue it, or delete it to start again",
             checkpoint.display(),
             out.display()
-        );
+        ));
     }
     // With --resume, only a distillation under way continues: a finished trunk is kept.
     if out.exists() && !(resume && checkpoint.exists()) {
-        anyhow::bail!("{}: already exists; trainer slim never overwrites a file: choose another --out, or delete it", out.display());
+        return usage(format!(
+            "{}: already exists; trainer slim never overwrites a file: choose another --out, or delete it",
+            out.display()
+        ));
     }
     Ok(())
+}
+
+/// The slim trunk's folder, made before the distillation: a path that cannot be written fails
+/// then, not after the teacher's features and an epoch.
+fn create_folder_of(out: &Path) -> anyhow::Result<()> {
+    match out.parent().filter(|f| !f.as_os_str().is_empty()) {
+        Some(folder) => std::fs::create_dir_all(folder).map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", folder.display())),
+        None => Ok(()),
+    }
 }
 
 /// The slimming in a few lines: channels, multiply-adds, distillation, hashes.
@@ -247,5 +265,10 @@ mod tests {
         assert!(refuse_to_overwrite(&out, &teacher, true).is_ok(), "--resume continues it");
         std::fs::remove_file(&out).unwrap();
         assert!(refuse_to_overwrite(&out, &teacher, true).is_ok());
+        let err = refuse_to_overwrite(&alias, &teacher, false).unwrap_err();
+        assert!(err.is::<shared::usage::UsageError>(), "bad usage: exit 2");
+        let nested = dir.path().join("new/sub/slim.onnx");
+        create_folder_of(&nested).unwrap();
+        assert!(nested.parent().unwrap().is_dir(), "its folder is made before the distillation");
     }
 }

@@ -1,17 +1,17 @@
 //! `trainer train`: the train job, its reports, and (unless `--no-export`) the export.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use shared::{Precision, TrainingSummary};
 
+use crate::export::write::ExportLock;
 use crate::openset;
 use crate::report::summary::{EvalSummary, ExportSummary, RunSummary, SplitCounts};
 use crate::report::{self, plots};
 use crate::run_folder::RunFolder;
 use crate::training::TrainOutcome;
-use crate::training::checkpoint::Stage;
 use crate::training::fit::Evaluation;
 use crate::training::prepare::Prepared;
 use crate::training::{self, TrainConfig};
@@ -20,8 +20,8 @@ pub struct TrainRequest {
     pub config: TrainConfig,
     pub out: PathBuf,
     pub resume: bool,
-    /// Where the bundle goes (`DIR/NAME`); `None` skips the export.
-    pub export_to: Option<PathBuf>,
+    /// Where the bundle goes (`DIR/NAME`), held from the command's start; `None` skips the export.
+    pub export: Option<ExportLock>,
     pub precision: Precision,
     /// Signs the exported bundle.
     pub signing_key: Option<shared::signing::SecretKey>,
@@ -32,10 +32,6 @@ pub struct TrainRequest {
 pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
     let started = Instant::now();
     let run = RunFolder::new(&request.out);
-    if let Some(out) = &request.export_to {
-        // A destination that cannot be written fails now, not after the training.
-        crate::export::write::create_folder(out)?;
-    }
     let outcome = training::train(request.config, &run, request.resume)?;
     let mut summary = summarize(&outcome);
     let t = Instant::now();
@@ -52,7 +48,7 @@ pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
         &|t, p| t == p,
         &run.confusion_png(),
     )?;
-    if let Some(out) = &request.export_to {
+    if let Some(lock) = &request.export {
         let t = Instant::now();
         let training = training_summary(
             &outcome.prepared,
@@ -63,7 +59,7 @@ pub fn run(request: TrainRequest) -> anyhow::Result<RunSummary> {
             summary.train_loss,
         );
         let cv = outcome.state.cross_validation.clone();
-        let to = ExportTo { out, precision: request.precision, signing_key: request.signing_key.as_ref() };
+        let to = ExportTo { lock, precision: request.precision, signing_key: request.signing_key.as_ref() };
         summary.export = Some(export_outcome(&outcome.prepared, &outcome.best, &outcome.val, training, cv, &to)?);
         summary.seconds.push(("export".into(), t.elapsed().as_secs_f32()));
     }
@@ -112,7 +108,7 @@ fn summarize(o: &TrainOutcome) -> RunSummary {
         input_size: p.preprocessing.input_size,
         epochs_run: o.state.history.len(),
         best_epoch: best.as_ref().map_or(0, |b| b.epoch),
-        best_stage: best.as_ref().map_or("none", |b| if b.stage == Stage::Head { "head" } else { "trunk" }).into(),
+        best_stage: best.as_ref().map_or("none", |b| b.stage.name()).into(),
         train_loss: best.as_ref().map_or(f32::NAN, |b| b.train_loss),
         train_accuracy: best.as_ref().map_or(f32::NAN, |b| b.train_accuracy),
         val: eval_summary(p, &p.split.val, &o.val),
@@ -182,13 +178,13 @@ fn open_set(p: &Prepared, best: &crate::model::weights::ModelWeights) -> anyhow:
 
 /// Where and how an export is written.
 pub struct ExportTo<'a> {
-    /// `DIR/NAME`, without extension.
-    pub out: &'a Path,
+    /// `DIR/NAME`, without extension, held.
+    pub lock: &'a ExportLock,
     pub precision: Precision,
     pub signing_key: Option<&'a shared::signing::SecretKey>,
 }
 
-/// Exports the best weights of a prepared run to `to.out` (`DIR/NAME`). An int8 export calibrates
+/// Exports the best weights of a prepared run to the name `to.lock` holds (`DIR/NAME`). An int8 export calibrates
 /// on training images (never validation ones: the gate judges on those).
 pub fn export_outcome(
     p: &Prepared,
@@ -216,7 +212,7 @@ pub fn export_outcome(
         None => p.backbone.convs.clone(),
     };
     let input = crate::export::ExportInput {
-        name: crate::export::write::model_name(to.out),
+        name: crate::export::write::model_name(to.lock.out()),
         labels: p.dataset.classes.clone(),
         preprocessing: p.preprocessing,
         normalization: p.normalization,
@@ -241,7 +237,7 @@ pub fn export_outcome(
         open_set: open_set(p, best)?,
         cross_validation,
     };
-    let report = crate::export::export(input, to.out)?;
+    let report = crate::export::export(input, to.lock)?;
     let parity = &report.manifest.parity;
     Ok(ExportSummary {
         onnx: report.onnx_path.display().to_string(),

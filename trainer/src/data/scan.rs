@@ -204,11 +204,8 @@ pub fn scan(roots: &[PathBuf], options: &ScanOptions, preprocessing: &Preprocess
         }
     }
     if dataset.imbalance() > 3.0 {
-        tracing::warn!(
-            "classes are imbalanced ({:.1}x between the largest and the smallest): {:?}",
-            dataset.imbalance(),
-            dataset.classes.iter().zip(dataset.count_per_class()).collect::<Vec<_>>()
-        );
+        let counts: Vec<String> = dataset.classes.iter().zip(dataset.count_per_class()).map(|(c, n)| format!("{c} {n}")).collect();
+        tracing::warn!("classes are imbalanced ({:.1}x between the largest and the smallest): {}", dataset.imbalance(), counts.join(", "));
     }
     Ok(dataset)
 }

@@ -22,11 +22,11 @@ pub struct ClassMetrics {
     pub label: String,
     pub images: usize,
     /// Of the images answered with this label (any folder), the share that are this class.
-    pub precision: f32,
+    pub precision: Option<f32>,
     /// Of this class's images, the share answered with this label.
-    pub recall: f32,
+    pub recall: Option<f32>,
     /// Of this class's images, the share refused (`unknown` or `unsure`).
-    pub refused: f32,
+    pub refused: Option<f32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,9 +87,9 @@ pub fn compute(labels: &[String], folders: &[String], scored: &[Scored]) -> Metr
             ClassMetrics {
                 label: labels[c].clone(),
                 images: of_class.len(),
-                precision: share(right, answered_c).unwrap_or(0.0),
-                recall: share(right, of_class.len()).unwrap_or(0.0),
-                refused: share(of_class.iter().filter(|s| s.answer.is_refusal()).count(), of_class.len()).unwrap_or(0.0),
+                precision: share(right, answered_c),
+                recall: share(right, of_class.len()),
+                refused: share(of_class.iter().filter(|s| s.answer.is_refusal()).count(), of_class.len()),
             }
         })
         .collect();
@@ -205,9 +205,9 @@ mod tests {
         assert_eq!(m.answered_correctly, Some(0.5), "the refused b counts as wrong");
         assert_eq!(m.target_refused, Some(0.25));
         assert_eq!(m.other_refused, Some(0.5));
-        assert_eq!(m.per_class[1].precision, 1.0 / 3.0, "b answered 3 times (one a, one other), right once");
-        assert_eq!(m.per_class[1].recall, 0.5);
-        assert_eq!(m.per_class[0].precision, 1.0);
+        assert_eq!(m.per_class[1].precision, Some(1.0 / 3.0), "b answered 3 times (one a, one other), right once");
+        assert_eq!(m.per_class[1].recall, Some(0.5));
+        assert_eq!(m.per_class[0].precision, Some(1.0));
         assert_eq!(m.confusion, vec![vec![1, 1, 0, 0], vec![0, 1, 1, 0], vec![0, 1, 1, 0]]);
         assert_eq!(m.answers, ["a", "b", "unknown", "unsure"]);
         // Unknown scores: others {0.8, 0.3} vs targets {0.1, 0.2, 0.9, 0.1}: 0.8 beats 3, 0.3 beats 3.
@@ -221,6 +221,7 @@ mod tests {
         let m = compute(&labels, &["other".to_string()], &only_others);
         assert_eq!((m.accuracy, m.answered_correctly, m.target_refused, m.ece), (None, None, None, None));
         assert_eq!((m.other_refused, m.open_set_auroc), (Some(1.0), None));
+        assert_eq!((m.per_class[0].precision, m.per_class[0].recall, m.per_class[0].refused), (None, None, None));
         let only_targets = [scored(Some(0), 0, [0.9, 0.1], 0.1, Answer::Class(0))];
         let m = compute(&labels, &["a".to_string()], &only_targets);
         assert_eq!((m.accuracy, m.other_refused), (Some(1.0), None));

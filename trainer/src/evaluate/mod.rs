@@ -151,7 +151,12 @@ pub fn evaluate(model: &Path, data: &Path, thresholds_override: (Option<f32>, f3
         })
         .collect();
     let metrics = metrics::compute(&labels, &folder_names, &scored);
-    let conditions = with_conditions.then(|| condition_results(&images));
+    // Conditions apply to photos with a class to get right: none, no table (not rows of 0%).
+    let any_target = images.iter().any(|i| i.target.is_some());
+    if with_conditions && !any_target {
+        tracing::warn!("--conditions: no folder is named like a label, so there is no photo to transform and score");
+    }
+    let conditions = (with_conditions && any_target).then(|| condition_results(&images));
     Ok(Report { model: model.into(), data: data.into(), labels, thresholds, metrics, images, skipped, conditions })
 }
 

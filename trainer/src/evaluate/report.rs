@@ -111,13 +111,9 @@ pub fn write(report: &Report, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn percent(x: f32) -> String {
-    format!("{:.1}%", x * 100.0)
-}
-
-/// A share that may not exist (no image of its kind): `-` then.
+/// A share as a percentage, or `-` where there was nothing to take it of.
 fn maybe_percent(x: Option<f32>) -> String {
-    x.map_or("-".into(), percent)
+    x.map_or("-".into(), |x| format!("{:.1}%", x * 100.0))
 }
 
 pub fn human(report: &Report) -> String {
@@ -153,9 +149,9 @@ pub fn human(report: &Report) -> String {
             "{:<20} {:>7} {:>10} {:>8} {:>8}",
             c.label,
             c.images,
-            percent(c.precision),
-            percent(c.recall),
-            percent(c.refused)
+            maybe_percent(c.precision),
+            maybe_percent(c.recall),
+            maybe_percent(c.refused)
         );
     }
     let _ = writeln!(text, "answers per folder ({}):", m.answers.join(", "));

@@ -62,8 +62,35 @@ pub struct ExportReport {
     pub manifest: Manifest,
 }
 
-/// `out` is `DIR/NAME` (no extension): writes `DIR/NAME.onnx` and `DIR/NAME.bundle`.
-pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
+/// The one writer of a model name (`DIR/NAME`): a lock on `DIR/.NAME.lock`, taken when the
+/// command starts (a training that will export, `trainer export`), so that a second writer of
+/// the name is refused at once, not after its work; a second would mix the pair, and take the
+/// first's temporaries for a killed export's. The folder is made then too: a path that cannot
+/// be written fails before the training, not after it.
+pub struct ExportLock {
+    out: PathBuf,
+    _lock: shared::lock::FileLock,
+}
+
+impl ExportLock {
+    pub fn acquire(out: &Path) -> anyhow::Result<Self> {
+        let dir = create_folder(out)?;
+        let lock_path = with_suffix(&dir.join(format!(".{}", model_name(out))), "lock");
+        let lock = shared::lock::FileLock::acquire(&lock_path, |pid| {
+            format!("{}: another trainer (pid {pid}) is writing this model; wait for it or choose another name", out.display())
+        })?;
+        Ok(Self { out: out.to_path_buf(), _lock: lock })
+    }
+
+    /// `DIR/NAME`, without extension.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+}
+
+/// Writes `DIR/NAME.onnx` and `DIR/NAME.bundle` for the name `lock` holds.
+pub fn export(input: ExportInput, lock: &ExportLock) -> anyhow::Result<ExportReport> {
+    let out = lock.out();
     anyhow::ensure!(!input.images.is_empty(), "export needs validation images for its parity gate");
     let mut manifest = Manifest {
         name: input.name.clone(),
@@ -119,19 +146,12 @@ pub fn export(input: ExportInput, out: &Path) -> anyhow::Result<ExportReport> {
 
     let checks = self_checks(&input, &gate.tract);
 
-    let dir = create_folder(out)?;
     let onnx_path = with_suffix(out, "onnx");
     let bundle_path = with_suffix(out, "bundle");
     let mut bundle = Bundle::new(manifest.clone(), onnx, checks);
     if let Some(key) = input.signing_key {
         bundle.sign(key);
     }
-    // One export per model name at a time: a second would mix the pair, and take the first's
-    // temporaries for a killed export's.
-    let lock_path = with_suffix(&dir.join(format!(".{}", out.file_name().map_or("model".into(), |n| n.to_string_lossy()))), "lock");
-    let _lock = shared::lock::FileLock::acquire(&lock_path, |pid| {
-        format!("{}: another export (pid {pid}) is writing this model; wait for it or choose another name", out.display())
-    })?;
     for path in [&onnx_path, &bundle_path] {
         let removed = shared::atomic::remove_stale_temporaries(path);
         if removed > 0 {
@@ -157,7 +177,8 @@ pub fn check_destination(out: &Path) -> Result<(), String> {
     }
     // NAME is the model's name in its manifest, which the edge checks as any bundle's.
     let name = model_name(out);
-    shared::manifest::check_name("the model's name", &name).map_err(|problem| format!("{}: {problem}", out.display()))
+    shared::manifest::check_name("the model's name", &name, shared::manifest::MAX_LABEL_BYTES)
+        .map_err(|problem| format!("{}: {problem}", out.display().to_string().escape_debug()))
 }
 
 /// The model's name in its manifest: the export path's file name.
@@ -165,9 +186,8 @@ pub fn model_name(out: &Path) -> String {
     out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
 }
 
-/// Creates the folder an export writes into, and returns it: a path that cannot be written
-/// fails before the training or the parity gate, not after.
-pub fn create_folder(out: &Path) -> anyhow::Result<&Path> {
+/// Creates the folder an export writes into, and returns it.
+fn create_folder(out: &Path) -> anyhow::Result<&Path> {
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     Ok(dir)
@@ -188,7 +208,7 @@ fn self_checks(input: &ExportInput, tract: &[shared::runtime::Outputs]) -> Vec<S
         .map(|i| {
             let (name, class, image) = &input.images[i];
             SelfCheck {
-                name: shared::manifest::printable_name(name),
+                name: shared::manifest::printable_name(name, shared::manifest::MAX_PATH_NAME_BYTES),
                 label: input.labels[*class].clone(),
                 rgb: image.as_raw().clone(),
                 expected: tract[i].probabilities.clone(),

@@ -121,8 +121,8 @@ pub fn confusion(
 }
 
 /// Reliability diagram: per confidence bin, the accuracy (bars) against the diagonal of perfect
-/// calibration, with the number of images per bin.
-/// The reliability diagram; `ece` is `None` without target images (the bars are then empty).
+/// calibration, with the number of images per bin; `ece` is `None` without target images (the
+/// bars are then empty).
 pub fn reliability(bins: &[ReliabilityBin], ece: Option<f32>, path: &Path) -> anyhow::Result<()> {
     let ece = ece.map_or("-, no target images".into(), |e| format!("{e:.3}"));
     ensure_font();

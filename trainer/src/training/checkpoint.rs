@@ -12,13 +12,24 @@ use sha2::{Digest, Sha256};
 
 use crate::model::weights::ModelWeights;
 
-/// Which part of training an epoch belongs to.
+/// Which part of training an epoch belongs to; spelled `head` / `trunk` in every report (the
+/// checkpoint stores the variant's index, not its name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// Head only, on cached trunk features.
     Head,
     /// Through the trunk: `--freeze-first N` or the `--finetune top-block` second stage.
     Trunk,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Head => "head",
+            Stage::Trunk => "trunk",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -57,7 +57,7 @@ pub fn train(config: TrainConfig, run: &RunFolder, resume: bool) -> anyhow::Resu
         saved
     } else {
         if run.checkpoint().exists() {
-            bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", run.root().display());
+            return Err(shared::usage::UsageError(run.holds_a_run()).into());
         }
         config
     };
@@ -77,7 +77,7 @@ pub fn train(config: TrainConfig, run: &RunFolder, resume: bool) -> anyhow::Resu
     let lock = crate::lock::RunLock::acquire(run)?;
     if !resume {
         if run.checkpoint().exists() {
-            bail!("{}: already holds a training run; pass --resume to continue it, or choose another --out", run.root().display());
+            return Err(shared::usage::UsageError(run.holds_a_run()).into());
         }
         let json = serde_json::to_vec_pretty(&config)?;
         shared::atomic::write_atomic(&run.config(), &json).with_context(|| format!("{}: cannot write", run.root().display()))?;

@@ -2,6 +2,7 @@
 //! checked, the split made (or read from a run folder), the backbone loaded; and the frozen
 //! trunk's features of any photo, from the cache where possible.
 
+use shared::usage::UsageError;
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -377,8 +378,9 @@ fn warn_of_pictures_in_two_classes(dataset: &Dataset, groups: &[usize]) {
 }
 
 /// Refuses a split the run cannot use, naming the class and what to change: a class without a
-/// training or validation photo (all its photos one picture, or an edited split.csv), or more
-/// cross-validation folds than groups of photos to fill them.
+/// training or validation photo (all its photos one picture, or an edited split.csv), a
+/// `--test-fraction` that holds out no photo at all (one that misses a class is warned), or
+/// more cross-validation folds than groups of photos to fill them (the last two: bad usage).
 fn check_split(config: &TrainConfig, dataset: &Dataset, split: &Split, groups: &[usize], from: Option<&RunFolder>) -> anyhow::Result<()> {
     let classes: Vec<usize> = dataset.samples.iter().map(|s| s.class).collect();
     if let Some((class, lacking)) = data::split::class_missing_from(split, &classes, dataset.classes.len()) {
@@ -399,11 +401,13 @@ fn check_split(config: &TrainConfig, dataset: &Dataset, split: &Split, groups: &
         let has_test = |class: usize| split.test.iter().any(|&i| classes[i] == class);
         let lacking: Vec<&str> = (0..dataset.classes.len()).filter(|&c| !has_test(c)).map(|c| dataset.classes[c].as_str()).collect();
         // Asked for a test figure, the run must give one, or say whose photos it leaves out.
-        anyhow::ensure!(
-            lacking.len() < dataset.classes.len(),
-            "--test-fraction {} holds out no photo: each class's share rounds to none (or its last picture stays for training); raise it",
-            config.test_fraction
-        );
+        if lacking.len() == dataset.classes.len() {
+            return Err(UsageError(format!(
+                "--test-fraction {} holds out no photo: each class's share rounds to none (or its last picture stays for training); raise it",
+                config.test_fraction
+            ))
+            .into());
+        }
         if !lacking.is_empty() {
             tracing::warn!(
                 "--test-fraction {} holds out no photo of {}: the test accuracy leaves {} out",
@@ -416,12 +420,12 @@ fn check_split(config: &TrainConfig, dataset: &Dataset, split: &Split, groups: &
     let held: Vec<usize> = split.train.iter().chain(&split.val).copied().collect();
     let pictures = data::split::groups_among(&held, groups);
     if config.cv_folds > pictures && !config.trains_trunk() {
-        anyhow::bail!(
+        return Err(UsageError(format!(
             "--cv {}: the training and validation photos are {pictures} distinct picture(s) (near-duplicates count as one), too few to fill {} folds; \
              pass --cv {pictures} or fewer, or --cv 0",
-            config.cv_folds,
-            config.cv_folds
-        );
+            config.cv_folds, config.cv_folds
+        ))
+        .into());
     }
     Ok(())
 }
