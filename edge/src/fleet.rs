@@ -15,6 +15,7 @@ const STATUS_BYTES: u64 = 1 << 20;
 pub fn fetch(url: &str, token: Option<&str>) -> anyhow::Result<BoxStatus> {
     // The page's own address (`http://box:8080/?token=T`) works too: its token is taken as
     // --token's, and the status asked for beside it.
+    let url = url.split_once('#').map_or(url, |(before, _)| before);
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let from_url = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
     let token = token.or(from_url.as_deref());

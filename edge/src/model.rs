@@ -87,10 +87,12 @@ impl EdgeModel {
 
     /// The bundle in `bytes`, intact and, with `trusted` keys, signed by one of them.
     fn verified(bytes: &[u8], path: &Path, trusted: Option<&TrustedKeys>) -> anyhow::Result<Bundle> {
-        let bundle = Bundle::from_bytes(bytes, path)?;
+        let mut bundle = Bundle::from_bytes(bytes, path)?;
         match (trusted, bundle.provenance()) {
-            (Some(keys), Provenance::Signed { signer, fingerprint }) => {
+            (Some(keys), Provenance::Signed { fingerprint, .. }) => {
+                // Named from here on as the trusted keys file names the key.
                 bundle.check_trust(keys, path)?;
+                let signer = bundle.signature.as_ref().map_or("", |s| s.signer.as_str());
                 tracing::info!("{}: signed by '{signer}' (key {fingerprint}), a trusted key", path.display());
             }
             (Some(keys), Provenance::Unsigned) => bundle.check_trust(keys, path)?,

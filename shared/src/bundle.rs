@@ -72,7 +72,7 @@ pub enum BundleError {
     BadSignature { path: PathBuf, problem: SignatureError },
     #[error("{path}: the bundle is not signed, and only bundles signed by a trusted key are run here (--trusted-keys)")]
     Unsigned { path: PathBuf },
-    #[error("{path}: signed by '{signer}' (key {fingerprint}), which is not among the trusted keys")]
+    #[error("{path}: signed by key {fingerprint} (named '{signer}' in the bundle), which is not among the trusted keys")]
     UntrustedSigner { path: PathBuf, signer: String, fingerprint: String },
     #[error("{path}: {problem}")]
     Invalid { path: PathBuf, problem: String },
@@ -123,16 +123,20 @@ impl Bundle {
         }
     }
 
-    /// With trusted keys: the bundle must be signed by one of them. (The signature itself was
-    /// checked when the bundle was read.)
-    pub fn check_trust(&self, trusted: &TrustedKeys, path: &Path) -> Result<(), BundleError> {
+    /// With trusted keys: the bundle must be signed by one of them (the signature itself was
+    /// checked when the bundle was read). The signer is then named as the trusted keys file
+    /// names its key: the name a bundle carries is not signed, and anyone may change it.
+    pub fn check_trust(&mut self, trusted: &TrustedKeys, path: &Path) -> Result<(), BundleError> {
         let path = path.to_path_buf();
-        match &self.signature {
+        match &mut self.signature {
             None => Err(BundleError::Unsigned { path }),
-            Some(s) if !trusted.contains(&s.public_key) => {
-                Err(BundleError::UntrustedSigner { path, signer: s.signer.clone(), fingerprint: s.fingerprint() })
-            }
-            Some(_) => Ok(()),
+            Some(s) => match trusted.keys.iter().find(|k| k.key == s.public_key) {
+                Some(key) => {
+                    s.signer = key.name.clone();
+                    Ok(())
+                }
+                None => Err(BundleError::UntrustedSigner { path, signer: s.signer.clone(), fingerprint: s.fingerprint() }),
+            },
         }
     }
 

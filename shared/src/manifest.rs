@@ -265,11 +265,17 @@ pub const MAX_PATH_NAME_BYTES: usize = 4096;
 pub fn check_name(what: &str, name: &str, max_bytes: usize) -> Result<(), String> {
     if name.len() > max_bytes {
         Err(format!("{what} is longer than {max_bytes} bytes"))
-    } else if name.chars().any(char::is_control) {
+    } else if name.chars().any(unprintable) {
         Err(format!("{what} {name:?} holds a control character"))
     } else {
         Ok(())
     }
+}
+
+/// A character that moves or hides text where a name is shown: a control character, a line or
+/// paragraph separator, or a bidirectional override (`evil\u{202e}txt.exe` reads `evilexe.txt`).
+fn unprintable(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `name` made one that [`check_name`] takes at `max_bytes`: control characters written as
@@ -278,7 +284,7 @@ pub fn printable_name(name: &str, max_bytes: usize) -> String {
     let mut kept: Vec<String> = Vec::new();
     let mut bytes = 0;
     for c in name.chars().rev() {
-        let piece = if c.is_control() { c.escape_default().to_string() } else { c.to_string() };
+        let piece = if unprintable(c) { c.escape_default().to_string() } else { c.to_string() };
         if bytes + piece.len() > max_bytes {
             break;
         }
@@ -294,7 +300,22 @@ impl Manifest {
     /// plain, distinct class names; an input size the trainer could have written; finite
     /// thresholds and tolerances.
     pub fn check(&self) -> Result<(), String> {
-        check_name("model name", &self.name, MAX_LABEL_BYTES)?;
+        if self.name.is_empty() {
+            return Err("model name is empty".into());
+        }
+        // Every text the edge or `trainer inspect` prints, serves or logs.
+        let teacher = self.backbone.slimmed_from.as_ref().map_or("", |s| s.teacher_sha256.as_str());
+        for (what, text) in [
+            ("model name", self.name.as_str()),
+            ("backbone name", &self.backbone.name),
+            ("backbone weights hash", &self.backbone.weights_sha256),
+            ("teacher hash", teacher),
+            ("training backend", &self.training.backend),
+            ("training device", &self.training.device),
+            ("trainer version", &self.trainer_version),
+        ] {
+            check_name(what, text, MAX_LABEL_BYTES)?;
+        }
         let labels = &self.labels;
         if labels.len() < 2 {
             return Err(format!("manifest lists {} classes; a classifier needs at least 2", labels.len()));
@@ -336,6 +357,10 @@ mod tests {
         assert!(check_name("model name", "daffodil_coltsfoot v2", 255).is_ok());
         assert!(check_name("model name", "evil\n\x1b]0;title\x07", 255).unwrap_err().contains("control character"));
         assert!(check_name("model name", &"N".repeat(256), 255).unwrap_err().contains("longer than 255"));
+        for hidden in ["evil\u{202e}txt.exe", "a\u{2028}b"] {
+            assert!(check_name("model name", hidden, 255).is_err(), "{hidden:?}");
+            assert!(check_name("x", &printable_name(hidden, 255), 255).is_ok());
+        }
         assert_eq!(printable_name("a\tb\u{1b}c.jpg", 255), "a\\tb\\u{1b}c.jpg");
         assert_eq!(printable_name("/a/very/long/path/daffodil/x.jpg", 15), "/daffodil/x.jpg", "the end is kept");
         for odd in ["tab\there", &"é".repeat(200), &"\u{7}".repeat(100)] {

@@ -75,7 +75,20 @@ fn only_bundles_signed_by_a_trusted_key_run() {
     assert!(String::from_utf8_lossy(&noted.stderr).contains("unverified"), "{}", String::from_utf8_lossy(&noted.stderr));
 
     let other = edge_err(&["--trusted-keys", &p("other.key.pub"), "selftest", "--model", &signed]);
-    assert!(other.contains("signed by 'lab bench'") && other.contains("not among the trusted keys"), "{other}");
+    assert!(other.contains("named 'lab bench' in the bundle") && other.contains("not among the trusted keys"), "{other}");
+
+    // The signer's name is not signed: relabelled, the bundle still verifies, and a box with
+    // trusted keys names the signer as its own keys file does, not as the bundle claims.
+    let mut relabelled = Bundle::read(Path::new(&signed)).unwrap();
+    relabelled.signature.as_mut().unwrap().signer = "Someone Else".into();
+    let relabelled = write(&relabelled, &dir.path().join("relabelled.bundle"));
+    let said = std::process::Command::new(e2e::bin("edge"))
+        .args(["--trusted-keys", &lab, "selftest", "--model", &relabelled])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&said.stderr);
+    assert!(said.status.success() && log.contains("signed by 'lab bench'") && !log.contains("Someone Else"), "{log}");
 
     let original = Bundle::read(Path::new(&signed)).unwrap();
     let unsigned = Bundle::new(original.manifest.clone(), original.onnx.clone(), original.self_checks.clone());

@@ -66,6 +66,9 @@ pub fn check_url(url: &str) -> Result<(), UsageError> {
     if !url.starts_with("http://") {
         return Err(bad("not an http:// URL"));
     }
+    if crate::redact::has_unencoded_userinfo(url) {
+        return Err(bad(crate::redact::UNENCODED_USERINFO));
+    }
     let uri: ureq::http::Uri = url.parse().map_err(|e| bad(&format!("not a URL: {e}")))?;
     if uri.host().is_none_or(str::is_empty) {
         return Err(bad("no host"));
@@ -175,5 +178,7 @@ mod tests {
         }
         let e = check_url("https://u:hunter2@hooks.example/x").unwrap_err().to_string();
         assert!(!e.contains("hunter2"), "{e}");
+        let e = check_url("http://u:hunt/er2@127.0.0.1/h").unwrap_err().to_string();
+        assert!(e.contains("is written %2F") && !e.contains("er2"), "{e}");
     }
 }

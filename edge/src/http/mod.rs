@@ -63,6 +63,11 @@ impl HttpOptions {
         if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(UsageError("--http-token is empty".into()));
         }
+        // An Authorization header carries visible ASCII only: a token with a space at an end
+        // (a config file's slip), a line break or other text would work in ?token= alone.
+        if self.token.as_deref().is_some_and(|t| !t.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(UsageError("--http-token: use visible ASCII characters only (no spaces), e.g. `openssl rand -base64 24`".into()));
+        }
         if !self.listen.ip().is_loopback() && self.token.is_none() {
             return Err(UsageError(format!(
                 "--http {}: not a loopback address, so anyone on the network could watch this camera; set --http-token (or http-token in the config file) to serve it",
@@ -312,6 +317,10 @@ mod tests {
         assert!(refused.0.contains("not a loopback address"), "{}", refused.0);
         assert!(options("0.0.0.0:8080", Some("s3cret")).check().is_ok());
         assert!(options("0.0.0.0:8080", Some(" ")).check().is_err());
+        for odd in ["s3cret ", "s3\ncret", "sécret", "s3 cret"] {
+            assert!(options("127.0.0.1:0", Some(odd)).check().unwrap_err().0.contains("visible ASCII"), "{odd:?}");
+        }
+        assert!(options("127.0.0.1:0", Some("Zm9v+YmFy/YmF6=")).check().is_ok(), "base64");
     }
 
     /// One client holding its share of connections idle is refused more, and another client

@@ -79,7 +79,10 @@ pub fn check_spec(spec: &str) -> Result<(), UsageError> {
     if let Some(path) = spec.strip_prefix("dir:").or_else(|| spec.strip_prefix("file:")) {
         return if path.is_empty() { bad("a path must follow the colon") } else { Ok(()) };
     }
-    if spec == "synthetic" || spec == "stdin:mjpeg" || spec.starts_with("http://") || spec.starts_with("rtsp://") {
+    if spec.starts_with("http://") || spec.starts_with("rtsp://") {
+        return if crate::redact::has_unencoded_userinfo(spec) { bad(crate::redact::UNENCODED_USERINFO) } else { Ok(()) };
+    }
+    if spec == "synthetic" || spec == "stdin:mjpeg" {
         return Ok(());
     }
     bad("unknown source (expected camera:N, http://..., rtsp://..., file:PATH, stdin:mjpeg, dir:PATH or synthetic)")
@@ -156,5 +159,10 @@ mod tests {
             assert!(check_spec(bad).is_err(), "{bad} accepted");
         }
         assert!(!check_spec("https://u:hunter2@cam/x").unwrap_err().0.contains("hunter2"));
+        for slashed in ["http://localhost:18701/x@127.0.0.1:18700/cam", "rtsp://us/er:secret@127.0.0.1/h"] {
+            let e = check_spec(slashed).unwrap_err().0;
+            assert!(e.contains("is written %2F") && !e.contains("secret") && !e.contains("18701/x"), "{e}");
+        }
+        assert!(check_spec("http://u:se%2Fcret@cam/x").is_ok());
     }
 }

@@ -103,7 +103,9 @@ impl Vgg16Weights {
             _ => return Err(BackboneError::UnsupportedFormat { path: path.into() }),
         };
         let convention = convention.or(found).ok_or_else(|| BackboneError::UnknownConvention { path: path.into() })?;
-        let source = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        // Shown by the edge and `trainer inspect` as the manifest's backbone name: printable.
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let source = shared::manifest::printable_name(&file_name, shared::manifest::MAX_LABEL_BYTES);
         Ok(Self { convs, convention, source, slimmed_from })
     }
 
