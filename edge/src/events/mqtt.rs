@@ -100,8 +100,13 @@ impl BrokerUrl {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        if host.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(bad("the host holds a space or a control character"));
+        // A name or an IPv4 address (letters, digits, '.', '-', '_'), or an IPv6 one in brackets.
+        let well_formed = match host_port.starts_with('[') {
+            true => host.parse::<std::net::Ipv6Addr>().is_ok(),
+            false => host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)),
+        };
+        if !well_formed {
+            return Err(bad(&format!("'{}' is not a host name or address", crate::path_text::escaped(std::path::Path::new(host)))));
         }
         Ok(BrokerUrl { host: host.to_string(), port, credentials })
     }
@@ -425,6 +430,9 @@ mod tests {
             "mqtt://[::1",
             "mqtt://[::1]x",
             "mqtt://h:+1",
+            "mqtt://[zz]",
+            "mqtt://h%20x",
+            "mqtt://[broker.lan]",
         ] {
             assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
         }
