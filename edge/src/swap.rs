@@ -250,6 +250,10 @@ fn watch(path: &Path, from: Watch, requests: &Sender<Request>) {
 
 fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Request>, ready: &Sender<Swap>) {
     let path = &options.model_path;
+    // The bundle file at the model path last dealt with here (run, refused, or written by an
+    // upload): a file there that differs was put there since and is not checked yet, and an
+    // upload must not write over it unread (the watcher takes it once it holds still).
+    let mut settled = file_sha(path);
     for request in requests {
         let (outcome, from, reply, bytes) = match request {
             Request::Reload => {
@@ -262,6 +266,7 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                     }
                 };
                 let sha = shared::bundle::sha256(&bytes);
+                settled = Some(sha);
                 if sha == running {
                     tracing::info!("{}: the model already running", path.display());
                     // A copy that failed (a full disk since freed) is tried again: SIGHUP
@@ -278,6 +283,19 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                 (outcome, path.display().to_string(), None, bytes)
             }
             Request::Upload { bytes, reply, slot } => {
+                let unread = file_sha(path).filter(|now| Some(*now) != settled);
+                if let Some(unread) = unread.filter(|now| *now != shared::bundle::sha256(&bytes)) {
+                    drop(slot);
+                    tracing::warn!(
+                        "upload refused: {} changed and is not checked yet (sha {})",
+                        path.display(),
+                        &hex::encode(unread)[..12]
+                    );
+                    let why = "a new model file was just put at the model path and is not checked yet; the upload would replace it \
+                               unread: send it again once that file has been taken or refused";
+                    let _ = reply.send(Err(why.into()));
+                    continue;
+                }
                 if shared::bundle::sha256(&bytes) == running {
                     drop(slot);
                     tracing::info!("upload: the model already running");
@@ -285,6 +303,7 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                     // started on its last good copy holds a refused file there) and the copy.
                     let answer =
                         put_running_in_place(&bytes, &running, options).map(|()| UploadAnswer::AlreadyRunning { already_running: true });
+                    settled = Some(running);
                     let _ = reply.send(answer);
                     if let Some(last_good) = &options.last_good
                         && ready.send(Swap::Kept { problem: last_good.keep_or_warn(&bytes, &running) }).is_err()
@@ -294,6 +313,9 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                     continue;
                 }
                 let checked = take_upload(&bytes, options);
+                if let Ok((_, sha)) = &checked {
+                    settled = Some(*sha);
+                }
                 drop(slot);
                 (checked, "upload".to_string(), Some(reply), bytes)
             }
@@ -344,6 +366,11 @@ fn take_upload(bytes: &[u8], options: &SwapOptions) -> Result<(Candidate, [u8; 3
     let candidate = check(bytes, &named, options)?;
     shared::atomic::write_atomic(path, bytes).map_err(|e| format!("{}: cannot put the upload in place: {e}", path.display()))?;
     Ok((candidate, shared::bundle::sha256(bytes)))
+}
+
+/// The SHA-256 of the bundle file at `path`, if it reads as one might.
+fn file_sha(path: &Path) -> Option<[u8; 32]> {
+    shared::Bundle::read_bytes(path).ok().map(|bytes| shared::bundle::sha256(&bytes))
 }
 
 /// The running model's bytes at the model path, unless they are there already: they passed

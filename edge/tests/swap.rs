@@ -114,6 +114,12 @@ fn uploads_and_new_files_are_checked_then_swapped_in_and_bad_ones_never_replace_
     let staged = dir.path().join("staged.bundle");
     std::fs::copy(&first, &staged).unwrap();
     std::fs::rename(&staged, &model).unwrap();
+    // An upload in the second before the watcher takes that file: refused, the file not
+    // written over unread (the running model's bytes would have been put back in its place).
+    let (code, body) = request(&address, "POST", "/api/model", Some(TOKEN), &std::fs::read(&second).unwrap());
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("not checked yet"), "{body}");
+    assert!(same(&model, &first), "the file put there stays");
     wait_for(Duration::from_secs(15), "the file's model", || status(&address)["model"]["hash"] == first_hash.as_str());
 
     // SIGHUP asks for a look at the file; it does not stop the box.
