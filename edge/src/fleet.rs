@@ -17,7 +17,7 @@ pub fn fetch(url: &str, token: Option<&str>) -> anyhow::Result<BoxStatus> {
     // --token's, and the status asked for beside it.
     let url = url.split_once('#').map_or(url, |(before, _)| before);
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let from_url = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "token").map(|(_, v)| v.into_owned());
+    let from_url = crate::http::token_in_query(query);
     let token = token.or(from_url.as_deref());
     let base = base.trim_end_matches('/');
     let shown = crate::redact::redact(base);
@@ -48,7 +48,7 @@ pub fn fetch(url: &str, token: Option<&str>) -> anyhow::Result<BoxStatus> {
 pub fn summary(url: &str, s: &BoxStatus) -> String {
     let j = &s.json;
     // Whatever answers at the URL chooses these texts: escaped, one line, no terminal escapes.
-    let text = |v: &serde_json::Value| crate::path_text::escaped(std::path::Path::new(v.as_str().unwrap_or("?")));
+    let text = |v: &serde_json::Value| shared::text::escaped(v.as_str().unwrap_or("?"));
     let latest = &j["latest"];
     let answer = if latest.is_null() {
         "no frame yet".to_string()

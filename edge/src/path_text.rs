@@ -5,18 +5,13 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// `path` with each byte that is not UTF-8 written `\xNN` and each control character escaped
-/// (`\t`, `\n`, `\u{1b}`); a backslash is doubled, so no two paths give the same text.
+/// `path` with each byte that is not UTF-8 written `\xNN` and the rest as
+/// [`shared::text::escaped`] writes it (`\t`, `\n`, `\u{1b}`, a backslash doubled), so no two
+/// paths give the same text.
 pub fn escaped(path: &Path) -> String {
     let mut text = String::new();
     for chunk in path.as_os_str().as_bytes().utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() || c == '\\' {
-                text.extend(c.escape_default());
-            } else {
-                text.push(c);
-            }
-        }
+        text.push_str(&shared::text::escaped(chunk.valid()));
         for byte in chunk.invalid() {
             text.push_str(&format!("\\x{byte:02x}"));
         }

@@ -19,8 +19,9 @@ pub fn redact(url: &str) -> String {
     shown + &without_token(tail)
 }
 
-/// Whether `url` holds an `@` past its host: a user or password typed with a `/` or `?` in it, which every client reads as host + path (sending part of the password to a host
-/// the user did not mean). Such URLs are refused with [`UNENCODED_USERINFO`].
+/// Whether `url` holds an `@` past its host: a user or password typed with a `/` or `?` in it,
+/// which every client reads as host + path (sending part of the password to a host the user did
+/// not mean). Such URLs are refused with [`UNENCODED_USERINFO`].
 pub fn has_unencoded_userinfo(url: &str) -> bool {
     let Some((_, rest)) = url.split_once("://") else { return false };
     let fragment = rest.find('#').unwrap_or(rest.len());
@@ -36,8 +37,9 @@ pub const UNENCODED_USERINFO: &str =
 fn without_token(text: &str) -> String {
     let Some((before, query)) = text.split_once('?') else { return text.to_string() };
     let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+    let hidden = format!("{}=", crate::http::TOKEN_PARAM);
     let pairs: Vec<String> =
-        query.split('&').map(|pair| if pair.starts_with("token=") { "token=***".to_string() } else { pair.to_string() }).collect();
+        query.split('&').map(|pair| if pair.starts_with(&hidden) { format!("{hidden}***") } else { pair.to_string() }).collect();
     format!("{before}?{}{}", pairs.join("&"), fragment.map_or(String::new(), |f| format!("#{f}")))
 }
 

@@ -33,12 +33,6 @@ pub struct ResultLog {
     _lock: shared::lock::FileLock,
 }
 
-/// The lock beside a log (`.NAME.lock`), held by the process that appends to it.
-fn lock_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.lock"))
-}
-
 /// Whether a log's start is a header that was being written when the power went: a part of it,
 /// or nothing but zeros (a file system may show a file created just before a power cut as
 /// zeros). Such a file holds no record, so writing the header afresh loses nothing.
@@ -65,7 +59,7 @@ impl ResultLog {
         anyhow::ensure!(meta.is_file(), "{}: not a regular file; choose another --log", path.display());
         // Named after the file itself, so that two spellings of one log (a link) share a lock.
         let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let lock = shared::lock::FileLock::acquire(&lock_path(&real), |pid| {
+        let lock = shared::lock::FileLock::beside(&real, |pid| {
             format!("{}: another process (pid {pid}) is writing this result log; give each edge its own --log", path.display())
         })?;
         // The length once the lock is held: another writer may have appended before.

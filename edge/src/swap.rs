@@ -272,9 +272,7 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                     // A copy that failed (a full disk since freed) is tried again: SIGHUP
                     // (`systemctl reload`) clears the problem without a new model. (`keep` writes
                     // nothing when the copy holds these bytes already.)
-                    if let Some(last_good) = &options.last_good
-                        && ready.send(Swap::Kept { problem: last_good.keep_or_warn(&bytes, &sha) }).is_err()
-                    {
+                    if !offer_to_last_good(options, &bytes, &sha, ready) {
                         return;
                     }
                     continue;
@@ -283,8 +281,9 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                 (outcome, path.display().to_string(), None, bytes)
             }
             Request::Upload { bytes, reply, slot } => {
-                let unread = file_sha(path).filter(|now| Some(*now) != settled);
-                if let Some(unread) = unread.filter(|now| *now != shared::bundle::sha256(&bytes)) {
+                let sha = shared::bundle::sha256(&bytes);
+                let at_path = file_sha(path);
+                if let Some(unread) = at_path.filter(|now| Some(*now) != settled && *now != sha) {
                     drop(slot);
                     tracing::warn!(
                         "upload refused: {} changed and is not checked yet (sha {})",
@@ -296,25 +295,22 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
                     let _ = reply.send(Err(why.into()));
                     continue;
                 }
-                if shared::bundle::sha256(&bytes) == running {
+                if sha == running {
                     drop(slot);
                     tracing::info!("upload: the model already running");
                     // Its bytes still mend what a restart would meet: the model path (a box that
                     // started on its last good copy holds a refused file there) and the copy.
-                    let answer =
-                        put_running_in_place(&bytes, &running, options).map(|()| UploadAnswer::AlreadyRunning { already_running: true });
-                    settled = Some(running);
-                    let _ = reply.send(answer);
-                    if let Some(last_good) = &options.last_good
-                        && ready.send(Swap::Kept { problem: last_good.keep_or_warn(&bytes, &running) }).is_err()
-                    {
+                    let mended = if at_path == Some(sha) { Ok(()) } else { put_in_place(&bytes, path) };
+                    settled = Some(sha);
+                    let _ = reply.send(mended.map(|()| UploadAnswer::AlreadyRunning { already_running: true }));
+                    if !offer_to_last_good(options, &bytes, &sha, ready) {
                         return;
                     }
                     continue;
                 }
-                let checked = take_upload(&bytes, options);
-                if let Ok((_, sha)) = &checked {
-                    settled = Some(*sha);
+                let checked = take_upload(&bytes, sha, options);
+                if checked.is_ok() {
+                    settled = Some(sha);
                 }
                 drop(slot);
                 (checked, "upload".to_string(), Some(reply), bytes)
@@ -355,17 +351,16 @@ fn work(options: &SwapOptions, mut running: [u8; 32], requests: &Receiver<Reques
 
 /// An upload is checked where it was written, next to the model path, and renamed over it once
 /// it passed: the model path always holds a model that passed.
-fn take_upload(bytes: &[u8], options: &SwapOptions) -> Result<(Candidate, [u8; 32]), String> {
+fn take_upload(bytes: &[u8], sha: [u8; 32], options: &SwapOptions) -> Result<(Candidate, [u8; 32]), String> {
     if bytes.len() > MAX_UPLOAD {
         return Err(format!("{} bytes is more than a bundle may be ({MAX_UPLOAD})", bytes.len()));
     }
-    let path = &options.model_path;
     // Checked in memory first: a refused upload never touches the disk. Named "upload" in what
     // the sender is told: the box's paths are not the sender's business.
     let named = PathBuf::from("upload");
     let candidate = check(bytes, &named, options)?;
-    shared::atomic::write_atomic(path, bytes).map_err(|e| format!("{}: cannot put the upload in place: {e}", path.display()))?;
-    Ok((candidate, shared::bundle::sha256(bytes)))
+    put_in_place(bytes, &options.model_path)?;
+    Ok((candidate, sha))
 }
 
 /// The SHA-256 of the bundle file at `path`, if it reads as one might.
@@ -373,15 +368,15 @@ fn file_sha(path: &Path) -> Option<[u8; 32]> {
     shared::Bundle::read_bytes(path).ok().map(|bytes| shared::bundle::sha256(&bytes))
 }
 
-/// The running model's bytes at the model path, unless they are there already: they passed
-/// their checks on this box when they were taken.
-fn put_running_in_place(bytes: &[u8], running: &[u8; 32], options: &SwapOptions) -> Result<(), String> {
-    let path = &options.model_path;
-    if shared::Bundle::read_bytes(path).is_ok_and(|there| shared::bundle::sha256(&there) == *running) {
-        return Ok(());
-    }
-    tracing::info!("{}: the running model written back over the file there", path.display());
+/// An upload's bytes at the model path (atomically), so that a restart runs them too.
+fn put_in_place(bytes: &[u8], path: &Path) -> Result<(), String> {
     shared::atomic::write_atomic(path, bytes).map_err(|e| format!("{}: cannot put the upload in place: {e}", path.display()))
+}
+
+/// Offers `bytes` to the last good copy (`--last-good`) and tells the loop how that went;
+/// false when the loop is gone.
+fn offer_to_last_good(options: &SwapOptions, bytes: &[u8], sha: &[u8; 32], ready: &Sender<Swap>) -> bool {
+    options.last_good.as_ref().is_none_or(|last_good| ready.send(Swap::Kept { problem: last_good.keep_or_warn(bytes, sha) }).is_ok())
 }
 
 /// `why` a bundle was refused, naming it once (a reason from a check that did not name it, a

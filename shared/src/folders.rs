@@ -19,8 +19,8 @@ fn entries(dir: &Path, want_dir: bool) -> std::io::Result<Vec<(String, PathBuf)>
     Ok(found)
 }
 
-/// The non-hidden entries of `dir` that are not folders, sorted, without the `.json` sidecars that `edge run
-/// --save-frames` writes beside each frame (a saved-frames folder is a dataset too).
+/// The non-hidden entries of `dir` that are not folders, sorted, without the `.json` sidecars
+/// that `edge run --save-frames` writes beside each frame (a saved-frames folder is a dataset too).
 pub fn files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let is_sidecar = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
     Ok(entries(dir, false)?.into_iter().map(|(_, p)| p).filter(|p| !is_sidecar(p)).collect())

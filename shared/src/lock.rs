@@ -42,6 +42,13 @@ impl FileLock {
         Ok(Self { _file: file })
     }
 
+    /// Locks `.NAME.lock` beside `path` (`NAME` its file name): the lock of one file's writer,
+    /// which leaves the file itself as readers expect it.
+    pub fn beside(path: &Path, busy: impl FnOnce(&str) -> String) -> anyhow::Result<Self> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Self::acquire(&path.with_file_name(format!(".{name}.lock")), busy)
+    }
+
     /// Locks the folder `dir` itself, leaving no file in it (a folder people sort by hand, such
     /// as saved frames, should hold only what they put there). When another process holds it,
     /// the error is `busy()`; no pid can be told.

@@ -243,7 +243,7 @@ pub fn check_label(label: &str) -> Result<(), String> {
         "is empty"
     } else if label.len() > MAX_LABEL_BYTES {
         "is longer than 255 bytes"
-    } else if label.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+    } else if label.chars().any(|c| crate::text::unprintable(c) || c == '/' || c == '\\') {
         "holds a path separator or a control character"
     } else if label.starts_with('.') || label.trim() != label {
         "starts with a dot or has spaces at an end"
@@ -265,33 +265,19 @@ pub const MAX_PATH_NAME_BYTES: usize = 4096;
 pub fn check_name(what: &str, name: &str, max_bytes: usize) -> Result<(), String> {
     if name.len() > max_bytes {
         Err(format!("{what} is longer than {max_bytes} bytes"))
-    } else if name.chars().any(unprintable) {
+    } else if name.chars().any(crate::text::unprintable) {
         Err(format!("{what} {name:?} holds a control character"))
     } else {
         Ok(())
     }
 }
 
-/// A character that moves or hides text where a name is shown: a control character, a line or
-/// paragraph separator, or a bidirectional override (`evil\u{202e}txt.exe` reads `evilexe.txt`).
-fn unprintable(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// `name` made one that [`check_name`] takes at `max_bytes`: control characters written as
-/// escapes, and a long one cut at its start, so its end (a photo's own file name) stays.
+/// `name` made one that [`check_name`] takes at `max_bytes`: [`crate::text::escaped`], and a
+/// long one cut at its start, so its end (a photo's own file name) stays.
 pub fn printable_name(name: &str, max_bytes: usize) -> String {
-    let mut kept: Vec<String> = Vec::new();
-    let mut bytes = 0;
-    for c in name.chars().rev() {
-        let piece = if unprintable(c) { c.escape_default().to_string() } else { c.to_string() };
-        if bytes + piece.len() > max_bytes {
-            break;
-        }
-        bytes += piece.len();
-        kept.push(piece);
-    }
-    kept.into_iter().rev().collect()
+    let text = crate::text::escaped(name);
+    let cut = text.char_indices().map(|(at, _)| at).find(|&at| text.len() - at <= max_bytes).unwrap_or(text.len());
+    text[cut..].to_string()
 }
 
 impl Manifest {

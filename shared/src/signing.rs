@@ -67,7 +67,7 @@ pub fn key_name(name: &str) -> Result<String, String> {
     if name.is_empty() {
         return Err("a key name must not be empty".into());
     }
-    if name.chars().any(char::is_control) {
+    if name.chars().any(crate::text::unprintable) {
         return Err(format!("the key name {name:?} holds control characters (a line break, a terminal escape); use printable text"));
     }
     if name.chars().count() > MAX_KEY_NAME_CHARS {
@@ -204,6 +204,13 @@ impl TrustedKeys {
             let (key, name) = parse_line(line, PUBLIC_TAG)
                 .ok_or_else(|| anyhow::anyhow!("{}:{}: not a flowercam public key line ({PUBLIC_TAG} HEX NAME)", path.display(), n + 1))?;
             anyhow::ensure!(VerifyingKey::from_bytes(&key).is_ok(), "{}:{}: not a valid ed25519 key", path.display(), n + 1);
+            // The name a trusted bundle's signer is shown by (the bundle's own is not signed).
+            anyhow::ensure!(
+                !name.contains(crate::text::unprintable),
+                "{}:{}: the key's name holds a control character",
+                path.display(),
+                n + 1
+            );
             keys.push(PublicKey { name, key });
         }
         anyhow::ensure!(!keys.is_empty(), "{}: no keys in the trusted keys file", path.display());
@@ -223,7 +230,7 @@ mod tests {
     fn a_key_name_is_one_line_of_printable_text() {
         assert_eq!(key_name("  lab bench ").unwrap(), "lab bench");
         assert_eq!(key_name("Gärtnerei Süd").unwrap(), "Gärtnerei Süd");
-        for bad in ["", "   ", "two\nlines", "evil\u{1b}[2J", "bell\u{7}"] {
+        for bad in ["", "   ", "two\nlines", "evil\u{1b}[2J", "bell\u{7}", "lab\u{202e}bench"] {
             assert!(key_name(bad).is_err(), "{bad:?} accepted");
             assert!(SecretKey::generate(bad).is_err(), "{bad:?} accepted");
         }
@@ -279,5 +286,8 @@ mod tests {
         let bad = dir.path().join("trusted");
         std::fs::write(&bad, "# ours\n\nssh-ed25519 AAAA me@host\n").unwrap();
         assert!(TrustedKeys::read(&bad).unwrap_err().to_string().contains("trusted:3: not a flowercam public key line"));
+        let line = key.public().to_line();
+        std::fs::write(&bad, line.trim_end().to_string() + "\u{1b}[2J\n").unwrap();
+        assert!(TrustedKeys::read(&bad).unwrap_err().to_string().contains("trusted:1: the key's name holds a control character"));
     }
 }

@@ -424,11 +424,9 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     pub fn config(&self) -> TrainConfig {
-        // Absolute: run.json is read by `--resume` and `trainer export` from any folder.
-        let absolute = crate::paths::absolute;
         TrainConfig {
-            data: self.data.iter().map(|d| absolute(d)).collect(),
-            backbone: absolute(&self.backbone),
+            data: self.data.clone(),
+            backbone: self.backbone.clone(),
             classes: self.classes.clone(),
             convention: self.backbone_convention,
             input_size: self.input_size,
@@ -459,7 +457,8 @@ impl TrainArgs {
             min_images_per_class: self.min_images_per_class,
             backend: self.backend.unwrap_or(device::default_backend(self.device)),
             device: self.device,
-            cache_dir: if self.no_cache { Some(PathBuf::new()) } else { self.cache_dir.as_deref().map(absolute) },
+            cache_dir: if self.no_cache { Some(PathBuf::new()) } else { self.cache_dir.clone() },
         }
+        .with_absolute_paths()
     }
 }

@@ -37,8 +37,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = args.config();
             // Bad settings are bad usage (exit 2), found before anything is written.
             let run_folder = trainer::run_folder::RunFolder::new(&args.out);
-            let destinations =
-                run_folder.check_new(&config.data, args.resume).and_then(|()| export_to.as_deref().map_or(Ok(()), check_export));
+            let destinations = run_folder
+                .check_new(&config.data, args.resume)
+                .and_then(|()| export_to.as_deref().map_or(Ok(()), trainer::export::write::check_destination));
             if let Err(message) = config.validate().and(destinations) {
                 usage_error("train", message);
             }
@@ -69,7 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("put that line in the edge's --trusted-keys file; key {}", public.fingerprint());
         }
         Command::Export { run, out, precision, sign, json } => {
-            if let Err(message) = check_export(&out) {
+            if let Err(message) = trainer::export::write::check_destination(&out) {
                 usage_error("export", message);
             }
             let signing_key = sign.as_deref().map(shared::signing::SecretKey::read).transpose()?;
@@ -113,7 +114,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Some(from) => {
                 let export_to = args.export_to.clone().unwrap_or_else(|| default_export_path(&args.out));
                 let run_folder = trainer::run_folder::RunFolder::new(&args.out);
-                if let Err(message) = run_folder.check_new(&args.data, args.resume).and_then(|()| check_export(&export_to)) {
+                if let Err(message) =
+                    run_folder.check_new(&args.data, args.resume).and_then(|()| trainer::export::write::check_destination(&export_to))
+                {
                     usage_error("slim", message);
                 }
                 let done = commands::slim::run_from(&args, from, export_to)?;
@@ -168,10 +171,6 @@ fn usage_error(subcommand: &str, message: String) -> ! {
     // Its own usage line (`trainer train [OPTIONS] --data ...`), not the program's.
     let mut command = cli.find_subcommand(subcommand).cloned().unwrap_or(cli);
     command.error(clap::error::ErrorKind::ValueValidation, message).exit()
-}
-
-fn check_export(out: &std::path::Path) -> Result<(), String> {
-    trainer::export::write::check_destination(out)
 }
 
 /// Where a run's bundle goes without `--export-to`: `models/<the run folder's name>`.

@@ -115,22 +115,23 @@ impl RunFolder {
         let holds_other_files =
             std::fs::read_dir(&self.root).is_ok_and(|entries| entries.flatten().any(|e| !e.file_name().to_string_lossy().starts_with('.')));
         let slim_under_way = self.slim_trunk().exists() || crate::slim::checkpoint_path(&self.slim_trunk()).exists();
-        if !resume && slim_under_way && !self.config().exists() {
-            return Err(format!(
+        if resume {
+            Ok(())
+        } else if self.config().exists() {
+            Err(self.holds_a_run())
+        } else if slim_under_way {
+            Err(format!(
                 "--out {}: holds a slim trunk or its interrupted distillation from an earlier `trainer slim --run`; pass --resume to continue it",
                 self.root.display()
-            ));
-        }
-        if !resume && self.config().exists() {
-            return Err(self.holds_a_run());
-        }
-        if !resume && holds_other_files {
-            return Err(format!(
+            ))
+        } else if holds_other_files {
+            Err(format!(
                 "--out {}: the folder holds other files and no training run; choose a new or empty folder (a run writes a dozen files there)",
                 self.root.display()
-            ));
+            ))
+        } else {
+            Ok(())
         }
-        Ok(())
     }
 
     /// The reports a finished run leaves, for messages.

@@ -106,7 +106,7 @@ impl BrokerUrl {
             false => host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)),
         };
         if !well_formed {
-            return Err(bad(&format!("'{}' is not a host name or address", crate::path_text::escaped(std::path::Path::new(host)))));
+            return Err(bad(&format!("'{}' is not a host name or address", shared::text::escaped(host))));
         }
         Ok(BrokerUrl { host: host.to_string(), port, credentials })
     }
@@ -134,7 +134,7 @@ pub fn parse_topic_root(root: &str) -> Result<String, String> {
     if root.starts_with('$') {
         return bad("topics starting with $ are the broker's own");
     }
-    if root.contains(char::is_control) || root.len() > 200 {
+    if root.contains(shared::text::unprintable) || root.len() > 200 {
         return bad("use printable text, at most 200 bytes");
     }
     Ok(root.to_string())

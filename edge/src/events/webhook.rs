@@ -98,7 +98,7 @@ fn post(agent: &ureq::Agent, url: &str, secret: Option<&str>, event: &FieldEvent
             } else if status.is_redirection() {
                 // Whatever the receiver sends: without a password, and escaped to one line.
                 let to = response.headers().get("location").map_or("?".into(), |l| {
-                    let shown = crate::path_text::escaped(std::path::Path::new(&redact(&String::from_utf8_lossy(l.as_bytes()))));
+                    let shown = shared::text::escaped(&redact(&String::from_utf8_lossy(l.as_bytes())));
                     // A line of the log, not a page of it.
                     if shown.chars().count() > 200 { shown.chars().take(200).collect::<String>() + "..." } else { shown }
                 });

@@ -199,9 +199,7 @@ async fn authorize(State(token): State<Arc<Option<String>>>, request: Request, n
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .and_then(|(scheme, value)| scheme.eq_ignore_ascii_case("bearer").then(|| value.trim().to_string()));
-    // Decoded: a token with `+`, `/` or `=` (base64) arrives percent-encoded from the page.
-    let query =
-        request.uri().query().and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token")).map(|(_, v)| v.into_owned());
+    let query = request.uri().query().and_then(token_in_query);
     if [bearer, query].into_iter().flatten().any(|given| same(given.as_bytes(), token.as_bytes())) {
         next.run(request).await
     } else {
@@ -212,6 +210,15 @@ async fn authorize(State(token): State<Arc<Option<String>>>, request: Request, n
         )
             .into_response()
     }
+}
+
+/// The query parameter that carries the token (`/?token=...`: the live page's address).
+pub const TOKEN_PARAM: &str = "token";
+
+/// The token in a URL's query, decoded as browsers encode it: a token with `+`, `/` or `=`
+/// (base64) arrives percent-encoded from the page. The first one counts.
+pub fn token_in_query(query: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == TOKEN_PARAM).map(|(_, v)| v.into_owned())
 }
 
 /// Equality in time independent of where the first difference is (no timing oracle on the token).

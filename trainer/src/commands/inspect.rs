@@ -39,7 +39,7 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
         // The signer's name comes from whoever made the key: shown escaped, so a control
         // character in it cannot drive the terminal.
         Provenance::Signed { signer, fingerprint } => {
-            writeln!(s, "signed      by '{}' (key {fingerprint}), signature valid", signer.escape_debug())
+            writeln!(s, "signed      by '{}' (key {fingerprint}), signature valid", shared::text::escaped(&signer))
         }
     };
     let _ = writeln!(s, "labels      {}", m.labels.join(", "));

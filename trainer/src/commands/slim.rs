@@ -68,10 +68,6 @@ pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Res
         return Err(shared::usage::UsageError(message).into());
     }
     let mut config = job::load_run_config(&RunFolder::new(from))?;
-    // Refused before the distillation's minutes, not after them.
-    if !args.resume && out.config().exists() {
-        return Err(shared::usage::UsageError(out.holds_a_run()).into());
-    }
     // The run's settings, with what the command line changes; the slim trunk trains under them.
     config.input_size = args.input_size.unwrap_or(config.input_size);
     config.resize = args.resize.unwrap_or(config.resize);

@@ -74,9 +74,8 @@ pub struct ExportLock {
 
 impl ExportLock {
     pub fn acquire(out: &Path) -> anyhow::Result<Self> {
-        let dir = create_folder(out)?;
-        let lock_path = with_suffix(&dir.join(format!(".{}", model_name(out))), "lock");
-        let lock = shared::lock::FileLock::acquire(&lock_path, |pid| {
+        create_folder(out)?;
+        let lock = shared::lock::FileLock::beside(out, |pid| {
             format!("{}: another trainer (pid {pid}) is writing this model; wait for it or choose another name", out.display())
         })?;
         Ok(Self { out: out.to_path_buf(), _lock: lock })
@@ -178,7 +177,7 @@ pub fn check_destination(out: &Path) -> Result<(), String> {
     // NAME is the model's name in its manifest, which the edge checks as any bundle's.
     let name = model_name(out);
     shared::manifest::check_name("the model's name", &name, shared::manifest::MAX_LABEL_BYTES)
-        .map_err(|problem| format!("{}: {problem}", out.display().to_string().escape_debug()))
+        .map_err(|problem| format!("{}: {problem}", shared::text::escaped(&out.display().to_string())))
 }
 
 /// The model's name in its manifest: the export path's file name.
@@ -186,11 +185,10 @@ pub fn model_name(out: &Path) -> String {
     out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
 }
 
-/// Creates the folder an export writes into, and returns it.
-fn create_folder(out: &Path) -> anyhow::Result<&Path> {
+/// Creates the folder an export writes into.
+fn create_folder(out: &Path) -> anyhow::Result<()> {
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    Ok(dir)
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))
 }
 
 fn with_suffix(base: &Path, ext: &str) -> PathBuf {

@@ -106,6 +106,17 @@ fn default_cv_folds() -> usize {
 }
 
 impl TrainConfig {
+    /// The same settings with the data, backbone and cache paths absolute (relative ones taken
+    /// from the working folder): run.json is read by `--resume` and `trainer export` from any
+    /// folder. An empty cache path (`--no-cache`) stays empty.
+    pub fn with_absolute_paths(mut self) -> Self {
+        let absolute = crate::paths::absolute;
+        self.data = self.data.iter().map(|d| absolute(d)).collect();
+        self.backbone = absolute(&self.backbone);
+        self.cache_dir = self.cache_dir.map(|c| if c.as_os_str().is_empty() { c } else { absolute(&c) });
+        self
+    }
+
     /// Whether any stage trains through the trunk (slow on a CPU; features are not cached).
     pub fn trains_trunk(&self) -> bool {
         self.freeze_first.is_some() || self.finetune_top_block

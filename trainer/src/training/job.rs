@@ -31,14 +31,10 @@ pub fn load_run_config(run: &RunFolder) -> anyhow::Result<TrainConfig> {
     let path = run.config();
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: cannot read; is {} a trainer run folder?", path.display(), run.root().display()))?;
-    let mut config: TrainConfig = serde_json::from_str(&text).with_context(|| format!("{}: not a run configuration", path.display()))?;
+    let config: TrainConfig = serde_json::from_str(&text).with_context(|| format!("{}: not a run configuration", path.display()))?;
     // Runs made before paths were stored absolute hold them relative to the working folder,
     // where they are read now as then.
-    let absolute = crate::paths::absolute;
-    config.data = config.data.iter().map(|d| absolute(d)).collect();
-    config.backbone = absolute(&config.backbone);
-    config.cache_dir = config.cache_dir.map(|c| if c.as_os_str().is_empty() { c } else { absolute(&c) });
-    Ok(config)
+    Ok(config.with_absolute_paths())
 }
 
 pub fn train(config: TrainConfig, run: &RunFolder, resume: bool) -> anyhow::Result<TrainOutcome> {
@@ -56,9 +52,6 @@ pub fn train(config: TrainConfig, run: &RunFolder, resume: bool) -> anyhow::Resu
         }
         saved
     } else {
-        if run.checkpoint().exists() {
-            return Err(shared::usage::UsageError(run.holds_a_run()).into());
-        }
         config
     };
     let mut phases = Phases::default();
@@ -76,6 +69,8 @@ pub fn train(config: TrainConfig, run: &RunFolder, resume: bool) -> anyhow::Resu
     std::fs::create_dir_all(run.root()).with_context(|| format!("{}: cannot create the run folder", run.root().display()))?;
     let lock = crate::lock::RunLock::acquire(run)?;
     if !resume {
+        // `RunFolder::check_new` said so before any work; here, under the lock, a run another
+        // process began since is caught.
         if run.checkpoint().exists() {
             return Err(shared::usage::UsageError(run.holds_a_run()).into());
         }

@@ -388,9 +388,8 @@ fn check_split(config: &TrainConfig, dataset: &Dataset, split: &Split, groups: &
         if let Some(run) = from {
             anyhow::bail!("{}: class '{name}' has no {lacking} photo; every class needs one of each", run.split_csv().display());
         }
-        let photos = classes.iter().filter(|&&c| c == class).count();
-        let pictures =
-            groups.iter().zip(&classes).filter(|&(_, &c)| c == class).map(|(g, _)| g).collect::<std::collections::BTreeSet<_>>().len();
+        let of_class: Vec<usize> = (0..classes.len()).filter(|&i| classes[i] == class).collect();
+        let (photos, pictures) = (of_class.len(), data::split::groups_among(&of_class, groups));
         anyhow::bail!(
             "class '{name}' has no {lacking} photo: its {photos} photo(s) are {pictures} distinct picture(s) once near-duplicates \
              (--dedup-distance {}) are grouped, and a picture's copies stay in one split; add photos of it taken apart, or lower --dedup-distance",
