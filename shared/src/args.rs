@@ -16,9 +16,12 @@ pub fn probability(s: &str) -> Result<f32, String> {
     bounded(s, 0.0, 1.0).map(|v| v as f32)
 }
 
-/// An open-set score threshold: finite, `[0, 2]` (scores lie in `[0, 2]`; `--unknown-threshold`).
+/// An open-set score threshold: finite, within the scores' range
+/// ([`crate::manifest::UNKNOWN_SCORE_RANGE`], about `[-0.2, 2]`; `--unknown-threshold`).
 pub fn score_threshold(s: &str) -> Result<f32, String> {
-    bounded(s, 0.0, 2.0).map(|v| v as f32)
+    let range = crate::manifest::UNKNOWN_SCORE_RANGE;
+    let to_the_thousandth = |v: f32| (v as f64 * 1000.0).round() / 1000.0;
+    bounded(s, to_the_thousandth(*range.start()), to_the_thousandth(*range.end())).map(|v| v as f32)
 }
 
 /// Frames per second: `(0, 1000]`, at least one frame an hour (`--fps`).
@@ -84,6 +87,8 @@ mod tests {
         assert_eq!(probability("0.9").unwrap(), 0.9);
         assert!(score_threshold("NaN").is_err() && score_threshold("3").is_err());
         assert_eq!(score_threshold("0.25").unwrap(), 0.25);
+        assert_eq!(score_threshold("-0.1").unwrap(), -0.1, "a score lowered by the head's evidence");
+        assert!(score_threshold("-0.5").is_err());
     }
 
     #[test]

@@ -89,12 +89,29 @@ pub enum OpenSetMethod {
     /// by max, the cosine taken per part and averaged. Refuses more of what is neither class at
     /// the same cost in targets (BENCHMARKS.md, "Open-set scores tried").
     KnnCosineBlocks45,
+    /// The same, lowered by the calibrated head's evidence for its answer: `score -`
+    /// [`EVIDENCE_WEIGHT`] ` * clamp(ln(p / (1 - p)), 0,` [`EVIDENCE_CAP`]`)` with `p` the top
+    /// probability. The threshold is set on held-out photos scored by heads that never saw them.
+    KnnCosineBlocks45Evidence,
 }
 
 crate::named_enum!(OpenSetMethod, "open-set method", {
     OpenSetMethod::KnnCosine => "knn-cosine",
     OpenSetMethod::KnnCosineBlocks45 => "knn-cosine-blocks-4-5",
+    OpenSetMethod::KnnCosineBlocks45Evidence => "knn-cosine-blocks-4-5-evidence",
 });
+
+/// How much one nat of the head's evidence lowers the score of
+/// [`OpenSetMethod::KnnCosineBlocks45Evidence`].
+pub const EVIDENCE_WEIGHT: f32 = 0.04;
+
+/// Evidence beyond this many nats counts as this many: past it a head is as sure as it gets,
+/// and one very sure head must not carry any photo in.
+pub const EVIDENCE_CAP: f32 = 5.0;
+
+/// The range of the open-set score (`1 - cosine`, less the head's evidence:
+/// [`OpenSetMethod`]), with room for rounding.
+pub const UNKNOWN_SCORE_RANGE: std::ops::RangeInclusive<f32> = -EVIDENCE_WEIGHT * EVIDENCE_CAP - 1e-3..=2.001;
 
 /// "None of these": the graph's second output and where the edge draws the line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use e2e::{export_for_onnxruntime, ok, real_input, run};
 
 /// Measured with the defaults (README, "Field accuracy"): 75/75 right, 4.0% of the targets and
-/// 63.9% of the others refused (62 of 97), ECE 0.016, open-set AUROC 0.912, the worst field
+/// 63.9% of the others refused (62 of 97), ECE 0.016, open-set AUROC 0.934, the worst field
 /// condition 72/75 right (low-contrast and blur; scale-0.6 74 with the field view, 71 without);
 /// each bound leaves one photo of slack (the AUROC about one pair in a hundred).
 const FIELD_RIGHT_AT_LEAST: u32 = 74;
 const FIELD_WORST_CONDITION_RIGHT_AT_LEAST: u32 = 71;
 const FIELD_TARGETS_REFUSED_AT_MOST: f64 = 4.0 / 75.0 + 1e-6;
 const FIELD_OTHER_REFUSED_AT_LEAST: f64 = 61.0 / 97.0 - 1e-6;
-const FIELD_OPEN_SET_AUROC_AT_LEAST: f64 = 0.90;
+const FIELD_OPEN_SET_AUROC_AT_LEAST: f64 = 0.92;
 /// The slim trunk at 112 px (keep 0.5, distilled on daffodil/coltsfoot), measured: CV 0.956,
 /// 65 of 75 field photos right; the bounds leave about two photos of slack.
 const SLIM_CV_AT_LEAST: f64 = 0.93;

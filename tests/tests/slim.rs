@@ -254,8 +254,13 @@ fn slim_from_a_run_trains_and_exports_with_the_runs_settings() {
     ] {
         assert_eq!(run("trainer", &args).status.code(), Some(2), "{args:?}");
     }
-    // A run folder that is not one is an error naming it.
+    // A run folder that is not one is an error naming it, and leaves no model folder behind
+    // (the bundle would have gone to models/never, beside the working folder).
+    let models = std::env::current_dir().unwrap().join("models");
+    let models_before = models.exists();
     let out = run("trainer", &["slim", "--run", &p("data"), "--keep", "0.5", "--out", &p("never")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("run.json"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!models.join(".never.lock").exists(), "the export lock is taken only for a run that can be slimmed");
+    assert_eq!(models.exists(), models_before);
 }

@@ -128,7 +128,13 @@ pub fn write_random_bundle(
         training: shared::TrainingSummary::untrained(images.len() as u32),
         images: images.iter().enumerate().map(|(i, img)| (format!("synthetic_{i}"), i % k, img)).collect(),
         expected: probs.chunks(k).map(<[f32]>::to_vec).collect(),
-        open_set: Some(crate::export::OpenSetExport { references, threshold, target_acceptance: 1.0, expected: scores }),
+        open_set: Some(crate::export::OpenSetExport {
+            method: shared::manifest::OpenSetMethod::KnnCosineBlocks45,
+            references,
+            threshold,
+            target_acceptance: 1.0,
+            expected: scores,
+        }),
         cross_validation: None,
     };
     Ok(crate::export::export(input, &crate::export::write::ExportLock::acquire(out)?)?.bundle_path)

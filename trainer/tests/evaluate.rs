@@ -22,7 +22,9 @@ fn scores_targets_and_refuses_what_it_never_saw() {
     let model = f.path("models").join("run.bundle");
     let bundle = shared::Bundle::read(&model).unwrap();
     let open_set = bundle.manifest.open_set.clone().expect("the default export has an open-set output");
-    assert!(open_set.threshold > 0.0 && open_set.threshold < 1.0, "{open_set:?}");
+    // Lowered by the head's evidence: below 0 where the head is sure of every held-out photo.
+    assert!(shared::runtime::UNKNOWN_SCORE_RANGE.contains(&open_set.threshold) && open_set.threshold < 1.0, "{open_set:?}");
+    assert_eq!(open_set.method, shared::manifest::OpenSetMethod::KnnCosineBlocks45Evidence, "the default: a cross-validated linear head");
     let photos: u64 = summary["counts"].as_array().unwrap().iter().map(|c| c["train"].as_u64().unwrap() + c["val"].as_u64().unwrap()).sum();
     assert_eq!(open_set.references as u64, 2 * photos, "every photo and its one (default) field view");
 

@@ -2,6 +2,7 @@
 
 use burn::prelude::*;
 use image::RgbImage;
+use shared::manifest::OpenSetMethod;
 use shared::{BackboneInfo, Convention, HeadKind, Precision, Preprocessing, ResizePolicy, TrainingSummary};
 use trainer::backbone::Vgg16Weights;
 use trainer::export::write::ExportLock;
@@ -80,7 +81,8 @@ fn input_at<'a>(m: &Model, images: &'a [RgbImage], expected: Vec<Vec<f32>>, prec
 }
 
 /// The open-set output with the first two images as references, scored as the trainer scores.
-fn open_set(m: &Model, images: &[RgbImage]) -> trainer::export::OpenSetExport {
+/// With `probabilities` (the model's, per image), the score lowered by the head's evidence.
+fn open_set(m: &Model, images: &[RgbImage], probabilities: Option<&[Vec<f32>]>) -> trainer::export::OpenSetExport {
     let device = Device::flex();
     let trunk = Vgg16Trunk::from_weights(&m.trunk.convs, &device);
     let dims = trainer::features::feature_dims(m.trunk.out_channels(), SIZE);
@@ -89,8 +91,14 @@ fn open_set(m: &Model, images: &[RgbImage]) -> trainer::export::OpenSetExport {
         .map(|f| trainer::openset::descriptor(&f.block4_pooled, &f.map, dims))
         .collect();
     let references: Vec<Vec<f32>> = pooled[..2].iter().map(|r| trainer::openset::normalized(r)).collect();
-    let expected = pooled.iter().map(|f| trainer::openset::score(f, &references)).collect();
-    trainer::export::OpenSetExport { references, threshold: 0.5, target_acceptance: 0.975, expected }
+    let distances = pooled.iter().map(|f| trainer::openset::score(f, &references));
+    let (method, expected) = match probabilities {
+        Some(p) => {
+            (OpenSetMethod::KnnCosineBlocks45Evidence, distances.zip(p).map(|(d, p)| trainer::openset::with_evidence(d, p)).collect())
+        }
+        None => (OpenSetMethod::KnnCosineBlocks45, distances.collect()),
+    };
+    trainer::export::OpenSetExport { method, references, threshold: 0.5, target_acceptance: 0.975, expected }
 }
 
 #[test]
@@ -104,12 +112,16 @@ fn each_head_and_convention_exports_and_matches_burn_in_tract() {
         // The open-set output rides on the trunk's pooled blocks, whichever head: one head without it.
         let with_open_set = kind != HeadKind::Gap;
         let mut export_input = input(&m, &images, expected.clone());
-        export_input.open_set = with_open_set.then(|| open_set(&m, &images));
+        // The linear head's score is lowered by its evidence, as the trainer exports it.
+        let evidence = (kind == HeadKind::Linear).then_some(expected.as_slice());
+        export_input.open_set = with_open_set.then(|| open_set(&m, &images, evidence));
         let report = export(export_input, &lock(&dir.path().join("tiny"))).unwrap();
         let parity = &report.manifest.parity;
         assert_eq!(parity.unknown_score_max_abs_diff.is_some(), with_open_set);
         assert!(parity.unknown_score_max_abs_diff.unwrap_or(0.0) <= 1e-4, "{kind}: {parity:?}");
         assert_eq!(report.manifest.open_set.as_ref().map(|o| o.threshold), with_open_set.then_some(0.5));
+        let method = if kind == HeadKind::Linear { OpenSetMethod::KnnCosineBlocks45Evidence } else { OpenSetMethod::KnnCosineBlocks45 };
+        assert_eq!(report.manifest.open_set.as_ref().map(|o| o.method), with_open_set.then_some(method));
         assert_eq!(parity.images, 6);
         assert!(parity.max_abs_diff <= 1e-4, "{kind}: {parity:?}");
         assert_eq!(parity.argmax_agreement, 1.0);
@@ -188,7 +200,7 @@ fn an_open_set_score_that_disagrees_with_the_trainer_is_caught() {
     let images = images();
     let m = model(HeadKind::Linear, Convention::Caffe);
     let expected = burn_probabilities(&m, &images);
-    let mut bad = open_set(&m, &images);
+    let mut bad = open_set(&m, &images, Some(&expected));
     bad.expected[3] += 0.01;
     let mut export_input = input(&m, &images, expected);
     export_input.open_set = Some(bad);
@@ -214,7 +226,12 @@ fn the_trainers_largest_graphs_stay_within_the_edges_limits() {
     for size in [32usize, 1024] {
         let dims = trainer::features::feature_dims(trunk.out_channels(), size as u32);
         let head = Head::new(HeadKind::Linear, dims, classes, 0.0, &device).to_weights();
-        let outputs = trainer::export::graph::Outputs { head_kind: HeadKind::Linear, head: &head, open_set_references: Some(&references) };
+        let outputs = trainer::export::graph::Outputs {
+            head_kind: HeadKind::Linear,
+            head: &head,
+            open_set_references: Some(&references),
+            open_set_evidence: true,
+        };
         let graph =
             trainer::export::graph::classifier(trainer::export::graph::Trunk::F32(&trunk.convs), outputs, &normalization, size, vec![]);
         let loaded = shared::runtime::Graph::load(prost::Message::encode_to_vec(&graph), size as u32);
@@ -226,7 +243,12 @@ fn the_trainers_largest_graphs_stay_within_the_edges_limits() {
     let size = 320;
     let dims = trainer::features::feature_dims(trunk.out_channels(), size as u32);
     let head = Head::new(HeadKind::Flatten, dims, 2, 0.0, &device).to_weights();
-    let outputs = trainer::export::graph::Outputs { head_kind: HeadKind::Flatten, head: &head, open_set_references: Some(&references) };
+    let outputs = trainer::export::graph::Outputs {
+        head_kind: HeadKind::Flatten,
+        head: &head,
+        open_set_references: Some(&references),
+        open_set_evidence: false,
+    };
     let graph = trainer::export::graph::classifier(trainer::export::graph::Trunk::F32(&trunk.convs), outputs, &normalization, size, vec![]);
     let loaded = shared::runtime::Graph::load(prost::Message::encode_to_vec(&graph), size as u32);
     assert!(loaded.is_ok(), "flatten at {size} pixels: {:#}", loaded.err().unwrap());

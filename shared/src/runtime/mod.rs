@@ -270,8 +270,10 @@ impl Graph {
         );
         let outputs = Outputs { probabilities, unknown_score };
         outputs.check().map_err(anyhow::Error::msg)?;
-        // `1 - cosine` of a photo against itself rounds to a hair below 0; the score is 0-2.
-        Ok(Outputs { unknown_score: outputs.unknown_score.map(|s| s.max(0.0)), ..outputs })
+        // Below 0 where the head's evidence lowers a near distance (or `1 - cosine` of a photo
+        // against itself rounds below 0): kept as the graph answered it, which the parity gate
+        // and the self-checks compare.
+        Ok(outputs)
     }
 }
 
@@ -279,9 +281,7 @@ impl Graph {
 /// within 1e-6).
 pub const PROBABILITY_SUM_TOLERANCE: f32 = 1e-3;
 
-/// The range of the open-set score (`1 - cosine`, [`crate::manifest::OpenSetMethod`]), with room
-/// for rounding.
-pub const UNKNOWN_SCORE_RANGE: std::ops::RangeInclusive<f32> = -1e-3..=2.001;
+pub use crate::manifest::UNKNOWN_SCORE_RANGE;
 
 impl Outputs {
     /// [`check_answer`] of these outputs.
@@ -321,11 +321,12 @@ mod tests {
         assert!(outputs(&[1.0, 0.0], None).check().is_ok());
         assert!(outputs(&[0.5, 0.5 + 0.9 * PROBABILITY_SUM_TOLERANCE], Some(0.0)).check().is_ok(), "rounding");
         assert!(outputs(&[1.0, 0.0], Some(2.0)).check().is_ok(), "1 - cos of opposite directions");
+        assert!(outputs(&[1.0, 0.0], Some(-0.2)).check().is_ok(), "a twin of a reference, lowered by the most evidence");
         for bad in [vec![135.4, 7.4], vec![1.0, 1.0], vec![-0.25, 1.25], vec![0.5, 0.49]] {
             let e = outputs(&bad, None).check().unwrap_err();
             assert!(e.contains("not probabilities"), "{bad:?}: {e}");
         }
-        for score in [-1e30, -0.01, 2.5] {
+        for score in [-1e30, -0.21, 2.5] {
             let e = outputs(&[0.5, 0.5], Some(score)).check().unwrap_err();
             assert!(e.contains("open-set score"), "{score}: {e}");
         }

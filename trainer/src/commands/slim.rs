@@ -60,14 +60,15 @@ pub struct SlimmedRun {
 /// `trainer slim --run RUN ... --out RUN2`: slims RUN's backbone into RUN2's trunk, then trains
 /// RUN's head with RUN's settings on it into RUN2 and exports the bundle to `export_to`.
 pub fn run_from(args: &SlimArgs, from: &Path, export_to: PathBuf) -> anyhow::Result<SlimmedRun> {
-    // Held from here: another trainer writing the name is refused before the distillation.
-    let export = crate::export::write::ExportLock::acquire(&export_to)?;
     let out = RunFolder::new(&args.out);
     if crate::paths::same(from, out.root()) {
         let message = format!("{}: --out is the run being slimmed (--run); the slim run goes to a new folder", out.root().display());
         return Err(shared::usage::UsageError(message).into());
     }
     let mut config = job::load_run_config(&RunFolder::new(from))?;
+    // Held from here, once --run is known to be a run (a mistyped one makes no model folder):
+    // another trainer writing the name is refused before the distillation.
+    let export = crate::export::write::ExportLock::acquire(&export_to)?;
     // The run's settings, with what the command line changes; the slim trunk trains under them.
     config.input_size = args.input_size.unwrap_or(config.input_size);
     config.resize = args.resize.unwrap_or(config.resize);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use shared::manifest::OpenSetMethod;
 use shared::{Precision, TrainingSummary};
 
 use crate::export::write::ExportLock;
@@ -153,9 +154,17 @@ pub fn training_summary(
 /// `--aug-views` views (those the head trains on, so a flower smaller or off centre, as a field
 /// camera frames it, still has a near neighbour); as threshold, the score
 /// that accepts [`openset::TARGET_ACCEPTANCE`] of the clean photos, each held out with its views
-/// and near-duplicate group. `None` when training changed the trunk: the cached features are the
-/// frozen trunk's, and would not match the exported graph's.
-fn open_set(p: &Prepared, best: &crate::model::weights::ModelWeights) -> anyhow::Result<Option<crate::export::OpenSetExport>> {
+/// and near-duplicate group. With a cross-validated `linear` head the score is lowered by the
+/// head's evidence ([`openset::with_evidence`]), each held-out photo's taken from heads that never
+/// saw it. `None` when training changed the trunk: the cached features are the frozen trunk's,
+/// and would not match the exported graph's. `val_probabilities`: the final model's, in the
+/// order of the validation photos, for the parity gate's expected scores.
+fn open_set(
+    p: &Prepared,
+    best: &crate::model::weights::ModelWeights,
+    cross_validation: Option<&shared::CrossValidation>,
+    val_probabilities: &[Vec<f32>],
+) -> anyhow::Result<Option<crate::export::OpenSetExport>> {
     if best.trunk.is_some() {
         tracing::warn!("no open-set score: the trunk was trained, and the score is computed on the frozen trunk's features");
         return Ok(None);
@@ -163,17 +172,57 @@ fn open_set(p: &Prepared, best: &crate::model::weights::ModelWeights) -> anyhow:
     let items: Vec<usize> = p.split.train.iter().chain(&p.split.val).copied().collect();
     let groups: Vec<usize> = items.iter().map(|&i| p.groups[i]).collect();
     let bank = openset::Bank::new(p.view_descriptors(&items, "open-set features")?, &groups);
-    let threshold = bank.threshold(openset::TARGET_ACCEPTANCE);
-    let expected = p.split.val.iter().map(|&i| items.iter().position(|&j| j == i).expect("val is among the references"));
-    let expected = expected.map(|k| bank.score_of_photo(k)).collect();
+    let mut held_out = bank.held_out_distances();
+    let evidence = match (best.head_kind, cross_validation) {
+        (shared::HeadKind::Linear, Some(cv)) => Some(held_out_evidence(p, &items, &groups, cv)?),
+        _ => None,
+    };
+    if let Some(evidence) = &evidence {
+        held_out.iter_mut().zip(evidence).for_each(|(score, e)| *score -= openset::EVIDENCE_WEIGHT * e);
+    }
+    let threshold = openset::threshold(&held_out, openset::TARGET_ACCEPTANCE);
+    let val_photos = p.split.val.iter().map(|&i| items.iter().position(|&j| j == i).expect("val is among the references"));
+    let expected = val_photos
+        .zip(val_probabilities)
+        .map(|(k, probabilities)| match evidence {
+            Some(_) => openset::with_evidence(bank.score_of_photo(k), probabilities),
+            None => bank.score_of_photo(k),
+        })
+        .collect();
     tracing::info!(
-        "open set: {} references ({} photos and their views), threshold {threshold:.4} (accepts {:.1}% of the photos held out)",
+        "open set: {} references ({} photos and their views){}, threshold {threshold:.4} (accepts {:.1}% of the photos held out)",
         bank.references.len(),
         bank.photos(),
+        if evidence.is_some() { ", lowered by the head's evidence" } else { "" },
         openset::TARGET_ACCEPTANCE * 100.0
     );
+    let method = if evidence.is_some() { OpenSetMethod::KnnCosineBlocks45Evidence } else { OpenSetMethod::KnnCosineBlocks45 };
     let references = bank.into_normalized();
-    Ok(Some(crate::export::OpenSetExport { references, threshold, target_acceptance: openset::TARGET_ACCEPTANCE, expected }))
+    Ok(Some(crate::export::OpenSetExport { method, references, threshold, target_acceptance: openset::TARGET_ACCEPTANCE, expected }))
+}
+
+/// The head's evidence ([`openset::evidence`]) for each of `items`, from the cross-validation's
+/// heads (each photo scored by heads that never saw it nor its near-duplicates), their logits
+/// averaged over [`openset::EVIDENCE_DRAWS`] draws of the folds and scaled by the
+/// cross-validation's temperature, as the exported head's are.
+fn held_out_evidence(p: &Prepared, items: &[usize], groups: &[usize], cv: &shared::CrossValidation) -> anyhow::Result<Vec<f32>> {
+    let data = crate::training::head::HeadData::of(p, items, &[])?;
+    let all = data.train();
+    let fold_of = |draw: u64| crate::data::split::folds(&all.classes, groups, cv.folds, p.config.seed.wrapping_add(draw));
+    let n_classes = p.dataset.classes.len();
+    let logits = crate::training::calibration::averaged_out_of_fold_logits(
+        &all.views,
+        &all.classes,
+        n_classes,
+        cv.folds,
+        p.config.l2,
+        openset::EVIDENCE_DRAWS,
+        fold_of,
+    )?;
+    Ok(logits
+        .iter()
+        .map(|l| openset::evidence(&crate::training::fit::softmax(&l.iter().map(|v| v / cv.temperature).collect::<Vec<_>>())))
+        .collect())
 }
 
 /// Where and how an export is written.
@@ -234,7 +283,7 @@ pub fn export_outcome(
             .map(|&i| (p.dataset.samples[i].name.clone(), p.dataset.samples[i].class, &p.dataset.samples[i].image))
             .collect(),
         expected: val.probabilities.clone(),
-        open_set: open_set(p, best)?,
+        open_set: open_set(p, best, cross_validation.as_ref(), &val.probabilities)?,
         cross_validation,
     };
     let report = crate::export::export(input, to.lock)?;

@@ -408,12 +408,30 @@ pub fn knn_cosine_score(g: &mut GraphBuilder, unit: &str, references: &[Vec<f32>
     g.node("Sub", &[&one, &best], vec![], Some(output))
 }
 
+/// `score` lowered by the head's evidence in `probabilities` (`[N, K]`), as
+/// [`crate::openset::with_evidence`] computes it.
+pub fn lowered_by_evidence(g: &mut GraphBuilder, score: &str, probabilities: &str, output: &str) -> String {
+    use crate::openset::{EVIDENCE_CAP, EVIDENCE_WEIGHT, PROBABILITY_FLOOR};
+    let top = g.reduce("ReduceMax", probabilities, 1);
+    let rest = g.with_scalar("Sub", &top, "open_set.evidence.one", 1.0, true);
+    let rest = g.with_scalar("Max", &rest, "open_set.evidence.floor", PROBABILITY_FLOOR, false);
+    let top = g.with_scalar("Max", &top, "open_set.evidence.top_floor", PROBABILITY_FLOOR, false);
+    let (log_top, log_rest) = (g.node("Log", &[&top], vec![], None), g.node("Log", &[&rest], vec![], None));
+    let log_odds = g.node("Sub", &[&log_top, &log_rest], vec![], None);
+    let evidence = g.with_scalar("Max", &log_odds, "open_set.evidence.zero", 0.0, false);
+    let evidence = g.with_scalar("Min", &evidence, "open_set.evidence.cap", EVIDENCE_CAP, false);
+    let lowering = g.with_scalar("Mul", &evidence, "open_set.evidence.weight", EVIDENCE_WEIGHT, false);
+    g.node("Sub", &[score, &lowering], vec![], Some(output))
+}
+
 /// What the exported graph computes besides the trunk: the head and, optionally, the open set.
 pub struct Outputs<'a> {
     pub head_kind: HeadKind,
     pub head: &'a [DenseWeights],
     /// L2-normalized pooled features of the training images, for the `unknown_score` output.
     pub open_set_references: Option<&'a [Vec<f32>]>,
+    /// The open-set score lowered by the head's evidence ([`lowered_by_evidence`]).
+    pub open_set_evidence: bool,
 }
 
 /// The whole classifier: preprocessing, trunk, head, Softmax [, open-set score].
@@ -462,9 +480,14 @@ pub fn classifier(
     let probabilities = g.softmax(&x, ONNX_OUTPUT);
     let classes = outputs.head.last().map_or(0, |l| l.outputs);
     let s = Some(input_size);
-    let mut graph_outputs = vec![(probabilities, DataType::Float, vec![None, Some(classes)])];
+    let mut graph_outputs = vec![(probabilities.clone(), DataType::Float, vec![None, Some(classes)])];
     if let (Some(references), Some(descriptor)) = (outputs.open_set_references, &descriptor) {
-        let score = knn_cosine_score(&mut g, descriptor, references, ONNX_UNKNOWN_OUTPUT);
+        let score = if outputs.open_set_evidence {
+            let distance = knn_cosine_score(&mut g, descriptor, references, "open_set.distance");
+            lowered_by_evidence(&mut g, &distance, &probabilities, ONNX_UNKNOWN_OUTPUT)
+        } else {
+            knn_cosine_score(&mut g, descriptor, references, ONNX_UNKNOWN_OUTPUT)
+        };
         graph_outputs.push((score, DataType::Float, vec![None, Some(1)]));
     }
     let graph_outputs: Vec<(&str, DataType, &[Option<usize>])> =
@@ -593,6 +616,28 @@ mod tests {
         let m = one_node(|g, x| g.softmax(x, "p"), DataType::Float, &[1, 2], &[1, 2]);
         let out = run(m, f32_tensor(&[1, 2], vec![0.0, (3.0f32).ln()]));
         assert!((out[0] - 0.25).abs() < 1e-6 && (out[1] - 0.75).abs() < 1e-6, "{out:?}");
+    }
+
+    #[test]
+    fn evidence_lowers_the_score_as_the_direct_computation() {
+        let probabilities: [[f32; 3]; 5] = [[0.2, 0.3, 0.5], [0.05, 0.9, 0.05], [1.0, 0.0, 0.0], [0.0, 0.999, 0.001], [0.1, 0.2, 0.7]];
+        let distances = [0.3f32, 0.25, 0.1, 0.0, 1.2];
+        let m = one_node(
+            |g, x| {
+                let d = g.initializer_f32("d", &[5, 1], &distances);
+                lowered_by_evidence(g, &d, x, "score")
+            },
+            DataType::Float,
+            &[5, 3],
+            &[5, 1],
+        );
+        let got = run(m, f32_tensor(&[5, 3], probabilities.concat()));
+        for ((p, d), g) in probabilities.iter().zip(distances).zip(&got) {
+            let expected = crate::openset::with_evidence(d, p);
+            assert!((g - expected).abs() < 1e-5, "{p:?}: graph {g}, direct {expected}");
+        }
+        let capped = 0.1 - crate::openset::EVIDENCE_WEIGHT * crate::openset::EVIDENCE_CAP;
+        assert!((got[2] - capped).abs() < 1e-6, "a certain head lowers by the cap: {}", got[2]);
     }
 
     #[test]

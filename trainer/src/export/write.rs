@@ -45,6 +45,8 @@ pub struct ExportInput<'a> {
 
 /// What the export needs for the `unknown_score` output.
 pub struct OpenSetExport {
+    /// [`OpenSetMethod::KnnCosineBlocks45`], or with the head's evidence.
+    pub method: OpenSetMethod,
     /// Open-set descriptors of the training images, [`crate::openset::normalized`] as the graph
     /// stores them.
     pub references: Vec<Vec<f32>>,
@@ -109,7 +111,7 @@ pub fn export(input: ExportInput, lock: &ExportLock) -> anyhow::Result<ExportRep
             unknown_score_max_abs_diff: None,
         },
         open_set: input.open_set.as_ref().map(|o| OpenSet {
-            method: OpenSetMethod::KnnCosineBlocks45,
+            method: o.method,
             references: o.references.len() as u32,
             threshold: o.threshold,
             target_acceptance: o.target_acceptance,
@@ -133,6 +135,7 @@ pub fn export(input: ExportInput, lock: &ExportLock) -> anyhow::Result<ExportRep
             head_kind: input.head_kind,
             head: &input.head,
             open_set_references: input.open_set.as_ref().map(|o| o.references.as_slice()),
+            open_set_evidence: input.open_set.as_ref().is_some_and(|o| o.method == OpenSetMethod::KnnCosineBlocks45Evidence),
         };
         graph::classifier(trunk, outputs, &input.normalization, size, metadata(manifest)).encode_to_vec()
     };

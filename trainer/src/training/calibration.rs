@@ -42,6 +42,33 @@ pub fn out_of_fold_logits(samples: &[Sample], n_classes: usize, folds: usize, l2
     Ok(logits)
 }
 
+/// The samples of `views` (clean view first) with their `classes`, in `fold_of` each one's fold.
+pub fn samples<'a>(views: &[Vec<&'a [f32]>], classes: &[usize], fold_of: &[usize]) -> Vec<Sample<'a>> {
+    views.iter().zip(classes).zip(fold_of).map(|((views, &class), &fold)| Sample { views: views.clone(), class, fold }).collect()
+}
+
+/// Out-of-fold logits averaged over `draws` draws of `k` folds (`fold_of(draw)` each draw's
+/// folds): every photo scored by heads that never saw it, less dependent on which photos
+/// happened to share its fold.
+pub fn averaged_out_of_fold_logits(
+    views: &[Vec<&[f32]>],
+    classes: &[usize],
+    n_classes: usize,
+    k: usize,
+    l2: f64,
+    draws: u64,
+    fold_of: impl Fn(u64) -> Vec<usize>,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let mut sum = vec![vec![0f32; n_classes]; views.len()];
+    for draw in 0..draws {
+        let logits = out_of_fold_logits(&samples(views, classes, &fold_of(draw)), n_classes, k, l2)?;
+        for (total, l) in sum.iter_mut().zip(logits) {
+            total.iter_mut().zip(l).for_each(|(t, v)| *t += v);
+        }
+    }
+    Ok(sum.into_iter().map(|l| l.into_iter().map(|v| v / draws.max(1) as f32).collect()).collect())
+}
+
 /// Accuracy of the out-of-fold `logits` within each of `folds` folds (`fold_of` each sample's).
 pub fn fold_accuracy(logits: &[Vec<f32>], classes: &[usize], fold_of: &[usize], folds: usize) -> Vec<f32> {
     (0..folds)
@@ -155,5 +182,24 @@ mod tests {
         assert_eq!(argmax(&logits[0]), 0, "the mislabelled point is predicted from the others");
         assert_eq!(acc.len(), 4);
         assert!(acc[0] < 1.0 && acc[1..].iter().all(|&a| a == 1.0), "{acc:?}");
+    }
+
+    #[test]
+    fn averaged_logits_are_the_mean_over_the_draws_of_folds() {
+        let rows: Vec<Vec<f32>> = (0..12).map(|i| vec![i as f32 - 5.5, (i % 3) as f32]).collect();
+        let views: Vec<Vec<&[f32]>> = rows.iter().map(|r| vec![r.as_slice()]).collect();
+        let classes: Vec<usize> = (0..12).map(|i| usize::from(i >= 6)).collect();
+        let draws = [(0..12).map(|i| i % 3).collect::<Vec<_>>(), (0..12).map(|i| (i / 2) % 3).collect()];
+        let single = |d: usize| out_of_fold_logits(&samples(&views, &classes, &draws[d]), 2, 3, 0.1).unwrap();
+        let (first, second) = (single(0), single(1));
+        assert_ne!(first, second, "two draws of folds, two sets of held-out logits");
+        let one = averaged_out_of_fold_logits(&views, &classes, 2, 3, 0.1, 1, |d| draws[d as usize].clone()).unwrap();
+        assert_eq!(one, first);
+        let both = averaged_out_of_fold_logits(&views, &classes, 2, 3, 0.1, 2, |d| draws[d as usize].clone()).unwrap();
+        for ((b, f), s) in both.iter().zip(&first).zip(&second) {
+            for k in 0..2 {
+                assert!((b[k] - (f[k] + s[k]) / 2.0).abs() < 1e-5, "{b:?} {f:?} {s:?}");
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@
 
 use shared::{CrossValidation, HeadKind};
 
-use super::calibration::{self, Sample};
+use super::calibration;
 use super::checkpoint::{self, Checkpoint};
 use super::head::{self, HeadData, HeadFit, Photos};
 use super::prepare::Prepared;
@@ -72,13 +72,7 @@ fn cross_validate(p: &Prepared, all: &Photos, groups: &[usize], epochs: u32, run
     let logits = match p.config.head {
         // Solved outright and independent: the folds run side by side.
         HeadKind::Linear => {
-            let samples: Vec<Sample> = all
-                .views
-                .iter()
-                .zip(&all.classes)
-                .zip(&fold_of)
-                .map(|((views, &class), &fold)| Sample { views: views.clone(), class, fold })
-                .collect();
+            let samples = calibration::samples(&all.views, &all.classes, &fold_of);
             calibration::out_of_fold_logits(&samples, p.dataset.classes.len(), k, p.config.l2)?
         }
         HeadKind::Gap | HeadKind::Flatten => {
