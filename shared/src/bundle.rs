@@ -20,7 +20,12 @@ pub const MAGIC: &[u8; 8] = b"FLWRCAM\0";
 /// 3: the manifest states the open-set score and its threshold; the graph may have a second output.
 /// 4: a content digest over the manifest, the ONNX hash and the self-checks, and a signature.
 /// 5: the manifest states the trunk's filters and multiply-adds, and a slim trunk's teacher.
-pub const FORMAT_VERSION: u32 = 5;
+/// 6: the open-set score may be lowered by the head's evidence (a manifest an older edge cannot
+///    read); version 5 bundles read as before.
+pub const FORMAT_VERSION: u32 = 6;
+
+/// The oldest version this build reads: 5's layout is 6's.
+pub const OLDEST_READ_VERSION: u32 = 5;
 
 /// One validation image, already prepared (RGB square), with the probabilities the trainer's
 /// model gave it: the device re-runs it to prove it computes what the trainer computed.
@@ -45,6 +50,10 @@ pub struct Bundle {
     /// SHA-256 over the manifest, the ONNX hash and the self-checks: what a signature signs.
     pub content_sha256: [u8; 32],
     pub signature: Option<Signature>,
+    /// The format version the bundle was read in ([`FORMAT_VERSION`] for a new one); not part of
+    /// the serialized body, which the header's version precedes.
+    #[serde(skip)]
+    pub format_version: u32,
 }
 
 /// The largest bundle read: a float32 VGG16 bundle is about 60 MB, with room for large heads and
@@ -58,8 +67,8 @@ pub enum BundleError {
     #[error("{path}: not a model bundle (bad magic bytes){hint}")]
     NotABundle { path: PathBuf, hint: &'static str },
     #[error(
-        "{path}: bundle format version {found} is not supported (this build reads version {FORMAT_VERSION}); {}",
-        if *found < FORMAT_VERSION { "re-export it with this trainer (`trainer export --run RUN --out NAME`)" } else { "use a matching edge build" }
+        "{path}: bundle format version {found} is not supported (this build reads versions {OLDEST_READ_VERSION} to {FORMAT_VERSION}); {}",
+        if *found < OLDEST_READ_VERSION { "re-export it with this trainer (`trainer export --run RUN --out NAME`)" } else { "use a matching edge build" }
     )]
     UnsupportedVersion { path: PathBuf, found: u32 },
     #[error("{path}: bundle is truncated or corrupt: {cause}{}", if matches!(cause, postcard::Error::SerdeDeCustom) { crate::bounded::over_a_bound() } else { String::new() })]
@@ -108,7 +117,7 @@ impl Bundle {
     pub fn new(manifest: Manifest, onnx: Vec<u8>, self_checks: Vec<SelfCheck>) -> Self {
         let onnx_sha256 = sha256(&onnx);
         let content_sha256 = content_digest(&manifest, &onnx_sha256, &self_checks);
-        Self { manifest, onnx, onnx_sha256, self_checks, content_sha256, signature: None }
+        Self { manifest, onnx, onnx_sha256, self_checks, content_sha256, signature: None, format_version: FORMAT_VERSION }
     }
 
     /// Signs the content digest with `key`.
@@ -160,10 +169,10 @@ impl Bundle {
             return Err(BundleError::NotABundle { path, hint });
         }
         let found = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if found != FORMAT_VERSION {
+        if !(OLDEST_READ_VERSION..=FORMAT_VERSION).contains(&found) {
             return Err(BundleError::UnsupportedVersion { path, found });
         }
-        let (bundle, rest): (Bundle, &[u8]) =
+        let (mut bundle, rest): (Bundle, &[u8]) =
             postcard::take_from_bytes(&bytes[12..]).map_err(|cause| BundleError::Corrupt { path: path.clone(), cause })?;
         if !rest.is_empty() {
             return Err(BundleError::Invalid { path, problem: format!("{} unexpected bytes after the bundle", rest.len()) });
@@ -179,6 +188,7 @@ impl Bundle {
             signature.verify(&bundle.content_sha256).map_err(|problem| BundleError::BadSignature { path: path.clone(), problem })?;
         }
         bundle.validate().map_err(|problem| BundleError::Invalid { path, problem })?;
+        bundle.format_version = found;
         Ok(bundle)
     }
 
@@ -321,6 +331,14 @@ pub(crate) mod tests {
         bytes[8] = 99;
         let err = Bundle::from_bytes(&bytes, Path::new("m.bundle")).unwrap_err();
         assert!(matches!(err, BundleError::UnsupportedVersion { found: 99, .. }), "{err}");
+        assert!(err.to_string().ends_with("use a matching edge build"), "{err}");
+        bytes[8] = 4;
+        let err = Bundle::from_bytes(&bytes, Path::new("m.bundle")).unwrap_err();
+        assert!(err.to_string().contains("re-export it with this trainer"), "{err}");
+        // Version 5 (before the evidence) reads as it was written, and says so.
+        bytes[8] = 5;
+        let old = Bundle::from_bytes(&bytes, Path::new("m.bundle")).unwrap();
+        assert_eq!((old.format_version, sample().format_version), (5, FORMAT_VERSION));
         let err = Bundle::from_bytes(b"\x08\x01\x12\x04onnx-protobuf....", Path::new("m.model")).unwrap_err();
         assert!(matches!(err, BundleError::NotABundle { .. }), "{err}");
         assert!(err.to_string().contains("an ONNX file? Give the .bundle"), "{err}");

@@ -16,7 +16,7 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
     let m = &bundle.manifest;
     if json {
         return Ok(serde_json::to_string_pretty(&serde_json::json!({
-            "format_version": shared::bundle::FORMAT_VERSION,
+            "format_version": bundle.format_version,
             "manifest": m,
             "onnx_bytes": onnx_bytes,
             "onnx_sha256": bundle.onnx_sha256_hex(),
@@ -28,7 +28,7 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<String> {
     }
     let mut s = String::new();
     let verified = if graph.is_ok() { "verified" } else { "container verified, graph refused" };
-    let _ = writeln!(s, "bundle      {} (format {}, {verified})", path.display(), shared::bundle::FORMAT_VERSION);
+    let _ = writeln!(s, "bundle      {} (format {}, {verified})", path.display(), bundle.format_version);
     let _ = match &graph {
         Ok(()) => writeln!(s, "graph       loads in tract as the edge loads it"),
         Err(why) => writeln!(s, "graph       REFUSED by the edge: {why}"),
