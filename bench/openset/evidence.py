@@ -2,12 +2,13 @@
 head's evidence for its answer, `d - w * min(|logit margin| / T, cap)`, with the threshold from
 the 160 photos held out: their distance leave-one-out (near-duplicate groups together, as the
 trainer does) and their margin from logistic regressions that never saw them (5-fold
-cross-validation, averaged over 1 or 4 draws of the folds), T fitted on those held-out logits.
+cross-validation, averaged over 1 or 4 draws of the folds), T fitted on those held-out logits
+(the trainer fits T on its cross-validation's one draw, as the exported head is scaled by it).
 Eight draws of the folds per row show how far the calibrated threshold moves with them.
 References: the 160 photos and one field view of each (v07a, as shipped). Inputs: regions.py's
 and power_views.py's maps.
 
-  .deps/venv/bin/python bench/openset/evidence.py     # needs scikit-learn and scipy
+  .deps/openset-venv/bin/python bench/openset/evidence.py     # needs scikit-learn and scipy too
 """
 import numpy as np
 from scipy.optimize import minimize_scalar

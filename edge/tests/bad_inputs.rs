@@ -34,6 +34,7 @@ fn out_of_range_numbers_exit_2_naming_the_option() {
         ("--resolution", "0x0"),
         ("--min-confidence", "NaN"),
         ("--unknown-threshold", "inf"),
+        ("--unknown-threshold", "-0.5"),
         ("--threads", "0"),
         ("--max-pixels", "0"),
     ] {

@@ -96,6 +96,10 @@ fn classify_files_and_folders() {
         images.to_str().unwrap(),
     ]));
     assert!(strict.iter().all(|l| l["label"] == "unsure"), "{strict:?}");
+    // A score lowered by the head's evidence may be below 0, and so may a threshold, typed as a
+    // word of its own; below every score: always `unknown`.
+    let refusing = ok_lines(&edge(&["classify", "--model", bundle, "--json", "--unknown-threshold", "-0.201", images.to_str().unwrap()]));
+    assert!(refusing.iter().all(|l| l["label"] == "unknown"), "{refusing:?}");
     // A bad file is named and makes the exit status non-zero; the good ones are still printed.
     std::fs::write(images.join("zz_broken.jpg"), b"nope").unwrap();
     let out = edge(&["classify", "--model", bundle, images.to_str().unwrap()]);

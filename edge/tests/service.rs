@@ -486,8 +486,8 @@ fn saved_frames_land_in_answer_folders_within_the_cap() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_bundle(dir.path());
     let saved = dir.path().join("saved");
-    // Threshold 0: every frame is refused as unknown, so every frame is saved.
-    let args = ["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--max-frames", "60", "--unknown-threshold", "0"];
+    // A threshold below every score: every frame is refused as unknown, so every frame is saved.
+    let args = ["run", "--model", model.to_str().unwrap(), "--source", "synthetic", "--max-frames", "60", "--unknown-threshold", "-0.201"];
     let out = output(&[&args[..], &["--save-frames", saved.to_str().unwrap(), "--save-when", "unknown", "--save-cap", "1MB"]].concat());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let files = files_under(&saved);

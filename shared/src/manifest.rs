@@ -109,6 +109,10 @@ pub const EVIDENCE_WEIGHT: f32 = 0.04;
 /// and one very sure head must not carry any photo in.
 pub const EVIDENCE_CAP: f32 = 5.0;
 
+/// Keeps the evidence's log-odds finite when a probability rounds to 1 (or to 0) in f32: the
+/// trainer's computation and its graph use the same floor.
+pub const PROBABILITY_FLOOR: f32 = 1e-7;
+
 /// The range of the open-set score (`1 - cosine`, less the head's evidence:
 /// [`OpenSetMethod`]), with room for rounding.
 pub const UNKNOWN_SCORE_RANGE: std::ops::RangeInclusive<f32> = -EVIDENCE_WEIGHT * EVIDENCE_CAP - 1e-3..=2.001;

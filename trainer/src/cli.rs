@@ -231,7 +231,7 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Refuse as `unknown` above this open-set score (default: the bundle's calibrated threshold).
-    #[arg(long, value_parser = shared::args::score_threshold)]
+    #[arg(long, value_parser = shared::args::score_threshold, allow_negative_numbers = true)]
     pub unknown_threshold: Option<f32>,
     /// Refuse as `unsure` below this top-class probability (default 0: never).
     #[arg(long, default_value_t = 0.0, value_parser = shared::args::probability)]

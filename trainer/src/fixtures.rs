@@ -104,14 +104,18 @@ pub fn write_random_bundle(
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let images: Vec<RgbImage> = (0..2 * k).map(|i| preprocessing.prepare_rgb(&photo(i % k, &mut rng))).collect();
     let probs = to_vec(classifier.probabilities(crate::features::images_to_tensor(&images, &normalization, &device)));
-    // The open-set references: the first image of each class; the threshold accepts all of them.
+    // The open-set references: the first image of each class; the score lowered by the head's
+    // evidence, as the default export's (so the edge's tests meet scores below 0 where the head
+    // is sure); the threshold accepts all of them.
     let dims = crate::features::feature_dims(trunk.out_channels(), size);
     let pooled: Vec<Vec<f32>> = crate::features::burn_forward(&classifier.trunk, &device, &normalization, &images)
         .iter()
         .map(|f| crate::openset::descriptor(&f.block4_pooled, &f.map, dims))
         .collect();
     let references: Vec<Vec<f32>> = pooled[..k].iter().map(|r| crate::openset::normalized(r)).collect();
-    let scores: Vec<f32> = pooled.iter().map(|f| crate::openset::score(f, &references)).collect();
+    let expected: Vec<Vec<f32>> = probs.chunks(k).map(<[f32]>::to_vec).collect();
+    let scores: Vec<f32> =
+        pooled.iter().zip(&expected).map(|(f, p)| crate::openset::with_evidence(crate::openset::score(f, &references), p)).collect();
     let threshold = crate::openset::threshold(&scores, 1.0);
     let input = crate::export::ExportInput {
         signing_key: None,
@@ -127,9 +131,9 @@ pub fn write_random_bundle(
         calibration: images.iter().collect(),
         training: shared::TrainingSummary::untrained(images.len() as u32),
         images: images.iter().enumerate().map(|(i, img)| (format!("synthetic_{i}"), i % k, img)).collect(),
-        expected: probs.chunks(k).map(<[f32]>::to_vec).collect(),
+        expected,
         open_set: Some(crate::export::OpenSetExport {
-            method: shared::manifest::OpenSetMethod::KnnCosineBlocks45,
+            method: shared::manifest::OpenSetMethod::KnnCosineBlocks45Evidence,
             references,
             threshold,
             target_acceptance: 1.0,

@@ -23,11 +23,7 @@ pub const NORM_EPSILON: f32 = 1e-6;
 /// The share of held-out photos of the trained classes the threshold accepts by default.
 pub const TARGET_ACCEPTANCE: f32 = 0.975;
 
-pub use shared::manifest::{EVIDENCE_CAP, EVIDENCE_WEIGHT};
-
-/// Keeps the log-odds finite when a probability rounds to 1 (or to 0) in f32. The graph uses
-/// the same floor.
-pub const PROBABILITY_FLOOR: f32 = 1e-7;
+pub use shared::manifest::{EVIDENCE_CAP, EVIDENCE_WEIGHT, PROBABILITY_FLOOR};
 
 /// Draws of cross-validation folds whose held-out logits are averaged for the evidence the
 /// threshold is calibrated on: one draw's folds decide which photos' evidence is low, and the
@@ -45,7 +41,12 @@ pub fn evidence(probabilities: &[f32]) -> f32 {
 /// The score of a photo at `distance` from the references whose calibrated head answered
 /// `probabilities`.
 pub fn with_evidence(distance: f32, probabilities: &[f32]) -> f32 {
-    distance - EVIDENCE_WEIGHT * evidence(probabilities)
+    lowered(distance, evidence(probabilities))
+}
+
+/// `distance` lowered by `evidence` ([`evidence`]).
+pub fn lowered(distance: f32, evidence: f32) -> f32 {
+    distance - EVIDENCE_WEIGHT * evidence
 }
 
 /// Parts of a descriptor, each of the trunk's channel count: block 4 averaged, block 4 max,

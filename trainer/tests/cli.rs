@@ -105,6 +105,13 @@ fn settings_that_validation_refuses_exit_2_before_anything_is_written() {
     assert!(Cli::try_parse_from(argv.clone()).is_err(), "--min-confidence NaN accepted");
     argv.truncate(6);
     argv.extend(["--unknown-threshold", "inf"]);
-    assert!(Cli::try_parse_from(argv).is_err(), "--unknown-threshold inf accepted");
+    assert!(Cli::try_parse_from(argv.clone()).is_err(), "--unknown-threshold inf accepted");
+    // Scores lowered by the head's evidence go below 0: a negative threshold, as a word of its own.
+    argv.truncate(6);
+    argv.extend(["--unknown-threshold", "-0.1"]);
+    assert!(Cli::try_parse_from(argv.clone()).is_ok(), "--unknown-threshold -0.1 refused");
+    argv.truncate(6);
+    argv.extend(["--unknown-threshold", "-0.5"]);
+    assert!(Cli::try_parse_from(argv).is_err(), "--unknown-threshold -0.5 (below every score) accepted");
     assert!(train_config(&["--classes", "a,a"]).validate().unwrap_err().contains("'a' twice"));
 }

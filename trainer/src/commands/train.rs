@@ -178,7 +178,7 @@ fn open_set(
         _ => None,
     };
     if let Some(evidence) = &evidence {
-        held_out.iter_mut().zip(evidence).for_each(|(score, e)| *score -= openset::EVIDENCE_WEIGHT * e);
+        held_out.iter_mut().zip(evidence).for_each(|(score, &e)| *score = openset::lowered(*score, e));
     }
     let threshold = openset::threshold(&held_out, openset::TARGET_ACCEPTANCE);
     let val_photos = p.split.val.iter().map(|&i| items.iter().position(|&j| j == i).expect("val is among the references"));
@@ -219,10 +219,7 @@ fn held_out_evidence(p: &Prepared, items: &[usize], groups: &[usize], cv: &share
         openset::EVIDENCE_DRAWS,
         fold_of,
     )?;
-    Ok(logits
-        .iter()
-        .map(|l| openset::evidence(&crate::training::fit::softmax(&l.iter().map(|v| v / cv.temperature).collect::<Vec<_>>())))
-        .collect())
+    Ok(logits.iter().map(|l| openset::evidence(&crate::training::calibration::tempered_probabilities(l, cv.temperature))).collect())
 }
 
 /// Where and how an export is written.

@@ -80,16 +80,15 @@ pub fn fold_accuracy(logits: &[Vec<f32>], classes: &[usize], fold_of: &[usize], 
         .collect()
 }
 
+/// `softmax(logits / t)`: the probabilities of a head whose last layer is divided by `t`, as the
+/// exported one is.
+pub fn tempered_probabilities(logits: &[f32], t: f32) -> Vec<f32> {
+    softmax(&logits.iter().map(|v| v / t).collect::<Vec<_>>())
+}
+
 /// Mean negative log-likelihood of `classes` under `softmax(logits / t)`.
 pub fn nll(logits: &[Vec<f32>], classes: &[usize], t: f32) -> f64 {
-    let total: f64 = logits
-        .iter()
-        .zip(classes)
-        .map(|(l, &c)| {
-            let scaled: Vec<f32> = l.iter().map(|v| v / t).collect();
-            -(softmax(&scaled)[c].max(1e-30) as f64).ln()
-        })
-        .sum();
+    let total: f64 = logits.iter().zip(classes).map(|(l, &c)| -(tempered_probabilities(l, t)[c].max(1e-30) as f64).ln()).sum();
     total / logits.len().max(1) as f64
 }
 
@@ -118,7 +117,7 @@ pub fn confidences(logits: &[Vec<f32>], classes: &[usize], t: f32) -> Vec<(f32, 
         .iter()
         .zip(classes)
         .map(|(l, &c)| {
-            let p = softmax(&l.iter().map(|v| v / t).collect::<Vec<_>>());
+            let p = tempered_probabilities(l, t);
             let top = argmax(&p);
             (p[top], top == c)
         })
