@@ -47,6 +47,17 @@ fn trains_reports_and_exports_with_defaults() {
     let inspect = json(&trainer(&["inspect".into(), again.with_extension("bundle").to_str().unwrap().into(), "--json".into()]));
     assert_eq!(inspect["manifest"]["labels"], serde_json::json!(["columns", "stripes"]));
     assert_eq!(inspect["onnx_sha256"].as_str().unwrap().len(), 64);
+    // A run trained with libtorch exports on a build without it (exporting trains nothing).
+    if !trainer::device::libtorch_available() {
+        let run_json = f.path("run").join("run.json");
+        let text = std::fs::read_to_string(&run_json).unwrap();
+        assert_eq!(text.matches("\"Flex\"").count(), 1, "{text}");
+        std::fs::write(&run_json, text.replace("\"Flex\"", "\"Libtorch\"")).unwrap();
+        let export = json(&f.export("run", "from_libtorch"));
+        assert!(export["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4, "{export}");
+        let bundle = Bundle::read(&f.path("models").join("from_libtorch.bundle")).unwrap();
+        assert_eq!(graph(&bundle), graph(&again_bundle), "the same model whichever engine exports it");
+    }
     // predictions.csv has one row per validation image.
     let csv = std::fs::read_to_string(f.path("run").join("predictions.csv")).unwrap();
     assert_eq!(csv.lines().count() - 1, summary["val"]["images"].as_u64().unwrap() as usize);

@@ -1,6 +1,7 @@
 //! `trainer export --run DIR --out models/NAME [--precision int8]`: re-export a finished run's
 //! best weights.
 
+use crate::device::{self, Backend, DeviceSpec};
 use crate::report::summary::ExportSummary;
 use crate::run_folder::RunFolder;
 use crate::training::checkpoint;
@@ -9,6 +10,12 @@ use crate::training::prepare::{self, Phases};
 
 pub fn run(run: &RunFolder, to: &super::train::ExportTo) -> anyhow::Result<ExportSummary> {
     let mut config = job::load_run_config(run)?;
+    // Exporting trains nothing: a run trained with libtorch (CPU or CUDA) exports on the default
+    // build's engine, which computes the same head on the same cached features.
+    if config.backend == Backend::Libtorch && !device::libtorch_available() {
+        tracing::info!("the run trained with libtorch on {}; this build has no libtorch: exporting on the CPU with flex", config.device);
+        (config.backend, config.device) = (Backend::Flex, DeviceSpec::Cpu);
+    }
     let best = checkpoint::load(&run.best())?;
     let metrics = run.metrics();
     let summary: serde_json::Value = std::fs::read(&metrics)
