@@ -245,10 +245,10 @@ pub struct RunArgs {
 pub struct RefusalArgs {
     /// Answer `unknown` (none of the trained classes) above this open-set score. Default: the
     /// threshold the trainer calibrated and stored in the bundle; raise it to refuse less.
-    #[arg(long, value_parser = shared::args::score_threshold, allow_negative_numbers = true)]
+    #[arg(long, value_parser = shared::args::score_threshold, allow_hyphen_values = true)]
     pub unknown_threshold: Option<f32>,
     /// Answer `unsure` below this probability of the best class (default 0: never).
-    #[arg(long, default_value_t = 0.0, value_parser = shared::args::probability)]
+    #[arg(long, default_value_t = 0.0, value_parser = shared::args::probability, allow_hyphen_values = true)]
     pub min_confidence: f32,
 }
 

@@ -440,11 +440,11 @@ mod tests {
         }
         let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny.bundle");
         let next = EdgeModel::load(&tiny, None).unwrap();
-        let info = next.info(false);
         let (send, swaps) = std::sync::mpsc::channel();
         let dropped = Arc::new(AtomicBool::new(false));
         let first = Box::new(Watched(Arc::clone(&dropped)));
         let mut options = options(Some(3), 1, None);
+        let info = next.info(false, &options.thresholds);
         options.swaps = Some(swaps);
         send.send(Swap::Ready(Box::new(crate::swap::Candidate { model: next, thresholds: options.thresholds, info }))).unwrap();
         // What each frame saw: whether the first model was gone by then.

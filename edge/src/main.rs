@@ -100,7 +100,7 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
                         writeln!(out, "{line}")?
                     }
                     Ok(p) => {
-                        let score = p.unknown_score.map_or(String::new(), |s| format!("\tunknown_score {s:.4}"));
+                        let score = p.unknown_score.map_or(String::new(), |s| format!("\tunknown_score {}", shared::text::fixed(s, 4)));
                         writeln!(out, "{}\t{}\t{:.4}{score}", edge::path_text::escaped(&path), p.label, p.probability)?
                     }
                     Err(e) => {
@@ -190,7 +190,8 @@ fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyho
                 for c in &report.checks {
                     writeln!(
                         out,
-                        "{} {}: expected {}, got {}, max |diff| {:.2e}",
+                        // The label is the photo's class; what is checked is the answer against the trainer's.
+                        "{} {}: labelled {}, answered {}, max |diff| {:.2e} from the trainer's answer",
                         if c.passed { "ok  " } else { "FAIL" },
                         c.name,
                         c.label,
@@ -276,7 +277,7 @@ fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> any
     let start = swap::first_model(&options)?;
     let watch = if start.refused() { watch.retry_after(swap::RETRY_REFUSED_START) } else { watch };
     let Start { candidate, sha, notes } = start;
-    let Candidate { model, thresholds, .. } = candidate;
+    let Candidate { model, thresholds, info } = candidate;
     // A new bundle at the model path, SIGHUP, or an upload: checked, then swapped in.
     let swapper = Swapper::start(options, watch, sha, notes)?;
     let (width, height) = args.resolution;
@@ -305,7 +306,7 @@ fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> any
     let _server = match http {
         Some(http) => {
             let uploads = Some(swapper.requests.clone());
-            let (server, feed) = edge::http::start(http, model.info(trusted.is_some()), source.describe(), uploads)?;
+            let (server, feed) = edge::http::start(http, info, source.describe(), uploads)?;
             consumers.push(Box::new(feed));
             Some(server)
         }

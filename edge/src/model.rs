@@ -40,6 +40,9 @@ pub struct ModelInfo {
     /// the model loaded did not hold their kernels (0 normally): slower frames until a restart
     /// with more memory free, as after a swap on a tight box.
     pub convolutions_left_for_memory: usize,
+    /// The open-set threshold in force: the bundle's calibrated one, or `--unknown-threshold`
+    /// (kept across model swaps); `None` for a model without an open-set score.
+    pub unknown_threshold: Option<f32>,
 }
 
 /// One image's answer, as `edge classify` prints it.
@@ -107,8 +110,9 @@ impl EdgeModel {
         Ok(bundle)
     }
 
-    /// What the status and events say of this model; `trusted`: its signer was checked.
-    pub fn info(&self, trusted: bool) -> ModelInfo {
+    /// What the status and events say of this model; `trusted`: its signer was checked;
+    /// `thresholds`: those it answers by.
+    pub fn info(&self, trusted: bool, thresholds: &Thresholds) -> ModelInfo {
         ModelInfo {
             name: self.manifest.name.clone(),
             labels: self.manifest.labels.clone(),
@@ -117,6 +121,7 @@ impl EdgeModel {
             trusted,
             precision: self.manifest.precision.to_string(),
             convolutions_left_for_memory: self.graph.convolutions_left_for_memory(),
+            unknown_threshold: thresholds.unknown,
         }
     }
 

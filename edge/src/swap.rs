@@ -428,7 +428,7 @@ fn check_bundle(bytes: &[u8], path: &Path, options: &SwapOptions) -> Result<Cand
 fn candidate(bytes: &[u8], path: &Path, options: &SwapOptions) -> Result<Candidate, String> {
     let model = EdgeModel::from_bytes(bytes, path, options.trusted.as_ref()).map_err(|e| format!("{e:#}"))?;
     let thresholds = Thresholds::for_model(&model.manifest, options.unknown_threshold, options.min_confidence);
-    let info = model.info(options.trusted.is_some());
+    let info = model.info(options.trusted.is_some(), &thresholds);
     Ok(Candidate { model, thresholds, info })
 }
 

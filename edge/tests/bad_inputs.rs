@@ -35,6 +35,7 @@ fn out_of_range_numbers_exit_2_naming_the_option() {
         ("--min-confidence", "NaN"),
         ("--unknown-threshold", "inf"),
         ("--unknown-threshold", "-0.5"),
+        ("--min-confidence", "-0.1"),
         ("--threads", "0"),
         ("--max-pixels", "0"),
     ] {

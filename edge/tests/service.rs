@@ -69,10 +69,13 @@ fn healthy_box(model: &Path) -> common::Served {
 #[test]
 fn serves_status_latest_health_metrics_and_the_page() {
     let dir = tempfile::tempdir().unwrap();
-    let s = healthy_box(&tiny_bundle(dir.path()));
+    let bundle = tiny_bundle(dir.path());
+    let s = healthy_box(&bundle);
 
     let status = json(&s.address, "/api/status");
     assert_eq!(status["model"]["labels"], serde_json::json!(["daffodil", "coltsfoot"]));
+    let threshold = shared::Bundle::read(&bundle).unwrap().manifest.open_set.unwrap().threshold;
+    assert_eq!(status["model"]["unknown_threshold"].as_f64().map(|t| t as f32), Some(threshold), "the threshold in force: {status}");
     assert_eq!(status["model"]["hash"].as_str().unwrap().len(), 64);
     assert_eq!(status["model"]["convolutions_left_for_memory"], 0, "every convolution had room: {status}");
     assert_eq!(status["source_state"], "streaming");

@@ -97,6 +97,10 @@ fn uploads_and_new_files_are_checked_then_swapped_in_and_bad_ones_never_replace_
     });
     let now = status(&address);
     assert_eq!(now["last_swap"]["swapped"], true, "{now}");
+    // Each model answers by its own calibrated threshold (no --unknown-threshold here).
+    let own = |b: &Path| shared::Bundle::read(b).unwrap().manifest.open_set.unwrap().threshold;
+    assert_ne!(own(&first), own(&second));
+    assert_eq!(now["model"]["unknown_threshold"].as_f64().map(|t| t as f32), Some(own(&second)), "{now}");
     assert!(now["classified"].as_u64().unwrap() > before, "the loop went on");
     assert_eq!(std::fs::read(&model).unwrap(), std::fs::read(&second).unwrap(), "the upload is the model a restart runs");
     let metrics = request(&address, "GET", "/metrics", Some(TOKEN), b"").1;

@@ -23,10 +23,27 @@ pub struct Thresholds {
 
 impl Thresholds {
     /// The model's own open-set threshold unless `unknown` overrides it (`--unknown-threshold`);
-    /// none for a model without an open-set score, whose override is said to be ignored.
+    /// none for a model without an open-set score, whose override is said to be ignored. An
+    /// override is said beside the model's own threshold and score (a box keeps it across model
+    /// swaps, and scores differ between methods), and warned when no score can be below it.
     pub fn for_model(manifest: &crate::Manifest, unknown: Option<f32>, min_confidence: f32) -> Self {
-        if let (Some(limit), None) = (unknown, &manifest.open_set) {
-            tracing::warn!("--unknown-threshold {limit} is ignored: the model has no open-set score to compare it with");
+        match (unknown, &manifest.open_set) {
+            (Some(limit), None) => {
+                tracing::warn!("--unknown-threshold {limit} is ignored: the model has no open-set score to compare it with")
+            }
+            (Some(limit), Some(o)) if limit < o.method.lowest_score() => tracing::warn!(
+                "--unknown-threshold {limit} is below every score of this model's open-set method ({}, at least {}): every answer \
+                 will be unknown (the model's own threshold: {:.4})",
+                o.method,
+                o.method.lowest_score(),
+                o.threshold
+            ),
+            (Some(limit), Some(o)) => tracing::info!(
+                "unknown threshold {limit} (--unknown-threshold) instead of the model's own {:.4} ({} score)",
+                o.threshold,
+                o.method
+            ),
+            (None, _) => {}
         }
         Self { unknown: manifest.open_set.as_ref().map(|o| unknown.unwrap_or(o.threshold)), min_confidence }
     }

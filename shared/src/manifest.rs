@@ -101,6 +101,17 @@ crate::named_enum!(OpenSetMethod, "open-set method", {
     OpenSetMethod::KnnCosineBlocks45Evidence => "knn-cosine-blocks-4-5-evidence",
 });
 
+impl OpenSetMethod {
+    /// The lowest score the method gives (a twin of a reference; with the evidence, one the head
+    /// is sure of): a threshold below it refuses everything.
+    pub fn lowest_score(self) -> f32 {
+        match self {
+            OpenSetMethod::KnnCosine | OpenSetMethod::KnnCosineBlocks45 => 0.0,
+            OpenSetMethod::KnnCosineBlocks45Evidence => -EVIDENCE_WEIGHT * EVIDENCE_CAP,
+        }
+    }
+}
+
 /// How much one nat of the head's evidence lowers the score of
 /// [`OpenSetMethod::KnnCosineBlocks45Evidence`].
 pub const EVIDENCE_WEIGHT: f32 = 0.04;

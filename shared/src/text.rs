@@ -21,6 +21,16 @@ pub fn escaped(text: &str) -> String {
     out
 }
 
+/// `value` with `decimals` digits after the point, never `-0.000`: a score a hair below 0 (the
+/// open-set score can be negative) reads as 0, as it rounds.
+pub fn fixed(value: f32, decimals: usize) -> String {
+    let text = format!("{value:.decimals$}");
+    match text.strip_prefix('-') {
+        Some(rest) if rest.chars().all(|c| c == '0' || c == '.') => rest.to_string(),
+        _ => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,5 +42,14 @@ mod tests {
         assert_eq!(escaped("evil\u{202e}txt.exe"), "evil\\u{202e}txt.exe");
         assert_eq!(escaped("a\\n"), "a\\\\n", "a literal backslash-n is not an escaped line break");
         assert_ne!(escaped("a\\n"), escaped("a\n"));
+    }
+
+    #[test]
+    fn fixed_never_prints_a_negative_zero() {
+        assert_eq!(fixed(-6.96e-6, 4), "0.0000");
+        assert_eq!(fixed(-0.0, 4), "0.0000");
+        assert_eq!(fixed(-0.00006, 4), "-0.0001");
+        assert_eq!(fixed(-0.133, 3), "-0.133");
+        assert_eq!(fixed(0.1247, 4), "0.1247");
     }
 }

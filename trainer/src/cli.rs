@@ -231,10 +231,10 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Refuse as `unknown` above this open-set score (default: the bundle's calibrated threshold).
-    #[arg(long, value_parser = shared::args::score_threshold, allow_negative_numbers = true)]
+    #[arg(long, value_parser = shared::args::score_threshold, allow_hyphen_values = true)]
     pub unknown_threshold: Option<f32>,
     /// Refuse as `unsure` below this top-class probability (default 0: never).
-    #[arg(long, default_value_t = 0.0, value_parser = shared::args::probability)]
+    #[arg(long, default_value_t = 0.0, value_parser = shared::args::probability, allow_hyphen_values = true)]
     pub min_confidence: f32,
     /// Also run every target image through the field-conditions suite and report one accuracy
     /// per condition: off-centre (3/4 of each side at a corner), scale-0.6 (subject at 60%,

@@ -111,6 +111,9 @@ fn settings_that_validation_refuses_exit_2_before_anything_is_written() {
     argv.extend(["--unknown-threshold", "-0.1"]);
     assert!(Cli::try_parse_from(argv.clone()).is_ok(), "--unknown-threshold -0.1 refused");
     argv.truncate(6);
+    argv.extend(["--unknown-threshold", "-1e-9"]);
+    assert!(Cli::try_parse_from(argv.clone()).is_ok(), "--unknown-threshold -1e-9 refused");
+    argv.truncate(6);
     argv.extend(["--unknown-threshold", "-0.5"]);
     assert!(Cli::try_parse_from(argv).is_err(), "--unknown-threshold -0.5 (below every score) accepted");
     assert!(train_config(&["--classes", "a,a"]).validate().unwrap_err().contains("'a' twice"));

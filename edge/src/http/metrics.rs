@@ -153,6 +153,7 @@ mod tests {
             signed_by: None,
             trusted: false,
             convolutions_left_for_memory: 0,
+            unknown_threshold: Some(0.25),
         }
     }
 

@@ -119,7 +119,7 @@ fn maybe_percent(x: Option<f32>) -> String {
 pub fn human(report: &Report) -> String {
     let m = &report.metrics;
     let mut text = String::new();
-    let threshold = report.thresholds.unknown.map_or("none".into(), |t| format!("{t:.4}"));
+    let threshold = report.thresholds.unknown.map_or("none".into(), |t| shared::text::fixed(t, 4));
     let _ = writeln!(
         text,
         "{}: {} images ({} to classify, {} to refuse), {} skipped; unknown threshold {threshold}, min confidence {}",
