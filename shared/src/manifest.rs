@@ -104,7 +104,7 @@ crate::named_enum!(OpenSetMethod, "open-set method", {
 impl OpenSetMethod {
     /// The lowest score the method gives (a twin of a reference; with the evidence, one the head
     /// is sure of): a threshold below it refuses everything.
-    pub fn lowest_score(self) -> f32 {
+    pub const fn lowest_score(self) -> f32 {
         match self {
             OpenSetMethod::KnnCosine | OpenSetMethod::KnnCosineBlocks45 => 0.0,
             OpenSetMethod::KnnCosineBlocks45Evidence => -EVIDENCE_WEIGHT * EVIDENCE_CAP,
@@ -126,7 +126,7 @@ pub const PROBABILITY_FLOOR: f32 = 1e-7;
 
 /// The range of the open-set score (`1 - cosine`, less the head's evidence:
 /// [`OpenSetMethod`]), with room for rounding.
-pub const UNKNOWN_SCORE_RANGE: std::ops::RangeInclusive<f32> = -EVIDENCE_WEIGHT * EVIDENCE_CAP - 1e-3..=2.001;
+pub const UNKNOWN_SCORE_RANGE: std::ops::RangeInclusive<f32> = OpenSetMethod::KnnCosineBlocks45Evidence.lowest_score() - 1e-3..=2.001;
 
 /// "None of these": the graph's second output and where the edge draws the line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -136,6 +136,13 @@ impl Bank {
         held_out_scores(&self.clean, &self.normalized, &self.groups)
     }
 
+    /// Each photo's views as the graph stores them ([`normalized`]), clean view first: what a
+    /// `linear` head reads of them.
+    pub fn normalized_views(&self) -> Vec<Vec<&[f32]>> {
+        let ends = self.clean.iter().skip(1).copied().chain([self.normalized.len()]);
+        self.clean.iter().zip(ends).map(|(&start, end)| self.normalized[start..end].iter().map(Vec::as_slice).collect()).collect()
+    }
+
     /// The references as the exported graph stores them ([`normalized`]).
     pub fn into_normalized(self) -> Vec<Vec<f32>> {
         self.normalized
@@ -227,6 +234,9 @@ mod tests {
         assert_eq!(held_out.len(), 3);
         assert!((held_out[0] - 0.4).abs() < 1e-5 && (held_out[2] - 0.4).abs() < 1e-5, "{held_out:?}");
         assert!((held_out[1] - 1.0).abs() < 1e-5, "{held_out:?}");
+        let views = bank.normalized_views();
+        assert_eq!(views.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 1], "each photo's own views");
+        assert_eq!(views[1][1], normalized(&same_parts(&[0.6, 0.8])).as_slice(), "photo 1's view, normalized");
         // Scored as the graph scores it, against the whole bank, a photo finds itself.
         for k in 0..3 {
             assert!(bank.score_of_photo(k).abs() < 1e-5, "photo {k}: {}", bank.score_of_photo(k));

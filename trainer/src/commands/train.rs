@@ -174,7 +174,7 @@ fn open_set(
     let bank = openset::Bank::new(p.view_descriptors(&items, "open-set features")?, &groups);
     let mut held_out = bank.held_out_distances();
     let evidence = match (best.head_kind, cross_validation) {
-        (shared::HeadKind::Linear, Some(cv)) => Some(held_out_evidence(p, &items, &groups, cv)?),
+        (shared::HeadKind::Linear, Some(cv)) => Some(held_out_evidence(p, &bank.normalized_views(), &p.classes_of(&items), &groups, cv)?),
         _ => None,
     };
     if let Some(evidence) = &evidence {
@@ -201,19 +201,23 @@ fn open_set(
     Ok(Some(crate::export::OpenSetExport { method, references, threshold, target_acceptance: openset::TARGET_ACCEPTANCE, expected }))
 }
 
-/// The head's evidence ([`openset::evidence`]) for each of `items`, from the cross-validation's
-/// heads (each photo scored by heads that never saw it nor its near-duplicates), their logits
-/// averaged over [`openset::EVIDENCE_DRAWS`] draws of the folds and scaled by the
-/// cross-validation's temperature, as the exported head's are.
-fn held_out_evidence(p: &Prepared, items: &[usize], groups: &[usize], cv: &shared::CrossValidation) -> anyhow::Result<Vec<f32>> {
-    let data = crate::training::head::HeadData::of(p, items, &[])?;
-    let all = data.train();
-    let fold_of = |draw: u64| crate::data::split::folds(&all.classes, groups, cv.folds, p.config.seed.wrapping_add(draw));
-    let n_classes = p.dataset.classes.len();
+/// The head's evidence ([`openset::evidence`]) for each photo, from the cross-validation's heads
+/// (each photo scored by heads that never saw it nor its near-duplicates), their logits averaged
+/// over [`openset::EVIDENCE_DRAWS`] draws of the folds and scaled by the cross-validation's
+/// temperature, as the exported head's are. `views`: each photo's normalized descriptors, clean
+/// first ([`openset::Bank::normalized_views`]), which are what the `linear` head reads.
+fn held_out_evidence(
+    p: &Prepared,
+    views: &[Vec<&[f32]>],
+    classes: &[usize],
+    groups: &[usize],
+    cv: &shared::CrossValidation,
+) -> anyhow::Result<Vec<f32>> {
+    let fold_of = |draw: u64| crate::data::split::folds(classes, groups, cv.folds, p.config.seed.wrapping_add(draw));
     let logits = crate::training::calibration::averaged_out_of_fold_logits(
-        &all.views,
-        &all.classes,
-        n_classes,
+        views,
+        classes,
+        p.dataset.classes.len(),
         cv.folds,
         p.config.l2,
         openset::EVIDENCE_DRAWS,

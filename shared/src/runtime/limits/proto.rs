@@ -4,9 +4,9 @@ use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 
 /// The most nodes a graph may have: about four times the trainer's (45 to 70, float, int8 and
-/// slim; 66 for the default f32 graph with the head's evidence). tract's optimizer takes time more than quadratic in a chain's length (1 000 max pools
-/// took 45 s and 660 MB, 20 000 identities over a minute), which a crafted bundle would spend of
-/// a box's start or swap.
+/// slim; 66 for the default f32 graph with the head's evidence). tract's optimizer takes time
+/// more than quadratic in a chain's length (1 000 max pools took 45 s and 660 MB, 20 000
+/// identities over a minute), which a crafted bundle would spend of a box's start or swap.
 pub const MAX_NODES: usize = 256;
 
 /// The ONNX operators a graph may use: those the trainer's graph builder writes
