@@ -54,8 +54,8 @@ def main():
             "name": m["name"],
             "classes": len(m["labels"]),
             "input_size": m["preprocessing"]["input_size"],
-            "precision": m.get("precision", "F32").lower(),
-            "head": m["head"].lower(),
+            "precision": m.get("precision", "f32"),
+            "head": m["head"],
             # The exported graph's own accuracy in tract (int8 may differ from the trainer's).
             "val_accuracy": m["parity"]["accuracy"],
             "val_images": m["training"]["val_images"],

@@ -456,6 +456,14 @@ fn recordings_play_through_ffmpeg_and_its_absence_is_said() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let frames = String::from_utf8_lossy(&out.stdout).lines().count();
     assert!((15..=20).contains(&frames), "a 1 s clip at 20 fps, played at its own rate: {frames} frames");
+    // --loop plays a clip over, and shows a still photo for ever (it played one frame).
+    let photo = dir.path().join("still");
+    image::RgbImage::from_pixel(64, 48, image::Rgb([200, 180, 20])).save_with_format(&photo, image::ImageFormat::Png).unwrap();
+    for looped in [source.clone(), format!("file:{}", photo.display())] {
+        let out = output(&["run", "--model", model.to_str().unwrap(), "--source", &looped, "--loop", "--max-frames", "30"]);
+        assert!(out.status.success(), "{looped}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 30, "{looped}");
+    }
 
     // A device or a missing file is named as what it is.
     for (path, said) in [("/dev/zero", "not a regular file"), ("/nonexistent/clip.avi", "No such file")] {

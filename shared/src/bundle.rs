@@ -22,10 +22,21 @@ pub const MAGIC: &[u8; 8] = b"FLWRCAM\0";
 /// 5: the manifest states the trunk's filters and multiply-adds, and a slim trunk's teacher.
 /// 6: the open-set score may be lowered by the head's evidence (a manifest an older edge cannot
 ///    read); version 5 bundles read as before.
+/// A bundle is written in the oldest version that holds it ([`needed_version`]), so an edge
+/// of an earlier build keeps reading every bundle it could run.
 pub const FORMAT_VERSION: u32 = 6;
 
 /// The oldest version this build reads: 5's layout is 6's.
 pub const OLDEST_READ_VERSION: u32 = 5;
+
+/// The oldest format version that can hold `manifest`: 6 for a score lowered by the head's
+/// evidence (an edge reading version 5 knows no such method), 5 otherwise (5's layout is 6's).
+pub fn needed_version(manifest: &Manifest) -> u32 {
+    match manifest.open_set.as_ref().map(|o| o.method) {
+        Some(crate::manifest::OpenSetMethod::KnnCosineBlocks45Evidence) => 6,
+        _ => 5,
+    }
+}
 
 /// One validation image, already prepared (RGB square), with the probabilities the trainer's
 /// model gave it: the device re-runs it to prove it computes what the trainer computed.
@@ -50,8 +61,8 @@ pub struct Bundle {
     /// SHA-256 over the manifest, the ONNX hash and the self-checks: what a signature signs.
     pub content_sha256: [u8; 32],
     pub signature: Option<Signature>,
-    /// The format version the bundle was read in ([`FORMAT_VERSION`] for a new one); not part of
-    /// the serialized body, which the header's version precedes.
+    /// The format version the bundle was read in, or will be written in ([`needed_version`]); not
+    /// part of the serialized body, which the header's version precedes.
     #[serde(skip)]
     pub format_version: u32,
 }
@@ -117,7 +128,8 @@ impl Bundle {
     pub fn new(manifest: Manifest, onnx: Vec<u8>, self_checks: Vec<SelfCheck>) -> Self {
         let onnx_sha256 = sha256(&onnx);
         let content_sha256 = content_digest(&manifest, &onnx_sha256, &self_checks);
-        Self { manifest, onnx, onnx_sha256, self_checks, content_sha256, signature: None, format_version: FORMAT_VERSION }
+        let format_version = needed_version(&manifest);
+        Self { manifest, onnx, onnx_sha256, self_checks, content_sha256, signature: None, format_version }
     }
 
     /// Signs the content digest with `key`.
@@ -152,7 +164,7 @@ impl Bundle {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.onnx.len() + 4096);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&needed_version(&self.manifest).to_le_bytes());
         // Serializing plain owned data into a Vec cannot fail.
         out.extend(postcard::to_stdvec(self).expect("bundle serializes"));
         out
@@ -187,7 +199,12 @@ impl Bundle {
         if let Some(signature) = &bundle.signature {
             signature.verify(&bundle.content_sha256).map_err(|problem| BundleError::BadSignature { path: path.clone(), problem })?;
         }
-        bundle.validate().map_err(|problem| BundleError::Invalid { path, problem })?;
+        bundle.validate().map_err(|problem| BundleError::Invalid { path: path.clone(), problem })?;
+        if found < needed_version(&bundle.manifest) {
+            let problem =
+                format!("format version {found} cannot hold what its manifest states (version {} can)", needed_version(&bundle.manifest));
+            return Err(BundleError::Invalid { path, problem });
+        }
         bundle.format_version = found;
         Ok(bundle)
     }
@@ -335,15 +352,34 @@ pub(crate) mod tests {
         bytes[8] = 4;
         let err = Bundle::from_bytes(&bytes, Path::new("m.bundle")).unwrap_err();
         assert!(err.to_string().contains("re-export it with this trainer"), "{err}");
-        // Version 5 (before the evidence) reads as it was written, and says so.
-        bytes[8] = 5;
-        let old = Bundle::from_bytes(&bytes, Path::new("m.bundle")).unwrap();
-        assert_eq!((old.format_version, sample().format_version), (5, FORMAT_VERSION));
+        // Version 6 holding what version 5 holds reads as well (an edge of this build wrote 6 always).
+        bytes[8] = 6;
+        assert_eq!(Bundle::from_bytes(&bytes, Path::new("m.bundle")).unwrap().format_version, 6);
         let err = Bundle::from_bytes(b"\x08\x01\x12\x04onnx-protobuf....", Path::new("m.model")).unwrap_err();
         assert!(matches!(err, BundleError::NotABundle { .. }), "{err}");
         assert!(err.to_string().contains("an ONNX file? Give the .bundle"), "{err}");
         let err = Bundle::from_bytes(b"GIF89a and so on, more", Path::new("m.gif")).unwrap_err();
         assert_eq!(err.to_string(), "m.gif: not a model bundle (bad magic bytes)");
+    }
+
+    #[test]
+    fn is_written_in_the_oldest_version_that_holds_it() {
+        // No evidence in the score: version 5, which edges of earlier builds read.
+        let plain = sample();
+        assert_eq!((plain.format_version, plain.to_bytes()[8]), (5, 5));
+        let mut manifest = sample_manifest();
+        manifest.open_set =
+            Some(OpenSet { method: OpenSetMethod::KnnCosineBlocks45Evidence, references: 4, threshold: 0.1, target_acceptance: 0.975 });
+        let mut check = plain.self_checks[0].clone();
+        check.expected_unknown_score = Some(0.05);
+        let evidence = Bundle::new(manifest, plain.onnx.clone(), vec![check]);
+        let mut bytes = evidence.to_bytes();
+        assert_eq!((evidence.format_version, bytes[8]), (6, 6));
+        assert_eq!(Bundle::from_bytes(&bytes, Path::new("m.bundle")).unwrap(), evidence);
+        // A version 5 header on a manifest only version 6 can state is a file no trainer wrote.
+        bytes[8] = 5;
+        let err = Bundle::from_bytes(&bytes, Path::new("m.bundle")).unwrap_err();
+        assert_eq!(err.to_string(), "m.bundle: format version 5 cannot hold what its manifest states (version 6 can)");
     }
 
     #[test]

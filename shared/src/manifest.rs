@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::preprocess::{Convention, Preprocessing};
 
 /// The classifier on top of the VGG16 trunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeadKind {
     /// Global average pool -> Dense K: a logistic regression on the pooled features, fitted to
     /// convergence with an L2 penalty. The default: it generalizes best to photos from elsewhere.
@@ -16,7 +16,7 @@ pub enum HeadKind {
     Flatten,
 }
 
-crate::named_enum!(HeadKind, "head", {
+crate::named_enum!(HeadKind, "head", serde, {
     HeadKind::Linear => "linear",
     HeadKind::Gap => "gap",
     HeadKind::Flatten => "flatten",
@@ -30,7 +30,7 @@ impl HeadKind {
 }
 
 /// The arithmetic of the exported trunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     /// Float32 throughout: the trainer's own arithmetic, to rounding.
     F32,
@@ -39,7 +39,7 @@ pub enum Precision {
     Int8,
 }
 
-crate::named_enum!(Precision, "precision", {
+crate::named_enum!(Precision, "precision", serde, {
     Precision::F32 => "f32",
     Precision::Int8 => "int8",
 });
@@ -79,7 +79,7 @@ impl GateRule {
 }
 
 /// How the exported graph's `unknown_score` output is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenSetMethod {
     /// 1 - the largest cosine similarity between the image's pooled trunk features and those of
     /// the training images stored in the graph (Sun et al. 2022, "Out-of-distribution detection
@@ -95,7 +95,7 @@ pub enum OpenSetMethod {
     KnnCosineBlocks45Evidence,
 }
 
-crate::named_enum!(OpenSetMethod, "open-set method", {
+crate::named_enum!(OpenSetMethod, "open-set method", serde, {
     OpenSetMethod::KnnCosine => "knn-cosine",
     OpenSetMethod::KnnCosineBlocks45 => "knn-cosine-blocks-4-5",
     OpenSetMethod::KnnCosineBlocks45Evidence => "knn-cosine-blocks-4-5-evidence",

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
 
 /// How a photo of any shape becomes a square of `input_size` pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResizePolicy {
     /// Scale each axis to the square, ignoring the aspect ratio (Keras `load_img(target_size)`).
     Stretch,
@@ -25,7 +25,7 @@ pub enum ResizePolicy {
     CenterCrop,
 }
 
-crate::named_enum!(ResizePolicy, "resize policy", {
+crate::named_enum!(ResizePolicy, "resize policy", serde, {
     ResizePolicy::Stretch => "stretch",
     ResizePolicy::CenterCrop => "center-crop",
 });
@@ -290,7 +290,7 @@ impl Preprocessing {
 
 /// The input convention of an ImageNet backbone: which channel order and scaling its weights
 /// were trained with. Using the wrong one costs accuracy silently, so it travels in the manifest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Convention {
     /// Keras "caffe": BGR, 0-255, minus the ImageNet mean per channel, no scaling.
     Caffe,
@@ -298,7 +298,7 @@ pub enum Convention {
     Torchvision,
 }
 
-crate::named_enum!(Convention, "input convention", {
+crate::named_enum!(Convention, "input convention", serde, {
     Convention::Caffe => "caffe",
     Convention::Torchvision => "torchvision",
 });

@@ -6,17 +6,52 @@ use std::str::FromStr;
 
 use burn::prelude::Device;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Flex,
     Libtorch,
 }
 
-/// `--device`: `cpu` or `cuda:N`.
+shared::named_enum!(Backend, "backend", serde, {
+    Backend::Flex => "flex",
+    Backend::Libtorch => "libtorch",
+});
+
+/// `--device`: `cpu` or `cuda:N`; spelled so in run.json too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "Written")]
 pub enum DeviceSpec {
     Cpu,
     Cuda(usize),
+}
+
+impl From<DeviceSpec> for String {
+    fn from(device: DeviceSpec) -> String {
+        device.to_string()
+    }
+}
+
+/// A device as run.json holds it: `"cpu"`, `"cuda:0"`, or as versions before 2026-12-08 wrote
+/// it (`"Cpu"`, `{"Cuda": 0}`), so that their run folders still export and resume.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Written {
+    Name(String),
+    Cuda {
+        #[serde(rename = "Cuda")]
+        index: usize,
+    },
+}
+
+impl TryFrom<Written> for DeviceSpec {
+    type Error = String;
+    fn try_from(written: Written) -> Result<Self, String> {
+        match written {
+            Written::Name(name) if name == "Cpu" => Ok(DeviceSpec::Cpu),
+            Written::Name(name) => name.parse(),
+            Written::Cuda { index } => Ok(DeviceSpec::Cuda(index)),
+        }
+    }
 }
 
 impl FromStr for DeviceSpec {
@@ -40,26 +75,6 @@ impl fmt::Display for DeviceSpec {
             DeviceSpec::Cpu => f.write_str("cpu"),
             DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
         }
-    }
-}
-
-impl FromStr for Backend {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "flex" => Ok(Backend::Flex),
-            "libtorch" | "tch" => Ok(Backend::Libtorch),
-            _ => Err(format!("unknown backend '{s}' (expected flex or libtorch)")),
-        }
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Flex => "flex",
-            Backend::Libtorch => "libtorch",
-        })
     }
 }
 
@@ -174,6 +189,22 @@ mod tests {
         if let Err(e) = burn_device(Backend::Libtorch, DeviceSpec::Cuda(0)) {
             assert!(e.to_string().contains("--device cuda:0: libtorch cannot use it"), "{e}");
         }
+    }
+
+    #[test]
+    fn run_json_spells_devices_as_the_command_line_and_reads_earlier_spellings() {
+        assert_eq!(serde_json::to_string(&DeviceSpec::Cuda(1)).unwrap(), "\"cuda:1\"");
+        assert_eq!(serde_json::to_string(&Backend::Libtorch).unwrap(), "\"libtorch\"");
+        for (written, device) in [
+            ("\"cpu\"", DeviceSpec::Cpu),
+            ("\"cuda:2\"", DeviceSpec::Cuda(2)),
+            ("\"Cpu\"", DeviceSpec::Cpu),
+            ("{\"Cuda\":3}", DeviceSpec::Cuda(3)),
+        ] {
+            assert_eq!(serde_json::from_str::<DeviceSpec>(written).unwrap(), device, "{written}");
+        }
+        assert!(serde_json::from_str::<DeviceSpec>("\"gpu\"").is_err());
+        assert_eq!(serde_json::from_str::<Backend>("\"Flex\"").unwrap(), Backend::Flex);
     }
 
     #[test]

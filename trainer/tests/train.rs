@@ -3,6 +3,7 @@
 mod common;
 
 use common::{exists, fixture, json, trainer};
+use prost::Message;
 use shared::Bundle;
 
 #[test]
@@ -41,18 +42,36 @@ fn trains_reports_and_exports_with_defaults() {
     let export = json(&f.export("run", "again"));
     assert!(export["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4);
     let again_bundle = Bundle::read(&again.with_extension("bundle")).unwrap();
-    use prost::Message;
     let graph = |b: &Bundle| tract_onnx::pb::ModelProto::decode(b.onnx.as_slice()).unwrap().graph.unwrap();
     assert_eq!(graph(&again_bundle), graph(&bundle), "re-exporting the same weights gives the same graph");
     let inspect = json(&trainer(&["inspect".into(), again.with_extension("bundle").to_str().unwrap().into(), "--json".into()]));
     assert_eq!(inspect["manifest"]["labels"], serde_json::json!(["columns", "stripes"]));
     assert_eq!(inspect["onnx_sha256"].as_str().unwrap().len(), 64);
-    // A run trained with libtorch exports on a build without it (exporting trains nothing).
+    // Settings are spelled as on the command line in every JSON: inspect, run.json, the ONNX metadata.
+    let manifest = &inspect["manifest"];
+    assert_eq!(manifest["head"], "linear", "{manifest}");
+    assert_eq!(manifest["preprocessing"]["resize"], "center-crop", "{manifest}");
+    assert_eq!(manifest["backbone"]["convention"], "caffe", "{manifest}");
+    assert_eq!(manifest["precision"], "f32", "{manifest}");
+    assert_eq!(manifest["open_set"]["method"], "knn-cosine-blocks-4-5-evidence", "{manifest}");
+    let onnx_metadata = tract_onnx::pb::ModelProto::decode(bundle.onnx.as_slice()).unwrap().metadata_props;
+    let in_onnx = &onnx_metadata.iter().find(|p| p.key == "manifest").unwrap().value;
+    assert!(in_onnx.contains("\"resize\":\"center-crop\"") && !in_onnx.contains("CenterCrop"), "{in_onnx}");
+    let run_json = f.path("run").join("run.json");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_json).unwrap()).unwrap();
+    for (key, spelling) in [("resize", "center-crop"), ("head", "linear"), ("optimizer", "adam"), ("device", "cpu")] {
+        assert_eq!(config[key], spelling, "{config}");
+    }
+    // A run folder of an earlier version (Rust spellings in run.json) still exports, and a run
+    // trained with libtorch exports on a build without it (exporting trains nothing).
     if !trainer::device::libtorch_available() {
-        let run_json = f.path("run").join("run.json");
         let text = std::fs::read_to_string(&run_json).unwrap();
-        assert_eq!(text.matches("\"Flex\"").count(), 1, "{text}");
-        std::fs::write(&run_json, text.replace("\"Flex\"", "\"Libtorch\"")).unwrap();
+        assert_eq!(text.matches("\"flex\"").count(), 1, "{text}");
+        let earlier =
+            [("\"flex\"", "\"Libtorch\""), ("\"center-crop\"", "\"CenterCrop\""), ("\"linear\"", "\"Linear\""), ("\"cpu\"", "\"Cpu\"")]
+                .iter()
+                .fold(text, |text, (now, before)| text.replace(now, before));
+        std::fs::write(&run_json, earlier).unwrap();
         let export = json(&f.export("run", "from_libtorch"));
         assert!(export["parity_max_abs_diff"].as_f64().unwrap() <= 1e-4, "{export}");
         let bundle = Bundle::read(&f.path("models").join("from_libtorch.bundle")).unwrap();

@@ -9,14 +9,14 @@ use shared::{Convention, HeadKind, ResizePolicy};
 use crate::data::augment::Augmentation;
 use crate::device::{Backend, DeviceSpec};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptimizerKind {
     Adam,
     /// The original recipe: SGD, momentum 0.9.
     Sgd,
 }
 
-shared::named_enum!(OptimizerKind, "optimizer", {
+shared::named_enum!(OptimizerKind, "optimizer", serde, {
     OptimizerKind::Adam => "adam",
     OptimizerKind::Sgd => "sgd",
 });
