@@ -16,16 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 import regions as R
 
-load = lambda n: (lambda z: (z['paths'], z['b4'].astype(np.float32), z['b5'].astype(np.float32)))(np.load(f'{R.OUT}/maps_{n}.npz'))
-paths, t4, t5 = load('tgt')
-field_paths, f4, f5 = load('field')
-_, o4, o5 = load('f17o')
-_, v4, v5 = load('v07a')
-group = R.near_duplicate_groups(paths)
-target = np.array([p.split('/')[1] != 'other' for p in field_paths])
-y = np.array([0 if '/daffodil/' in p else 1 for p in paths])
-descriptor = lambda b4, b5: np.concatenate(R.parts(b4, b5), 1) / 2
-T, F, O, V = descriptor(t4, t5), descriptor(f4, f5), descriptor(o4, o5), descriptor(v4, v5)
+T, F, O, (V,), group, target, y = R.shipped('v07a')
 bank, bank_group = np.concatenate([T, V]), np.concatenate([group, group])
 held_out_d = 1 - np.where(group[:, None] == bank_group[None, :], -9, T @ bank.T).max(1)
 field_d, others_d = 1 - (F @ bank.T).max(1), 1 - (O @ bank.T).max(1)

@@ -103,6 +103,22 @@ def near_duplicate_groups(paths):
     return np.array([find(i) for i in range(len(paths))])
 
 
+def shipped(*views):
+    """The shipped descriptor (blocks 4 and 5 pooled by average and max, each part normalized, /2)
+    of the 160 photos (T), the field set (F), flowers17's other classes (O) and each named draw of
+    views, with the photos' near-duplicate groups and labels (0 daffodil) and the field's target mask."""
+    def load(name):
+        z = np.load(f'{OUT}/maps_{name}.npz')
+        return z['paths'], np.concatenate(parts(z['b4'].astype(np.float32), z['b5'].astype(np.float32)), 1) / 2
+    paths, T = load('tgt')
+    field_paths, F = load('field')
+    O = load('f17o')[1]
+    group = near_duplicate_groups(paths)
+    target = np.array([p.split('/')[1] != 'other' for p in field_paths])
+    y = np.array([0 if '/daffodil/' in p else 1 for p in paths])
+    return T, F, O, [load(v)[1] for v in views], group, target, y
+
+
 def analyze():
     load = lambda n: (lambda z: (z['paths'], z['b4'].astype(np.float32), z['b5'].astype(np.float32)))(np.load(f'{OUT}/maps_{n}.npz'))
     tp, t4, t5 = load('tgt')

@@ -17,15 +17,7 @@ from sklearn.model_selection import GroupKFold
 import regions as R
 
 WEIGHT, CAP = 0.04, 5
-load = lambda n: (lambda z: (z['paths'], z['b4'].astype(np.float32), z['b5'].astype(np.float32)))(np.load(f'{R.OUT}/maps_{n}.npz'))
-paths, t4, t5 = load('tgt')
-field_paths, f4, f5 = load('field')
-_, o4, o5 = load('f17o')
-group = R.near_duplicate_groups(paths)
-target = np.array([p.split('/')[1] != 'other' for p in field_paths])
-y = np.array([0 if '/daffodil/' in p else 1 for p in paths])
-descriptor = lambda b4, b5: np.concatenate(R.parts(b4, b5), 1) / 2
-T, F, O = descriptor(t4, t5), descriptor(f4, f5), descriptor(o4, o5)
+T, F, O, view_draws, group, target, y = R.shipped('v07a', 'v07b')
 
 
 def harrell_davis(x, q):
@@ -52,9 +44,7 @@ RULES = [('97.5% (shipped)', lambda a: empirical(a, 0.975)), ('Harrell-Davis 97.
          ('Pareto tail 20%', lambda a: pareto_tail(a, 0.975)), ('Pareto tail 30%', lambda a: pareto_tail(a, 0.975, 0.3)),
          ('98.5%', lambda a: empirical(a, 0.985))]
 
-for views in ['v07a', 'v07b']:
-    _, v4, v5 = load(views)
-    V = descriptor(v4, v5)
+for views, V in zip(['v07a', 'v07b'], view_draws):
     bank, bank_group, bank_y = np.concatenate([T, V]), np.concatenate([group, group]), np.concatenate([y, y])
     head_x, head_y = np.concatenate([T, V]), np.concatenate([y, y])
     head = LogisticRegression(C=100, max_iter=5000).fit(head_x, head_y)
