@@ -60,6 +60,8 @@ fn main() -> ExitCode {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::SelftestFailed) => ExitCode::from(3),
         Ok(Outcome::Unhealthy) => ExitCode::from(4),
+        // `edge classify DIR | head`: the reader had what it wanted.
+        Err(e) if shared::stdout::reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<UsageError>().is_some() => {
             shared::logging::error(&format!("{e:#}"));
             ExitCode::from(2)
@@ -82,8 +84,8 @@ fn parse() -> Result<Cli, UsageError> {
 }
 
 fn run(command: Command, threads: usize, trusted: Option<&TrustedKeys>) -> anyhow::Result<Outcome> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    // A reader that goes (`| head`) ends the command quietly: see main.
+    let mut out = shared::stdout::Guarded(std::io::stdout().lock());
     match command {
         Command::Classify { model, paths, refusal, json } => {
             let model = EdgeModel::load(&model, trusted)?;
@@ -286,7 +288,7 @@ fn run_live(args: RunArgs, threads: usize, trusted: Option<&TrustedKeys>) -> any
 
     let mut consumers: Vec<Box<dyn Consumer>> = Vec::new();
     if !args.quiet {
-        consumers.push(Box::new(JsonLines::new(std::io::stdout())));
+        consumers.push(Box::new(JsonLines::new(shared::stdout::guarded())));
     }
     if let Some(log) = &args.log {
         consumers.push(Box::new(LogWriter::open(log)?));

@@ -456,14 +456,26 @@ fn recordings_play_through_ffmpeg_and_its_absence_is_said() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let frames = String::from_utf8_lossy(&out.stdout).lines().count();
     assert!((15..=20).contains(&frames), "a 1 s clip at 20 fps, played at its own rate: {frames} frames");
-    // --loop plays a clip over, and shows a still photo for ever (it played one frame).
-    let photo = dir.path().join("still");
+    // --loop plays a clip over, and shows a still photo for ever (through ffmpeg it played one
+    // frame); a photo is read by the edge itself, whatever its name says (a PNG named .jpg, a
+    // colon), and needs no ffmpeg.
+    let photo = dir.path().join("12:00 still.jpg");
     image::RgbImage::from_pixel(64, 48, image::Rgb([200, 180, 20])).save_with_format(&photo, image::ImageFormat::Png).unwrap();
-    for looped in [source.clone(), format!("file:{}", photo.display())] {
-        let out = output(&["run", "--model", model.to_str().unwrap(), "--source", &looped, "--loop", "--max-frames", "30"]);
+    let still = format!("file:{}", photo.display());
+    for looped in [&source, &still] {
+        let out = output(&["run", "--model", model.to_str().unwrap(), "--source", looped, "--loop", "--max-frames", "30"]);
         assert!(out.status.success(), "{looped}: {}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 30, "{looped}");
     }
+    let once = edge().args(["run", "--model", model.to_str().unwrap(), "--source", &still]).env("PATH", dir.path()).output().unwrap();
+    assert!(once.status.success(), "{}", String::from_utf8_lossy(&once.stderr));
+    assert_eq!(String::from_utf8_lossy(&once.stdout).lines().count(), 1, "one photo, one frame without --loop");
+    // A recording whose name holds a colon is no ffmpeg protocol.
+    let colon_clip = dir.path().join("12:00.avi");
+    std::fs::copy(&clip, &colon_clip).unwrap();
+    let out = output(&["run", "--model", model.to_str().unwrap(), "--source", &format!("file:{}", colon_clip.display())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).lines().count() >= 15);
 
     // A device or a missing file is named as what it is.
     for (path, said) in [("/dev/zero", "not a regular file"), ("/nonexistent/clip.avi", "No such file")] {
@@ -476,6 +488,28 @@ fn recordings_play_through_ffmpeg_and_its_absence_is_said() {
     let no_ffmpeg = edge().args(["run", "--model", model.to_str().unwrap(), "--source", &source]).env("PATH", dir.path()).output().unwrap();
     assert_eq!(no_ffmpeg.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&no_ffmpeg.stderr).contains("needs ffmpeg, which is not installed"));
+}
+
+#[test]
+fn a_reader_that_goes_ends_the_run_quietly() {
+    // `edge run ... | head -3`: the loop ends with success and says nothing of a broken pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_bundle(dir.path());
+    let mut child = edge()
+        .args(["run", "--model", model.to_str().unwrap(), "--source", "synthetic"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for _ in 0..3 {
+        assert!(lines.next().unwrap().unwrap().starts_with('{'));
+    }
+    drop(lines);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("Broken pipe") && !err.contains("ERROR"), "{err}");
 }
 
 /// Every file under `dir`, recursively, with its size.

@@ -26,6 +26,7 @@ pub mod preprocess;
 pub mod read;
 pub mod runtime;
 pub mod signing;
+pub mod stdout;
 pub mod text;
 pub mod usage;
 pub mod webp;

@@ -14,12 +14,13 @@ use serde::de::{self, Deserializer, EnumAccess, VariantAccess, Visitor};
 #[doc(hidden)]
 pub use serde as __serde;
 
-/// `named_enum!(Type, "what it is", { Type::A => "a", Type::B => "b" })`; with `serde` before
-/// the list it also implements `Serialize` and `Deserialize` by name (see the module's doc).
-/// The type must be an enum of unit variants.
+/// `named_enum!(Type, "what it is", { Type::A => "a", Type::B => "b" | "bee" })`: `"bee"` is
+/// also read on the command line, `"b"` written everywhere; with `serde` before the list it also
+/// implements `Serialize` and `Deserialize` by name (see the module's doc). The type must be an
+/// enum of unit variants.
 #[macro_export]
 macro_rules! named_enum {
-    ($ty:ident, $what:literal, { $($owner:ident :: $variant:ident => $name:literal),+ $(,)? }) => {
+    ($ty:ident, $what:literal, { $($owner:ident :: $variant:ident => $name:literal $(| $alias:literal)*),+ $(,)? }) => {
         impl $ty {
             /// The name on the command line and in files.
             pub fn name(self) -> &'static str {
@@ -39,7 +40,7 @@ macro_rules! named_enum {
             type Err = String;
             fn from_str(s: &str) -> Result<Self, String> {
                 match s {
-                    $($name => Ok($owner::$variant),)+
+                    $($name $(| $alias)* => Ok($owner::$variant),)+
                     _ => Err(format!("unknown {} '{s}' (expected {})", $what, $crate::named::one_of(&[$($name),+]))),
                 }
             }
@@ -55,8 +56,8 @@ macro_rules! named_enum {
             }
         }
     };
-    ($ty:ident, $what:literal, serde, { $($owner:ident :: $variant:ident => $name:literal),+ $(,)? }) => {
-        $crate::named_enum!($ty, $what, { $($owner::$variant => $name),+ });
+    ($ty:ident, $what:literal, serde, { $($owner:ident :: $variant:ident => $name:literal $(| $alias:literal)*),+ $(,)? }) => {
+        $crate::named_enum!($ty, $what, { $($owner::$variant => $name $(| $alias)*),+ });
 
         impl $crate::named::__serde::Serialize for $ty {
             fn serialize<S: $crate::named::__serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -173,6 +174,26 @@ mod tests {
             assert_eq!(postcard::from_bytes::<ResizePolicy>(&bytes).unwrap(), ours);
         }
         assert!(postcard::from_bytes::<ResizePolicy>(&[7]).is_err(), "no variant 7");
+    }
+
+    fn round_trips<T: super::Named + serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>() {
+        for (position, &(value, name, _)) in T::TABLE.iter().enumerate() {
+            // Listed in declaration order, so each variant's index is its place in the table.
+            assert_eq!(postcard::to_stdvec(&value).unwrap(), [position as u8], "{name}");
+            assert_eq!(postcard::from_bytes::<T>(&[position as u8]).unwrap(), value);
+            assert_eq!(serde_json::to_value(value).unwrap(), name);
+            assert_eq!(serde_json::from_value::<T>(name.into()).unwrap(), value);
+        }
+    }
+
+    #[test]
+    fn every_variant_of_every_manifest_setting_round_trips() {
+        use crate::{HeadKind, OpenSetMethod};
+        round_trips::<ResizePolicy>();
+        round_trips::<Convention>();
+        round_trips::<HeadKind>();
+        round_trips::<Precision>();
+        round_trips::<OpenSetMethod>();
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub enum Backend {
 
 shared::named_enum!(Backend, "backend", serde, {
     Backend::Flex => "flex",
-    Backend::Libtorch => "libtorch",
+    Backend::Libtorch => "libtorch" | "tch", // `tch`: the cargo feature's name
 });
 
 /// `--device`: `cpu` or `cuda:N`; spelled so in run.json too.
@@ -205,6 +205,7 @@ mod tests {
         }
         assert!(serde_json::from_str::<DeviceSpec>("\"gpu\"").is_err());
         assert_eq!(serde_json::from_str::<Backend>("\"Flex\"").unwrap(), Backend::Flex);
+        assert_eq!("tch".parse::<Backend>(), Ok(Backend::Libtorch), "the cargo feature's name, as before");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `trainer`: fine-tune ImageNet VGG16 on a folder of labelled photos and export a verified
 //! bundle for the `edge` program.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,6 +17,8 @@ fn main() -> ExitCode {
     shared::preprocess::set_max_pixels(cli.max_pixels);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // `trainer inspect M | head`: the reader had what it wanted.
+        Err(e) if shared::stdout::reader_gone(&e) => ExitCode::SUCCESS,
         Err(e) => {
             shared::logging::error(&format!("{e:#}"));
             if e.downcast_ref::<trainer::export::parity::ParityFailure>().is_some() {
@@ -30,6 +33,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // A reader that goes (`trainer inspect M | head`) ends the command quietly: see main.
+    let mut stdout = shared::stdout::guarded();
     match cli.command {
         Command::Train(args) => {
             let export_to = (!args.no_export).then(|| args.export_to.clone().unwrap_or_else(|| default_export_path(&args.out)));
@@ -57,17 +62,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let summary = commands::train::run(request)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&summary)?)?;
             } else {
-                println!("{}", human_summary(&summary, &args.out));
+                writeln!(stdout, "{}", human_summary(&summary, &args.out))?;
             }
         }
         Command::Keygen { out, name } => {
             let key = shared::signing::SecretKey::generate(&name)?;
             key.write(&out)?;
             let public = key.public();
-            println!("wrote {} (secret: keep it on this machine) and its public key:\n{}", out.display(), public.to_line().trim_end());
-            println!("put that line in the edge's --trusted-keys file; key {}", public.fingerprint());
+            writeln!(
+                stdout,
+                "wrote {} (secret: keep it on this machine) and its public key:\n{}",
+                out.display(),
+                public.to_line().trim_end()
+            )?;
+            writeln!(stdout, "put that line in the edge's --trusted-keys file; key {}", public.fingerprint())?;
         }
         Command::Export { run, out, precision, sign, json } => {
             if let Err(message) = trainer::export::write::check_destination(&out) {
@@ -78,9 +88,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let to = commands::train::ExportTo { lock: &lock, precision: precision.precision, signing_key: signing_key.as_ref() };
             let summary = commands::export::run(&trainer::run_folder::RunFolder::new(run), &to)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&summary)?)?;
             } else {
-                println!(
+                writeln!(
+                    stdout,
                     "exported {} and {} ({} bytes, {})\nparity: {} images, max |diff| {:.2e} (tolerance {}), mean {:.2e}, argmax agreement {:.3}; tract val accuracy {:.4}",
                     summary.onnx,
                     summary.bundle,
@@ -92,7 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     summary.parity_mean_abs_diff,
                     summary.parity_argmax_agreement,
                     summary.tract_val_accuracy
-                );
+                )?;
             }
         }
         Command::Evaluate(args) => {
@@ -102,11 +113,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 trainer::evaluate::report::write(&report, out)?;
             }
             if args.json {
-                println!("{}", trainer::evaluate::report::json(&report)?);
+                writeln!(stdout, "{}", trainer::evaluate::report::json(&report)?)?;
             } else {
-                println!("{}", trainer::evaluate::report::human(&report));
+                writeln!(stdout, "{}", trainer::evaluate::report::human(&report))?;
                 if let Some(out) = &args.out {
-                    println!("report folder: {} ({})", out.display(), trainer::evaluate::report::FILES.join(", "));
+                    writeln!(stdout, "report folder: {} ({})", out.display(), trainer::evaluate::report::FILES.join(", "))?;
                 }
             }
         }
@@ -121,14 +132,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 let done = commands::slim::run_from(&args, from, export_to)?;
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&done)?);
+                    writeln!(stdout, "{}", serde_json::to_string_pretty(&done)?)?;
                 } else {
                     let trunk = trainer::run_folder::RunFolder::new(&args.out).slim_trunk();
                     match &done.slim {
-                        Some(report) => println!("{}", commands::slim::human(report, &trunk)),
-                        None => println!("kept {} (slimmed before)", trunk.display()),
+                        Some(report) => writeln!(stdout, "{}", commands::slim::human(report, &trunk))?,
+                        None => writeln!(stdout, "kept {} (slimmed before)", trunk.display())?,
                     }
-                    println!("{}", human_summary(&done.run, &args.out));
+                    writeln!(stdout, "{}", human_summary(&done.run, &args.out))?;
                 }
             }
             None => {
@@ -143,13 +154,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 let report = commands::slim::run(&args)?;
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
                 } else {
-                    println!("{}\n{}", commands::slim::human(&report, &args.out), commands::slim::next_step(&report, &args.out));
+                    writeln!(stdout, "{}\n{}", commands::slim::human(&report, &args.out), commands::slim::next_step(&report, &args.out))?;
                 }
             }
         },
-        Command::Inspect { bundle, json } => println!("{}", commands::inspect::run(&bundle, json)?),
+        Command::Inspect { bundle, json } => writeln!(stdout, "{}", commands::inspect::run(&bundle, json)?)?,
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `dir:PATH`: the images of a folder in name order, optionally paced and looped.
+//! `dir:PATH`: the images of a folder in name order, optionally paced and looped; and
+//! `file:PHOTO`, one still photo read the same way (shown for ever with `--loop`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -7,7 +8,10 @@ use super::{Event, Frame, FrameSource, Pacer};
 use crate::backoff::Backoff;
 
 pub struct DirSource {
+    /// The folder, or the one photo.
     root: PathBuf,
+    /// Whether `root` is one photo rather than a folder.
+    photo: bool,
     files: Vec<PathBuf>,
     position: usize,
     looping: bool,
@@ -23,8 +27,18 @@ impl DirSource {
     pub fn open(root: &Path, fps: Option<f32>, looping: bool) -> anyhow::Result<Self> {
         let files = image_files(root)?;
         anyhow::ensure!(!files.is_empty(), "{}: no files to read", root.display());
+        Ok(Self::of(root, false, files, fps, looping))
+    }
+
+    /// One still photo as a source: decoded by the program's own reader (EXIF orientation, the
+    /// same limits), and with `--loop` repeated at `--fps` (as fast as classified without it).
+    pub fn photo(path: &Path, fps: Option<f32>, looping: bool) -> Self {
+        Self::of(path, true, vec![path.into()], fps, looping)
+    }
+
+    fn of(root: &Path, photo: bool, files: Vec<PathBuf>, fps: Option<f32>, looping: bool) -> Self {
         let (read_this_pass, backoff) = (false, Backoff::new());
-        Ok(Self { root: root.into(), files, position: 0, looping, number: 0, pacer: Pacer::new(fps), read_this_pass, backoff })
+        Self { root: root.into(), photo, files, position: 0, looping, number: 0, pacer: Pacer::new(fps), read_this_pass, backoff }
     }
 
     /// At the end of a pass with `--loop`: after a pass that gave no image (the files deleted
@@ -37,7 +51,7 @@ impl DirSource {
             return None;
         }
         self.backoff.pause(&anyhow::anyhow!("{}: no readable image in a whole pass over the folder", self.root.display()));
-        self.files = image_files(&self.root).unwrap_or_default();
+        self.files = if self.photo { vec![self.root.clone()] } else { image_files(&self.root).unwrap_or_default() };
         self.files.is_empty().then(|| Event::Lost(format!("{}: no files to read", self.root.display())))
     }
 }
@@ -83,7 +97,10 @@ impl FrameSource for DirSource {
     }
 
     fn describe(&self) -> String {
-        format!("dir:{} ({} files)", self.root.display(), self.files.len())
+        match self.photo {
+            true => format!("file:{} (a photo)", self.root.display()),
+            false => format!("dir:{} ({} files)", self.root.display(), self.files.len()),
+        }
     }
 }
 

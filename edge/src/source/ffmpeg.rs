@@ -65,20 +65,7 @@ pub fn file(path: &str, looping: bool) -> anyhow::Result<MjpegStream> {
     check_installed("file:")?;
     // A device or a pipe is no recording (`stdin:mjpeg` reads a pipe); say which it is.
     shared::read::check_file(std::path::Path::new(path), u64::MAX).map_err(|e| anyhow::anyhow!("--source file:{path}: {e}"))?;
-    let options: &[&str] = match (looping, is_still_image(path)) {
-        (false, _) => &["-re"],
-        // `-stream_loop` replays a still photo's one frame once and stops: image2's own loop
-        // shows it for ever (at its default 25 fps; `--fps` paces the loop). `-f image2` and no
-        // pattern: the name is the file's, even without an extension or with a `%` in it.
-        (true, true) => &["-re", "-f", "image2", "-pattern_type", "none", "-loop", "1"],
-        (true, false) => &["-re", "-stream_loop", "-1"],
-    };
-    Ok(MjpegStream::new(spawn(options, path)?, format!("file:{path}")))
-}
-
-/// A photo (JPEG, PNG, ...) by its first bytes, not a recording; an animated GIF is a recording.
-fn is_still_image(path: &str) -> bool {
-    let mut head = [0u8; 32];
-    let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head));
-    read.is_ok_and(|n| image::guess_format(&head[..n]).is_ok_and(|format| format != image::ImageFormat::Gif))
+    let options: &[&str] = if looping { &["-re", "-stream_loop", "-1"] } else { &["-re"] };
+    // ffmpeg's own `file:` protocol: a name with a colon (`12:00.mp4`) is no protocol of its.
+    Ok(MjpegStream::new(spawn(options, &format!("file:{path}"))?, format!("file:{path}")))
 }

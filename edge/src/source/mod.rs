@@ -12,6 +12,7 @@ pub mod mjpeg;
 pub mod reconnect;
 pub mod synthetic;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use image::DynamicImage;
@@ -106,6 +107,9 @@ pub fn open(spec: &str, options: &SourceOptions) -> anyhow::Result<Box<dyn Frame
         return Ok(Box::new(ffmpeg::rtsp(spec)?));
     }
     if let Some(path) = spec.strip_prefix("file:") {
+        if is_still_photo(path.as_ref()) {
+            return Ok(Box::new(dir::DirSource::photo(path.as_ref(), options.fps, options.looping)));
+        }
         return Ok(Box::new(ffmpeg::file(path, options.looping)?));
     }
     // check_spec lets no other form through than camera:N.
@@ -143,6 +147,20 @@ impl Pacer {
             std::thread::sleep(next - now);
         }
         self.next = Some(self.next.map_or(now, |n| n.max(now - interval)) + interval);
+    }
+}
+
+/// A still photo by its first bytes (JPEG, PNG, WebP, BMP, TIFF), which `file:` reads itself:
+/// through ffmpeg `--loop` played a photo's one frame once. An animated PNG is a recording.
+fn is_still_photo(path: &Path) -> bool {
+    use image::ImageFormat::{Bmp, Jpeg, Png, Tiff, WebP};
+    let mut head = [0u8; 256];
+    let Ok(read) = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)) else { return false };
+    let head = &head[..read];
+    match image::guess_format(head) {
+        Ok(Png) => !head.windows(4).any(|w| w == b"acTL"),
+        Ok(Jpeg | WebP | Bmp | Tiff) => true,
+        _ => false,
     }
 }
 

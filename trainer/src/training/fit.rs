@@ -128,8 +128,8 @@ pub fn fit<M: Network>(
             format!(" | val loss {:.4} acc {:.3}", record.val_loss, record.val_accuracy)
         };
         tracing::info!(
-            "{:?} epoch {epoch}: train loss {:.4} acc {:.3}{judged} | {:.1}s",
-            options.stage,
+            "{} epoch {epoch}: train loss {:.4} acc {:.3}{judged} | {:.1}s",
+            options.stage.name(),
             record.train_loss,
             record.train_accuracy,
             record.seconds

@@ -84,7 +84,7 @@ pub fn train(config: TrainConfig, run: &RunFolder, resume: bool) -> anyhow::Resu
 
     let mut state: Option<Checkpoint> = if resume { Checkpoint::in_folder(run)? } else { None };
     if let Some(s) = &state {
-        tracing::info!("resuming: {:?} stage, {} epochs done", s.stage, s.epochs_done);
+        tracing::info!("resuming: {} stage, {} epochs done", s.stage.name(), s.epochs_done);
     }
 
     // The head on cached features (unless training through the trunk from the start).
