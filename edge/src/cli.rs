@@ -142,10 +142,10 @@ pub struct RunArgs {
     // password in an http:// or rtsp:// URL.
     #[arg(long, default_value = "camera:0")]
     pub source: String,
-    /// Pace dir: and synthetic sources, or ask the camera for this frame rate.
+    /// Pace dir:, synthetic and file:PHOTO sources, or ask the camera for this frame rate.
     #[arg(long, value_parser = shared::args::frames_per_second)]
     pub fps: Option<f32>,
-    /// Start a dir: or file: source over at its end.
+    /// Start a dir: or file: source over at its end (a photo: shown for ever).
     #[arg(long = "loop")]
     pub looping: bool,
     /// Camera resolution (WIDTHxHEIGHT) requested; the closest the camera offers is used.
