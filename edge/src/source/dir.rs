@@ -50,9 +50,19 @@ impl DirSource {
             self.backoff.reset();
             return None;
         }
-        self.backoff.pause(&anyhow::anyhow!("{}: no readable image in a whole pass over the folder", self.root.display()));
+        self.backoff.pause(&anyhow::anyhow!(self.nothing_read()));
         self.files = if self.photo { vec![self.root.clone()] } else { image_files(&self.root).unwrap_or_default() };
         self.files.is_empty().then(|| Event::Lost(format!("{}: no files to read", self.root.display())))
+    }
+}
+
+impl DirSource {
+    /// Why a pass gave no image, for the log before the wait.
+    fn nothing_read(&self) -> String {
+        match self.photo {
+            true => format!("{}: the photo could not be read (deleted, or not an image)", self.root.display()),
+            false => format!("{}: no readable image in a whole pass over the folder", self.root.display()),
+        }
     }
 }
 
@@ -121,5 +131,23 @@ mod tests {
         // The files deleted: the folder is listed again, and its emptiness said as a loss.
         std::fs::remove_file(dir.path().join("bad.jpg")).unwrap();
         assert!(matches!(source.next().unwrap(), Event::Lost(why) if why.contains("no files to read")));
+    }
+
+    /// `file:PHOTO --loop` on a photo that cannot be read: waited on like a folder, and the log
+    /// speaks of the photo, not of a folder.
+    #[test]
+    fn a_looped_unreadable_photo_is_waited_on_and_named_a_photo() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("still.jpg");
+        std::fs::write(&path, b"not an image").unwrap();
+        let mut source = DirSource::photo(&path, None, true);
+        let started = Instant::now();
+        assert!(matches!(source.next().unwrap(), Event::Corrupt(why) if why.contains("still.jpg")));
+        assert!(matches!(source.next().unwrap(), Event::Corrupt(_)));
+        assert!(started.elapsed() >= std::time::Duration::from_millis(500), "{:?}", started.elapsed());
+        let why = source.nothing_read();
+        assert!(why.contains("still.jpg") && why.contains("photo") && !why.contains("folder"), "{why}");
+        let folder = DirSource::open(dir.path(), None, true).unwrap();
+        assert!(folder.nothing_read().contains("folder"));
     }
 }
