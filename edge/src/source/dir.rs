@@ -54,9 +54,7 @@ impl DirSource {
         self.files = if self.photo { vec![self.root.clone()] } else { image_files(&self.root).unwrap_or_default() };
         self.files.is_empty().then(|| Event::Lost(format!("{}: no files to read", self.root.display())))
     }
-}
 
-impl DirSource {
     /// Why a pass gave no image, for the log before the wait.
     fn nothing_read(&self) -> String {
         match self.photo {
